@@ -1,0 +1,80 @@
+"""The queue agent: experiments planned by the user in a file, run in order.
+
+``queue.toml`` at the repo root (re-read before every proposal, so entries can be appended during a run)::
+
+    [[experiment]]
+    description = "double the learning rate"
+    edits = [{ search = "LR = 0.01", replace = "LR = 0.02" }]
+
+    [[experiment]]
+    description = "a whole new file"
+    file = "ideas/train_v2.py"        # or: content = '''...'''
+
+A JSON list of the same tables also works (``queue.json``). Entries already proposed in this run (matched by
+their position among equal descriptions in the history) are skipped, so a resumed run continues the queue.
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..edits import Edit
+from .base import Context, Proposal, QueueExhausted
+
+
+class QueueAgent:
+    """Proposes the experiments listed in a queue file, in order."""
+
+    name = "queue"
+
+    def __init__(self, config: Config, repo: Path) -> None:
+        self.config = config
+        self.repo = Path(repo)
+        self.path = self.repo / config.queue_file
+
+    def entries(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            raise QueueExhausted(f"no queue file at {self.path}")
+        text = self.path.read_text()
+        try:
+            data = json.loads(text) if self.path.suffix == ".json" else tomllib.loads(text)
+        except (ValueError, tomllib.TOMLDecodeError) as e:
+            raise QueueExhausted(f"{self.path} cannot be parsed: {e}") from None
+        items = data if isinstance(data, list) else data.get("experiment", [])
+        return [i for i in items if isinstance(i, dict)]
+
+    def propose(self, context: Context) -> Proposal:
+        done = [e.description for e in context.history if e.agent == self.name]
+        seen: dict[str, int] = {}
+        for entry in self.entries():
+            desc = str(entry.get("description", "")).strip() or "(no description)"
+            seen[desc] = seen.get(desc, 0) + 1
+            if done.count(desc) >= seen[desc]:
+                continue
+            return self._proposal(desc, entry)
+        raise QueueExhausted(f"all {sum(seen.values())} queued experiments in {self.path.name} have been proposed")
+
+    def _proposal(self, desc: str, entry: dict[str, Any]) -> Proposal:
+        if "file" in entry:
+            src = (self.repo / str(entry["file"])).resolve()
+            if not src.is_file():
+                return Proposal(desc, error=f"queued file {entry['file']!r} does not exist")
+            return Proposal(desc, content=src.read_text())
+        if "content" in entry:
+            return Proposal(desc, content=str(entry["content"]))
+        raw = entry.get("edits", entry.get("edit", []))
+        if isinstance(raw, dict):
+            raw = [raw]
+        edits = []
+        for e in raw:
+            if not isinstance(e, dict) or "search" not in e or "replace" not in e:
+                return Proposal(desc, error=f"edit {e!r} needs 'search' and 'replace'")
+            if e.get("path") not in (None, self.config.editable):
+                return Proposal(desc, error=f"edit touches {e['path']!r}; only {self.config.editable} may change")
+            edits.append(Edit(str(e["search"]), str(e["replace"])))
+        if not edits:
+            return Proposal(desc, error="the queued experiment has no edits, file or content")
+        return Proposal(desc, edits=tuple(edits))

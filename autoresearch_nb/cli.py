@@ -1,0 +1,221 @@
+"""The headless CLI, ``autoresearch-nb``: run the loop unattended, print results, list runs, prepare data.
+
+Exit codes: 0 done; 1 the loop or a command failed (message on stderr); 2 a wrong flag or setting;
+130 stopped by Ctrl-C; 143 stopped by SIGTERM.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from dataclasses import fields
+from typing import Any, Sequence
+
+from .config import Config
+from .errors import AgentError, AutoresearchError, BudgetExceeded, ConfigError
+
+_SKIP_FLAGS = {"max_experiments"}  # given explicitly below
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a wrong flag in one line, not a usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    for f in fields(Config):
+        if f.name in _SKIP_FLAGS:
+            continue
+        names = [f"--{f.name.replace('_', '-')}"]
+        if f.name.endswith("_s"):
+            names.append(f"--{f.name[:-2].replace('_', '-')}")  # --time-budget as well as --time-budget-s
+        help_text = f"(config: {f.name}; default {f.default!r})"
+        p.add_argument(*names, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="autoresearch-nb", description="The Karpathy Loop, Jupyter-native: run it headless.")
+    sub = parser.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run the loop unattended (or execute a notebook with papermill)")
+    run.add_argument("--tag", required=False, help="the run's name; an existing tag is resumed")
+    run.add_argument("--repo", default=".", help="the research repo (default: current directory)")
+    run.add_argument("--agent", default=None, help="tuner (default without a key), claude, or queue")
+    run.add_argument("--max-experiments", dest="max_experiments", type=int, default=None,
+                     help="stop when the run holds this many experiments (baseline included)")
+    run.add_argument("--n", type=int, default=None, help="run this many more experiments in this call")
+    run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    run.add_argument("--no-baseline", action="store_true", help="(resume only) do not run a baseline first")
+    run.add_argument("--notebook", default=None, help="execute this notebook with papermill instead")
+    run.add_argument("--output", default=None, help="the executed notebook (with --notebook)")
+    _add_config_flags(run)
+
+    res = sub.add_parser("results", help="print a run's experiments")
+    res.add_argument("--tag", default=None, help="the run (default: every run)")
+    res.add_argument("--repo", default=".")
+    res.add_argument("--format", choices=("table", "tsv", "csv", "json"), default="table")
+
+    st = sub.add_parser("status", help="list runs with their best metric")
+    st.add_argument("--repo", default=".")
+
+    sub.add_parser("prepare", help="prepare a training corpus (see: autoresearch-nb prepare --help)",
+                   add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["prepare"]:
+        from .harness.prepare import cli as prepare_cli
+        return prepare_cli(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        if args.cmd == "run":
+            return _run(args)
+        if args.cmd == "results":
+            return _results(args)
+        if args.cmd == "status":
+            return _status(args)
+    except ConfigError as e:
+        print(f"autoresearch-nb: error: {e}", file=sys.stderr)
+        return 2
+    except AutoresearchError as e:
+        print(f"autoresearch-nb: {e}", file=sys.stderr)
+        return 1
+    return 2
+
+
+def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name, None) is not None}
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides = _config_overrides(args)
+    if args.notebook:
+        return _run_notebook(args, overrides)
+    from .console import ConsolePrinter
+    from .loop import Loop
+
+    loop = Loop.open(args.repo, tag=args.tag, agent=args.agent, **overrides)
+    printer = ConsolePrinter(metric=loop.config.metric)
+    loop.subscribe(printer)
+    got: dict[str, int] = {}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if got:  # a second signal: stop waiting for a clean end
+            raise KeyboardInterrupt
+        got["sig"] = signum
+        print(f"\n{signal.Signals(signum).name}: stopping; the running experiment is recorded as interrupted",
+              file=sys.stderr)
+        loop.stop(force=True, reason=signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    code = 0
+    try:
+        print(f"run {loop.tag}: {loop.config.command!r} in {loop.workspace.path} "
+              f"(agent {getattr(loop.agent, 'name', '?')}, budget {loop.config.time_budget_s:g}s, "
+              f"{loop.config.metric} {loop.config.direction})")
+        loop.optimize(n=args.n, timeout_s=args.duration)
+        best = loop.best
+        if best is not None:
+            print(f"best: #{best.number} {loop.config.metric} {best.metric:.6f}  {best.description}  "
+                  f"(branch {loop.workspace.branch}, results {loop.results_tsv})")
+    except (AgentError, BudgetExceeded) as e:
+        print(f"autoresearch-nb: the agent stopped the run: {e}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        loop.close()
+    if got:
+        return 128 + got["sig"]
+    return code
+
+
+def _run_notebook(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    import papermill
+
+    params: dict[str, Any] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()}
+    params.update({k: v for k, v in {"tag": args.tag, "repo": args.repo, "agent": args.agent,
+                                     "max_experiments": args.max_experiments}.items() if v is not None})
+    output = args.output or args.notebook.replace(".ipynb", f".{args.tag or 'run'}.out.ipynb")
+    try:
+        papermill.execute_notebook(args.notebook, output, parameters=params, progress_bar=False)
+    except papermill.PapermillExecutionError as e:
+        print(f"autoresearch-nb: the notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
+              f"(output kept in {output})", file=sys.stderr)
+        return 1
+    print(f"executed {args.notebook} -> {output}")
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    from .loop import load_results
+
+    df = load_results(args.repo, args.tag)
+    if args.format == "tsv":
+        from .git import find_repo
+        from .loop import store_path
+        from .results import tsv_text
+        from .store import Store
+
+        store = Store(store_path(find_repo(args.repo)))
+        try:
+            for tag in [args.tag] if args.tag else [r["tag"] for r in store.runs()]:
+                cfg = (store.get_run(tag) or {}).get("config", {})
+                sys.stdout.write(tsv_text(store.experiments(tag), cfg.get("metric", "val_bpb"),
+                                          cfg.get("memory_key", "peak_memory_mb")))
+        finally:
+            store.close()
+        return 0
+    cols = [c for c in ("tag", "number", "status", "metric", "delta", "wall_seconds", "cost_usd", "description",
+                        "reason") if c in df.columns]
+    if args.format == "csv":
+        df.to_csv(sys.stdout, index=False)
+    elif args.format == "json":
+        sys.stdout.write(df.to_json(orient="records", date_format="iso") + "\n")
+    else:
+        import pandas as pd
+        with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
+            print(df[cols].to_string(index=False) if len(df) else "(no experiments yet)")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .git import find_repo
+    from .loop import store_path
+    from .records import Status
+    from .store import Store
+
+    root = find_repo(args.repo)
+    path = store_path(root)
+    if not path.exists():
+        print(f"no runs in {root} yet")
+        return 0
+    store = Store(path)
+    try:
+        runs = store.runs()
+        if not runs:
+            print(f"no runs in {root} yet")
+        for run in runs:
+            cfg = run["config"]
+            exps = store.experiments(run["tag"])
+            kept = [e for e in exps if e.status == Status.KEEP and e.metric is not None]
+            maximize = cfg.get("direction") == "maximize"
+            best = (max if maximize else min)(kept, key=lambda e: e.metric) if kept else None
+            best_txt = f"{best.metric:.6f} (#{best.number})" if best else "-"
+            running = sum(e.status == Status.RUNNING for e in exps)
+            print(f"{run['tag']:<20} {len(exps):>4} experiments  {len(kept):>3} kept  "
+                  f"best {cfg.get('metric', 'metric')} {best_txt}" + ("  [running]" if running else ""))
+    finally:
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
+

@@ -1,0 +1,65 @@
+"""Applying an agent's edits to the editable file, and checking the result before anything runs."""
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace exactly one occurrence of ``search`` with ``replace``."""
+
+    search: str
+    replace: str
+
+
+class EditError(ValueError):
+    """An edit does not apply; the message is meant to be shown to the agent for a repair."""
+
+
+def apply_edits(source: str, edits: tuple[Edit, ...] | list[Edit]) -> str:
+    """Apply search/replace edits in order. Each search text must occur exactly once.
+
+    >>> apply_edits("LR = 0.1\\n", [Edit("LR = 0.1", "LR = 0.2")])
+    'LR = 0.2\\n'
+    """
+    text = source
+    for i, edit in enumerate(edits, 1):
+        if not edit.search:
+            raise EditError(f"edit {i}: the search text is empty")
+        count = text.count(edit.search)
+        if count == 0:
+            raise EditError(f"edit {i}: the search text was not found in the file:\n{edit.search[:400]}")
+        if count > 1:
+            raise EditError(f"edit {i}: the search text occurs {count} times; include more context so it is unique")
+        text = text.replace(edit.search, edit.replace, 1)
+    return text
+
+
+def check_python(path: str, text: str) -> None:
+    """Raise :class:`EditError` when a ``.py`` file no longer compiles."""
+    if not path.endswith(".py"):
+        return
+    try:
+        compile(text, path, "exec", dont_inherit=True)
+    except SyntaxError as e:
+        raise EditError(f"{path} does not compile: {e.msg} (line {e.lineno}): {(e.text or '').strip()}") from None
+    except ValueError as e:  # e.g. null bytes
+        raise EditError(f"{path} does not compile: {e}") from None
+
+
+def unified_diff(old: str, new: str, path: str) -> str:
+    """A git-style unified diff of one file."""
+    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                 fromfile=f"a/{path}", tofile=f"b/{path}")
+    out = []
+    for line in lines:
+        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return "".join(out)
+
+
+def content_hash(text: str) -> str:
+    """Identity of a file's content, blind to trailing whitespace on lines and at the end."""
+    norm = "\n".join(line.rstrip() for line in text.strip().splitlines())
+    return hashlib.sha256(norm.encode()).hexdigest()[:16]

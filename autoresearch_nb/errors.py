@@ -1,0 +1,33 @@
+"""Typed errors. A failed *experiment* is data (a row with a status); these are for a broken *harness*."""
+from __future__ import annotations
+
+
+class AutoresearchError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class ConfigError(AutoresearchError):
+    """A configuration value, flag or config file is wrong."""
+
+
+class GitError(AutoresearchError):
+    """A git command failed. Carries the command, its exit code and its output."""
+
+    def __init__(self, message: str, *, command: str = "", code: int | None = None,
+                 stdout: str = "", stderr: str = "") -> None:
+        self.command, self.code, self.stdout, self.stderr = command, code, stdout, stderr
+        detail = f" (command: {command!r}, exit {code})" if command else ""
+        tail = f"\n{stderr.strip()}" if stderr.strip() else ""
+        super().__init__(f"{message}{detail}{tail}")
+
+
+class StoreError(AutoresearchError):
+    """The experiment store is unreadable or inconsistent."""
+
+
+class AgentError(AutoresearchError):
+    """An agent cannot go on (bad key, spend limit, bad request). Stops the loop; nothing is lost."""
+
+
+class BudgetExceeded(AutoresearchError):
+    """The next agent call would pass ``max_cost_usd``."""

@@ -1,0 +1,66 @@
+"""Loop events and the bus observers subscribe to. Widgets, the console printer and the CLI only listen."""
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .records import CurvePoint, Experiment
+
+log = logging.getLogger("autoresearch_nb")
+
+
+class EventKind(str, enum.Enum):
+    LOOP_STARTED = "loop_started"
+    PROPOSED = "proposed"
+    RUN_STARTED = "run_started"
+    PROGRESS = "progress"
+    RUN_FINISHED = "run_finished"
+    DECIDED = "decided"
+    LOOP_FINISHED = "loop_finished"
+    MESSAGE = "message"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened. ``experiment`` is the record as of that moment."""
+
+    kind: EventKind
+    experiment: Experiment | None = None
+    point: CurvePoint | None = None
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Listener = Callable[[Event], None]
+
+
+class EventBus:
+    """Calls every listener for every event; a failing listener is logged and never breaks the loop."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Add ``listener``; returns a function that removes it."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+        return unsubscribe
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:  # an observer's bug must not stop an overnight run
+                log.exception("event listener %r failed on %s", listener, event.kind.value)

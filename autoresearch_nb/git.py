@@ -1,0 +1,175 @@
+"""Git for the loop, through gitpython: one branch and one worktree per run; the user's checkout is never touched.
+
+A run with tag ``T`` lives on branch ``autoresearch/T`` in the worktree ``.autoresearch/worktrees/T``. Each
+experiment is one commit changing only the editable file; every experiment commit is also kept under
+``refs/autoresearch/T/<number>`` so a discarded diff stays reachable after the branch moves back.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import git as gitpython
+
+from .errors import ConfigError, GitError
+
+STATE_DIR = ".autoresearch"
+_GIT_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR")
+
+
+def _call(repo: gitpython.Repo, *args: str) -> str:
+    try:
+        return repo.git.execute(["git", *args], strip_newline_in_stdout=True)
+    except gitpython.GitCommandError as e:
+        raise GitError("git failed", command="git " + " ".join(args), code=e.status,
+                       stdout=str(e.stdout or ""), stderr=str(e.stderr or "")) from None
+
+
+def _open(path: Path) -> gitpython.Repo:
+    repo = gitpython.Repo(path)
+    if any(v in os.environ for v in _GIT_VARS):
+        # A hook or a parent git process may have set these; they would point our commands elsewhere.
+        gitdir = Path(repo.git_dir)
+        repo.git.update_environment(GIT_DIR=str(gitdir), GIT_WORK_TREE=str(path),
+                                    GIT_INDEX_FILE=str(gitdir / "index"),
+                                    GIT_OBJECT_DIRECTORY=str(Path(repo.common_dir) / "objects"),
+                                    GIT_COMMON_DIR=str(repo.common_dir))
+    return repo
+
+
+def find_repo(path: str | Path) -> Path:
+    """The top level of the git repository holding ``path``; a clear error when there is none."""
+    p = Path(path).expanduser().resolve()
+    if not p.exists():
+        raise ConfigError(f"{p} does not exist")
+    try:
+        repo = gitpython.Repo(p, search_parent_directories=True)
+    except (gitpython.InvalidGitRepositoryError, gitpython.NoSuchPathError):
+        raise ConfigError(f"{p} is not a git repository (run `git init` and commit your files first)") from None
+    if repo.working_tree_dir is None:
+        raise ConfigError(f"{p} is a bare git repository; the loop needs a working tree")
+    if not repo.head.is_valid():
+        raise ConfigError(f"{repo.working_tree_dir} has no commits yet; commit the editable file first")
+    return Path(repo.working_tree_dir)
+
+
+class Workspace:
+    """The run's worktree and branch. All writes happen here, never in the user's checkout."""
+
+    def __init__(self, repo_root: Path, tag: str, editable: str) -> None:
+        self.root = Path(repo_root)
+        self.tag = tag
+        self.editable = editable
+        self.branch = f"autoresearch/{tag}"
+        self.path = self.root / STATE_DIR / "worktrees" / tag
+        self.main = _open(self.root)
+        self._exclude_state_dir()
+        self._ensure_worktree()
+        self.repo = _open(self.path)
+
+    # -- setup -------------------------------------------------------------------------------------
+    def _exclude_state_dir(self) -> None:
+        # .git/info/exclude, not .gitignore: the loop must not change the user's tracked files.
+        exclude = Path(self.main.common_dir) / "info" / "exclude"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        text = exclude.read_text() if exclude.exists() else ""
+        if f"/{STATE_DIR}/" not in text.splitlines():
+            exclude.write_text(text + ("" if text.endswith("\n") or not text else "\n") + f"/{STATE_DIR}/\n")
+
+    def _ensure_worktree(self) -> None:
+        branch_exists = bool(_call(self.main, "branch", "--list", self.branch))
+        if self.path.exists() and (self.path / ".git").exists():
+            return
+        _call(self.main, "worktree", "prune")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if branch_exists:
+            _call(self.main, "worktree", "add", "--force", str(self.path), self.branch)
+        else:
+            start = _call(self.main, "rev-parse", "HEAD")
+            try:
+                _call(self.main, "cat-file", "-e", f"{start}:{self.editable}")
+            except GitError:
+                raise ConfigError(
+                    f"{self.editable} is not in the last commit of {self.root}; commit it first "
+                    "(the run starts from HEAD, so uncommitted edits would be invisible to it)") from None
+            _call(self.main, "worktree", "add", "-b", self.branch, str(self.path), start)
+
+    # -- reading -----------------------------------------------------------------------------------
+    def head(self) -> str:
+        return _call(self.repo, "rev-parse", "HEAD")
+
+    def file_path(self) -> Path:
+        return self.path / self.editable
+
+    def read(self, sha: str = "HEAD") -> str:
+        """The editable file as committed at ``sha``, byte for byte."""
+        try:
+            return self.repo.git.execute(["git", "cat-file", "blob", f"{sha}:{self.editable}"],
+                                         strip_newline_in_stdout=False)
+        except gitpython.GitCommandError as e:
+            raise GitError(f"cannot read {self.editable} at {sha}", command="git cat-file",
+                           code=e.status, stderr=str(e.stderr or "")) from None
+
+    def diff(self, parent: str, sha: str) -> str:
+        return self.repo.git.execute(["git", "diff", parent, sha, "--", self.editable],
+                                     strip_newline_in_stdout=False)
+
+    def changed_paths(self) -> list[str]:
+        """Paths that differ from HEAD in the worktree (modified, deleted or new and not ignored)."""
+        out = self.repo.git.execute(["git", "status", "--porcelain", "-z", "--untracked-files=all"],
+                                    strip_newline_in_stdout=False)
+        paths = []
+        entries = out.split("\0")
+        i = 0
+        while i < len(entries):
+            entry = entries[i]
+            i += 1
+            if len(entry) < 4:
+                continue
+            code, path = entry[:2], entry[3:]
+            paths.append(path)
+            if code[0] in "RC":  # renames carry the old path as the next entry
+                paths.append(entries[i])
+                i += 1
+        return paths
+
+    # -- writing -----------------------------------------------------------------------------------
+    def commit(self, content: str, message: str) -> str:
+        """Write the editable file and commit only it. Returns the new sha."""
+        target = self.file_path()
+        target.write_text(content)
+        _call(self.repo, "add", "--", self.editable)
+        ident = []
+        if not self._has_identity():
+            ident = ["-c", "user.name=autoresearch_nb", "-c", "user.email=autoresearch_nb@localhost"]
+        args = [*ident, "commit", "--no-verify", "--allow-empty", "-q", "-m", message, "--", self.editable]
+        _call(self.repo, *args)
+        return self.head()
+
+    def _has_identity(self) -> bool:
+        try:
+            _call(self.repo, "config", "user.email")
+            _call(self.repo, "config", "user.name")
+            return True
+        except GitError:
+            return False
+
+    def reset(self, sha: str) -> None:
+        """Move the branch and worktree to ``sha`` and remove untracked, not-ignored files."""
+        _call(self.repo, "reset", "--hard", "-q", sha)
+        _call(self.repo, "clean", "-fdq")
+
+    def clean(self) -> None:
+        """Undo every uncommitted change in the worktree."""
+        self.reset("HEAD")
+
+    def keep_ref(self, number: int, sha: str) -> None:
+        """Keep experiment ``number``'s commit reachable whatever happens to the branch."""
+        _call(self.repo, "update-ref", f"refs/autoresearch/{self.tag}/{number}", sha)
+
+    def exists(self, sha: str) -> bool:
+        try:
+            _call(self.repo, "cat-file", "-e", f"{sha}^{{commit}}")
+            return True
+        except GitError:
+            return False

@@ -1,0 +1,100 @@
+"""Frozen records that flow through the loop: experiments, curve points, run results."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+class Status(str, enum.Enum):
+    """Where an experiment is, or how it ended."""
+
+    PROPOSED = "proposed"      # the agent's edit is applied in memory, nothing has run
+    RUNNING = "running"        # committed and running (a row left in this state after a crash becomes INTERRUPTED)
+    KEEP = "keep"              # improved on the best: the branch moved forward
+    DISCARD = "discard"        # ran fine but did not improve: the branch went back to the parent
+    CRASH = "crash"            # non-zero exit, FAIL, or no metric in the summary
+    TIMEOUT = "timeout"        # killed at the hard timeout
+    VIOLATION = "violation"    # the run changed something besides the editable file
+    INTERRUPTED = "interrupted"  # stopped by the user, a signal, or a dead loop process
+    INVALID = "invalid"        # the proposal could not be applied (never ran)
+    SKIPPED = "skipped"        # the proposal equals a file already tried in this run
+
+    @property
+    def finished(self) -> bool:
+        return self not in (Status.PROPOSED, Status.RUNNING)
+
+    @property
+    def ran(self) -> bool:
+        return self in (Status.KEEP, Status.DISCARD, Status.CRASH, Status.TIMEOUT, Status.VIOLATION)
+
+    def __str__(self) -> str:  # so f-strings print "keep", not "Status.KEEP"
+        return self.value
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One parsed progress line: step, elapsed seconds, loss and any other numbers the line carried."""
+
+    step: int | None
+    elapsed_s: float
+    loss: float | None = None
+    values: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What the runner saw of one subprocess."""
+
+    exit_code: int | None
+    timed_out: bool
+    wall_s: float
+    summary: dict[str, Any]
+    failed: bool                 # the run printed FAIL
+    error: str | None            # last traceback line or other short reason
+    log_path: str
+    interrupted: bool = False
+    points: tuple[CurvePoint, ...] = ()
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment of a run. Frozen: the loop makes updated copies with :func:`dataclasses.replace`."""
+
+    number: int
+    tag: str
+    status: Status
+    description: str = ""
+    parent_sha: str | None = None
+    sha: str | None = None
+    metric: float | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    diff: str = ""
+    content: str | None = None     # the editable file as proposed (kept until committed; used for duplicates)
+    content_hash: str | None = None
+    reason: str = ""               # why it was kept/discarded/failed, in words
+    started_at: float | None = None
+    ended_at: float | None = None
+    training_seconds: float | None = None
+    wall_seconds: float | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    log_path: str | None = None
+    seed: int | None = None
+    pid: int | None = None
+    agent: str | None = None
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float = 0.0
+    created_at: float | None = None
+
+    def with_(self, **changes: Any) -> "Experiment":
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]

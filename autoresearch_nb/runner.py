@@ -1,0 +1,275 @@
+"""Run one experiment's command in a subprocess and watch it.
+
+What it does:
+- starts the command in its own session / process group, with a scrubbed environment (no variable whose
+  name looks like a key, token, secret or password, unless allow-listed);
+- streams stdout+stderr into a per-run log file and parses progress lines live (split on ``\\r`` and ``\\n``);
+- kills the whole process group at the hard timeout (SIGTERM, then SIGKILL after a grace period), and also
+  kills whatever is left of the group when the main process exits, so no orphan keeps running;
+- returns a :class:`RunResult`: exit code, timed out, the summary after ``---``, FAIL, last traceback line.
+
+What it does not protect against: a child that leaves the process group on purpose (``setsid``/double fork),
+network or filesystem access by the command, resource exhaustion (no memory or CPU limits are set). The
+command runs with the user's privileges; it is their code and their agent's code.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .config import looks_secret
+from .records import CurvePoint, RunResult
+
+_KV = re.compile(r"([A-Za-z_][A-Za-z0-9_/.-]*)\s*[:=]\s*(-?[0-9][0-9,]*\.?[0-9]*(?:[eE][-+]?[0-9]+)?|nan|inf)(%|ms|s)?\b",
+                 re.I)
+_STEP = re.compile(r"\bstep\s*[: ]?\s*(\d+)", re.I)
+_SUMMARY_KV = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*:\s*(.*?)\s*$")
+GRACE_S = 2.0
+
+
+def scrub_env(base: Mapping[str, str] | None = None, allow: tuple[str, ...] = (),
+              extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a run sees: ``base`` without secret-looking names (unless in ``allow``), plus ``extra``."""
+    env = {k: v for k, v in (os.environ if base is None else base).items()
+           if k in allow or not looks_secret(k)}
+    env.update(extra or {})
+    return env
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def parse_progress(line: str, elapsed_s: float) -> CurvePoint | None:
+    """Turn a progress line into a point, or None when it carries no step/loss.
+
+    >>> parse_progress("step 00012 (4.0%) | loss: 3.50 | tok/s: 1,200 | elapsed: 5.1s", 9.9).loss
+    3.5
+    """
+    values: dict[str, float] = {}
+    for key, num, unit in _KV.findall(line):
+        value = _number(num)
+        if value is None:
+            continue
+        name = key.strip().lower().replace(" ", "_")
+        if unit == "ms":
+            value /= 1000.0
+        values[name] = value
+    step_match = _STEP.search(line)
+    step = int(step_match.group(1)) if step_match else None
+    if step is not None:
+        values.pop("step", None)
+    loss = values.pop("loss", values.pop("train_loss", None))
+    if step is None and loss is None:
+        return None
+    elapsed = values.pop("elapsed", values.pop("time", elapsed_s))
+    return CurvePoint(step=step, elapsed_s=float(elapsed), loss=loss, values=values)
+
+
+def parse_summary(lines: list[str]) -> dict[str, Any]:
+    """Read ``key: value`` lines after the last ``---`` line; numbers become floats."""
+    summary: dict[str, Any] = {}
+    start = None
+    for i, line in enumerate(lines):
+        if line.strip() == "---":
+            start = i
+    if start is None:
+        return summary
+    for line in lines[start + 1:]:
+        m = _SUMMARY_KV.match(line)
+        if not m:
+            continue
+        key, raw = m.group(1), m.group(2)
+        value = _number(raw)
+        summary[key] = raw if value is None else value
+    return summary
+
+
+def _last_error(lines: list[str]) -> str | None:
+    for line in reversed(lines):
+        s = line.strip()
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*", s) or s.startswith("FAIL"):
+            return s[:500]
+    return None
+
+
+def kill_group(pgid: int, grace_s: float = GRACE_S) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is still alive after ``grace_s``."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class Run:
+    """A running command. ``wait()`` gives the :class:`RunResult`; ``cancel()`` ends it from another thread."""
+
+    def __init__(self, command: str | list[str], cwd: Path | str, log_path: Path | str, *, timeout_s: float,
+                 env: Mapping[str, str] | None = None,
+                 on_point: Callable[[CurvePoint], None] | None = None,
+                 on_start: Callable[[int], None] | None = None) -> None:
+        self.log_path = Path(log_path)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout_s = timeout_s
+        self._on_point = on_point
+        self._cancelled = threading.Event()
+        self._lines: list[str] = []
+        self._tail_lines: list[str] = []
+        self._points: list[CurvePoint] = []
+        argv = shlex.split(command) if isinstance(command, str) else list(command)
+        if argv and argv[0] in ("python", "python3"):
+            argv[0] = sys.executable  # the same interpreter as the loop, so the harness is importable
+        self._log = open(self.log_path, "wb")
+        self.started = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(argv, cwd=str(cwd), env=dict(env) if env is not None else scrub_env(),
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as e:
+            self._log.write(f"could not start {argv!r}: {e}\n".encode())
+            self._log.close()
+            self.proc = None
+            self._start_error = f"could not start command: {e}"
+            return
+        self._start_error = None
+        if on_start:
+            on_start(self.proc.pid)
+        self._reader = threading.Thread(target=self._read, name="autoresearch-run-reader", daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def cancel(self) -> None:
+        """End the run now (the result will say ``interrupted``)."""
+        self._cancelled.set()
+
+    def _read(self) -> None:
+        assert self.proc and self.proc.stdout
+        buf = b""
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self._log.write(chunk)
+            self._log.flush()
+            buf += chunk
+            # Progress lines are redrawn with \r; a line ends at either.
+            parts = re.split(rb"[\r\n]", buf)
+            buf = parts.pop()
+            if len(buf) > 1 << 20:  # a line with no end: keep memory bounded
+                parts.append(buf)
+                buf = b""
+            for raw in parts:
+                self._line(raw.decode("utf-8", "replace"))
+        if buf:
+            self._line(buf.decode("utf-8", "replace"))
+
+    def _line(self, line: str) -> None:
+        if not line.strip():
+            return
+        # Keep the summary region and a bounded tail: an output flood must not fill memory.
+        self._tail_lines.append(line)
+        if len(self._tail_lines) > 400:
+            del self._tail_lines[:200]
+        if line.strip() == "---":
+            self._lines = [line]
+            return
+        if self._lines:  # inside the summary block: not progress
+            if len(self._lines) < 2000:
+                self._lines.append(line)
+            return
+        point = parse_progress(line, time.monotonic() - self.started)
+        if point is not None:
+            self._points.append(point)
+            if self._on_point:
+                try:
+                    self._on_point(point)
+                except Exception:  # an observer must never break the run
+                    pass
+
+    def wait(self) -> RunResult:
+        if self.proc is None:
+            return RunResult(exit_code=None, timed_out=False, wall_s=0.0, summary={}, failed=False,
+                             error=self._start_error, log_path=str(self.log_path))
+        timed_out = interrupted = False
+        deadline = self.started + self.timeout_s
+        while True:
+            try:
+                self.proc.wait(timeout=0.05)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if self._cancelled.is_set():
+                interrupted = True
+                kill_group(self.proc.pid)
+            elif time.monotonic() >= deadline:
+                timed_out = True
+                kill_group(self.proc.pid)
+        wall = time.monotonic() - self.started
+        # The main process is gone; children that kept running (or hold the pipe) go too.
+        kill_group(self.proc.pid, grace_s=0.5)
+        self._reader.join(timeout=5)
+        self._log.close()
+        code = self.proc.returncode
+        summary = parse_summary(self._lines)
+        failed = any(line.strip() == "FAIL" or line.startswith("FAIL") for line in self._tail_lines)
+        error = None
+        if timed_out:
+            error = f"killed at the hard timeout ({self.timeout_s:g} s)"
+        elif interrupted:
+            error = "interrupted"
+        elif code != 0 or failed:
+            error = _last_error(self._tail_lines) or (f"exit code {code}" if code else "FAIL")
+        return RunResult(exit_code=code, timed_out=timed_out, wall_s=wall, summary=summary, failed=failed,
+                         error=error, log_path=str(self.log_path), interrupted=interrupted,
+                         points=tuple(self._points))
+
+
+def run_command(command: str | list[str], cwd: Path | str, log_path: Path | str, *, timeout_s: float,
+                env: Mapping[str, str] | None = None,
+                on_point: Callable[[CurvePoint], None] | None = None) -> RunResult:
+    """Run ``command`` to the end (or the timeout) and return what happened.
+
+    >>> r = run_command("python -c 'print(\\"---\\"); print(\\"score: 1.5\\")'", ".", "/tmp/x.log", timeout_s=30)
+    >>> r.summary["score"]
+    1.5
+    """
+    return Run(command, cwd, log_path, timeout_s=timeout_s, env=env, on_point=on_point).wait()
+
+
+def log_tail(path: str | Path | None, lines: int = 60) -> str:
+    """The last lines of a log (progress redraws collapsed), for a crashed run's context."""
+    if not path or not Path(path).exists():
+        return ""
+    data = Path(path).read_bytes()[-200_000:].decode("utf-8", "replace")
+    out = [seg.split("\r")[-1] for seg in data.split("\n")]
+    return "\n".join(out[-lines:])

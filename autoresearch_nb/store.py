@@ -1,0 +1,199 @@
+"""The experiment store: one SQLite database per research repo (``.autoresearch/store.db``), WAL mode.
+
+Every write is its own committed transaction, so a ``kill -9`` at any moment loses no finished experiment, and
+another process (an analysis notebook) can read while a run writes. Columns follow :class:`Experiment`'s fields;
+a newer version of the library adds missing columns on open.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import typing
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import StoreError
+from .records import CurvePoint, Experiment, Status
+
+_JSON_FIELDS = {"summary"}
+
+
+def _sql_type(hint: Any) -> str:
+    text = str(hint)
+    if "dict" in text or "list" in text or "tuple" in text:
+        return "TEXT"
+    if "float" in text:
+        return "REAL"
+    if "int" in text:
+        return "INTEGER"
+    return "TEXT"
+
+
+class Store:
+    """Read and write runs, experiments and curve points.
+
+    >>> s = Store(":memory:"); s.create_run("t", {"metric": "val_bpb"}); s.runs()[0]["tag"]
+    't'
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA busy_timeout=30000")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path} is not a readable experiment store: {e}. Move it aside to start "
+                             "afresh; nothing in it has been changed") from None
+        hints = typing.get_type_hints(Experiment)
+        self._fields = [f.name for f in fields(Experiment)]
+        self._hints = hints
+
+    def _migrate(self) -> None:
+        hints = typing.get_type_hints(Experiment)
+        with self._lock:
+            self.db.execute("""CREATE TABLE IF NOT EXISTS runs (
+                tag TEXT PRIMARY KEY, created_at REAL, config TEXT, base_sha TEXT, state TEXT DEFAULT '{}')""")
+            cols = ", ".join(f"{f.name} {_sql_type(hints[f.name])}" for f in fields(Experiment))
+            self.db.execute(f"CREATE TABLE IF NOT EXISTS experiments ({cols}, PRIMARY KEY (tag, number))")
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(experiments)")}
+            for f in fields(Experiment):
+                if f.name not in have:
+                    self.db.execute(f"ALTER TABLE experiments ADD COLUMN {f.name} {_sql_type(hints[f.name])}")
+            self.db.execute("""CREATE TABLE IF NOT EXISTS points (
+                tag TEXT, number INTEGER, step INTEGER, elapsed_s REAL, loss REAL, extra TEXT)""")
+            self.db.execute("CREATE INDEX IF NOT EXISTS points_by_exp ON points (tag, number)")
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    # -- runs ----------------------------------------------------------------------------------------
+    def create_run(self, tag: str, config: dict[str, Any], base_sha: str | None = None) -> None:
+        with self._lock:
+            self.db.execute("INSERT OR IGNORE INTO runs (tag, created_at, config, base_sha, state) "
+                            "VALUES (?, ?, ?, ?, '{}')", (tag, time.time(), json.dumps(config, default=list),
+                                                         base_sha))
+
+    def set_config(self, tag: str, config: dict[str, Any]) -> None:
+        with self._lock:
+            self.db.execute("UPDATE runs SET config = ? WHERE tag = ?", (json.dumps(config, default=list), tag))
+
+    def get_run(self, tag: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self.db.execute("SELECT * FROM runs WHERE tag = ?", (tag,)).fetchone()
+        if row is None:
+            return None
+        out = dict(row)
+        out["config"] = json.loads(out["config"] or "{}")
+        out["state"] = json.loads(out["state"] or "{}")
+        return out
+
+    def update_run_state(self, tag: str, **values: Any) -> dict[str, Any]:
+        """Merge ``values`` into the run's JSON state (noise floor, totals, ...)."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self.db.execute("SELECT state FROM runs WHERE tag = ?", (tag,)).fetchone()
+                state = json.loads(row["state"] or "{}") if row else {}
+                state.update(values)
+                self.db.execute("UPDATE runs SET state = ? WHERE tag = ?", (json.dumps(state), tag))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        return state
+
+    def runs(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self.db.execute("SELECT tag FROM runs ORDER BY created_at").fetchall()
+        return [r for r in (self.get_run(row["tag"]) for row in rows) if r]
+
+    # -- experiments ---------------------------------------------------------------------------------
+    def next_number(self, tag: str) -> int:
+        with self._lock:
+            row = self.db.execute("SELECT MAX(number) FROM experiments WHERE tag = ?", (tag,)).fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def save(self, exp: Experiment) -> None:
+        """Insert or replace one experiment row, committed before this returns."""
+        values = []
+        for name in self._fields:
+            v = getattr(exp, name)
+            if name in _JSON_FIELDS:
+                v = json.dumps(v, default=str)
+            elif isinstance(v, Status):
+                v = v.value
+            values.append(v)
+        marks = ", ".join("?" for _ in values)
+        with self._lock:
+            self.db.execute(f"INSERT OR REPLACE INTO experiments ({', '.join(self._fields)}) VALUES ({marks})",
+                            values)
+
+    def _row(self, row: sqlite3.Row) -> Experiment:
+        data = {}
+        keys = row.keys()
+        for name in self._fields:
+            if name not in keys:
+                continue
+            v = row[name]
+            if name in _JSON_FIELDS:
+                v = json.loads(v) if v else {}
+            elif name == "status":
+                v = Status(v)
+            elif v is None and name in ("input_tokens", "output_tokens", "cache_write_tokens",
+                                        "cache_read_tokens"):
+                v = 0
+            elif v is None and name == "cost_usd":
+                v = 0.0
+            data[name] = v
+        return Experiment(**data)
+
+    def experiments(self, tag: str) -> list[Experiment]:
+        with self._lock:
+            rows = self.db.execute("SELECT * FROM experiments WHERE tag = ? ORDER BY number", (tag,)).fetchall()
+        return [self._row(r) for r in rows]
+
+    def get(self, tag: str, number: int) -> Experiment | None:
+        with self._lock:
+            row = self.db.execute("SELECT * FROM experiments WHERE tag = ? AND number = ?",
+                                  (tag, number)).fetchone()
+        return self._row(row) if row else None
+
+    # -- curve points --------------------------------------------------------------------------------
+    def add_points(self, tag: str, number: int, points: Iterable[CurvePoint]) -> None:
+        rows = [(tag, number, p.step, p.elapsed_s, p.loss, json.dumps(p.values) if p.values else None)
+                for p in points]
+        if not rows:
+            return
+        with self._lock:
+            self.db.execute("BEGIN")
+            try:
+                self.db.executemany("INSERT INTO points VALUES (?, ?, ?, ?, ?, ?)", rows)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def clear_points(self, tag: str, number: int) -> None:
+        with self._lock:
+            self.db.execute("DELETE FROM points WHERE tag = ? AND number = ?", (tag, number))
+
+    def points(self, tag: str, number: int | None = None) -> list[tuple[int, CurvePoint]]:
+        q = "SELECT * FROM points WHERE tag = ?" + (" AND number = ?" if number is not None else "")
+        args: tuple = (tag,) if number is None else (tag, number)
+        with self._lock:
+            rows = self.db.execute(q + " ORDER BY number, rowid", args).fetchall()
+        return [(r["number"], CurvePoint(step=r["step"], elapsed_s=r["elapsed_s"], loss=r["loss"],
+                                         values=json.loads(r["extra"]) if r["extra"] else {})) for r in rows]
+
+
