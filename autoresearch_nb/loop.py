@@ -81,11 +81,11 @@ class Loop:
         root = find_repo(repo)
         store = Store(store_path(root))
         run = store.get_run(tag)
-        stored = dict(run["config"]) if run else {}
+        stored = {k: v for k, v in (run["config"] if run else {}).items() if not k.startswith("_")}
         # Resume: the run's stored config is the base; explicit arguments override it.
         overrides = {k: v for k, v in config.items() if v is not None}
         cfg = make_config(root, {**stored, **overrides})
-        agent_name = agent if agent is not None else stored.get("_agent")
+        agent_name = agent if agent is not None else (run or {}).get("config", {}).get("_agent")
         agent_obj = make_agent(agent_name, cfg, root)
         ws = Workspace(root, tag, cfg.editable)
         loop = cls(root, tag, cfg, agent_obj, store, ws)
