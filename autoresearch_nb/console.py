@@ -43,7 +43,8 @@ class ConsolePrinter:
         metric = f"{e.metric:.6f}" if e.metric is not None else "-"
         took = f"{e.wall_seconds:6.1f}s" if e.wall_seconds is not None else "      -"
         cost = f" ${e.cost_usd:.3f}" if e.cost_usd else ""
-        why = f"  ({e.reason})" if e.reason and e.status not in (Status.KEEP,) else ""
+        reason = " ".join(e.reason.split())[:160]
+        why = f"  ({reason})" if reason and e.status not in (Status.KEEP,) else ""
         return f"#{e.number:<4} {e.status.value:<11} {self.metric} {metric} {took}{cost}  {e.description[:70]}{why}"
 
     def _write(self, text: str, end: str = "\n") -> None:

@@ -1,0 +1,150 @@
+# python -m pytest tests/test_cli.py -q
+"""The headless CLI as a user runs it: a real `autoresearch-nb` process, its exit codes and messages."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+TARGET = textwrap.dedent("""\
+    import time
+    X = 3.0
+    SLEEP = 0.0
+    time.sleep(SLEEP)
+    print("step 1 | loss: 0.5")
+    print("---")
+    print(f"score: {(X - 1) ** 2:.6f}")
+""")
+
+QUEUE = textwrap.dedent("""\
+    [[experiment]]
+    description = "X to 2"
+    edits = [{ search = "X = 3.0", replace = "X = 2.0" }]
+
+    [[experiment]]
+    description = "X to 9"
+    edits = [{ search = "X = 2.0", replace = "X = 9.0" }]
+""")
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "r"
+    root.mkdir()
+    for args in (["init", "-q"], ["config", "user.email", "t@e"], ["config", "user.name", "t"]):
+        subprocess.run(["git", *args], cwd=root, check=True)
+    (root / "train.py").write_text(TARGET)
+    (root / "queue.toml").write_text(QUEUE)
+    subprocess.run(["git", "add", "."], cwd=root, check=True)
+    subprocess.run(["git", "commit", "-qm", "init"], cwd=root, check=True)
+    return root
+
+
+def test_run_prints_a_line_per_experiment_and_exits_0(repo: Path) -> None:
+    r = cli("run", "--tag", "a", "--repo", str(repo), "--agent", "queue", "--metric", "score",
+            "--time-budget", "5")
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if line.startswith("#") and "running" not in line]
+    assert len(lines) == 3
+    assert "keep" in lines[0] and "keep" in lines[1] and "discard" in lines[2]
+    assert "best: #1 score 1.000000" in r.stdout
+
+
+def test_results_formats(repo: Path) -> None:
+    assert cli("run", "--tag", "a", "--repo", str(repo), "--agent", "queue", "--metric", "score").returncode == 0
+    tsv = cli("results", "--tag", "a", "--repo", str(repo), "--format", "tsv").stdout.splitlines()
+    assert tsv[0] == "commit\tscore\tmemory_gb\tstatus\tdescription" and len(tsv) == 4
+    data = json.loads(cli("results", "--tag", "a", "--repo", str(repo), "--format", "json").stdout)
+    assert [d["status"] for d in data] == ["keep", "keep", "discard"]
+    csv = cli("results", "--repo", str(repo), "--format", "csv").stdout.splitlines()
+    assert csv[0].startswith("number,") and len(csv) == 4
+    table = cli("results", "--tag", "a", "--repo", str(repo)).stdout
+    assert "X to 9" in table and "discard" in table
+
+
+def test_status_lists_runs_with_best(repo: Path) -> None:
+    cli("run", "--tag", "a", "--repo", str(repo), "--agent", "queue", "--metric", "score")
+    out = cli("status", "--repo", str(repo)).stdout
+    assert out.startswith("a ") and "3 experiments" in out and "best score 1.000000 (#1)" in out
+
+
+def test_max_experiments_flag(repo: Path) -> None:
+    r = cli("run", "--tag", "m", "--repo", str(repo), "--agent", "queue", "--metric", "score",
+            "--max-experiments", "2")
+    assert r.returncode == 0
+    data = json.loads(cli("results", "--tag", "m", "--repo", str(repo), "--format", "json").stdout)
+    assert len(data) == 2
+
+
+def test_wrong_flag_is_one_clear_line(repo: Path) -> None:
+    r = cli("run", "--tag", "a", "--repo", str(repo), "--time-bugdet", "5")
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "--time-bugdet" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_value_is_one_clear_line(repo: Path) -> None:
+    r = cli("run", "--tag", "a", "--repo", str(repo), "--direction", "sideways")
+    assert r.returncode == 2 and "direction" in r.stderr and "Traceback" not in r.stderr
+    r = cli("run", "--tag", "a", "--repo", str(repo), "--time-budget", "abc")
+    assert r.returncode == 2 and "time_budget_s" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_not_a_git_repo(tmp_path: Path) -> None:
+    r = cli("run", "--tag", "a", "--repo", str(tmp_path))
+    assert r.returncode == 2
+    assert "not a git repository" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_agent(repo: Path) -> None:
+    r = cli("run", "--tag", "a", "--repo", str(repo), "--agent", "gpt9")
+    assert r.returncode == 2 and "unknown agent" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_results_of_unknown_tag(repo: Path) -> None:
+    cli("run", "--tag", "a", "--repo", str(repo), "--agent", "queue", "--metric", "score")
+    r = cli("results", "--tag", "nope", "--repo", str(repo))
+    assert r.returncode == 1 and "no run tagged 'nope'" in r.stderr
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_stops_cleanly(repo: Path, sig: signal.Signals, code: int) -> None:
+    (repo / "queue.toml").write_text(QUEUE.replace('replace = "X = 2.0"', 'replace = "SLEEP = 60.0"')
+                                     .replace('search = "X = 3.0", replace = "SLEEP', 'search = "SLEEP = 0.0", '
+                                                                                      'replace = "SLEEP'))
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "s", "--repo", str(repo),
+                             "--agent", "queue", "--metric", "score", "--timeout", "120"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Wait for the slow experiment to start.
+    deadline = time.monotonic() + 60
+    seen = ""
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        seen += line
+        if line.startswith("#1") and "running" in line:
+            break
+    assert "#1" in seen
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    assert time.monotonic() - t0 < 15
+    assert "Traceback" not in err
+    data = json.loads(cli("results", "--tag", "s", "--repo", str(repo), "--format", "json").stdout)
+    assert [d["status"] for d in data] == ["keep", "interrupted"]
+    # No child left: nothing runs train.py in the run's worktree.
+    ps = subprocess.run(["pgrep", "-f", str(repo / ".autoresearch")], capture_output=True, text=True)
+    assert ps.stdout.strip() == ""
