@@ -24,4 +24,18 @@ __all__ = [
     "Loop", "load_results", "Config", "Experiment", "Status", "CurvePoint", "RunResult", "Event", "EventKind",
     "Agent", "Context", "Proposal", "Usage", "Edit", "QueueExhausted", "ConsolePrinter",
     "AutoresearchError", "ConfigError", "GitError", "StoreError", "AgentError", "BudgetExceeded",
+    "Dashboard", "RunView", "report", "make_demo_repo",
 ]
+
+_DASHBOARD = {"Dashboard", "RunView", "report", "make_demo_repo"}
+
+
+def __getattr__(name: str):  # lazy: `import autoresearch_nb` never imports ipywidgets or matplotlib
+    if name in _DASHBOARD:
+        from .dashboard import report as _report
+
+        if name == "report":
+            return _report.report
+        from . import dashboard as _dashboard
+        return getattr(_dashboard, name)
+    raise AttributeError(f"module 'autoresearch_nb' has no attribute {name!r}")

@@ -9,6 +9,7 @@ import argparse
 import signal
 import sys
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, Sequence
 
 from .config import Config
@@ -140,11 +141,16 @@ def _run_notebook(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     import papermill
 
     params: dict[str, Any] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()}
-    params.update({k: v for k, v in {"tag": args.tag, "repo": args.repo, "agent": args.agent,
-                                     "max_experiments": args.max_experiments}.items() if v is not None})
+    # The kernel starts in the notebook's folder, so a relative --repo is made absolute here.
+    repo = str(Path(args.repo).resolve()) if args.repo else None
+    params.update({k: v for k, v in {"tag": args.tag, "repo": repo, "agent": args.agent,
+                                     "max_experiments": args.max_experiments, "n": args.n}.items()
+                   if v is not None})
     output = args.output or args.notebook.replace(".ipynb", f".{args.tag or 'run'}.out.ipynb")
     try:
-        papermill.execute_notebook(args.notebook, output, parameters=params, progress_bar=False)
+        # cwd: the kernel runs where the notebook lives, as it would in JupyterLab.
+        papermill.execute_notebook(args.notebook, output, parameters=params, progress_bar=False,
+                                   cwd=str(Path(args.notebook).resolve().parent))
     except papermill.PapermillExecutionError as e:
         print(f"autoresearch-nb: the notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
               f"(output kept in {output})", file=sys.stderr)

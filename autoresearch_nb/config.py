@@ -41,6 +41,15 @@ class Config:
     max_repairs: int = 2                       # repair turns for an edit that does not apply
     memory_key: str = "peak_memory_mb"         # summary key (MB) behind results.tsv's memory_gb
     seed: int | None = None                    # base seed passed to the run (AUTORESEARCH_SEED)
+    workers: int = 1                           # experiments at once (one GPU or a share of the cores each)
+    executor: str = "local"                    # "local" (subprocesses) or "ray" (tasks on a Ray cluster)
+    ray_address: str | None = None             # None: start a local Ray instance; "auto" or "ray://..." to join
+    # Decisions under noise (autoresearch_nb.noise). Repeat i of a commit runs with seed `seed + i`.
+    noise_repeats: int = 3                     # baseline runs that measure the noise floor σ (1: none)
+    noise_k: float = 2.0                       # keep only past k σ of the difference; 0: keep iff better
+    confirm_runs: int = 1                      # extra runs (other seeds) for a pass that is only marginal
+    confirm_margin: float = 1.0                # passes by less than this many σ over the threshold confirm
+    revalidate_every: int | None = None        # re-run the best after every N keeps and report drift
 
     def __post_init__(self) -> None:
         if self.direction not in ("minimize", "maximize"):
@@ -51,12 +60,22 @@ class Config:
             raise ConfigError(f"time_budget_s must be > 0, not {self.time_budget_s!r}")
         if self.timeout_s is not None and float(self.timeout_s) <= 0:
             raise ConfigError(f"timeout_s must be > 0, not {self.timeout_s!r}")
+        if int(self.workers) < 1:
+            raise ConfigError(f"workers must be >= 1, not {self.workers!r}")
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"executor must be 'local' or 'ray', not {self.executor!r}")
         if not str(self.command).strip():
             raise ConfigError("command is empty")
         try:
             shlex.split(self.command)
         except ValueError as e:
             raise ConfigError(f"command {self.command!r} cannot be parsed: {e}") from None
+        if int(self.noise_repeats) < 1 or int(self.confirm_runs) < 0:
+            raise ConfigError("noise_repeats must be >= 1 and confirm_runs >= 0")
+        if float(self.noise_k) < 0 or float(self.confirm_margin) < 0:
+            raise ConfigError("noise_k and confirm_margin must be >= 0")
+        if self.revalidate_every is not None and int(self.revalidate_every) < 1:
+            raise ConfigError(f"revalidate_every must be >= 1 or None, not {self.revalidate_every!r}")
 
     @property
     def hard_timeout_s(self) -> float:

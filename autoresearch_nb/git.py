@@ -7,6 +7,8 @@ experiment is one commit changing only the editable file; every experiment commi
 from __future__ import annotations
 
 import os
+import re
+import threading
 from pathlib import Path
 
 import git as gitpython
@@ -17,12 +19,18 @@ STATE_DIR = ".autoresearch"
 _GIT_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR")
 
 
+def _output(text: object) -> str:
+    """What the command printed: gitpython wraps it as ``\n  stderr: '...'``."""
+    m = re.fullmatch(r"\s*std(?:out|err): '(.*)'\s*", str(text or ""), re.S)
+    return m.group(1) if m else str(text or "")
+
+
 def _call(repo: gitpython.Repo, *args: str) -> str:
     try:
         return repo.git.execute(["git", *args], strip_newline_in_stdout=True)
     except gitpython.GitCommandError as e:
         raise GitError("git failed", command="git " + " ".join(args), code=e.status,
-                       stdout=str(e.stdout or ""), stderr=str(e.stderr or "")) from None
+                       stdout=_output(e.stdout), stderr=_output(e.stderr)) from None
 
 
 def _open(path: Path) -> gitpython.Repo:
@@ -108,7 +116,7 @@ class Workspace:
                                          strip_newline_in_stdout=False)
         except gitpython.GitCommandError as e:
             raise GitError(f"cannot read {self.editable} at {sha}", command="git cat-file",
-                           code=e.status, stderr=str(e.stderr or "")) from None
+                           code=e.status, stderr=_output(e.stderr)) from None
 
     def diff(self, parent: str, sha: str) -> str:
         return self.repo.git.execute(["git", "diff", parent, sha, "--", self.editable],
@@ -142,7 +150,9 @@ class Workspace:
         ident = []
         if not self._has_identity():
             ident = ["-c", "user.name=autoresearch_nb", "-c", "user.email=autoresearch_nb@localhost"]
-        args = [*ident, "commit", "--no-verify", "--allow-empty", "-q", "-m", message, "--", self.editable]
+        # Never sign: an unattended run must not wait on a passphrase prompt or fail on a missing key.
+        args = [*ident, "-c", "commit.gpgsign=false", "commit", "--no-verify", "--allow-empty", "-q",
+                "-m", message, "--", self.editable]
         _call(self.repo, *args)
         return self.head()
 
@@ -173,3 +183,66 @@ class Workspace:
             return True
         except GitError:
             return False
+
+    # -- parallel workers ----------------------------------------------------------------------------
+    def commit_on(self, parent: str, content: str, message: str) -> str:
+        """Create a commit of ``content`` on ``parent`` without touching any worktree or branch.
+
+        Parallel workers start from commits that are not (yet) on the branch; the branch only moves on keep.
+        """
+        import io
+
+        from gitdb import IStream
+
+        data = content.encode()
+        blob = self.repo.odb.store(IStream("blob", len(data), io.BytesIO(data))).hexsha.decode()
+        index = Path(self.repo.git_dir) / f"autoresearch-tmp-index-{os.getpid()}-{threading.get_ident()}"
+        env = {"GIT_INDEX_FILE": str(index)}
+        try:
+            self.repo.git.execute(["git", "read-tree", parent], env=env)
+            self.repo.git.execute(["git", "update-index", "--add", "--cacheinfo",
+                                   f"100644,{blob},{self.editable}"], env=env)
+            tree = self.repo.git.execute(["git", "write-tree"], env=env)
+        except gitpython.GitCommandError as e:
+            raise GitError("cannot build the experiment's tree", command=" ".join(map(str, e.command)),
+                           code=e.status, stderr=str(e.stderr or "")) from None
+        finally:
+            index.unlink(missing_ok=True)
+        ident = {} if self._has_identity() else {
+            "GIT_AUTHOR_NAME": "autoresearch_nb", "GIT_AUTHOR_EMAIL": "autoresearch_nb@localhost",
+            "GIT_COMMITTER_NAME": "autoresearch_nb", "GIT_COMMITTER_EMAIL": "autoresearch_nb@localhost"}
+        try:
+            return self.repo.git.execute(["git", "commit-tree", tree, "-p", parent, "-m", message], env=ident)
+        except gitpython.GitCommandError as e:
+            raise GitError("git commit-tree failed", command="git commit-tree", code=e.status,
+                           stderr=str(e.stderr or "")) from None
+
+    def worker_path(self, index: int) -> Path:
+        return self.root / STATE_DIR / "worktrees" / f"{self.tag}.w{index}"
+
+    def checkout_worker(self, index: int, sha: str) -> Path:
+        """Put worker ``index``'s detached worktree on ``sha`` with nothing else in it."""
+        path = self.worker_path(index)
+        if not (path / ".git").exists():
+            _call(self.main, "worktree", "prune")
+            _call(self.main, "worktree", "add", "--force", "--detach", str(path), sha)
+        wt = _open(path)
+        _call(wt, "checkout", "-q", "--detach", "--force", sha)
+        _call(wt, "clean", "-fdq")
+        return path
+
+    def worker_changes(self, index: int) -> list[str]:
+        """Paths a run changed in worker ``index``'s worktree (modified, deleted or new and not ignored)."""
+        wt = _open(self.worker_path(index))
+        out = wt.git.execute(["git", "status", "--porcelain", "--untracked-files=all"], strip_newline_in_stdout=False)
+        return [line[3:] for line in out.splitlines() if len(line) > 3]
+
+    def archive(self, sha: str) -> bytes:
+        """The tree of ``sha`` as a tar archive (what a remote worker needs to run it)."""
+        return self.repo.git.execute(["git", "archive", "--format=tar", sha], as_process=False,
+                                     stdout_as_string=False)
+
+    def advance(self, sha: str) -> None:
+        """Move the run's branch and worktree to ``sha`` (a kept experiment whose parent is the head)."""
+        self.reset(sha)
+

@@ -24,6 +24,7 @@ from .errors import AgentError, AutoresearchError, BudgetExceeded, ConfigError
 from .events import Event, EventBus, EventKind, Listener
 from .git import STATE_DIR, Workspace, find_repo
 from .records import CurvePoint, Experiment, RunResult, Status
+from .repeats import NoiseMixin, is_baseline as _is_baseline
 from .runner import Run, kill_group, log_tail, scrub_env
 from .store import Store
 
@@ -40,7 +41,7 @@ def store_path(repo_root: Path) -> Path:
     return Path(repo_root) / STATE_DIR / "store.db"
 
 
-class Loop:
+class Loop(NoiseMixin):
     """One research run: a tag, a branch, a worktree, an agent and the experiment store.
 
     Verbs: :meth:`baseline`, :meth:`propose`, :meth:`run`, :meth:`decide`, :meth:`step`, :meth:`optimize`,
@@ -231,9 +232,10 @@ class Loop:
                                    content_hash=content_hash(source), agent="baseline"))
         self._emit(EventKind.PROPOSED, exp)
         exp = self.run(exp)
+        exp = self._repeat_baseline(exp)  # noise_repeats runs with seeds seed+i: the noise floor
         return self.decide(exp)
 
-    def propose(self) -> Experiment:
+    def propose(self, in_flight: tuple[Experiment, ...] = ()) -> Experiment:
         """Ask the agent for one experiment. Returns it with its diff, not yet run.
 
         A proposal that does not apply or compile is recorded as ``invalid``, one whose file was already
@@ -250,6 +252,7 @@ class Loop:
         tail = log_tail(last.log_path) if last and last.status in (Status.CRASH, Status.TIMEOUT) else None
         best = self.best
         context = Context(program=self._program(), editable=self.config.editable, source=source,
+                          in_flight=tuple(in_flight),
                           history=history, config=self.config, best=best, last_log_tail=tail,
                           cost_so_far_usd=self.total_cost_usd)
         agent_name = getattr(self.agent, "name", type(self.agent).__name__)
@@ -382,7 +385,7 @@ class Loop:
         except Exception:
             log.exception("could not store curve points")
 
-    def _finish_run(self, exp: Experiment, result: RunResult) -> Experiment:
+    def _finish_run(self, exp: Experiment, result: RunResult, changed: list[str] | None = None) -> Experiment:
         self._flush_points(exp.number)
         summary = dict(result.summary)
         metric = summary.get(self.config.metric)
@@ -399,7 +402,10 @@ class Loop:
         elif metric is None:
             status, reason = Status.CRASH, f"no {self.config.metric!r} in the run's summary (a '---' line, " \
                                            f"then 'key: value' lines)"
-        changed = self._violations()
+        if changed is None:
+            changed = self._violations()
+        else:  # a parallel worker's report, in the same words as _violations
+            changed = [p + " (rewritten by the run)" if p == self.config.editable else p for p in changed]
         if changed and status != Status.INTERRUPTED:
             status, reason = Status.VIOLATION, "the run changed files besides " \
                 f"{self.config.editable}: {', '.join(changed[:10])} (reverted)"
@@ -433,9 +439,7 @@ class Loop:
             raise ConfigError(f"experiment {exp.number} has not run yet; call run() first")
         parent = exp.parent_sha or self._best_sha()
         if exp.status == Status.RUNNING:
-            best = self.best
-            keep, reason = self.rule(exp, best)
-            exp = exp.with_(status=Status.KEEP if keep else Status.DISCARD, reason=reason)
+            exp = self._judge(exp, self.best)  # noise.judge; marginal passes get confirmation runs first
         exp = self._save(exp)  # the record first, then git (Karpathy's PR #306)
         self._write_tsv()
         if exp.status != Status.KEEP:
@@ -443,19 +447,20 @@ class Loop:
                 self.workspace.reset(parent)
         self._emit(EventKind.DECIDED, exp)
         self._tell(exp)
+        if exp.status == Status.KEEP and not _is_baseline(exp):
+            self._maybe_revalidate()
         return exp
 
     def rule(self, exp: Experiment, best: Experiment | None) -> tuple[bool, str]:
-        """The keep rule: strictly better than the best kept metric in the configured direction."""
-        if exp.description == "baseline" and exp.agent == "baseline":
+        """The keep rule (:func:`autoresearch_nb.noise.judge`): better than the best by more than the noise.
+
+        With ``noise_k=0``, or before a noise floor is measured: strictly better (Karpathy's rule). A marginal
+        pass (``confirm``) counts as not kept here; :meth:`decide` runs its confirmation runs.
+        """
+        if _is_baseline(exp):
             return True, "baseline"
-        if exp.metric is None:
-            return False, "no metric"
-        if best is None or best.metric is None:
-            return True, "first result with a metric"
-        delta = exp.metric - best.metric
-        word = "improves" if self.config.better(exp.metric, best.metric) else "does not improve"
-        return word == "improves", f"{word} on #{best.number} ({best.metric:.6g}) by {delta:+.6g}"
+        d = self._decision(exp, best)
+        return d.keep, d.reason
 
     def step(self) -> Experiment:
         """Propose, run and decide one experiment (runs the baseline first if the run has none)."""
@@ -474,6 +479,9 @@ class Loop:
         self._stop.clear()
         self._force = False
         self._stop_reason = ""
+        if self.config.workers > 1:
+            from .parallel import ParallelDriver  # K experiments in flight; see its docstring for the rules
+            return ParallelDriver(self).optimize(n=n, timeout_s=timeout_s)
         done: list[Experiment] = []
         start = time.monotonic()
         idle = 0
@@ -548,6 +556,15 @@ class Loop:
         """Block until a background run started with :meth:`start` ends."""
         if self._thread:
             self._thread.join(timeout)
+
+    def dashboard(self, mode: str = "auto", **kwargs: Any) -> Any:
+        """Show this run live: the widget dashboard in Jupyter, console lines elsewhere (papermill, a terminal).
+
+        >>> dash = loop.dashboard(); loop.start(n=10)   # doctest: +SKIP
+        """
+        from .dashboard import dashboard  # lazy: the core never imports ipywidgets
+
+        return dashboard(self, mode=mode, **kwargs)
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _program(self) -> str:

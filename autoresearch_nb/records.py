@@ -82,6 +82,7 @@ class Experiment:
     log_path: str | None = None
     seed: int | None = None
     pid: int | None = None
+    worker: int | None = None      # the parallel worker that ran it (None: the loop's own worktree)
     agent: str | None = None
     model: str | None = None
     input_tokens: int = 0
@@ -90,6 +91,13 @@ class Experiment:
     cache_read_tokens: int = 0
     cost_usd: float = 0.0
     created_at: float | None = None
+    # The evidence behind the decision (autoresearch_nb.noise): every run's metric and seed (metric is their
+    # mean), the noise floor σ and the threshold used (metric units), and the improvement in units of σ.
+    runs: list[float] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    noise_sigma: float | None = None
+    threshold: float | None = None
+    effect_sigma: float | None = None
 
     def with_(self, **changes: Any) -> "Experiment":
         """A copy with some fields changed."""

@@ -33,6 +33,9 @@ def rows(experiments: list[Experiment], metric: str = "val_bpb", maximize: bool 
             "agent": e.agent, "model": e.model, "seed": e.seed, "sha": e.sha, "parent_sha": e.parent_sha,
             "started_at": e.started_at, "ended_at": e.ended_at, "error": e.error, "log_path": e.log_path,
             "tag": e.tag,
+            # the evidence behind the decision: each run's value, the floor σ, the threshold, effect in σ
+            "n_runs": len(e.runs) or (1 if e.metric is not None else 0), "runs": list(e.runs),
+            "noise_sigma": e.noise_sigma, "threshold": e.threshold, "effect_sigma": e.effect_sigma,
         }
         for key in record:
             row[key] = e.summary.get(key)

@@ -29,11 +29,15 @@ from typing import Any
 from .config import looks_secret
 from .records import CurvePoint, RunResult
 
-_KV = re.compile(r"([A-Za-z_][A-Za-z0-9_/.-]*)\s*[:=]\s*(-?[0-9][0-9,]*\.?[0-9]*(?:[eE][-+]?[0-9]+)?|nan|inf)(%|ms|s)?\b",
+# The lookbehind starts a key only at the start of a word: without it a long line of word characters costs
+# quadratic backtracking (0.5 ms a line; a flood of log output then stalls the run behind its own reader).
+_KV = re.compile(r"(?<![A-Za-z0-9_/.-])([A-Za-z_][A-Za-z0-9_/.-]*)\s*[:=]\s*(-?[0-9][0-9,]*\.?[0-9]*(?:[eE][-+]?[0-9]+)?|nan|inf)(%|ms|s)?\b",
                  re.I)
 _STEP = re.compile(r"\bstep\s*[: ]?\s*(\d+)", re.I)
 _SUMMARY_KV = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*:\s*(.*?)\s*$")
 GRACE_S = 2.0
+MAX_LINE = 4096      # characters of one output line kept for parsing; a flood of long lines stays bounded
+MAX_POINTS = 10_000  # points kept in the result; past it every other one is dropped (the curve keeps its shape)
 
 
 def scrub_env(base: Mapping[str, str] | None = None, allow: tuple[str, ...] = (),
@@ -58,6 +62,9 @@ def parse_progress(line: str, elapsed_s: float) -> CurvePoint | None:
     >>> parse_progress("step 00012 (4.0%) | loss: 3.50 | tok/s: 1,200 | elapsed: 5.1s", 9.9).loss
     3.5
     """
+    low = line.lower()
+    if "step" not in low and "loss" not in low:  # most output lines: not progress, and cheap to rule out
+        return None
     values: dict[str, float] = {}
     for key, num, unit in _KV.findall(line):
         value = _number(num)
@@ -69,12 +76,14 @@ def parse_progress(line: str, elapsed_s: float) -> CurvePoint | None:
         values[name] = value
     step_match = _STEP.search(line)
     step = int(step_match.group(1)) if step_match else None
-    if step is not None:
-        values.pop("step", None)
-    loss = values.pop("loss", values.pop("train_loss", None))
+    if "step" in values:  # "step=5" is read by the key/value pattern, not by _STEP
+        found = values.pop("step")
+        if step is None and found == found and abs(found) != float("inf"):
+            step = int(found)
+    loss = values.pop("loss") if "loss" in values else values.pop("train_loss", None)
     if step is None and loss is None:
         return None
-    elapsed = values.pop("elapsed", values.pop("time", elapsed_s))
+    elapsed = values.pop("elapsed") if "elapsed" in values else values.pop("time", elapsed_s)
     return CurvePoint(step=step, elapsed_s=float(elapsed), loss=loss, values=values)
 
 
@@ -98,6 +107,13 @@ def parse_summary(lines: list[str]) -> dict[str, Any]:
 
 
 def _last_error(lines: list[str]) -> str | None:
+    # A Python traceback ends with the first unindented line after its header: that is the error.
+    header = max((i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")),
+                 default=None)
+    if header is not None:
+        for line in lines[header + 1:]:
+            if line.strip() and not line[0].isspace():
+                return line.strip()[:500]
     for line in reversed(lines):
         s = line.strip()
         if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*", s) or s.startswith("FAIL"):
@@ -105,14 +121,20 @@ def _last_error(lines: list[str]) -> str | None:
     return None
 
 
-def kill_group(pgid: int, grace_s: float = GRACE_S) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is still alive after ``grace_s``."""
+def kill_group(pgid: int, grace_s: float = GRACE_S, poll: Callable[[], object] | None = None) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is still alive after ``grace_s``.
+
+    ``poll`` (e.g. ``Popen.poll``) reaps a group member that is our own child: until it is reaped it stays
+    in the group as a zombie, and the wait would always last the whole grace period.
+    """
     try:
         os.killpg(pgid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
+        if poll is not None:
+            poll()
         try:
             os.killpg(pgid, 0)
         except (ProcessLookupError, PermissionError):
@@ -171,6 +193,7 @@ class Run:
     def _read(self) -> None:
         assert self.proc and self.proc.stdout
         buf = b""
+        early = b""  # an unfinished line already parsed as a point
         fd = self.proc.stdout.fileno()
         while True:
             try:
@@ -179,8 +202,12 @@ class Run:
                 break
             if not chunk:
                 break
-            self._log.write(chunk)
-            self._log.flush()
+            try:
+                self._log.write(chunk)
+            except ValueError:  # closed by wait() after giving up on us; keep draining the pipe
+                pass
+            else:
+                self._log.flush()
             buf += chunk
             # Progress lines are redrawn with \r; a line ends at either.
             parts = re.split(rb"[\r\n]", buf)
@@ -189,13 +216,19 @@ class Run:
                 parts.append(buf)
                 buf = b""
             for raw in parts:
-                self._line(raw.decode("utf-8", "replace"))
+                self._line(raw.decode("utf-8", "replace"), point=raw != early)
+                early = b""
+            # A progress line redrawn with a leading \r has no end until the next redraw: parse it now, or
+            # the live curve would always be one point behind.
+            if buf and buf != early and not self._lines and self._point(buf.decode("utf-8", "replace")):
+                early = buf
         if buf:
-            self._line(buf.decode("utf-8", "replace"))
+            self._line(buf.decode("utf-8", "replace"), point=buf != early)
 
-    def _line(self, line: str) -> None:
+    def _line(self, line: str, point: bool = True) -> None:
         if not line.strip():
             return
+        line = line[:MAX_LINE]
         # Keep the summary region and a bounded tail: an output flood must not fill memory.
         self._tail_lines.append(line)
         if len(self._tail_lines) > 400:
@@ -207,14 +240,21 @@ class Run:
             if len(self._lines) < 2000:
                 self._lines.append(line)
             return
-        point = parse_progress(line, time.monotonic() - self.started)
+        if point:
+            self._point(line)
+
+    def _point(self, line: str) -> bool:
+        point = parse_progress(line[:MAX_LINE], time.monotonic() - self.started)
         if point is not None:
             self._points.append(point)
+            if len(self._points) > MAX_POINTS:
+                del self._points[1::2]  # keeps the first and the latest
             if self._on_point:
                 try:
                     self._on_point(point)
                 except Exception:  # an observer must never break the run
                     pass
+        return point is not None
 
     def wait(self) -> RunResult:
         if self.proc is None:
@@ -230,15 +270,17 @@ class Run:
                 pass
             if self._cancelled.is_set():
                 interrupted = True
-                kill_group(self.proc.pid)
+                kill_group(self.proc.pid, poll=self.proc.poll)
             elif time.monotonic() >= deadline:
                 timed_out = True
-                kill_group(self.proc.pid)
+                kill_group(self.proc.pid, poll=self.proc.poll)
         wall = time.monotonic() - self.started
         # The main process is gone; children that kept running (or hold the pipe) go too.
         kill_group(self.proc.pid, grace_s=0.5)
         self._reader.join(timeout=5)
-        self._log.close()
+        self._log.close()  # a reader still blocked (a child that left the group holds the pipe) stops writing
+        if not self._reader.is_alive() and self.proc.stdout:
+            self.proc.stdout.close()  # not left to the garbage collector: an overnight run starts hundreds
         code = self.proc.returncode
         summary = parse_summary(self._lines)
         failed = any(line.strip() == "FAIL" or line.startswith("FAIL") for line in self._tail_lines)
@@ -271,5 +313,5 @@ def log_tail(path: str | Path | None, lines: int = 60) -> str:
     if not path or not Path(path).exists():
         return ""
     data = Path(path).read_bytes()[-200_000:].decode("utf-8", "replace")
-    out = [seg.split("\r")[-1] for seg in data.split("\n")]
+    out = [seg.split("\r")[-1] for seg in data.rstrip("\n").split("\n")]
     return "\n".join(out[-lines:])

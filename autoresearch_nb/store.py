@@ -11,14 +11,17 @@ import sqlite3
 import threading
 import time
 import typing
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import StoreError
 from .records import CurvePoint, Experiment, Status
 
-_JSON_FIELDS = {"summary"}
+_JSON_FIELDS = {"summary", "runs", "seeds"}
+_JSON_LISTS = {"runs", "seeds"}  # JSON fields whose empty value is a list
+# Non-None plain defaults of Experiment's fields (factories are the JSON fields, handled on their own).
+_DEFAULTS = {f.name: f.default for f in fields(Experiment) if f.default is not MISSING}
 
 
 def _sql_type(hint: Any) -> str:
@@ -52,6 +55,8 @@ class Store:
             self.db.execute("PRAGMA busy_timeout=30000")
             self._migrate()
         except sqlite3.DatabaseError as e:
+            if getattr(self, "db", None) is not None:
+                self.db.close()
             raise StoreError(f"{self.path} is not a readable experiment store: {e}. Move it aside to start "
                              "afresh; nothing in it has been changed") from None
         hints = typing.get_type_hints(Experiment)
@@ -147,7 +152,7 @@ class Store:
                 continue
             v = row[name]
             if name in _JSON_FIELDS:
-                v = json.loads(v) if v else {}
+                v = json.loads(v) if v else ([] if name in _JSON_LISTS else {})
             elif name == "status":
                 v = Status(v)
             elif v is None and name in ("input_tokens", "output_tokens", "cache_write_tokens",
@@ -155,6 +160,8 @@ class Store:
                 v = 0
             elif v is None and name == "cost_usd":
                 v = 0.0
+            elif v is None and _DEFAULTS.get(name) is not None:
+                v = _DEFAULTS[name]  # a column added by a migration is NULL in old rows ("" for description)
             data[name] = v
         return Experiment(**data)
 

@@ -1,0 +1,265 @@
+"""The offline tuner: Optuna (TPE) over the editable file's CAPS hyperparameters. Needs no API key.
+
+Each proposal is an ordinary edit of a few constants with a readable description
+(``"MATRIX_LR 0.04 -> 0.028, DEPTH 8 -> 10"``), so it flows through the same diff, commit, run and
+keep/revert path as Claude's.
+
+How it works:
+
+* The search space comes from :func:`autoresearch_nb.agents.space.discover`, run on the first
+  experiment's file (the baseline), so bounds stay put while the best file moves.
+* The Optuna study is rebuilt from the run's experiments before every proposal: every finished
+  experiment whose file parses becomes a trial (KEEP and DISCARD with their metric; CRASH and TIMEOUT
+  with the worst metric seen so far, so the sampler learns to stay away; otherwise FAIL). Resuming a
+  run therefore rebuilds exactly the same study, and the next proposal of a resumed run equals the one
+  an uninterrupted run would have made (the sampler is seeded from the seed and the trial count).
+* ``mode="local"`` (default) asks TPE for one to three constants at a time and keeps the others at the
+  best file's values: with tens of experiments, moving every constant at once is mostly noise.
+  ``mode="global"`` samples every constant each time.
+
+>>> agent = TunerAgent(Config(editable="target.py"), Path("."))  # doctest: +SKIP
+>>> agent.propose(context).description                            # doctest: +SKIP
+'MATRIX_LR 0.04 -> 0.028'
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..config import Config
+from ..edits import Edit, content_hash
+from ..errors import AgentError
+from ..records import Experiment, Status
+from .base import Context, Proposal, QueueExhausted
+from .space import Param, Space, SpaceError, _assignments, discover
+
+log = logging.getLogger("autoresearch_nb")
+
+_PAIR = re.compile(r"\b([A-Z][A-Z0-9_]*)\s+(\S+)\s*->\s*([^,;]+)")
+_ATTEMPTS = 40
+
+
+class TunerAgent:
+    """Propose hyperparameter changes with Optuna's ask/tell.
+
+    ``sampler``: ``"tpe"`` (default) or ``"random"`` (the baseline the benchmark compares against).
+    ``overrides``: per-name bounds or choices, see :func:`~autoresearch_nb.agents.space.discover`.
+    """
+
+    name = "tuner"
+
+    def __init__(self, config: Config, repo: Path | str = ".", *, seed: int | None = None,
+                 sampler: str = "tpe", mode: str = "local", overrides: Mapping[str, Any] | None = None,
+                 n_startup_trials: int = 5) -> None:
+        if sampler not in ("tpe", "random"):
+            raise ValueError(f"sampler must be 'tpe' or 'random', not {sampler!r}")
+        if mode not in ("local", "global"):
+            raise ValueError(f"mode must be 'local' or 'global', not {mode!r}")
+        self.config = config
+        self.repo = Path(repo)
+        self.seed = seed if seed is not None else (config.seed if config.seed is not None else 0)
+        self.sampler_name = sampler
+        self.mode = mode
+        self.overrides = dict(overrides or {})
+        self.n_startup_trials = n_startup_trials
+        self.study: Any = None            # the study behind the last proposal, for inspection
+        self.space: Space | None = None
+        self._told: dict[int, Experiment] = {}
+
+    # --- the agent protocol ----------------------------------------------------------------------
+
+    def propose(self, context: Context) -> Proposal:
+        """Rebuild the study from the run's experiments, ask it for one trial, return it as edits."""
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        history = self._history(context)
+        space = self._space(context, history)
+        base = space.encoded(context.source)
+        if base is None:
+            raise AgentError(f"the tunable constants of {context.editable} no longer parse")
+        study, n_trials = self._build(space, history, context)
+        self.study, self.space = study, space
+
+        taken = {content_hash(context.source)}
+        taken |= {content_hash(e.content) for e in (*history, *context.in_flight) if e.content}
+        rng = random.Random(self._sampler_seed(n_trials) + 1)
+        for attempt in range(_ATTEMPTS):
+            # the sampler first (local moves, then global ones); when it keeps landing on files already
+            # tried (small discrete spaces), uniform draws around the best file
+            if attempt < _ATTEMPTS // 2:
+                local = self.mode == "local" and n_trials > 0 and len(space) > 1
+                fixed = self._fixed(space, base, rng) if local else {}
+            else:
+                fixed = {**base, **_uniform(self._fixed(space, base, rng), space, base, rng)}
+            if fixed:
+                study.enqueue_trial(fixed, skip_if_exists=False)
+            trial = study.ask()
+            params = {p.name: _suggest(trial, p) for p in space}
+            values = {p.name: p.decode(params[p.name]) for p in space}
+            current = space.values(context.source)
+            changed = {n: v for n, v in values.items() if space[n].encode(v) != space[n].encode(current[n])}
+            content = space.render(context.source, changed)
+            if changed and content_hash(content) not in taken:
+                break
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)  # a repeat: ask again
+        else:
+            raise QueueExhausted(f"the tuner found nothing new to try in {len(space)} constants "
+                                 f"after {_ATTEMPTS} attempts; the search space looks exhausted")
+        description = space.describe(context.source, changed)
+        return Proposal(description=description, edits=_edits(context.source, content), content=content,
+                        model=f"optuna-{self.sampler_name}",
+                        meta={"params": {n: _plain(v) for n, v in values.items()}, "trial": trial.number})
+
+    def tell(self, experiment: Experiment) -> None:
+        """Note a finished experiment. The study itself is rebuilt from the history on each proposal."""
+        self._told[experiment.number] = experiment
+
+    # --- the study -------------------------------------------------------------------------------
+
+    def _history(self, context: Context) -> list[Experiment]:
+        merged = {e.number: e for e in self._told.values()}
+        merged.update({e.number: e for e in context.history})
+        return [merged[n] for n in sorted(merged)]
+
+    def _space(self, context: Context, history: list[Experiment]) -> Space:
+        origin = next((e.content for e in history if e.content), None) or context.source
+        try:
+            space = discover(origin, context.editable, self.overrides)
+        except SpaceError as e:
+            raise AgentError(f"the tuner cannot read {context.editable}: {e}") from None
+        if not len(space):
+            raise AgentError(
+                f"the tuner found no tunable constants in {context.editable}: it tunes module-level CAPS "
+                "assignments of numbers and booleans (strings and tuples with a '# choices: a, b' comment) "
+                "above the first function. Add such a block, or use the claude agent.")
+        # constants the best file no longer has (or has outside the bounds) stay as they are
+        current = space.values(context.source)
+        active = tuple(p for p in space if p.name in current and p.contains(p.encode(current[p.name])))
+        if not active:
+            raise AgentError(f"none of the tunable constants of {context.editable} are left in the current file")
+        return Space(active, space.path, space.skipped)
+
+    def _build(self, space: Space, history: list[Experiment], context: Context) -> tuple[Any, int]:
+        import optuna
+        from optuna.trial import TrialState, create_trial
+
+        rows = []
+        for e in history:
+            if not e.status.finished or not e.status.ran:
+                continue
+            params = space.encoded(_content_of(e, context, space) or "")
+            if params is None:
+                log.debug("tuner: experiment %s left out of the study (its constants do not parse)", e.number)
+                continue
+            rows.append((e, params))
+        finite = [e.metric for e, _ in rows if _finite(e.metric) and e.status in (Status.KEEP, Status.DISCARD)]
+        worst = (min(finite) if self.config.maximize else max(finite)) if finite else None
+
+        distributions = space.distributions()
+        trials = []
+        for e, params in rows:
+            attrs = {"experiment": e.number, "status": str(e.status)}
+            if e.status in (Status.KEEP, Status.DISCARD) and _finite(e.metric):
+                trials.append(create_trial(value=float(e.metric), params=params,
+                                           distributions=distributions, user_attrs=attrs))
+            elif e.status in (Status.CRASH, Status.TIMEOUT, Status.KEEP, Status.DISCARD) and worst is not None:
+                trials.append(create_trial(value=float(worst), params=params,
+                                           distributions=distributions, user_attrs=attrs))
+            else:
+                trials.append(create_trial(state=TrialState.FAIL, params=params,
+                                           distributions=distributions, user_attrs=attrs))
+        seed = self._sampler_seed(len(trials))
+        if self.sampler_name == "random":
+            sampler = optuna.samplers.RandomSampler(seed=seed)
+        else:
+            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials)
+        study = optuna.create_study(direction=self.config.direction, sampler=sampler)
+        study.add_trials(trials)
+        return study, len(trials)
+
+    def _sampler_seed(self, n_trials: int) -> int:
+        return (int(self.seed) * 1_000_003 + n_trials) % (2**31 - 1)
+
+    def _fixed(self, space: Space, base: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        """The constants to hold at the best file's values: all but one to three."""
+        k = min(len(space) - 1, rng.choices((1, 2, 3), weights=(5, 3, 2))[0])
+        free = set(rng.sample(space.names, k)) if k > 0 else set()
+        return {n: x for n, x in base.items() if n not in free}
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+def _uniform(fixed: dict[str, Any], space: Space, base: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """Uniform draws (in Optuna's units) for the constants that ``fixed`` leaves free."""
+    out = {}
+    for p in space:
+        if p.name in fixed:
+            continue
+        if p.kind == "choice":
+            out[p.name] = rng.choice(p.choices)
+        elif p.kind in ("int", "pow2"):
+            out[p.name] = rng.randint(int(p.low), int(p.high))
+        elif p.log:
+            out[p.name] = math.exp(rng.uniform(math.log(p.low), math.log(p.high)))
+        else:
+            out[p.name] = rng.uniform(p.low, p.high)
+    return out
+
+
+def _suggest(trial: Any, p: Param) -> Any:
+    if p.kind == "float":
+        return trial.suggest_float(p.name, float(p.low), float(p.high), log=p.log)
+    if p.kind in ("int", "pow2"):
+        return trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
+    return trial.suggest_categorical(p.name, list(p.choices))
+
+
+def _content_of(e: Experiment, context: Context, space: Space) -> str | None:
+    """The experiment's file; for old rows without one, the current file with the constants that its
+    diff (``+NAME = value`` lines) or its description (``NAME a -> b``) names."""
+    if e.content:
+        return e.content
+    values: dict[str, Any] = {}
+    for line in (e.diff or "").splitlines():
+        if line.startswith("+") and not line.startswith("+++"):
+            for name, (value, *_rest) in _assignments(line[1:]).items():
+                values[name] = value
+    if not values:
+        for name, _old, new in _PAIR.findall(e.description or ""):
+            found = _assignments(f"{name} = {new.strip()}\n")
+            if name in found:
+                values[name] = found[name][0]
+    values = {n: v for n, v in values.items() if n in space.names}
+    if not values:
+        return None
+    try:
+        return space.render(context.source, values)
+    except SpaceError:
+        return None
+
+
+def _edits(old: str, new: str) -> tuple[Edit, ...]:
+    """One search/replace edit per changed line, when each old line is unique in the file."""
+    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    if len(a) != len(b):
+        return ()
+    edits = []
+    for x, y in zip(a, b):
+        if x != y:
+            if old.count(x) != 1:
+                return ()
+            edits.append(Edit(x, y))
+    return tuple(edits)
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v

@@ -1,0 +1,165 @@
+"""Executors run experiments for parallel workers: ``local`` (threads + subprocesses, no extra dependency) and
+``ray`` (one Ray task per experiment, on this machine or a cluster).
+
+The driver (the loop) alone writes the store and moves the branch; an executor only turns a :class:`Job`
+(an experiment commit to run) into an :class:`Outcome` (the run's result and the paths it changed).
+
+Local workers each have a detached git worktree ``.autoresearch/worktrees/<tag>.w<i>`` and a device: on a GPU
+machine one GPU each (``CUDA_VISIBLE_DEVICES``), on a CPU machine a share of the cores (``OMP_NUM_THREADS``).
+Ray workers may not share a filesystem with the driver, so a job ships the experiment's tree as a ``git
+archive`` tarball; the task unpacks it into a scratch git repo, runs, streams progress points back through a
+Ray queue and returns its result.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .records import CurvePoint, RunResult
+from .runner import Run
+
+PointSink = Callable[[int, CurvePoint], None]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One experiment commit to run."""
+
+    number: int
+    sha: str
+    command: str
+    editable: str
+    timeout_s: float
+    env: dict[str, str]
+    log_path: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What came back from a worker."""
+
+    number: int
+    worker: int
+    result: RunResult
+    changed: tuple[str, ...] = ()       # paths the run changed besides committed content (violations)
+    lost: bool = False                  # the worker or node died; the result is a stand-in
+    log_text: str | None = None         # a remote worker's log, written locally by the driver
+
+
+class Executor(Protocol):
+    slots: int
+
+    def submit(self, job: Job, on_point: PointSink) -> int: ...      # returns the worker index
+    def poll(self, timeout: float) -> list[Outcome]: ...
+    def cancel(self, number: int | None = None) -> None: ...         # None: every job
+    def close(self) -> None: ...
+
+
+def gpu_count() -> int:
+    """GPUs visible through NVML (0 without a driver)."""
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+        try:
+            return int(pynvml.nvmlDeviceGetCount())
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return 0
+
+
+def device_env(worker: int, workers: int, gpus: int | None = None, cores: int | None = None) -> dict[str, str]:
+    """Environment that gives worker ``worker`` its own GPU, or its share of the CPU cores."""
+    gpus = gpu_count() if gpus is None else gpus
+    if gpus > 0:
+        return {"CUDA_VISIBLE_DEVICES": str(worker % gpus)}
+    cores = os.cpu_count() or 1 if cores is None else cores
+    threads = str(max(1, cores // max(1, workers)))
+    return {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+            "AUTORESEARCH_THREADS": threads}
+
+
+@dataclass
+class _Slot:
+    index: int
+    path: Path
+    number: int | None = None
+    run: Run | None = None
+    thread: threading.Thread | None = None
+    cancelled: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class LocalExecutor:
+    """K workers on this machine: a thread per running job, each in its own detached worktree."""
+
+    def __init__(self, workspace: Any, workers: int, env_for: Callable[[int], dict[str, str]] | None = None) -> None:
+        self.workspace = workspace
+        self.slots = workers
+        self._env_for = env_for or (lambda i: device_env(i, workers))
+        self._slots = [_Slot(i, workspace.worker_path(i)) for i in range(workers)]
+        self._done: "queue.Queue[Outcome]" = queue.Queue()
+        self._lock = threading.Lock()
+
+    def free(self) -> int:
+        with self._lock:
+            return sum(s.number is None for s in self._slots)
+
+    def submit(self, job: Job, on_point: PointSink) -> int:
+        with self._lock:
+            slot = next((s for s in self._slots if s.number is None), None)
+            if slot is None:
+                raise RuntimeError("no free worker")
+            slot.number, slot.cancelled = job.number, False
+        self.workspace.checkout_worker(slot.index, job.sha)
+        env = {**job.env, **self._env_for(slot.index), "AUTORESEARCH_WORKER": str(slot.index)}
+        slot.run = Run(job.command, slot.path, job.log_path, timeout_s=job.timeout_s, env=env,
+                       on_point=lambda p, n=job.number: on_point(n, p))
+        if slot.cancelled:
+            slot.run.cancel()
+        slot.thread = threading.Thread(target=self._wait, args=(slot, job), daemon=True,
+                                       name=f"autoresearch-worker-{slot.index}")
+        slot.thread.start()
+        return slot.index
+
+    def _wait(self, slot: _Slot, job: Job) -> None:
+        assert slot.run is not None
+        result = slot.run.wait()
+        changed = tuple(self.workspace.worker_changes(slot.index))
+        self.workspace.checkout_worker(slot.index, job.sha)  # undo whatever the run changed
+        with self._lock:
+            slot.number, slot.run = None, None
+        self._done.put(Outcome(job.number, slot.index, result, changed))
+
+    def poll(self, timeout: float) -> list[Outcome]:
+        out: list[Outcome] = []
+        try:
+            out.append(self._done.get(timeout=timeout))
+            while True:
+                out.append(self._done.get_nowait())
+        except queue.Empty:
+            pass
+        return out
+
+    def cancel(self, number: int | None = None) -> None:
+        with self._lock:
+            for s in self._slots:
+                if s.number is not None and (number is None or s.number == number):
+                    s.cancelled = True
+                    if s.run is not None:
+                        s.run.cancel()
+
+    def running(self) -> list[int]:
+        with self._lock:
+            return [s.number for s in self._slots if s.number is not None]
+
+    def close(self) -> None:
+        self.cancel()
+        for s in self._slots:
+            if s.thread is not None:
+                s.thread.join(timeout=30)

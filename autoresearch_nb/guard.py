@@ -1,0 +1,38 @@
+"""``python -m autoresearch_nb.guard -- CMD...``: run CMD and kill its whole process group if our parent dies.
+
+A remote worker (a Ray task) can be killed with SIGKILL; the experiment it started runs in its own process
+group and would live on as an orphan. The guard leads that group, runs the command as its child, and when it
+is re-parented (its parent died) it kills the group, the command's own children included.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def main(argv: list[str]) -> int:
+    if "--" in argv:
+        argv = argv[argv.index("--") + 1:]
+    if not argv:
+        print("usage: python -m autoresearch_nb.guard -- CMD...", file=sys.stderr)
+        return 2
+    if argv[0] in ("python", "python3"):
+        argv = [sys.executable, *argv[1:]]
+    parent = os.getppid()
+    child = subprocess.Popen(argv)  # same process group as the guard
+    while True:
+        try:
+            return child.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            pass
+        if os.getppid() != parent:  # the worker that started us is gone
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+            time.sleep(1)
+            return 137
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,37 @@
+"""Fixed numbers of the harness. Changing any of these changes what val_bpb means, so the agent never edits them.
+
+Per device class (``cpu``, ``mps``, ``cuda``) so that a 2-core laptop and an H100 both get a meaningful run:
+comparisons are only ever made between runs on the same machine and corpus.
+"""
+from __future__ import annotations
+
+# Environment variables: the loop passes the first two; the rest are for people and tests.
+ENV_TIME_BUDGET = "AUTORESEARCH_TIME_BUDGET"   # training seconds (float)
+ENV_SEED = "AUTORESEARCH_SEED"                 # int
+ENV_DATA = "AUTORESEARCH_DATA"                 # a prepared dataset folder
+ENV_DATASET = "AUTORESEARCH_DATASET"           # a dataset name under the cache (default: stdlib)
+ENV_CACHE = "AUTORESEARCH_CACHE"               # cache root (default: ~/.cache/autoresearch_nb)
+ENV_DEVICE = "AUTORESEARCH_DEVICE"             # force a torch device ("cpu", "cuda:1", ...)
+ENV_DEVICE_CLASS = "AUTORESEARCH_DEVICE_CLASS" # force the config branch ("cuda" on a CPU, for tests)
+ENV_PEAK_FLOPS = "AUTORESEARCH_PEAK_FLOPS"     # FLOP/s used for MFU when the table does not know the chip
+
+DEFAULT_SEED = 42
+DEFAULT_DATASET = "stdlib"
+DEVICE_CLASSES = ("cpu", "mps", "cuda")
+
+# Training seconds when run by hand (the loop always passes its own budget).
+TIME_BUDGET = {"cpu": 120.0, "mps": 300.0, "cuda": 300.0}
+
+# Context length the model must accept; evaluation runs on rows of exactly this many tokens.
+SEQ_LEN = {"cpu": 128, "mps": 512, "cuda": 1024}
+
+# Validation bytes scored by evaluate_bpb: EVAL_CHUNKS evenly spaced slices of the validation split, so the
+# score covers many files yet costs only a few seconds on each class.
+EVAL_BYTES = {"cpu": 2**16, "mps": 2**19, "cuda": 2**20}
+EVAL_CHUNKS = 16
+
+VAL_FRACTION = 0.10        # share of the corpus bytes (whole documents) held out for validation
+DOC_SEPARATOR = b"\x00"    # between documents in train.bin / val.bin; a real byte the model must predict
+
+# A loss above this (nats/token) is "exploding"; train.py prints FAIL and stops.
+FAIL_LOSS = 100.0

@@ -1,0 +1,75 @@
+"""Token streams and batches: random training windows, and the fixed validation rows evaluate_bpb scores.
+
+    >>> batches = Batches(corpus, tokenizer, batch_size=32, seq_len=256, device="cpu", seed=42)
+    >>> x, y = next(batches)              # int64 (32, 256) each; y is x shifted by one token
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from .corpus import Corpus
+
+
+def token_stream(corpus: Corpus, tokenizer, split: str) -> np.ndarray:
+    """The split as token ids. Bytes need no work (a memory map); other tokenizers are encoded once and cached
+    under ``tokens/`` with the corpus fingerprint in the name."""
+    raw = corpus.split_bytes(split)
+    if tokenizer.name == "byte":
+        return raw
+    path = corpus.path / "tokens" / f"{tokenizer.name}-{corpus.fingerprint}-{split}.npy"
+    if path.exists():
+        return np.load(path, mmap_mode="r")
+    ids = tokenizer.encode(bytes(raw))
+    ids = ids.astype(np.uint16 if tokenizer.vocab_size <= 2**16 else np.int32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, ids)
+    os.replace(tmp, path)
+    return ids
+
+
+class Batches:
+    """Endless random windows of ``seq_len + 1`` tokens from the train split, drawn by a seeded generator so
+    a run's data order follows its seed."""
+
+    def __init__(self, corpus: Corpus, tokenizer, batch_size: int, seq_len: int, device, seed: int,
+                 split: str = "train"):
+        self.tokens = token_stream(corpus, tokenizer, split)
+        if len(self.tokens) <= seq_len + 1:
+            raise ValueError(f"the {split} split has {len(self.tokens)} tokens, fewer than seq_len + 1")
+        self.batch_size, self.seq_len = batch_size, seq_len
+        self.device = torch.device(device)
+        self.rng = np.random.default_rng(seed)
+        self._window = np.arange(seq_len + 1)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = self.rng.integers(0, len(self.tokens) - self.seq_len - 1, size=self.batch_size)
+        rows = torch.from_numpy(np.asarray(self.tokens[starts[:, None] + self._window], dtype=np.int64))
+        if self.device.type == "cuda":
+            rows = rows.pin_memory().to(self.device, non_blocking=True)
+        else:
+            rows = rows.to(self.device)
+        return rows[:, :-1], rows[:, 1:]
+
+
+def val_rows(data: bytes, tokenizer, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``data`` tokenized and cut into rows of ``seq_len`` inputs and targets, each row overlapping the next by
+    one token so every token after the first is a target once. The last row is padded (target -1, ignored)."""
+    ids = np.asarray(tokenizer.encode(data), dtype=np.int64)
+    n_targets = len(ids) - 1
+    if n_targets < 1:
+        raise ValueError("need at least two tokens of validation data")
+    n_rows = -(-n_targets // seq_len)
+    padded = np.full(n_rows * seq_len + 1, -1, dtype=np.int64)
+    padded[: len(ids)] = ids
+    starts = np.arange(n_rows)[:, None] * seq_len + np.arange(seq_len + 1)
+    rows = torch.from_numpy(padded[starts])
+    x, y = rows[:, :-1].clone(), rows[:, 1:].clone()
+    x[x < 0] = 0
+    return x, y

@@ -1,0 +1,172 @@
+"""What a run reads from its environment: seed, time budget, device, cache folders, and the chip's peak FLOP/s."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from . import constants as C
+
+# Dense bf16 tensor-core peaks (FLOP/s) by a substring of torch.cuda.get_device_name().
+GPU_PEAK_BF16 = {
+    "H200": 989e12, "H100": 989e12, "H800": 989e12, "GH200": 989e12, "B200": 2250e12,
+    "A100": 312e12, "A800": 312e12, "A10G": 70e12, "A10": 125e12, "L40S": 362e12, "L4": 121e12,
+    "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12,
+}
+
+
+def seed() -> int:
+    """The run's seed: ``AUTORESEARCH_SEED`` or 42. ``torch.manual_seed(harness.seed())``"""
+    raw = os.environ.get(C.ENV_SEED, "").strip()
+    return int(raw) if raw else C.DEFAULT_SEED
+
+
+def device(override: str | None = None):
+    """The torch device to train on: ``AUTORESEARCH_DEVICE`` if set, else cuda > mps > cpu."""
+    import torch
+    name = override or os.environ.get(C.ENV_DEVICE, "").strip()
+    if name:
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def device_class(dev=None) -> str:
+    """``cpu``, ``mps`` or ``cuda``: picks the per-class defaults. ``AUTORESEARCH_DEVICE_CLASS`` forces one, so a
+    test can drive the CUDA branch of train.py on a CPU."""
+    forced = os.environ.get(C.ENV_DEVICE_CLASS, "").strip()
+    if forced:
+        if forced not in C.DEVICE_CLASSES:
+            raise ValueError(f"{C.ENV_DEVICE_CLASS} must be one of {C.DEVICE_CLASSES}, not {forced!r}")
+        return forced
+    dev = dev if dev is not None else device()
+    return dev.type if dev.type in C.DEVICE_CLASSES else "cpu"
+
+
+def time_budget(dev=None) -> float:
+    """Training seconds: ``AUTORESEARCH_TIME_BUDGET``, else the device class's default (120 s on CPU)."""
+    raw = os.environ.get(C.ENV_TIME_BUDGET, "").strip()
+    if raw:
+        value = float(raw)
+        if not value > 0:
+            raise ValueError(f"{C.ENV_TIME_BUDGET} must be a positive number of seconds, not {raw!r}")
+        return value
+    return C.TIME_BUDGET[device_class(dev)]
+
+
+def seq_len(dev=None) -> int:
+    return C.SEQ_LEN[device_class(dev)]
+
+
+def cache_root() -> Path:
+    raw = os.environ.get(C.ENV_CACHE, "").strip()
+    return Path(raw).expanduser() if raw else Path.home() / ".cache" / "autoresearch_nb"
+
+
+def dataset_dir(name: str | None = None) -> Path:
+    """The prepared dataset folder: ``AUTORESEARCH_DATA``, else ``<cache>/<AUTORESEARCH_DATASET or stdlib>``."""
+    if name is None:
+        raw = os.environ.get(C.ENV_DATA, "").strip()
+        if raw:
+            return Path(raw).expanduser()
+        name = os.environ.get(C.ENV_DATASET, "").strip() or C.DEFAULT_DATASET
+    return cache_root() / name
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def fast_bf16(dev) -> bool:
+    """Whether bf16 autocast pays on this device. On a CPU only with AMX or AVX512-BF16: on plain AVX2, bf16
+    matmuls run about 10x *slower* than fp32."""
+    if dev.type in ("cuda", "mps"):
+        return True
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        return False
+    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+def peak_flops(dev, dtype=None) -> float:
+    """Peak matmul FLOP/s behind MFU. GPUs: a table of dense bf16 peaks; CPUs: measured once (about 2 s) and
+    cached; ``AUTORESEARCH_PEAK_FLOPS`` overrides both."""
+    import torch
+    raw = os.environ.get(C.ENV_PEAK_FLOPS, "").strip()
+    if raw:
+        return float(raw)
+    dtype = dtype or torch.float32
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+        for key, value in GPU_PEAK_BF16.items():
+            if key in name:
+                return value if dtype != torch.float32 else value / 2
+        return measure_matmul_flops(dev, dtype)
+    return _cached_peak(dev, dtype)
+
+
+def _cached_peak(dev, dtype) -> float:
+    import torch
+    key = f"{platform.processor() or platform.machine()}|{_cpu_model()}|{torch.get_num_threads()}|" \
+          f"{torch.__version__}|{dev.type}|{dtype}"
+    path = cache_root() / "peak_flops.json"
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        table = {}
+    if key not in table:
+        table[key] = measure_matmul_flops(dev, dtype)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(table, indent=1))
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return float(table[key])
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def measure_matmul_flops(dev, dtype, n: int = 1024, seconds: float = 1.0) -> float:
+    """Best-of-3 sustained FLOP/s of an n x n x n ``F.linear`` in ``dtype`` (the path nn.Linear takes)."""
+    import torch
+    import torch.nn.functional as F
+    a = torch.randn(n, n, device=dev, dtype=dtype)
+    b = torch.randn(n, n, device=dev, dtype=dtype)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        elif dev.type == "mps":
+            torch.mps.synchronize()
+
+    F.linear(a, b)
+    sync()
+    best = 0.0
+    for _ in range(3):
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 3:
+            F.linear(a, b)
+            count += 1
+        sync()
+        best = max(best, 2 * n**3 * count / (time.perf_counter() - start))
+    return best

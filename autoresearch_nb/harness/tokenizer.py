@@ -1,0 +1,112 @@
+"""Tokenizers. ``byte`` (256 symbols, nothing to train) is the default; ``bpe-N`` is a byte-exact BPE with N
+symbols trained by the ``tokenizers`` library on the train split and cached beside the corpus.
+
+Every tokenizer reports ``token_bytes``, the number of corpus bytes each id stands for, which is what lets
+evaluate_bpb score any tokenizer in bits per *byte*.
+
+    >>> tok = get_tokenizer(load_corpus(), "bpe-4096")
+    >>> tok.decode(tok.encode(b"def f(x):\\n")) == b"def f(x):\\n"
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from . import constants as C
+from .corpus import Corpus
+
+# Pre-tokenization (GPT-2's idea, our pattern): words with one leading space, digit runs, punctuation runs,
+# whitespace runs. Applied to latin-1 text so that one character is always one byte.
+_SPLIT = r" ?[A-Za-z_\u00c0-\u00ff]+| ?[0-9]{1,3}| ?[^\sA-Za-z_0-9\u00c0-\u00ff]+|\s+(?!\S)|\s+"
+
+
+class ByteTokenizer:
+    name = "byte"
+    vocab_size = 256
+
+    def encode(self, data: bytes) -> np.ndarray:
+        return np.frombuffer(bytes(data), dtype=np.uint8)
+
+    def decode(self, ids) -> bytes:
+        return bytes(int(i) for i in ids)
+
+    @property
+    def token_bytes(self) -> np.ndarray:
+        return np.ones(256, dtype=np.int64)
+
+
+class BPETokenizer:
+    """BPE over raw bytes: text is read as latin-1, so the 256 base symbols are exactly the 256 byte values and
+    every token's length in characters is its length in bytes. Documents are encoded separately and joined by the
+    separator byte's own id, so merges never cross a document boundary."""
+
+    def __init__(self, tokenizer, name: str):
+        self._tok = tokenizer
+        self.name = name
+        self.vocab_size = tokenizer.get_vocab_size()
+        self._sep = tokenizer.token_to_id(C.DOC_SEPARATOR.decode("latin-1"))
+        lengths = np.zeros(self.vocab_size, dtype=np.int64)
+        for token, idx in tokenizer.get_vocab().items():
+            lengths[idx] = len(token)
+        self._lengths = lengths
+
+    @classmethod
+    def train(cls, texts, vocab_size: int, name: str) -> "BPETokenizer":
+        from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex(_SPLIT), behavior="isolated")
+        alphabet = [bytes([b]).decode("latin-1") for b in range(256)]
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=alphabet, min_frequency=2,
+                                      show_progress=False, special_tokens=[], limit_alphabet=256)
+        tok.train_from_iterator((t.decode("latin-1") for t in texts), trainer=trainer)
+        return cls(tok, name)
+
+    @classmethod
+    def load(cls, path: Path, name: str) -> "BPETokenizer":
+        from tokenizers import Tokenizer
+        return cls(Tokenizer.from_file(str(path)), name)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self._tok.save(str(tmp))
+        os.replace(tmp, path)
+
+    def encode(self, data: bytes) -> np.ndarray:
+        docs = bytes(data).split(C.DOC_SEPARATOR)
+        encoded = self._tok.encode_batch([d.decode("latin-1") for d in docs], add_special_tokens=False)
+        parts = []
+        for i, enc in enumerate(encoded):
+            if i:
+                parts.append(np.array([self._sep], dtype=np.int64))
+            parts.append(np.asarray(enc.ids, dtype=np.int64))
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def decode(self, ids) -> bytes:
+        return b"".join(self._tok.id_to_token(int(i)).encode("latin-1") for i in ids)
+
+    @property
+    def token_bytes(self) -> np.ndarray:
+        return self._lengths
+
+
+def get_tokenizer(corpus: Corpus | None = None, name: str = "byte"):
+    """``byte`` or ``bpe-N`` (N in 257..65536). A BPE is trained on the corpus's train split the first time
+    (seconds to a minute) and reused after."""
+    if name == "byte":
+        return ByteTokenizer()
+    match = re.fullmatch(r"bpe-(\d+)", name)
+    if not match or not 257 <= int(match.group(1)) <= 65536:
+        raise ValueError(f"tokenizer must be 'byte' or 'bpe-N' with 257 <= N <= 65536, not {name!r}")
+    if corpus is None:
+        raise ValueError("a BPE tokenizer needs the corpus it is trained on")
+    path = corpus.path / "tokenizers" / f"{name}-{corpus.fingerprint}.json"
+    if path.exists():
+        return BPETokenizer.load(path, name)
+    texts = bytes(corpus.split_bytes("train")).split(C.DOC_SEPARATOR)
+    tok = BPETokenizer.train(texts, int(match.group(1)), name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(path)
+    return tok

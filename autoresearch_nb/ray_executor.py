@@ -1,0 +1,172 @@
+"""The Ray executor: each experiment is a Ray task needing one GPU (or the configured CPUs).
+
+``RayExecutor(workspace, workers, address=None)`` starts a local Ray instance (loopback only, no usage
+stats, no auth token file) or connects to a cluster by address (``"auto"`` or ``"ray://host:10001"``). A job
+ships the experiment's tree as a ``git archive`` tarball, so workers need no shared filesystem, only the same
+Python environment (autoresearch_nb installed). Progress points stream back through a Ray queue; the log comes
+back with the result and is written locally by the driver. A task whose worker dies becomes a ``lost``
+outcome (recorded as interrupted); its command dies with it (see :mod:`autoresearch_nb.guard`).
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .executors import Job, Outcome, PointSink
+from .records import CurvePoint, RunResult
+
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_agent_register_timeout_ms": "120000"}  # a loaded 2-core machine starts its agents slowly
+MAX_LOG = 4 << 20  # bytes of a remote log brought back
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> Any:
+    """Connect to ``address`` or start a local instance listening on 127.0.0.1 only."""
+    for k, v in RAY_ENV.items():
+        os.environ.setdefault(k, v)
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    common = dict(log_to_driver=False, configure_logging=False, ignore_reinit_error=True)
+    if address:
+        ray.init(address=address, **common)
+    else:
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 **common)
+    return ray
+
+
+def _run_task(job: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
+    """Runs on a Ray worker: unpack the tree, run the command under the guard, report back."""
+    from autoresearch_nb.runner import Run
+
+    root = Path(tempfile.mkdtemp(prefix="autoresearch-ray-"))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+            tf.extractall(root, filter="data")
+        git = ["git", "-c", "user.name=w", "-c", "user.email=w@localhost"]
+        for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "tree", "--no-verify"]):
+            subprocess.run([*git, *args], cwd=root, check=True, capture_output=True)
+        log_path = root.parent / f"{root.name}.log"
+        last = [0.0]
+
+        def on_point(p: CurvePoint) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.1:  # a remote call per point would be too many
+                last[0] = now
+                sink.put((job["number"], p.step, p.elapsed_s, p.loss, p.values))
+
+        argv = [sys.executable, "-m", "autoresearch_nb.guard", "--", *__import__("shlex").split(job["command"])]
+        run = Run(argv, root, log_path, timeout_s=job["timeout_s"], env={**os.environ, **job["env"]},
+                  on_point=on_point)
+        try:
+            result = run.wait()
+        except BaseException:  # ray.cancel: end the command, report it as interrupted
+            run.cancel()
+            result = run.wait()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root,
+                                capture_output=True, text=True).stdout
+        changed = [line[3:] for line in status.splitlines() if len(line) > 3]
+        data = log_path.read_bytes()[-MAX_LOG:] if log_path.exists() else b""
+        log_path.unlink(missing_ok=True)
+        out = asdict(result)
+        out["points"] = [asdict(p) for p in result.points]
+        return {"result": out, "changed": changed, "log": data.decode("utf-8", "replace")}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class RayExecutor:
+    """Up to ``workers`` experiments at once as Ray tasks."""
+
+    def __init__(self, workspace: Any, workers: int, address: str | None = None, gpus_per_worker: float | None = None,
+                 cpus_per_worker: float | None = None) -> None:
+        from .executors import gpu_count
+
+        self.workspace = workspace
+        self.slots = workers
+        local_gpus = gpu_count() if not address else None
+        self.ray = start_ray(address, num_cpus=None if address else max(workers, os.cpu_count() or 1),
+                             num_gpus=local_gpus)
+        from ray.util.queue import Queue
+
+        gpus = gpus_per_worker if gpus_per_worker is not None else (1 if (local_gpus or 0) > 0 else 0)
+        cpus = cpus_per_worker if cpus_per_worker is not None else (0 if gpus else 1)
+        self._sink = Queue()
+        self._remote = self.ray.remote(_run_task).options(num_gpus=gpus, num_cpus=cpus, max_retries=0)
+        self._refs: dict[Any, tuple[int, int, Job]] = {}
+        self._on_point: dict[int, PointSink] = {}
+        self.started_at = time.monotonic()
+
+    def free(self) -> int:
+        return self.slots - len(self._refs)
+
+    def submit(self, job: Job, on_point: PointSink) -> int:
+        used = {w for _, w, _ in self._refs.values()}
+        worker = next(i for i in range(self.slots) if i not in used)
+        tar = self.workspace.archive(job.sha)
+        ref = self._remote.remote({"number": job.number, "command": job.command, "timeout_s": job.timeout_s,
+                                   "env": {**job.env, "AUTORESEARCH_WORKER": str(worker)}}, tar, self._sink)
+        self._refs[ref] = (job.number, worker, job)
+        self._on_point[job.number] = on_point
+        return worker
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                number, step, elapsed, loss, values = self._sink.get_nowait()
+            except Exception:
+                return
+            sink = self._on_point.get(number)
+            if sink:
+                sink(number, CurvePoint(step, elapsed, loss, values))
+
+    def poll(self, timeout: float) -> list[Outcome]:
+        self._drain()
+        if not self._refs:
+            time.sleep(timeout)
+            return []
+        ready, _ = self.ray.wait(list(self._refs), num_returns=len(self._refs), timeout=timeout)
+        self._drain()
+        out = []
+        for ref in ready:
+            number, worker, job = self._refs.pop(ref)
+            self._on_point.pop(number, None)
+            try:
+                data = self.ray.get(ref)
+            except Exception as e:  # the worker or its node died, or the task was cancelled by force
+                reason = f"worker lost: {type(e).__name__}"
+                out.append(Outcome(number, worker, RunResult(None, False, 0.0, {}, False, reason, job.log_path,
+                                                             interrupted=True), lost=True))
+                continue
+            r = data["result"]
+            r["points"] = tuple(CurvePoint(**p) for p in r["points"])
+            r["log_path"] = job.log_path
+            Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(job.log_path).write_text(data["log"])
+            out.append(Outcome(number, worker, RunResult(**r), tuple(data["changed"]), log_text=data["log"]))
+        return out
+
+    def cancel(self, number: int | None = None) -> None:
+        for ref, (n, _, _) in list(self._refs.items()):
+            if number is None or n == number:
+                self.ray.cancel(ref, force=False)
+
+    def running(self) -> list[int]:
+        return [n for n, _, _ in self._refs.values()]
+
+    def close(self) -> None:
+        self.cancel()
+        deadline = time.monotonic() + 30
+        while self._refs and time.monotonic() < deadline:
+            self.poll(0.2)

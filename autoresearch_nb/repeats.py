@@ -1,0 +1,270 @@
+"""The loop's side of honest decisions: baseline repeats, confirmation runs, ``measure_noise``, ``revalidate``.
+
+:class:`NoiseMixin` is part of :class:`autoresearch_nb.Loop`; the statistics and the rule are the pure
+functions of :mod:`autoresearch_nb.noise`. Seeds: repeat ``i`` of a commit runs with ``seed + i`` (the
+baseline's three runs get 42, 43, 44; a confirmation of an experiment first run with 42 gets 43), passed as
+``AUTORESEARCH_SEED``; ``measure_noise`` and ``revalidate`` take seeds not yet used on that commit. A repeat
+is no new experiment: its value and seed go into its experiment's ``runs`` and ``seeds`` (``metric`` becomes
+their mean), its log is ``<number>.<i>.log``, its curve is not stored. The floor lives in the run state
+(``state["noise"]``), so a resumed run keeps it; re-validations in ``state["revalidations"]``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from . import noise as _noise
+from .errors import AutoresearchError, ConfigError
+from .events import EventKind
+from .git import STATE_DIR
+from .records import CurvePoint, Experiment, Status
+from .runner import Run, scrub_env
+
+log = logging.getLogger("autoresearch_nb")
+
+
+def is_baseline(exp: Experiment) -> bool:
+    return exp.description == "baseline" and exp.agent == "baseline"
+
+
+class NoiseMixin:
+    """Noise-floor verbs of :class:`~autoresearch_nb.Loop` (which provides store, config, workspace, events)."""
+
+    @property
+    def noise(self) -> dict[str, Any] | None:
+        """The measured noise floor (``sigma``, ``mad_sigma``, ``df`` and the repeats behind it), or None.
+
+        Kept in the store's run state, so a resumed run keeps it.
+        """
+        run = self.store.get_run(self.tag)
+        return ((run or {}).get("state") or {}).get("noise")
+
+    def measure_noise(self, repeats: int | None = None) -> dict[str, Any]:
+        """Run the best commit ``repeats`` more times (fresh seeds) and pool their spread into the noise floor.
+
+        >>> loop.measure_noise(3)["sigma"]   # doctest: +SKIP
+        0.0021
+        """
+        if self.running and threading.current_thread() is not self._thread:
+            raise ConfigError("the loop is running in the background; stop() it before measuring the noise")
+        repeats = max(int(repeats or self.config.noise_repeats), 2)
+        sha = self._best_sha()
+        values: list[float] = []
+        seeds: list[int] = []
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        try:
+            for i, seed in enumerate(self._fresh_seeds(sha, repeats)):
+                value, error, interrupted = self._rerun(sha, seed, f"noise-{stamp}.{i}", purpose="noise")
+                if interrupted:
+                    break
+                if value is None:
+                    log.warning("noise repeat %d of %s failed: %s", i, sha[:7], error)
+                    continue
+                values.append(value)
+                seeds.append(seed)
+        finally:
+            if self.workspace.head() != sha or self.workspace.changed_paths():
+                self.workspace.reset(sha)
+        if len(values) < 2:
+            raise AutoresearchError(f"only {len(values)} of {repeats} noise repeats gave a metric; the floor "
+                                    "is unchanged (see the logs under .autoresearch/logs)")
+        return self._record_floor({"source": "measure_noise", "sha": sha, "values": values, "seeds": seeds})
+
+    def revalidate(self) -> dict[str, Any] | None:
+        """Re-run the best kept commit once (a fresh seed) and report its drift from the recorded metric.
+
+        The entry is added to the run state's ``revalidations``; the best's record is left as it was.
+        """
+        best = self.best
+        if best is None or not best.sha:
+            return None
+        seed = self._fresh_seeds(best.sha, 1)[0]
+        state = (self.store.get_run(self.tag) or {}).get("state") or {}
+        done = list(state.get("revalidations", []))
+        value, error, _ = self._rerun(best.sha, seed, f"{best.number:04d}.revalidate{len(done)}", best,
+                                      purpose="revalidation")
+        sigma = (self.noise or {}).get("sigma")
+        entry: dict[str, Any] = {"number": best.number, "sha": best.sha, "seeds": [seed], "value": value,
+                                 "recorded": best.metric, "error": error, "at": time.time()}
+        if value is not None and best.metric is not None:
+            worse = (best.metric - value) if self.config.maximize else (value - best.metric)
+            limit = _noise.threshold_sigmas(self.config.noise_k or 2.0, 1, max(len(best.runs), 1))
+            entry.update(drift=value - best.metric, drift_sigma=worse / sigma if sigma else None)
+            entry["within_noise"] = entry["drift_sigma"] is None or entry["drift_sigma"] <= limit
+            sig = f" ({entry['drift_sigma']:+.2f}σ)" if sigma else ""
+            verdict = "within the noise" if entry["within_noise"] else "worse than the noise explains"
+            message = f"re-validated #{best.number}: {value:.6g} vs recorded {best.metric:.6g}, drift " \
+                      f"{entry['drift']:+.6g}{sig}, {verdict}"
+        else:
+            message = f"re-validation of #{best.number} failed: {error}"
+        self.store.update_run_state(self.tag, revalidations=done + [entry])
+        log.info(message)
+        self._emit(EventKind.MESSAGE, best, message=message, revalidation=entry)
+        return entry
+
+    def _maybe_revalidate(self) -> None:
+        every = self.config.revalidate_every
+        if not every:
+            return
+        keeps = sum(1 for e in self.experiments if e.status == Status.KEEP and not is_baseline(e))
+        if keeps and keeps % int(every) == 0:
+            self.revalidate()
+
+    def _decision(self, exp: Experiment, best: Experiment | None) -> _noise.Decision:
+        values = exp.runs or ([exp.metric] if exp.metric is not None else [])
+        return _noise.judge(values, best.metric if best else None,
+                            best_n=max(len(best.runs), 1) if best else 1,
+                            sigma=(self.noise or {}).get("sigma"), k=float(self.config.noise_k),
+                            margin=float(self.config.confirm_margin), confirm_runs=int(self.config.confirm_runs),
+                            maximize=self.config.maximize, best_label=f"#{best.number}" if best else "the best")
+
+    def _judge(self, exp: Experiment, best: Experiment | None) -> Experiment:
+        """Decide a clean run: keep, discard, or first confirm a marginal pass with more runs (seed + i)."""
+        if not exp.runs and exp.metric is not None:
+            exp = exp.with_(runs=[exp.metric], seeds=[exp.seed] if exp.seed is not None else [])
+        if is_baseline(exp):
+            floor = self.noise if len(exp.runs) > 1 else None
+            reason = "baseline"
+            if floor and floor.get("sigma") is not None:
+                reason += f" (mean of {len(exp.runs)} runs; noise floor σ={floor['sigma']:.3g}, " \
+                          f"robust σ={floor['mad_sigma']:.3g})"
+            return exp.with_(status=Status.KEEP, reason=reason, noise_sigma=(floor or {}).get("sigma"))
+        while True:
+            d = self._decision(exp, best)
+            exp = exp.with_(reason=d.reason, threshold=d.threshold, effect_sigma=d.effect_sigma,
+                            noise_sigma=d.noise_sigma)
+            if d.verdict != _noise.CONFIRM:
+                return exp.with_(status=Status.KEEP if d.keep else Status.DISCARD)
+            i = len(exp.runs)
+            seed = (exp.seeds[0] if exp.seeds else self._base_seed()) + i
+            exp = self._save(exp)
+            value, error, interrupted = self._rerun(exp.sha or self._best_sha(), seed, f"{exp.number:04d}.{i}",
+                                                    exp, purpose="confirmation", track=True)
+            if interrupted:
+                return exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
+                                 reason=f"stopped during confirmation run {i + 1}; {d.reason}")
+            if value is None:
+                return exp.with_(status=Status.DISCARD, reason=f"confirmation run {i + 1} failed ({error}); "
+                                                               f"{d.reason}")
+            runs = [*exp.runs, value]
+            exp = self._save(exp.with_(runs=runs, seeds=[*exp.seeds, seed], metric=sum(runs) / len(runs),
+                                       ended_at=time.time()))
+
+    def _repeat_baseline(self, exp: Experiment) -> Experiment:
+        """Run the baseline ``noise_repeats - 1`` more times and record the noise floor (noise_k > 0 only)."""
+        repeats = int(self.config.noise_repeats)
+        if exp.status != Status.RUNNING or exp.metric is None or float(self.config.noise_k) <= 0 or repeats < 2:
+            return exp
+        first = exp.seed if exp.seed is not None else self._base_seed()
+        exp = self._save(exp.with_(runs=[exp.metric], seeds=[first]))
+        for i in range(1, repeats):
+            value, error, interrupted = self._rerun(exp.sha or self._best_sha(), first + i,
+                                                    f"{exp.number:04d}.{i}", exp, purpose="noise", track=True)
+            if interrupted:
+                return self._save(exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
+                                            reason=f"stopped during baseline repeat {i + 1}"))
+            if value is None:
+                log.warning("baseline repeat %d failed: %s", i + 1, error)
+                continue
+            runs = [*exp.runs, value]
+            exp = self._save(exp.with_(runs=runs, seeds=[*exp.seeds, first + i], metric=sum(runs) / len(runs),
+                                       ended_at=time.time()))
+        if len(exp.runs) > 1:
+            self._record_floor({"source": f"baseline #{exp.number}", "sha": exp.sha, "values": exp.runs,
+                                "seeds": exp.seeds})
+        return exp
+
+    def _record_floor(self, group: dict[str, Any]) -> dict[str, Any]:
+        groups = [*((self.noise or {}).get("groups") or []), group]
+        pooled = _noise.pool(g["values"] for g in groups)
+        floor = {"sigma": pooled.sigma if pooled else None, "mad_sigma": pooled.mad_sigma if pooled else None,
+                 "df": pooled.df if pooled else 0, "n": pooled.n if pooled else 0, "k": self.config.noise_k,
+                 "groups": groups, "measured_at": time.time()}
+        self.store.update_run_state(self.tag, noise=floor)
+        if pooled:
+            self._emit(EventKind.MESSAGE, message=f"noise floor σ={pooled.std:.3g} (robust {pooled.mad_sigma:.3g}) "
+                                                  f"from {pooled.n} runs, {pooled.df} degrees of freedom",
+                       noise=floor)
+        return floor
+
+    def _base_seed(self) -> int:
+        from .loop import DEFAULT_SEED  # loop imports this module
+
+        return self.config.seed if self.config.seed is not None else DEFAULT_SEED
+
+    def _fresh_seeds(self, sha: str, count: int) -> list[int]:
+        """Seeds not yet used on commit ``sha``: a repeat with an old seed would only replay the same run."""
+        used: set[int] = set()
+        for e in self.experiments:
+            if e.sha == sha:
+                used.update(e.seeds or ([e.seed] if e.seed is not None else []))
+        state = (self.store.get_run(self.tag) or {}).get("state") or {}
+        for g in [*((state.get("noise") or {}).get("groups") or []), *(state.get("revalidations") or [])]:
+            if g.get("sha") == sha:
+                used.update(g.get("seeds") or [])
+        out: list[int] = []
+        seed = self._base_seed()
+        while len(out) < count:
+            if seed not in used:
+                out.append(seed)
+            seed += 1
+        return out
+
+    def _rerun(self, sha: str, seed: int, label: str, exp: Experiment | None = None, purpose: str = "repeat",
+               track: bool = False) -> tuple[float | None, str | None, bool]:
+        """Run commit ``sha`` once more with ``seed``: (metric or None, why not, interrupted).
+
+        Repeats keep one record (their experiment's ``runs``), their own log (``<number>.<i>.log``) and no
+        curve in the store; observers get their progress events with ``purpose`` in the event data.
+        """
+        if self.workspace.head() != sha or self.workspace.changed_paths():
+            self.workspace.reset(sha)
+        log_path = self.repo_root / STATE_DIR / "logs" / self.tag / f"{label}.log"
+        env = scrub_env(allow=self.config.env_allow, extra={
+            "AUTORESEARCH_TIME_BUDGET": f"{self.config.time_budget_s:g}",
+            "AUTORESEARCH_SEED": str(seed),
+            "AUTORESEARCH_RUN": f"{self.tag}/{exp.number if exp is not None else 'noise'}",
+            "PYTHONUNBUFFERED": "1",
+        })
+        self._emit(EventKind.MESSAGE, exp, message=f"{purpose} run of {sha[:7]}, seed {seed}", purpose=purpose,
+                   seed=seed, repeat=label)
+
+        def on_point(point: CurvePoint) -> None:
+            self._emit(EventKind.PROGRESS, exp, point, purpose=purpose, repeat=label)
+
+        def on_start(pid: int) -> None:
+            if track and exp is not None:
+                self._save(exp.with_(pid=pid))  # so a resumed loop can kill an orphaned repeat
+
+        run = Run(self.config.command, self.workspace.path, log_path, timeout_s=self.config.hard_timeout_s,
+                  env=env, on_point=on_point, on_start=on_start)
+        self._current = run
+        if self._stop.is_set() and self._force:
+            run.cancel()
+        try:
+            result = run.wait()
+        except KeyboardInterrupt:
+            run.cancel()
+            run.wait()
+            if track and exp is not None:
+                self._save(exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
+                                     reason=f"interrupted during a {purpose} run"))
+            raise
+        finally:
+            self._current = None
+        if result.interrupted:
+            return None, "interrupted", True
+        metric = result.summary.get(self.config.metric)
+        metric = float(metric) if isinstance(metric, (int, float)) and metric == metric else None
+        error = None
+        if result.timed_out or result.exit_code != 0 or result.failed:
+            error = result.error or f"exit code {result.exit_code}"
+        elif metric is None:
+            error = f"no {self.config.metric!r} in the summary"
+        changed = self._violations()
+        if changed:
+            self.workspace.reset(sha)
+            error = f"the run changed {', '.join(changed[:10])} (reverted)"
+        return (metric if error is None else None), error, False

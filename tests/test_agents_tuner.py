@@ -1,0 +1,212 @@
+# python -m pytest tests/test_agents_tuner.py -q
+"""The Optuna tuner: proposals inside the space, crashes told, resume, a non-ML target."""
+from __future__ import annotations
+
+import math
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from autoresearch_nb.agents.base import Context, QueueExhausted
+from autoresearch_nb.agents.space import discover
+from autoresearch_nb.agents.tuner import TunerAgent
+from autoresearch_nb.config import Config
+from autoresearch_nb.edits import apply_edits, content_hash, unified_diff
+from autoresearch_nb.errors import AgentError
+from autoresearch_nb.records import Experiment, Status
+
+TARGET = '''\
+# Hyperparameters
+LEARNING_RATE = 0.01
+DEPTH = 4
+WIDTH = 2**7
+WARMUP_RATIO = 0.1
+USE_NORM = True
+ACTIVATION = "relu"  # choices: relu, gelu, tanh
+
+
+def main():
+    pass
+'''
+BEST = dict(LEARNING_RATE=0.003, DEPTH=7, WIDTH=2**9, WARMUP_RATIO=0.25, USE_NORM=False, ACTIVATION="gelu")
+SPACE = discover(TARGET)
+
+
+def bowl(content: str, rng: random.Random) -> float:
+    v = SPACE.values(content)
+    d = (math.log(v["LEARNING_RATE"] / BEST["LEARNING_RATE"]) / math.log(4)) ** 2
+    d += ((v["DEPTH"] - BEST["DEPTH"]) / 3) ** 2 + (math.log2(v["WIDTH"] / BEST["WIDTH"]) / 2) ** 2
+    d += ((v["WARMUP_RATIO"] - BEST["WARMUP_RATIO"]) / 0.2) ** 2
+    d += 0.3 * (v["USE_NORM"] != BEST["USE_NORM"]) + {"relu": 0.3, "gelu": 0.0, "tanh": 0.6}[v["ACTIVATION"]]
+    return 1.0 + 0.1 * d + rng.gauss(0, 0.005)
+
+
+class MiniLoop:
+    """Just enough of the loop: baseline, propose, apply, measure, keep or discard, tell."""
+
+    def __init__(self, agent, source, metric, config, editable="target.py"):
+        self.agent, self.metric, self.config, self.editable = agent, metric, config, editable
+        self.source, self.history, self.best = source, [], None
+
+    def context(self, **kw) -> Context:
+        return Context(program="", editable=self.editable, source=self.source, history=tuple(self.history),
+                       config=self.config, best=self.best, **kw)
+
+    def record(self, number, content, description, crash=False):
+        m = None if crash else self.metric(content)
+        if crash:
+            status = Status.CRASH
+        elif self.best is None or self.config.better(m, self.best.metric):
+            status = Status.KEEP
+        else:
+            status = Status.DISCARD
+        e = Experiment(number=number, tag="t", status=status, description=description, metric=m, content=content,
+                       diff=unified_diff(self.source, content, self.editable), content_hash=content_hash(content))
+        self.history.append(e)
+        if status == Status.KEEP:
+            self.best, self.source = e, content
+        if hasattr(self.agent, "tell"):
+            self.agent.tell(e)
+        return e
+
+    def run(self, n, crash_if=lambda p: False):
+        self.record(0, self.source, "baseline")
+        for i in range(1, n):
+            p = self.agent.propose(self.context())
+            assert p.error is None
+            content = p.content if p.content is not None else apply_edits(self.source, p.edits)
+            self.record(i, content, p.description, crash=crash_if(p))
+        return self
+
+
+def test_proposals_are_readable_edits_inside_the_bounds():
+    rng = random.Random(0)
+    loop = MiniLoop(TunerAgent(Config(editable="target.py"), Path(".")), TARGET, lambda c: bowl(c, rng),
+                    Config(editable="target.py")).run(25)
+    for e in loop.history[1:]:
+        assert re.fullmatch(r"[A-Z_]+ \S+ -> \S+(, [A-Z_]+ \S+ -> \S+)*", e.description), e.description
+        enc = SPACE.encoded(e.content)
+        assert enc is not None, e.description  # every constant inside its distribution
+        for p in SPACE:
+            assert p.contains(enc[p.name])
+    assert len({e.content_hash for e in loop.history}) == len(loop.history)  # no repeats
+    assert loop.best.metric < loop.history[0].metric
+
+
+def test_edits_apply_to_the_current_file():
+    agent = TunerAgent(Config(editable="target.py"), Path("."))
+    ctx = Context(program="", editable="target.py", source=TARGET, history=(), config=Config(editable="target.py"))
+    p = agent.propose(ctx)
+    assert p.edits and apply_edits(TARGET, p.edits) == p.content
+    assert p.model == "optuna-tpe" and p.usage.cost_usd == 0
+
+
+def test_resume_rebuilds_the_same_study_and_the_same_next_proposal():
+    rng = random.Random(1)
+    config = Config(editable="target.py", seed=7)
+    live = TunerAgent(config, Path("."))
+    loop = MiniLoop(live, TARGET, lambda c: bowl(c, rng), config).run(12, crash_if=lambda p: "DEPTH" in p.description)
+    assert any(e.status == Status.CRASH for e in loop.history)
+    ctx = loop.context()
+    next_live = live.propose(ctx)
+    resumed = TunerAgent(config, Path("."))          # a new process: nothing but the stored experiments
+    next_resumed = resumed.propose(ctx)
+    assert next_resumed.content == next_live.content and next_resumed.description == next_live.description
+
+    def trials(study):
+        return [(t.state, t.value, t.params) for t in study.trials if t.user_attrs.get("experiment") is not None]
+
+    assert trials(resumed.study) == trials(live.study) and len(trials(resumed.study)) == 12
+
+
+def test_crashes_are_told_with_the_worst_value_seen():
+    rng = random.Random(2)
+    config = Config(editable="target.py")
+    agent = TunerAgent(config, Path("."))
+    loop = MiniLoop(agent, TARGET, lambda c: bowl(c, rng), config).run(8, crash_if=lambda p: True)
+    agent.propose(loop.context())
+    crashed = [t for t in agent.study.trials if t.user_attrs.get("status") == "crash"]
+    assert len(crashed) == 7 and all(t.value == loop.history[0].metric for t in crashed)
+
+
+def test_old_rows_without_content_are_read_from_their_diff_or_description():
+    config = Config(editable="target.py")
+    lr = TARGET.replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.005")
+    depth = TARGET.replace("DEPTH = 4", "DEPTH = 6")
+    history = (
+        Experiment(0, "t", Status.KEEP, "baseline", metric=1.5, content=TARGET),
+        Experiment(1, "t", Status.DISCARD, "try a lower lr", metric=1.6, diff=unified_diff(TARGET, lr, "target.py")),
+        Experiment(2, "t", Status.DISCARD, "DEPTH 4 -> 6", metric=1.7),
+        Experiment(3, "t", Status.DISCARD, "something unparseable", metric=1.8),
+        Experiment(4, "t", Status.INVALID, "never ran", content=depth),
+    )
+    agent = TunerAgent(config, Path("."))
+    agent.propose(Context(program="", editable="target.py", source=TARGET, history=history, config=config))
+    got = {t.user_attrs["experiment"]: t.params for t in agent.study.trials if "experiment" in t.user_attrs}
+    assert sorted(got) == [0, 1, 2]
+    assert got[1]["LEARNING_RATE"] == 0.005 and got[2]["DEPTH"] == 6 and got[0]["DEPTH"] == 4
+
+
+def test_in_flight_and_earlier_files_are_not_proposed_again():
+    config = Config(editable="t.py")
+    src = "USE_A = True\n"
+    agent = TunerAgent(config, Path("."))
+    base = Experiment(0, "t", Status.KEEP, "baseline", metric=1.0, content=src)
+    flying = Experiment(1, "t", Status.RUNNING, "USE_A True -> False", content="USE_A = False\n")
+    with pytest.raises(QueueExhausted, match="exhausted"):
+        agent.propose(Context(program="", editable="t.py", source=src, history=(base,), config=config,
+                              in_flight=(flying,)))
+
+
+def test_a_file_without_constants_is_a_clear_error():
+    config = Config(editable="main.py")
+    ctx = Context(program="", editable="main.py", source="def main():\n    return 1\n", history=(), config=config)
+    with pytest.raises(AgentError, match="no tunable constants in main.py"):
+        TunerAgent(config, Path(".")).propose(ctx)
+
+
+NON_ML = '''\
+"""Not machine learning: estimate pi by quadrature. Higher score = more correct digits."""
+import math
+
+# Hyperparameters
+N_STEPS = 16
+METHOD = "left"  # choices: left, midpoint, simpson
+CLAMP = False
+
+
+def score():
+    f = lambda x: 4.0 / (1.0 + x * x)
+    h = 1.0 / N_STEPS
+    if METHOD == "left":
+        est = h * sum(f(i * h) for i in range(N_STEPS))
+    elif METHOD == "midpoint":
+        est = h * sum(f((i + 0.5) * h) for i in range(N_STEPS))
+    else:
+        n = N_STEPS + N_STEPS % 2
+        h = 1.0 / n
+        est = h / 3 * sum((1 if i in (0, n) else 4 if i % 2 else 2) * f(i * h) for i in range(n + 1))
+    return -math.log10(abs(est - math.pi) + 1e-16)
+'''
+
+
+def test_works_on_a_non_ml_target_and_maximizes():
+    def run(content):
+        ns: dict = {}
+        exec(compile(content, "quad.py", "exec"), ns)
+        return ns["score"]()
+
+    config = Config(editable="quad.py", metric="score", direction="maximize", command="python quad.py")
+    loop = MiniLoop(TunerAgent(config, Path(".")), NON_ML, run, config, editable="quad.py").run(15)
+    assert loop.best.metric > loop.history[0].metric + 2   # at least two more correct digits
+    assert "METHOD" in discover(NON_ML).names and "score" not in discover(NON_ML).names
+
+
+def test_random_sampler_and_global_mode_also_work():
+    rng = random.Random(3)
+    for kw in ({"sampler": "random"}, {"mode": "global"}):
+        config = Config(editable="target.py")
+        loop = MiniLoop(TunerAgent(config, Path("."), **kw), TARGET, lambda c: bowl(c, rng), config).run(6)
+        assert len(loop.history) == 6

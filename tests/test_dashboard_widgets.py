@@ -1,0 +1,163 @@
+# pytest tests/test_dashboard_widgets.py -q
+"""The dashboard at the model level: loop events update the right widgets, the controls change the loop.
+
+A real loop on the demo target (a toy train.py in a temp git repo, 1-second budget) and the queue agent.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from autoresearch_nb import Loop, Status
+from autoresearch_nb.dashboard import Console, display_mode, make_demo_repo
+from autoresearch_nb.dashboard.widgets import Dashboard, diff_html, table_html
+from autoresearch_nb.events import Event, EventKind
+from autoresearch_nb.records import CurvePoint, Experiment
+
+SLOW_QUEUE = '''[[experiment]]
+description = "lower the learning rate to 0.003"
+edits = [{ search = "LR = 0.01", replace = "LR = 0.003" }]
+
+[[experiment]]
+description = "a very long run"
+edits = [{ search = "EXTRA_SECONDS = 0.0", replace = "EXTRA_SECONDS = 60.0" }]
+'''
+
+
+@pytest.fixture
+def loop(tmp_path):
+    repo = make_demo_repo(tmp_path / "target", queue=SLOW_QUEUE)
+    lp = Loop.open(repo, tag="dash", agent="queue", time_budget_s=1)
+    yield lp
+    lp.close()
+
+
+@pytest.fixture
+def dash(loop):
+    d = Dashboard(loop, live=False, bar_interval_s=0.0, curve_interval_s=0.0)
+    yield d
+    d.close()
+
+
+def fake(loop, kind, number=0, status=Status.RUNNING, **kw):
+    return Event(kind, Experiment(number, loop.tag, status, description=kw.pop("description", "x"), **kw),
+                 kw.pop("point", None))
+
+
+def test_progress_event_moves_the_bar_and_draws_the_running_curve(loop, dash):
+    dash(fake(loop, EventKind.RUN_STARTED, 3, description="try a thing"))
+    assert dash.bar.value == 0 and dash.bar.max == 1.0
+    for i in range(1, 6):
+        dash(Event(EventKind.PROGRESS, None, CurvePoint(i, i * 0.1, 4.0 - i * 0.1)))
+    assert dash.bar.value == pytest.approx(0.5)
+    assert "loss 3.5000" in dash.bar_text.value
+    dash.flush()
+    assert 'id="curve-running"' in dash.curves.value and "#3 running (5 pts)" in dash.curves.value
+    assert "try a thing" in dash.status.value
+
+
+def test_bar_colour_follows_the_outcome(loop, dash):
+    dash(fake(loop, EventKind.RUN_STARTED, 1))
+    assert dash.bar.style.bar_color == "#1f77b4"
+    dash(fake(loop, EventKind.DECIDED, 1, Status.CRASH, reason="exit code 1"))
+    assert dash.bar.style.bar_color == "#d62728"
+    dash(fake(loop, EventKind.DECIDED, 1, Status.KEEP, metric=1.0))
+    assert dash.bar.style.bar_color == "#2ca02c"
+
+
+def test_progress_updates_are_throttled(loop):
+    d = Dashboard(loop, live=False, bar_interval_s=10.0)
+    d(fake(loop, EventKind.RUN_STARTED, 1))
+    d(Event(EventKind.PROGRESS, None, CurvePoint(1, 0.1, 3.0)))
+    d(Event(EventKind.PROGRESS, None, CurvePoint(2, 0.2, 2.9)))
+    assert d.bar.value == pytest.approx(0.1)  # the second update waits for the interval...
+    assert len(d.curve_data()[-1]) == 2       # ...but no point is lost
+    d.close()
+
+
+def test_diff_view_shows_the_changed_lines_and_review_controls(loop, dash):
+    loop.baseline()
+    exp = loop.propose()
+    assert exp.status == Status.PROPOSED
+    assert "LR = 0.003" in dash.diff.value and "LR = 0.01" in dash.diff.value
+    assert "lower the learning rate" in dash.diff.value
+    assert dash.review_box.layout.display == "flex"
+    html = diff_html("--- a/x\n+++ b/x\n@@ -1 +1 @@\n-A = 1\n+A = 2\n")
+    assert "A = 2" in html and "style=" in html  # coloured inline
+
+
+def test_table_has_a_row_per_experiment_and_the_chart_after_decisions(loop, dash):
+    loop.baseline()
+    loop.step()
+    dash.flush()
+    assert dash.table.value.count("<tr") == 1 + 2  # header + one row per experiment
+    assert "#d8f5d0" in dash.table.value            # the best row is highlighted
+    assert 'id="progress-kept"' in dash.progress.value and 'id="progress-best"' in dash.progress.value
+    assert "2 experiments" in dash.status.value
+    html = table_html(loop.results, loop.config.metric)
+    assert html.index(">1<") < html.index(">0<")  # newest first
+
+
+def test_edit_then_approve_runs_the_edited_file(loop, dash):
+    loop.baseline()
+    exp = loop.propose()
+    dash.edit_button.click()
+    assert dash.editor.value == exp.content and dash.editor_box.layout.display == "flex"
+    dash.editor.value = exp.content.replace("LR = 0.003", "LR = 0.004")
+    dash.save_button.click()
+    assert "LR = 0.004" in dash.diff.value
+    dash.approve_button.click()
+    dash.wait(60)
+    done = loop.store.get(loop.tag, exp.number)
+    assert done.status in (Status.KEEP, Status.DISCARD)
+    assert "LR = 0.004" in done.diff and "(edited)" in done.description
+
+
+def test_reject_records_the_proposal_as_invalid(loop, dash):
+    loop.baseline()
+    exp = loop.propose()
+    dash.reject_button.click()
+    assert loop.store.get(loop.tag, exp.number).status == Status.INVALID
+    assert dash.review_box.layout.display == "none"
+
+
+def test_stop_now_ends_a_background_loop(loop):
+    dash = Dashboard(loop, live=True, curve_interval_s=0.2)
+    loop.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(e.description == "a very long run" and
+                                                  e.status == Status.RUNNING for e in loop.experiments):
+        time.sleep(0.2)
+    assert not dash.stop_now_button.disabled and loop.running
+    started = time.monotonic()
+    dash.stop_now_button.click()
+    loop.wait(30)
+    assert not loop.running and time.monotonic() - started < 15
+    assert loop.experiments[-1].status == Status.INTERRUPTED
+    assert "loop finished" in dash.status.value and dash.stop_now_button.disabled
+    time.sleep(0.5)
+    assert dash.table.value.count("<tr") == 1 + len(loop.experiments)
+    dash.close()
+
+
+def test_stop_after_this_lets_the_running_experiment_finish(loop):
+    dash = Dashboard(loop, live=False)
+    loop.baseline()
+    loop.start()
+    time.sleep(0.3)
+    dash.stop_after_button.click()
+    loop.wait(60)
+    assert not loop.running
+    assert [e.status for e in loop.experiments][-1] in (Status.KEEP, Status.DISCARD)
+    dash.close()
+
+
+def test_auto_display_is_console_outside_a_notebook(loop, monkeypatch):
+    monkeypatch.delenv("AUTORESEARCH_NB_DISPLAY", raising=False)
+    assert display_mode() == "console"
+    monkeypatch.setenv("AUTORESEARCH_NB_DISPLAY", "widgets")
+    assert display_mode() == "widgets" and display_mode("console") == "console"
+    shown = loop.dashboard(mode="console")
+    assert isinstance(shown, Console) and not shown.interactive
+    shown.close()

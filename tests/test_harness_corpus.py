@@ -1,0 +1,90 @@
+# Run: python -m pytest tests/test_harness_corpus.py -q
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from autoresearch_nb.harness import constants as C
+from autoresearch_nb.harness.corpus import (CorpusError, load_corpus, prepare_folder, prepare_stdlib,
+                                            split_documents, stdlib_documents)
+
+
+def make_tree(root, n=30):
+    for i in range(n):
+        sub = root / ("pkg" if i % 3 else "tests")  # a third of them sit in a test folder
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"mod{i:02d}.py").write_text(f"def f{i}(x):\n    return x * {i}\n" * (i + 1))
+    return root
+
+
+def test_split_is_deterministic_disjoint_and_near_the_fraction():
+    docs = [(f"file{i}.py", bytes([65 + i % 26]) * (100 + i)) for i in range(200)]
+    train, val = split_documents(docs)
+    train2, val2 = split_documents(list(reversed(docs)))
+    assert (train, val) == (train2, val2)
+    assert not {k for k, _ in train} & {k for k, _ in val}
+    assert len(train) + len(val) == len(docs)
+    share = sum(len(t) for _, t in val) / sum(len(t) for _, t in docs)
+    assert C.VAL_FRACTION <= share < C.VAL_FRACTION + 0.02
+
+
+def test_split_keeps_a_document_for_each_side_of_a_tiny_corpus():
+    train, val = split_documents([("a", b"x" * 1000), ("b", b"y")])
+    assert len(train) == 1 and len(val) == 1
+
+
+def test_stdlib_documents_skip_test_folders(tmp_path):
+    keys = [k for k, _ in stdlib_documents(make_tree(tmp_path / "lib"))]
+    assert keys and all(not k.startswith("tests/") for k in keys)
+
+
+def test_prepare_stdlib_writes_both_splits_and_a_versioned_fingerprint(tmp_path):
+    corpus = prepare_stdlib(tmp_path / "out", root=make_tree(tmp_path / "lib"))
+    assert corpus.fingerprint.startswith("stdlib-py3.")
+    train, val = corpus.split_bytes("train"), corpus.split_bytes("val")
+    assert len(train) == corpus.meta["train_bytes"] and len(val) == corpus.meta["val_bytes"] > 0
+    assert set(corpus.meta["train_keys"]).isdisjoint(corpus.meta["val_keys"])
+    again = prepare_stdlib(tmp_path / "out2", root=tmp_path / "lib")
+    assert again.fingerprint == corpus.fingerprint
+    assert np.array_equal(again.split_bytes("val"), val)
+
+
+def test_fingerprint_changes_when_the_corpus_does(tmp_path):
+    src = make_tree(tmp_path / "src")
+    before = prepare_folder(src, tmp_path / "a").fingerprint
+    (src / "pkg" / "mod01.py").write_text("changed = True\n")
+    assert prepare_folder(src, tmp_path / "b").fingerprint != before
+
+
+def test_folder_reads_text_and_parquet_rows(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "notes.txt").write_text("hello world\n" * 50)
+    pq.write_table(pa.table({"text": [f"story {i} " * 20 for i in range(40)]}), src / "stories.parquet")
+    corpus = prepare_folder(src, tmp_path / "out")
+    assert corpus.meta["train_docs"] + corpus.meta["val_docs"] == 41
+    assert b"story" in bytes(corpus.split_bytes("train")) + bytes(corpus.split_bytes("val"))
+
+
+def test_no_half_written_corpus_is_loadable(tmp_path):
+    src = make_tree(tmp_path / "src")
+    out = tmp_path / "out"
+    prepare_folder(src, out)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["train_bytes"] > 0
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_load_corpus_auto_prepares_only_the_default(tmp_path, monkeypatch):
+    monkeypatch.setenv(C.ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.delenv(C.ENV_DATA, raising=False)
+    monkeypatch.setenv(C.ENV_DATASET, "tinystories")
+    with pytest.raises(CorpusError, match="autoresearch-nb prepare"):
+        load_corpus()
+    monkeypatch.setenv(C.ENV_DATA, str(tmp_path / "nowhere"))
+    with pytest.raises(CorpusError):
+        load_corpus()

@@ -1,0 +1,31 @@
+# Run: python -m pytest tests/test_harness_data.py -q
+from __future__ import annotations
+
+import torch
+
+from autoresearch_nb.harness.corpus import write_corpus
+from autoresearch_nb.harness.data import Batches, token_stream
+from autoresearch_nb.harness.tokenizer import ByteTokenizer, get_tokenizer
+
+
+def corpus(tmp_path):
+    train = [(f"t{i}", f"line {i} of the training text\n".encode() * 30) for i in range(10)]
+    return write_corpus(tmp_path, "t", train, [("v", b"validation text\n" * 20)], source="test")
+
+
+def test_batches_are_shifted_windows_that_follow_the_seed(tmp_path):
+    c = corpus(tmp_path)
+    x, y = next(Batches(c, ByteTokenizer(), 4, 32, "cpu", seed=1))
+    assert x.shape == y.shape == (4, 32) and x.dtype == torch.int64
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    x2, _ = next(Batches(c, ByteTokenizer(), 4, 32, "cpu", seed=1))
+    x3, _ = next(Batches(c, ByteTokenizer(), 4, 32, "cpu", seed=2))
+    assert torch.equal(x, x2) and not torch.equal(x, x3)
+
+
+def test_bpe_streams_are_cached_by_fingerprint(tmp_path):
+    c = corpus(tmp_path)
+    tok = get_tokenizer(c, "bpe-300")
+    ids = token_stream(c, tok, "train")
+    assert list((c.path / "tokens").glob(f"bpe-300-{c.fingerprint}-train.npy"))
+    assert tok.decode(ids) == bytes(c.split_bytes("train"))

@@ -1,0 +1,50 @@
+# Run: python -m pytest tests/test_harness_runtime.py -q
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autoresearch_nb.harness import constants as C
+from autoresearch_nb.harness import runtime
+
+
+def test_seed_and_budget_come_from_the_environment(monkeypatch):
+    monkeypatch.delenv(C.ENV_SEED, raising=False)
+    monkeypatch.delenv(C.ENV_TIME_BUDGET, raising=False)
+    monkeypatch.delenv(C.ENV_DEVICE_CLASS, raising=False)
+    assert runtime.seed() == 42
+    assert runtime.time_budget(torch.device("cpu")) == C.TIME_BUDGET["cpu"]
+    monkeypatch.setenv(C.ENV_SEED, "7")
+    monkeypatch.setenv(C.ENV_TIME_BUDGET, "2.5")
+    assert runtime.seed() == 7 and runtime.time_budget() == 2.5
+    monkeypatch.setenv(C.ENV_TIME_BUDGET, "-1")
+    with pytest.raises(ValueError):
+        runtime.time_budget()
+
+
+def test_device_class_can_be_forced_for_tests(monkeypatch):
+    monkeypatch.setenv(C.ENV_DEVICE_CLASS, "cuda")
+    assert runtime.device_class(torch.device("cpu")) == "cuda"
+    assert runtime.seq_len(torch.device("cpu")) == C.SEQ_LEN["cuda"]
+    monkeypatch.setenv(C.ENV_DEVICE_CLASS, "tpu")
+    with pytest.raises(ValueError):
+        runtime.device_class()
+
+
+def test_dataset_dir_follows_overrides(monkeypatch, tmp_path):
+    monkeypatch.delenv(C.ENV_DATA, raising=False)
+    monkeypatch.delenv(C.ENV_DATASET, raising=False)
+    monkeypatch.setenv(C.ENV_CACHE, str(tmp_path))
+    assert runtime.dataset_dir() == tmp_path / "stdlib"
+    monkeypatch.setenv(C.ENV_DATA, str(tmp_path / "mine"))
+    assert runtime.dataset_dir() == tmp_path / "mine"
+
+
+def test_peak_flops_is_measured_once_then_cached(monkeypatch, tmp_path):
+    monkeypatch.delenv(C.ENV_PEAK_FLOPS, raising=False)
+    monkeypatch.setenv(C.ENV_CACHE, str(tmp_path))
+    calls = []
+    monkeypatch.setattr(runtime, "measure_matmul_flops", lambda dev, dtype: calls.append(1) or 1e11)
+    assert runtime.peak_flops(torch.device("cpu")) == 1e11
+    assert runtime.peak_flops(torch.device("cpu")) == 1e11
+    assert len(calls) == 1 and (tmp_path / "peak_flops.json").exists()

@@ -1,0 +1,43 @@
+# Run: python -m pytest tests/test_harness_tokenizer.py -q
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autoresearch_nb.harness.corpus import prepare_folder
+from autoresearch_nb.harness.tokenizer import BPETokenizer, ByteTokenizer, get_tokenizer
+
+SAMPLE = b"def area(r):\n    return 3.14159 * r ** 2\n\n\x00caf\xc3\xa9 \xff\xfe raw bytes\n"
+
+
+def test_byte_tokenizer_round_trips():
+    tok = ByteTokenizer()
+    assert tok.decode(tok.encode(SAMPLE)) == SAMPLE
+    assert tok.vocab_size == 256 and tok.token_bytes.sum() == 256
+
+
+def test_bpe_round_trips_any_bytes_and_counts_them():
+    texts = [b"def f(x):\n    return x + 1\n" * 50, b"class A:\n    pass\n" * 50]
+    tok = BPETokenizer.train(texts, 300, "bpe-300")
+    ids = tok.encode(SAMPLE)
+    assert tok.decode(ids) == SAMPLE
+    assert int(tok.token_bytes[ids].sum()) == len(SAMPLE)
+    assert len(tok.encode(texts[0])) < len(texts[0]) / 2  # it does compress
+
+
+def test_get_tokenizer_trains_once_and_caches(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"f{i}.py").write_text(f"value_{i} = compute({i})\n" * 40)
+    corpus = prepare_folder(src, tmp_path / "out")
+    tok = get_tokenizer(corpus, "bpe-320")
+    assert list((corpus.path / "tokenizers").glob("bpe-320-*.json"))
+    again = get_tokenizer(corpus, "bpe-320")
+    assert np.array_equal(tok.encode(SAMPLE), again.encode(SAMPLE))
+
+
+@pytest.mark.parametrize("name", ["bpe", "bpe-10", "wordpiece"])
+def test_bad_tokenizer_names_are_refused(name):
+    with pytest.raises(ValueError):
+        get_tokenizer(None, name)

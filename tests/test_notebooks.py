@@ -1,0 +1,104 @@
+# pytest tests/test_notebooks.py -q
+"""The notebooks run unattended: papermill executes both on the demo target (a 2-second budget), through the
+same code path with console progress and static images at the end; the committed notebooks carry no outputs."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autoresearch_nb import load_results
+from autoresearch_nb.dashboard import make_demo_repo
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def kernel_env(base: Path) -> dict[str, str]:
+    """Isolated Jupyter dirs with a ``python3`` kernelspec running this Python with this checkout importable."""
+    data = base / "jupyter-data"
+    spec = data / "kernels" / "python3"
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ipykernel)", "language": "python",
+        "env": {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)},
+    }))
+    return {"JUPYTER_DATA_DIR": str(data), "JUPYTER_PATH": str(data), "JUPYTER_CONFIG_DIR": str(base / "jcfg"),
+            "JUPYTER_RUNTIME_DIR": str(base / "jrt"), "IPYTHONDIR": str(base / "ipython"),
+            "JUPYTER_PLATFORM_DIRS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+
+
+def outputs(path: Path) -> list[dict]:
+    nb = nbformat.read(path, as_version=4)
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+
+
+@pytest.mark.parametrize("name", ["autoresearch.ipynb", "analysis.ipynb"])
+def test_committed_notebooks_have_no_outputs(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{name}: a cell has outputs"
+    assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)
+
+
+def test_parameters_are_config_names():
+    from autoresearch_nb.config import config_names
+
+    nb = nbformat.read(NOTEBOOKS / "autoresearch.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    names = {line.split("=")[0].strip() for line in cell.source.splitlines() if "=" in line}
+    assert names - {"repo", "tag", "agent", "n", "display"} <= set(config_names())
+    assert {"time_budget_s", "max_experiments", "metric", "command"} <= names
+
+
+@pytest.mark.slow
+def test_papermill_runs_the_loop_then_the_analysis(tmp_path, monkeypatch):
+    import papermill
+
+    for k, v in kernel_env(tmp_path).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AUTORESEARCH_NB_DISPLAY", raising=False)
+    repo = make_demo_repo(tmp_path / "target")
+    out = tmp_path / "autoresearch.out.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS / "autoresearch.ipynb"), str(out), progress_bar=False,
+                               parameters=dict(repo=str(repo), tag="pm", agent="queue", time_budget_s=2,
+                                               max_experiments=4), cwd=str(tmp_path))
+    df = load_results(repo, "pm")
+    assert len(df) == 4 and df["status"].tolist()[0] == "keep"
+    outs = outputs(out)
+    text = "".join(o.get("text", "") for o in outs if o["output_type"] == "stream")
+    assert "#1    keep" in text and "loop finished" in text  # console progress, not widgets
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outs)
+    assert sum("image/png" in o.get("data", {}) for o in outs) >= 2  # the static report: chart and curves
+    assert any("<table" in o.get("data", {}).get("text/html", "") for o in outs)
+
+    ana = tmp_path / "analysis.out.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS / "analysis.ipynb"), str(ana), progress_bar=False,
+                               parameters=dict(repo=str(repo), tag="pm", number=2), cwd=str(tmp_path))
+    outs = outputs(ana)
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outs)
+    assert "halve the width" in html and "WIDTH = 32" in html  # the diff of experiment 2
+    assert sum("image/png" in o.get("data", {}) for o in outs) == 3  # progress, curves, cost
+
+
+@pytest.mark.slow
+def test_cli_runs_the_notebook(tmp_path):
+    repo = make_demo_repo(tmp_path / "target")
+    out = tmp_path / "cli.out.ipynb"
+    env = {**os.environ, **kernel_env(tmp_path)}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "run", "--notebook",
+                           str(NOTEBOOKS / "autoresearch.ipynb"), "--output", str(out), "--repo", str(repo),
+                           "--tag", "cli", "--agent", "queue", "--time-budget-s", "2", "--max-experiments", "3"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(load_results(repo, "cli")) == 3
+    assert out.exists()

@@ -1,0 +1,72 @@
+# Run: python -m pytest tests/test_train.py -q
+"""train.py end to end, on a tiny corpus and a tiny model written into a copy of the file: a few seconds each."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autoresearch_nb.harness import SUMMARY_KEYS, parse_summary
+from autoresearch_nb.harness.corpus import prepare_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"DEPTH": "1", "ASPECT_RATIO": "32", "HEAD_DIM": "16", "BATCH_SIZE": "4", "GRAD_ACCUM": "2"}
+
+
+def tiny_copy(tmp_path, **changes) -> Path:
+    """train.py with some CAPS hyperparameters replaced (the way the agent edits it)."""
+    text = (ROOT / "train.py").read_text()
+    for name, value in {**TINY, **changes}.items():
+        text, n = re.subn(rf"^{name} = .*$", f"{name} = {value}", text, count=1, flags=re.M)
+        assert n == 1, name
+    path = tmp_path / "train.py"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    src = tmp_path_factory.mktemp("src")
+    for i in range(12):
+        (src / f"mod{i}.py").write_text(f"def function_{i}(value):\n    return value + {i}\n\n" * 60)
+    return prepare_folder(src, tmp_path_factory.mktemp("corpus"))
+
+
+def run(script: Path, data, device_class="cpu", budget="2", **env) -> subprocess.CompletedProcess:
+    child = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    child.update(AUTORESEARCH_TIME_BUDGET=budget, AUTORESEARCH_DATA=str(data.path), AUTORESEARCH_DEVICE="cpu",
+                 AUTORESEARCH_DEVICE_CLASS=device_class, AUTORESEARCH_PEAK_FLOPS="1e11",
+                 AUTORESEARCH_CACHE=str(script.parent / "cache"), PYTHONPATH=str(ROOT), **env)
+    return subprocess.run([sys.executable, script.name], cwd=script.parent, env=child, capture_output=True,
+                          text=True, timeout=240)
+
+
+@pytest.mark.parametrize("device_class", ["cpu", "cuda"])
+def test_summary_holds_every_key(tmp_path, data, device_class):
+    result = run(tiny_copy(tmp_path), data, device_class, AUTORESEARCH_SEED="3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "step 00001 (" in result.stdout and "elapsed: " in result.stdout
+    summary = parse_summary(result.stdout)
+    assert set(SUMMARY_KEYS) <= set(summary)
+    assert 0 < summary["val_bpb"] < 8.5 and summary["num_steps"] >= 2 and summary["depth"] == 1
+    assert summary["training_seconds"] >= 2 and summary["seed"] == 3
+    assert summary["corpus"] == data.fingerprint
+    assert f"({device_class} config)" in summary["device"]
+
+
+def test_forced_nan_prints_FAIL_and_exits_nonzero(tmp_path, data):
+    script = tiny_copy(tmp_path)
+    script.write_text(script.read_text().replace("loss_value = loss.item()", "loss_value = loss.item() * float('nan')"))
+    result = run(script, data)
+    assert result.returncode != 0
+    assert "FAIL" in result.stdout.splitlines() and "---" not in result.stdout
+
+
+def test_exploding_learning_rate_prints_FAIL(tmp_path, data):
+    result = run(tiny_copy(tmp_path, LR="1e6", EMBED_LR="1e6", GRAD_CLIP="1e9", WARMUP_FRAC="0.0"), data,
+                 budget="20")
+    assert result.returncode != 0 and "FAIL" in result.stdout.splitlines()

@@ -1,0 +1,226 @@
+"""
+Train a small GPT on the prepared corpus for a fixed time budget, then let the harness score it (val_bpb).
+
+This is the one file the agent edits. Everything it imports from autoresearch_nb.harness (data, tokenizer,
+the val_bpb metric, the summary block) is fixed. Run by hand: `python train.py`.
+"""
+import os
+import time
+
+# Sleep, don't spin, while waiting at a thread barrier: with a busy neighbour on a small CPU, spinning OpenMP
+# threads make training up to 5x slower. Read when torch loads, so it must come first.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from autoresearch_nb import harness as H
+
+DEVICE = H.device()                 # cuda > mps > cpu
+DEVICE_CLASS = H.device_class(DEVICE)
+CUDA = DEVICE_CLASS == "cuda"       # the big-GPU branch (forced on a CPU by tests, see tests/test_train.py)
+
+# ---------------------------------------------------------------------------
+# Hyperparameters: edit these
+# ---------------------------------------------------------------------------
+DEPTH = 8 if CUDA else 4            # the one dial: transformer layers; width follows
+ASPECT_RATIO = 64 if CUDA else 32   # model_dim = DEPTH * ASPECT_RATIO
+HEAD_DIM = 64 if CUDA else 32
+MLP_RATIO = 4
+TOKENIZER = "byte"                  # or "bpe-4096" (trained once on the corpus, then cached)
+SEQ_LEN = H.seq_len(DEVICE)         # context length; evaluation uses the same
+BATCH_SIZE = 64 if CUDA else 16     # sequences per forward/backward
+GRAD_ACCUM = 4 if CUDA else 1       # micro-batches per optimizer step
+LR = 3e-3                           # AdamW peak learning rate for matrices
+EMBED_LR = 1e-2                     # embeddings and the output head
+WEIGHT_DECAY = 0.0
+BETAS = (0.9, 0.95)
+WARMUP_FRAC = 0.02                  # of the time budget
+WARMDOWN_FRAC = 0.4                 # linear decay to FINAL_LR_FRAC over the last part of the budget
+FINAL_LR_FRAC = 0.05
+GRAD_CLIP = 1.0
+AUTOCAST = H.fast_bf16(DEVICE)      # bf16 on GPUs and AMX CPUs; fp32 on plain AVX2 CPUs (bf16 is slower there)
+COMPILE = CUDA and DEVICE.type == "cuda"
+UNTIMED_STEPS = 5 if COMPILE else 1 # warm-up/compile steps not counted in the budget
+TIME_BUDGET = H.time_budget(DEVICE) # training seconds (the loop sets AUTORESEARCH_TIME_BUDGET)
+SEED = H.seed()                     # the loop sets AUTORESEARCH_SEED
+
+
+# ---------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------
+def norm(x):
+    return F.rms_norm(x, (x.size(-1),))
+
+
+def rotary_tables(seq_len, head_dim, base=10000.0):
+    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq)
+    return angles.cos()[None, :, None, :], angles.sin()[None, :, None, :]
+
+
+def rotate(x, cos, sin):
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, n_heads):
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x, cos, sin):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).unbind(2)
+        q, k = norm(rotate(q, cos, sin)), norm(rotate(k, cos, sin))  # QK-norm keeps high LRs stable
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.up = nn.Linear(dim, MLP_RATIO * dim, bias=False)
+        self.down = nn.Linear(MLP_RATIO * dim, dim, bias=False)
+
+    def forward(self, x):
+        return self.down(F.relu(self.up(x)).square())
+
+
+class Block(nn.Module):
+    def __init__(self, dim, n_heads):
+        super().__init__()
+        self.attn = Attention(dim, n_heads)
+        self.mlp = MLP(dim)
+
+    def forward(self, x, cos, sin):
+        x = x + self.attn(norm(x), cos, sin)
+        return x + self.mlp(norm(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab_size, depth, dim, head_dim, seq_len):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, dim)
+        self.blocks = nn.ModuleList(Block(dim, dim // head_dim) for _ in range(depth))
+        self.head = nn.Linear(dim, vocab_size, bias=False)
+        cos, sin = rotary_tables(seq_len, head_dim)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, std=p.size(-1) ** -0.5 if name != "embed.weight" else 1.0)
+            if name.endswith(("proj.weight", "down.weight")) or name == "head.weight":
+                nn.init.zeros_(p)  # residual branches and logits start at zero
+
+    def forward(self, idx, targets=None):
+        T = idx.size(1)
+        cos, sin = self.cos[:, :T], self.sin[:, :T]
+        x = norm(self.embed(idx))
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        logits = self.head(norm(x))
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
+
+    def flops_per_token(self, seq_len):
+        """Matmul FLOPs of one forward+backward per token (6N for weights plus attention scores)."""
+        n = sum(p.numel() for name, p in self.named_parameters() if name != "embed.weight")
+        layers, dim = len(self.blocks), self.embed.embedding_dim
+        return 6 * n + 12 * layers * dim * seq_len
+
+
+# ---------------------------------------------------------------------------
+# Optimizer and schedule
+# ---------------------------------------------------------------------------
+def make_optimizer(model):
+    embed = [model.embed.weight, model.head.weight]
+    matrices = [p for p in model.parameters() if all(p is not e for e in embed)]
+    groups = [dict(params=matrices, lr=LR), dict(params=embed, lr=EMBED_LR)]
+    for g in groups:
+        g["initial_lr"] = g["lr"]
+    fused = DEVICE.type == "cuda"
+    return torch.optim.AdamW(groups, betas=BETAS, weight_decay=WEIGHT_DECAY, eps=1e-10, fused=fused)
+
+
+def lr_multiplier(progress):
+    if progress < WARMUP_FRAC:
+        return (progress + 1e-3) / WARMUP_FRAC
+    if progress < 1 - WARMDOWN_FRAC:
+        return 1.0
+    return FINAL_LR_FRAC + (1 - FINAL_LR_FRAC) * (1 - progress) / WARMDOWN_FRAC
+
+
+def sync():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+    elif DEVICE.type == "mps":
+        torch.mps.synchronize()
+
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+def main():
+    torch.manual_seed(SEED)
+    if CUDA:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    corpus = H.load_corpus()
+    tokenizer = H.get_tokenizer(corpus, TOKENIZER)
+    batches = H.Batches(corpus, tokenizer, BATCH_SIZE, SEQ_LEN, DEVICE, SEED)
+    model = GPT(tokenizer.vocab_size, DEPTH, DEPTH * ASPECT_RATIO, HEAD_DIM, SEQ_LEN).to(DEVICE)
+    optimizer = make_optimizer(model)
+    step_model = torch.compile(model) if COMPILE else model
+    dtype = torch.bfloat16 if AUTOCAST else None
+    autocast = torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=AUTOCAST)
+    flops_per_token = model.flops_per_token(SEQ_LEN)
+    tokens_per_step = BATCH_SIZE * SEQ_LEN * GRAD_ACCUM
+    peak = H.peak_flops(DEVICE, dtype)
+    num_params = sum(p.numel() for p in model.parameters())
+    print(f"device: {DEVICE} ({DEVICE_CLASS} config) | params: {num_params / 1e6:.2f}M | depth: {DEPTH} | "
+          f"seq_len: {SEQ_LEN} | tokens/step: {tokens_per_step:,} | budget: {TIME_BUDGET:.0f}s | seed: {SEED}",
+          flush=True)
+
+    step, training_time, timed_tokens, smooth = 0, 0.0, 0, None
+    while True:
+        progress = min(training_time / TIME_BUDGET, 1.0)
+        for g in optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * lr_multiplier(progress)
+        t0 = time.perf_counter()
+        for _ in range(GRAD_ACCUM):
+            x, y = next(batches)
+            with autocast:
+                loss = step_model(x, y)
+            (loss / GRAD_ACCUM).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_value = loss.item()  # also waits for the device
+        dt = time.perf_counter() - t0
+        if H.diverged(loss_value):
+            H.fail(f"loss is {loss_value} at step {step}")
+        step += 1
+        if step > UNTIMED_STEPS:
+            training_time += dt
+            timed_tokens += tokens_per_step
+        smooth = loss_value if smooth is None else 0.9 * smooth + 0.1 * loss_value
+        tok_per_s = tokens_per_step / dt
+        H.progress(step=step, fraction=progress, loss=smooth, lr=optimizer.param_groups[0]["lr"],
+                   tok_per_s=tok_per_s, mfu=100 * flops_per_token * tok_per_s / peak, elapsed=training_time)
+        if training_time >= TIME_BUDGET:
+            break
+
+    H.report(model, corpus, tokenizer, training_seconds=training_time, num_steps=step,
+             total_tokens=timed_tokens, flops_per_token=flops_per_token, depth=DEPTH, device=DEVICE, dtype=dtype)
+
+
+if __name__ == "__main__":
+    main()
