@@ -89,6 +89,12 @@ def write_tsv(path: Path, experiments: list[Experiment], metric: str = "val_bpb"
     text = tsv_text(experiments, metric, memory_key)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results.", suffix=".tsv")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        # mkstemp makes the file private (0600); results.tsv is meant to be read by others (a shared server)
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

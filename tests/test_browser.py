@@ -1,0 +1,166 @@
+# pytest tests/test_browser.py -m browser -q
+"""JupyterLab in headless Chromium: run notebooks/autoresearch.ipynb on the demo target (a 3-second budget) and
+check that the dashboard shows real content (the diff, a curve with points, a row per experiment, the progress
+chart) and that Stop now ends the background loop. Screenshots go to test-artifacts/.
+
+JupyterLab runs on 127.0.0.1 with a token and its own config, data, runtime, settings and workspace folders; the
+kernelspec ``python3`` there runs this Python (sys.executable) with this checkout on PYTHONPATH. Debian's
+chromium is driven through the ``playwright`` package (``playwright install`` is never needed).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_notebooks import ROOT, kernel_env
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+QUEUE = '''[[experiment]]
+description = "lower the learning rate to 0.003"
+edits = [{ search = "LR = 0.01", replace = "LR = 0.003" }]
+
+[[experiment]]
+description = "halve the width"
+edits = [{ search = "WIDTH = 64", replace = "WIDTH = 32" }]
+
+[[experiment]]
+description = "a very long run"
+edits = [{ search = "EXTRA_SECONDS = 0.0", replace = "EXTRA_SECONDS = 120.0" }]
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """(base url, token, repo): JupyterLab serving a demo target that holds a parameterised copy of the notebook."""
+    pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed")
+    import nbformat
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    from autoresearch_nb.dashboard import make_demo_repo
+
+    repo = make_demo_repo(tmp_path / "target", queue=QUEUE)
+    nb = load_notebook_node(str(ROOT / "notebooks" / "autoresearch.ipynb"))
+    nb = parameterize_notebook(nb, dict(tag="ui", agent="queue", time_budget_s=3, max_experiments=10))
+    nbformat.write(nb, repo / "autoresearch.ipynb")
+
+    settings = tmp_path / "lab-settings"
+    notify = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notify.parent.mkdir(parents=True)
+    notify.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    env = {**os.environ, **kernel_env(tmp_path), "JUPYTERLAB_SETTINGS_DIR": str(settings),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces")}
+    env.pop("AUTORESEARCH_NB_DISPLAY", None)
+    port, token = _free_port(), secrets.token_hex(16)
+    log = open(tmp_path / "lab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={repo}",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:])
+            time.sleep(0.3)
+        yield base, token, repo
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_dashboard_in_jupyterlab(lab):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token, repo = lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        try:
+            _run(page, expect, base, token)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "browser-failure.png"))
+            raise
+        finally:
+            browser.close()
+
+
+def _run(page, expect, base: str, token: str) -> None:
+    page.goto(f"{base}/lab/tree/autoresearch.ipynb?token={token}")
+    cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+    expect(cells.first).to_be_visible(timeout=60_000)
+    expect(page.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']")) \
+        .to_have_count(1, timeout=60_000)
+    n = cells.count()
+    cells.first.click()
+    page.keyboard.press("Escape")  # command mode: Shift+Enter runs a cell and selects the next
+    for _ in range(n - 1):
+        page.keyboard.press("Shift+Enter")
+    page.keyboard.press("Control+Enter")  # the last cell: run it without adding a new one
+
+    dash = page.locator(".arnb-dashboard").first
+    expect(dash).to_be_visible(timeout=60_000)
+    # The step-by-step cells: the proposal's diff with its changed lines.
+    expect(dash.locator(".arnb-diff-view")).to_contain_text("LR = 0.003", timeout=60_000)
+    # optimize() in the background: wait for the long run, then check the live curve has points.
+    status = dash.locator(".arnb-status")
+    expect(status).to_contain_text("a very long run", timeout=90_000)
+    expect(status).to_contain_text("running", timeout=30_000)
+    curve = dash.locator(".arnb-curves svg #curve-running path")
+    expect(curve.first).to_be_attached(timeout=30_000)
+    time.sleep(2.5)  # a few more redraws: the running curve grows
+    d = dash.locator(".arnb-curves svg #curve-running path").first.get_attribute("d") or ""
+    assert len(re.findall(r"[ML]", d)) >= 10, f"the running curve has too few points: {d[:200]}"
+    expect(dash.locator(".arnb-curves svg #curve-baseline path").first).to_be_attached()
+    dash.screenshot(path=str(ARTIFACTS / "dashboard-running.png"))
+
+    # Stop now: the long run is interrupted and the loop ends.
+    dash.locator(".arnb-stop-now").click()
+    expect(dash.locator(".arnb-finished")).to_contain_text("loop finished", timeout=30_000)
+    rows = dash.locator(".arnb-table-view table tbody tr")
+    expect(rows).to_have_count(4, timeout=15_000)  # baseline, the step-by-step one, halve the width, the long run
+    expect(rows.first).to_contain_text("interrupted")
+    expect(dash.locator(".arnb-table-view table")).to_contain_text("lower the learning rate to 0.003")
+    chart = dash.locator(".arnb-progress svg")
+    expect(chart.locator("#progress-kept").first).to_be_attached(timeout=15_000)
+    expect(chart.locator("#progress-discarded").first).to_be_attached()
+    expect(chart.locator("#progress-best path").first).to_be_attached()
+    expect(dash.locator(".arnb-stop-now")).to_be_disabled()
+    dash.screenshot(path=str(ARTIFACTS / "dashboard-stopped.png"))
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))
