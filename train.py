@@ -28,7 +28,7 @@ DEPTH = 8 if CUDA else 4            # the one dial: transformer layers; width fo
 ASPECT_RATIO = 64 if CUDA else 32   # model_dim = DEPTH * ASPECT_RATIO
 HEAD_DIM = 64 if CUDA else 32
 MLP_RATIO = 4
-TOKENIZER = "byte"                  # or "bpe-4096" (trained once on the corpus, then cached)
+TOKENIZER = "bpe-8192" if CUDA else "bpe-2048"  # or "byte"; a BPE is trained once on the corpus, then cached
 SEQ_LEN = H.seq_len(DEVICE)         # context length; evaluation uses the same
 BATCH_SIZE = 64 if CUDA else 16     # sequences per forward/backward
 GRAD_ACCUM = 4 if CUDA else 1       # micro-batches per optimizer step

@@ -121,11 +121,13 @@ def coerce(name: str, value: Any) -> Any:
         if hint.startswith("float") or "float" in hint and "int" not in hint:
             return float(value)
         if "int" in hint:
-            if isinstance(value, float) and not value.is_integer():
+            number = float(value) if isinstance(value, str) else value
+            if isinstance(number, float) and not number.is_integer():
                 raise ValueError
-            return int(float(value)) if isinstance(value, str) and "." in value else int(value)
+            return int(number)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, not {value!r}") from None
+        raise ConfigError(f"{name} must be {'a whole number' if 'int' in hint else 'a number'}, not {value!r}") \
+            from None
     return str(value)
 
 
@@ -162,9 +164,18 @@ def make_config(repo: Path, overrides: dict[str, Any] | None = None) -> Config:
         raise ConfigError(str(e)) from None
 
 
+_SECRET_WORDS = {"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PWD", "CREDENTIAL", "CREDENTIALS",
+                 "AUTH", "COOKIE", "SESSION"}
+
+
 def looks_secret(name: str) -> bool:
-    """True for environment variable names that look like credentials."""
-    return bool(_SECRET_NAME.search(name)) or name.endswith("_KEY") or name.startswith("AWS_")
+    """True for environment variable names that look like credentials.
+
+    Judged by whole words of the name (``HF_TOKEN``, ``ANTHROPIC_API_KEY``, ``DB_PASSWORD``), so that
+    ``TOKENIZERS_PARALLELISM`` or ``KEYBOARD`` pass; anything ``AWS_*`` is withheld too.
+    """
+    words = set(re.split(r"[^A-Za-z0-9]+", name.upper()))
+    return bool(words & _SECRET_WORDS) or name.upper().startswith("AWS_") or name.upper().endswith("KEY")
 
 
 def with_overrides(config: Config, **changes: Any) -> Config:

@@ -37,6 +37,7 @@ class Job:
     timeout_s: float
     env: dict[str, str]
     log_path: str
+    allow: tuple[str, ...] = ()        # secret-looking variables passed through on purpose (env_allow)
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,12 @@ class LocalExecutor:
                     s.cancelled = True
                     if s.run is not None:
                         s.run.cancel()
+
+    def pid(self, number: int) -> int | None:
+        """The process (group) id of experiment ``number``'s run, while it runs here."""
+        with self._lock:
+            slot = next((s for s in self._slots if s.number == number), None)
+            return slot.run.pid if slot and slot.run else None
 
     def running(self) -> list[int]:
         with self._lock:

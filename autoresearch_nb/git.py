@@ -234,8 +234,9 @@ class Workspace:
     def worker_changes(self, index: int) -> list[str]:
         """Paths a run changed in worker ``index``'s worktree (modified, deleted or new and not ignored)."""
         wt = _open(self.worker_path(index))
-        out = wt.git.execute(["git", "status", "--porcelain", "--untracked-files=all"], strip_newline_in_stdout=False)
-        return [line[3:] for line in out.splitlines() if len(line) > 3]
+        out = wt.git.execute(["git", "status", "--porcelain", "-z", "--untracked-files=all"],
+                             strip_newline_in_stdout=False)
+        return [entry[3:] for entry in out.split("\0") if len(entry) > 3]
 
     def archive(self, sha: str) -> bytes:
         """The tree of ``sha`` as a tar archive (what a remote worker needs to run it)."""

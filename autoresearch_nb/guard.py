@@ -1,8 +1,11 @@
-"""``python -m autoresearch_nb.guard -- CMD...``: run CMD and kill its whole process group if our parent dies.
+"""``python guard.py --parent PID -- CMD...``: run CMD and kill its whole process group if PID (our parent) dies.
 
 A remote worker (a Ray task) can be killed with SIGKILL; the experiment it started runs in its own process
 group and would live on as an orphan. The guard leads that group, runs the command as its child, and when it
 is re-parented (its parent died) it kills the group, the command's own children included.
+
+It is run by path, not with ``-m``, so that it starts at once without importing the package; the parent's pid
+is given on the command line because the parent may already be dead by the time the guard runs.
 """
 from __future__ import annotations
 
@@ -14,6 +17,9 @@ import time
 
 
 def main(argv: list[str]) -> int:
+    parent = os.getppid()
+    if argv[:1] == ["--parent"] and len(argv) > 1:
+        parent = int(argv[1])
     if "--" in argv:
         argv = argv[argv.index("--") + 1:]
     if not argv:
@@ -21,7 +27,8 @@ def main(argv: list[str]) -> int:
         return 2
     if argv[0] in ("python", "python3"):
         argv = [sys.executable, *argv[1:]]
-    parent = os.getppid()
+    if os.getppid() != parent:  # the worker died before we even started
+        return 137
     child = subprocess.Popen(argv)  # same process group as the guard
     while True:
         try:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("autoresearch_nb")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_SEED = 42
+MAX_STORED_POINTS = 5000  # curve points stored per experiment before thinning
 MAX_IDLE_PROPOSALS = 10  # proposals in a row that never ran before optimize() gives up
 
 
@@ -80,41 +81,30 @@ class Loop(NoiseMixin):
         if not _TAG.match(tag):
             raise ConfigError(f"tag {tag!r} must be letters, digits, '.', '_' or '-' (at most 64)")
         root = find_repo(repo)
-        store = Store(store_path(root))
-        run = store.get_run(tag)
-        stored = {k: v for k, v in (run["config"] if run else {}).items() if not k.startswith("_")}
-        # Resume: the run's stored config is the base; explicit arguments override it.
-        overrides = {k: v for k, v in config.items() if v is not None}
-        cfg = make_config(root, {**stored, **overrides})
-        agent_name = agent if agent is not None else (run or {}).get("config", {}).get("_agent")
-        agent_obj = make_agent(agent_name, cfg, root)
-        ws = Workspace(root, tag, cfg.editable)
-        loop = cls(root, tag, cfg, agent_obj, store, ws)
-        loop._acquire_lock()
-        stored_cfg = {**cfg.to_dict(), "_agent": getattr(agent_obj, "name", None)}
-        store.create_run(tag, stored_cfg, ws.head())
-        store.set_config(tag, stored_cfg)  # on resume, what this session uses becomes the stored config
-        loop._recover()
-        return loop
-
-    def _acquire_lock(self) -> None:
-        path = self.repo_root / STATE_DIR / "locks" / f"{self.tag}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(path, "a+")
+        lock = _acquire_lock(root, tag)  # first: nothing (not even the worktree) is touched by a second opener
+        store = None
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.seek(0)
-            holder = f.read().strip()
-            f.close()
-            raise ConfigError(f"run {self.tag!r} is already open in another process ({holder or 'unknown'}); "
-                              "close that loop first, or read results with autoresearch_nb.load_results") \
-                from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()}\n")
-        f.flush()
-        self._lockfile = f
+            store = Store(store_path(root))
+            run = store.get_run(tag)
+            stored = {k: v for k, v in (run["config"] if run else {}).items() if not k.startswith("_")}
+            # Resume: the run's stored config is the base; explicit arguments override it.
+            overrides = {k: v for k, v in config.items() if v is not None}
+            cfg = make_config(root, {**stored, **overrides})
+            agent_name = agent if agent is not None else (run or {}).get("config", {}).get("_agent")
+            agent_obj = make_agent(agent_name, cfg, root)
+            ws = Workspace(root, tag, cfg.editable)
+            loop = cls(root, tag, cfg, agent_obj, store, ws)
+            loop._lockfile = lock
+            stored_cfg = {**cfg.to_dict(), "_agent": getattr(agent_obj, "name", None)}
+            store.create_run(tag, stored_cfg, ws.head())
+            store.set_config(tag, stored_cfg)  # on resume, what this session uses becomes the stored config
+            loop._recover()
+        except BaseException:
+            if store is not None:
+                store.close()
+            _release_lock(lock)
+            raise
+        return loop
 
     def close(self) -> None:
         """Release the run (the lock and the database). The loop object cannot be used afterwards."""
@@ -122,11 +112,8 @@ class Loop(NoiseMixin):
         if self._thread and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
         if self._lockfile:
-            try:
-                fcntl.flock(self._lockfile, fcntl.LOCK_UN)
-            finally:
-                self._lockfile.close()
-                self._lockfile = None
+            _release_lock(self._lockfile)
+            self._lockfile = None
         self.store.close()
 
     def __enter__(self) -> "Loop":
@@ -350,8 +337,13 @@ class Loop(NoiseMixin):
         })
         running = exp
 
+        seen = [0]
+
         def on_point(point: CurvePoint) -> None:
-            self._pending_points.append(point)
+            seen[0] += 1
+            # A chatty target must not write a million rows: past MAX_STORED_POINTS keep every 10th.
+            if seen[0] <= MAX_STORED_POINTS or seen[0] % 10 == 0:
+                self._pending_points.append(point)
             now = time.monotonic()
             if now - self._points_flushed_at > 1.0 or len(self._pending_points) >= 200:
                 self._flush_points(running.number)
@@ -410,7 +402,7 @@ class Loop(NoiseMixin):
             status, reason = Status.VIOLATION, "the run changed files besides " \
                 f"{self.config.editable}: {', '.join(changed[:10])} (reverted)"
         training = summary.get("training_seconds")
-        exp = exp.with_(status=status, reason=reason, metric=metric if status == Status.RUNNING else metric,
+        exp = exp.with_(status=status, reason=reason, metric=metric,
                         summary=summary, exit_code=result.exit_code, error=result.error,
                         ended_at=time.time(), wall_seconds=result.wall_s,
                         training_seconds=float(training) if isinstance(training, (int, float)) else None)
@@ -589,6 +581,33 @@ class Loop(NoiseMixin):
         best = self.best
         return (f"<Loop tag={self.tag!r} experiments={len(self.experiments)} "
                 f"best={best.metric if best else None} agent={getattr(self.agent, 'name', '?')}>")
+
+
+def _acquire_lock(root: Path, tag: str) -> Any:
+    """An exclusive lock on the run, released by the OS if the process dies (so kill -9 leaves none)."""
+    path = root / STATE_DIR / "locks" / f"{tag}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip()
+        f.close()
+        raise ConfigError(f"run {tag!r} is already open in another process ({holder or 'unknown'}); "
+                          "close that loop first, or read results with autoresearch_nb.load_results") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def _release_lock(f: Any) -> None:
+    try:
+        fcntl.flock(f, fcntl.LOCK_UN)
+    finally:
+        f.close()
 
 
 def _commit_message(exp: Experiment) -> str:

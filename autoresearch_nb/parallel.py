@@ -104,10 +104,12 @@ class ParallelDriver:
         env = scrub_env(allow=cfg.env_allow, extra={
             "AUTORESEARCH_TIME_BUDGET": f"{cfg.time_budget_s:g}", "AUTORESEARCH_SEED": str(seed),
             "AUTORESEARCH_RUN": f"{loop.tag}/{exp.number}", "PYTHONUNBUFFERED": "1"})
-        job = Job(exp.number, sha, cfg.command, cfg.editable, cfg.hard_timeout_s, env, str(log_path))
+        job = Job(exp.number, sha, cfg.command, cfg.editable, cfg.hard_timeout_s, env, str(log_path),
+                  tuple(cfg.env_allow))
         self._points[exp.number] = []
         worker = self.executor.submit(job, self._on_point)
-        exp = loop._save(exp.with_(worker=worker))
+        pid = getattr(self.executor, "pid", lambda _n: None)(exp.number)  # so a reopened loop can kill it
+        exp = loop._save(exp.with_(worker=worker, pid=pid))
         self.in_flight[exp.number] = exp
         loop._emit(EventKind.RUN_STARTED, exp, worker=worker)
         return exp

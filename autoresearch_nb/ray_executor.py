@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
 
 def _run_task(job: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
     """Runs on a Ray worker: unpack the tree, run the command under the guard, report back."""
-    from autoresearch_nb.runner import Run
+    from autoresearch_nb.runner import Run, scrub_env
 
     root = Path(tempfile.mkdtemp(prefix="autoresearch-ray-"))
     try:
@@ -66,17 +67,21 @@ def _run_task(job: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
                 last[0] = now
                 sink.put((job["number"], p.step, p.elapsed_s, p.loss, p.values))
 
-        argv = [sys.executable, "-m", "autoresearch_nb.guard", "--", *__import__("shlex").split(job["command"])]
-        run = Run(argv, root, log_path, timeout_s=job["timeout_s"], env={**os.environ, **job["env"]},
+        from autoresearch_nb import guard
+
+        argv = [sys.executable, guard.__file__, "--parent", str(os.getpid()), "--", *shlex.split(job["command"])]
+        # The worker's own environment may hold secrets (a cluster's credentials): scrub it like a local run.
+        run = Run(argv, root, log_path, timeout_s=job["timeout_s"],
+                  env=scrub_env(allow=tuple(job.get("allow", ())), extra=job["env"]),
                   on_point=on_point)
         try:
             result = run.wait()
         except BaseException:  # ray.cancel: end the command, report it as interrupted
             run.cancel()
             result = run.wait()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root,
+        status = subprocess.run(["git", "status", "--porcelain", "-z", "--untracked-files=all"], cwd=root,
                                 capture_output=True, text=True).stdout
-        changed = [line[3:] for line in status.splitlines() if len(line) > 3]
+        changed = [entry[3:] for entry in status.split("\0") if len(entry) > 3]
         data = log_path.read_bytes()[-MAX_LOG:] if log_path.exists() else b""
         log_path.unlink(missing_ok=True)
         out = asdict(result)
@@ -115,8 +120,12 @@ class RayExecutor:
         used = {w for _, w, _ in self._refs.values()}
         worker = next(i for i in range(self.slots) if i not in used)
         tar = self.workspace.archive(job.sha)
+        # Only the run's own variables travel: the worker node has its own PATH, HOME and so on.
+        env = {k: v for k, v in job.env.items()
+               if k.startswith("AUTORESEARCH_") or k == "PYTHONUNBUFFERED" or k in job.allow}
         ref = self._remote.remote({"number": job.number, "command": job.command, "timeout_s": job.timeout_s,
-                                   "env": {**job.env, "AUTORESEARCH_WORKER": str(worker)}}, tar, self._sink)
+                                   "env": {**env, "AUTORESEARCH_WORKER": str(worker)}, "allow": job.allow},
+                                  tar, self._sink)
         self._refs[ref] = (job.number, worker, job)
         self._on_point[job.number] = on_point
         return worker

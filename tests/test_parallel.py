@@ -217,7 +217,7 @@ def test_ray_worker_killed_mid_run_is_interrupted(repo: Path, ray_instance) -> N
             for p in psutil.process_iter(["cmdline", "environ"]):
                 try:
                     env = p.info["environ"] or {}
-                    if "autoresearch_nb.guard" in " ".join(p.info["cmdline"] or []) and \
+                    if "guard.py" in " ".join(p.info["cmdline"] or []) and \
                             env.get("AUTORESEARCH_RUN") == "k/1":
                         guard = p
                 except psutil.Error:

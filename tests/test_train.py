@@ -14,7 +14,8 @@ from autoresearch_nb.harness import SUMMARY_KEYS, parse_summary
 from autoresearch_nb.harness.corpus import prepare_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"DEPTH": "1", "ASPECT_RATIO": "32", "HEAD_DIM": "16", "BATCH_SIZE": "4", "GRAD_ACCUM": "2"}
+TINY = {"DEPTH": "1", "ASPECT_RATIO": "32", "HEAD_DIM": "16", "BATCH_SIZE": "4", "GRAD_ACCUM": "2",
+        "TOKENIZER": '"byte"'}
 
 
 def tiny_copy(tmp_path, **changes) -> Path:
@@ -47,7 +48,8 @@ def run(script: Path, data, device_class="cpu", budget="2", **env) -> subprocess
 
 @pytest.mark.parametrize("device_class", ["cpu", "cuda"])
 def test_summary_holds_every_key(tmp_path, data, device_class):
-    result = run(tiny_copy(tmp_path), data, device_class, AUTORESEARCH_SEED="3")
+    tokenizer = '"bpe-300"' if device_class == "cuda" else '"byte"'
+    result = run(tiny_copy(tmp_path, TOKENIZER=tokenizer), data, device_class, AUTORESEARCH_SEED="3")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "step 00001 (" in result.stdout and "elapsed: " in result.stdout
     summary = parse_summary(result.stdout)

@@ -35,7 +35,12 @@ class QueueAgent:
         self.repo = Path(repo)
         self.path = self.repo / config.queue_file
 
-    def entries(self) -> list[dict[str, Any]]:
+    def entries(self) -> list[Any]:
+        """The queued entries, in order. An entry that is not a table is kept: it becomes a failed proposal."""
+        if self.config.queue_file == "queue.toml" and not self.path.exists():
+            self.path = self.repo / "queue.json"  # the default name in its JSON spelling, if that is what exists
+            if not self.path.exists():
+                self.path = self.repo / "queue.toml"
         if not self.path.exists():
             raise QueueExhausted(f"no queue file at {self.path}")
         text = self.path.read_text()
@@ -43,13 +48,26 @@ class QueueAgent:
             data = json.loads(text) if self.path.suffix == ".json" else tomllib.loads(text)
         except (ValueError, tomllib.TOMLDecodeError) as e:
             raise QueueExhausted(f"{self.path} cannot be parsed: {e}") from None
-        items = data if isinstance(data, list) else data.get("experiment", [])
-        return [i for i in items if isinstance(i, dict)]
+        if isinstance(data, dict):
+            data = data.get("experiment", [])
+            if isinstance(data, dict):  # a single [experiment] table instead of [[experiment]]
+                data = [data]
+        if not isinstance(data, list):
+            raise QueueExhausted(f"{self.path} must hold a list of experiments, not {type(data).__name__}")
+        return data
 
     def propose(self, context: Context) -> Proposal:
-        done = [e.description for e in context.history if e.agent == self.name]
+        # An entry the user edited before approving is still that entry (Loop.edit appends " (edited)").
+        done = [e.description.removesuffix(" (edited)") for e in context.history if e.agent == self.name]
         seen: dict[str, int] = {}
         for entry in self.entries():
+            if not isinstance(entry, dict):
+                desc = " ".join(str(entry).split())[:200] or "(no description)"
+                seen[desc] = seen.get(desc, 0) + 1
+                if done.count(desc) < seen[desc]:
+                    return Proposal(desc, error=f"queued entry {entry!r} is not a table with a description "
+                                                "and edits, file or content")
+                continue
             desc = str(entry.get("description", "")).strip() or "(no description)"
             seen[desc] = seen.get(desc, 0) + 1
             if done.count(desc) >= seen[desc]:
@@ -62,12 +80,17 @@ class QueueAgent:
             src = (self.repo / str(entry["file"])).resolve()
             if not src.is_file():
                 return Proposal(desc, error=f"queued file {entry['file']!r} does not exist")
-            return Proposal(desc, content=src.read_text())
+            try:
+                return Proposal(desc, content=src.read_text())
+            except (OSError, UnicodeDecodeError) as e:
+                return Proposal(desc, error=f"queued file {entry['file']!r} cannot be read: {e}")
         if "content" in entry:
             return Proposal(desc, content=str(entry["content"]))
         raw = entry.get("edits", entry.get("edit", []))
         if isinstance(raw, dict):
             raw = [raw]
+        if not isinstance(raw, list):
+            return Proposal(desc, error=f"'edits' must be a list of {{search, replace}} tables, not {raw!r}")
         edits = []
         for e in raw:
             if not isinstance(e, dict) or "search" not in e or "replace" not in e:

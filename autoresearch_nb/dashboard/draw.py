@@ -7,6 +7,7 @@ SVG (``curve-running``, ``progress-kept``, ...), which is what the browser test 
 from __future__ import annotations
 
 import io
+import re
 from typing import TYPE_CHECKING, Sequence
 
 from .plots import COLORS, Curve, Frontier, y_limits
@@ -116,8 +117,11 @@ def to_svg(fig: "Figure") -> str:
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "autoresearch_nb"}):
         fig.savefig(buf, format="svg")
     text = buf.getvalue()
-    start = text.find("<svg")
-    return text[start:] if start >= 0 else text
+    text = text[max(text.find("<svg"), 0):]
+    # Scale with the container (the viewBox keeps the aspect ratio), so a narrow column shows the whole figure.
+    head, _, rest = text.partition(">")
+    head = re.sub(r'\s(width|height)="[^"]*"', "", head) + ' style="width:100%;height:auto"'
+    return head + ">" + rest
 
 
 def to_png(fig: "Figure", dpi: int = 100) -> bytes:
