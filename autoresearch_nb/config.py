@@ -41,6 +41,7 @@ class Config:
     max_repairs: int = 2                       # repair turns for an edit that does not apply
     memory_key: str = "peak_memory_mb"         # summary key (MB) behind results.tsv's memory_gb
     seed: int | None = None                    # base seed passed to the run (AUTORESEARCH_SEED)
+    setup: str | None = None                   # run once per session before the first experiment (data, tokenizer)
     workers: int = 1                           # experiments at once (one GPU or a share of the cores each)
     executor: str = "local"                    # "local" (subprocesses) or "ray" (tasks on a Ray cluster)
     ray_address: str | None = None             # None: start a local Ray instance; "auto" or "ray://..." to join

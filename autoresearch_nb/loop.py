@@ -35,7 +35,8 @@ log = logging.getLogger("autoresearch_nb")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_SEED = 42
 MAX_STORED_POINTS = 5000  # curve points stored per experiment before thinning
-MAX_IDLE_PROPOSALS = 10  # proposals in a row that never ran before optimize() gives up
+MAX_IDLE_PROPOSALS = 10
+SETUP_TIMEOUT_S = 1800.0  # proposals in a row that never ran before optimize() gives up
 
 
 def store_path(repo_root: Path) -> Path:
@@ -213,6 +214,7 @@ class Loop(NoiseMixin):
         for e in self.experiments:
             if e.description == "baseline" and e.status.ran:
                 return e
+        self.setup()  # before the row exists: a broken setup leaves nothing half-done behind
         parent = self._best_sha()
         source = self.workspace.read(parent)
         exp = self._save(self._new(Status.PROPOSED, description="baseline", parent_sha=parent, content=source,
@@ -315,6 +317,7 @@ class Loop(NoiseMixin):
         exp = self.store.get(self.tag, exp.number) or exp
         if exp.status != Status.PROPOSED:
             raise ConfigError(f"experiment {exp.number} is {exp.status.value}; only a proposal can run")
+        self.setup()
         if exp.content is None:
             raise ConfigError(f"experiment {exp.number} has no file content to run")
         parent = exp.parent_sha or self._best_sha()
@@ -368,6 +371,34 @@ class Loop(NoiseMixin):
         finally:
             self._current = None
         return self._finish_run(running, result)
+
+    def setup(self) -> None:
+        """Run the configured ``setup`` command once per session (data preparation, tokenizer training).
+
+        It runs in the worktree before the first experiment, outside any experiment's timeout (30 min of its
+        own), so a one-time cost never turns the baseline into a timeout. A failing setup raises: the harness,
+        not an experiment, is broken.
+        """
+        if not self.config.setup or self._setup_done:
+            return
+        log_path = self.repo_root / STATE_DIR / "logs" / self.tag / "setup.log"
+        self._emit(EventKind.MESSAGE, message=f"setup: {self.config.setup}")
+        env = scrub_env(allow=self.config.env_allow, extra={"PYTHONUNBUFFERED": "1"})
+        self._current = Run(self.config.setup, self.workspace.path, log_path, timeout_s=SETUP_TIMEOUT_S, env=env)
+        try:
+            result = self._current.wait()
+        finally:
+            self._current = None
+        if self.workspace.changed_paths():
+            self.workspace.reset(self.workspace.head())
+        if result.interrupted:
+            raise KeyboardInterrupt("setup interrupted")
+        if result.exit_code != 0 or result.timed_out:
+            raise AutoresearchError(f"the setup command {self.config.setup!r} failed "
+                                    f"({result.error or f'exit code {result.exit_code}'}); see {log_path}")
+        self._setup_done = True
+
+    _setup_done = False
 
     def _flush_points(self, number: int) -> None:
         points, self._pending_points = self._pending_points, []

@@ -94,6 +94,7 @@ class ParallelDriver:
     # -- launching -----------------------------------------------------------------------------------
     def launch(self, exp: Experiment) -> Experiment:
         loop, cfg = self.loop, self.loop.config
+        loop.setup()
         sha = loop.workspace.commit_on(exp.parent_sha, exp.content, _message(exp))
         loop.workspace.keep_ref(exp.number, sha)
         seed = cfg.seed if cfg.seed is not None else 42

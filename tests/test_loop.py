@@ -391,3 +391,26 @@ def test_non_ml_target_maximize_function_speed(tmp_path: Path) -> None:
         statuses = [e.status for e in loop.experiments]
         assert statuses == [Status.KEEP, Status.KEEP]
         assert loop.experiments[1].metric > 10 * loop.experiments[0].metric
+
+
+def test_setup_runs_once_before_the_first_experiment(repo: Path) -> None:
+    setup = "python -c \"import pathlib, os; p = pathlib.Path(os.environ['MARK']); " \
+            "p.write_text(p.read_text() + 'x' if p.exists() else 'x')\""
+    mark = repo.parent / "setup-ran.txt"
+    os.environ["MARK"] = str(mark)
+    try:
+        agent = ScriptedAgent([("X to 1", "X = 3.0", "X = 1.0")])
+        with open_loop(repo, agent, setup=setup) as loop:
+            loop.optimize()
+            assert len(loop.experiments) == 2
+    finally:
+        del os.environ["MARK"]
+    assert mark.read_text() == "x"
+
+
+def test_failing_setup_raises_before_any_experiment(repo: Path) -> None:
+    from autoresearch_nb import AutoresearchError
+    with open_loop(repo, ScriptedAgent([]), setup="python -c 'raise SystemExit(4)'") as loop:
+        with pytest.raises(AutoresearchError, match="setup command"):
+            loop.baseline()
+        assert loop.experiments == []

@@ -95,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", type=int, help="train shards to download (tinystories: 4, climbmix: 2)")
     p.add_argument("--base-url", help="download from here instead (also $AUTORESEARCH_<NAME>_URL)")
     p.add_argument("--retries", type=int, default=5, help="tries per file after the first (default 5)")
-    p.add_argument("--tokenizer", default="byte", help="also train and cache this tokenizer, e.g. bpe-4096")
+    p.add_argument("--tokenizer", default="byte",
+                   help="also train and cache this tokenizer, e.g. bpe-4096, or from:train.py (the one that "
+                        "file's TOKENIZER line picks on this machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -116,6 +118,23 @@ def prepare(dataset: str = C.DEFAULT_DATASET, out: Path | None = None, **options
     raise CorpusError(f"unknown dataset {dataset!r}: use stdlib, {', '.join(REMOTES)}, or a folder path")
 
 
+def tokenizer_of(path: str) -> str:
+    """The tokenizer a train.py would use on this machine: its ``TOKENIZER = ...`` line, evaluated with the
+    same ``CUDA`` switch the file computes (so the loop's setup can train a BPE before the first timed run)."""
+    import ast
+
+    from .runtime import device, device_class
+
+    tree = ast.parse(Path(path).read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "TOKENIZER" for t in node.targets):
+            expr = ast.Expression(node.value)
+            value = eval(compile(expr, path, "eval"), {"__builtins__": {}},
+                         {"CUDA": device_class(device()) == "cuda"})
+            return str(value)
+    return "byte"
+
+
 def cli(argv: list[str] | None = None) -> int:
     """Entry point for ``autoresearch-nb prepare ARGS``: 0 done, 1 failed, 2 bad flags."""
     parser = _parser()
@@ -132,9 +151,10 @@ def cli(argv: list[str] | None = None) -> int:
         return 2
     try:
         corpus = prepare(args.dataset, args.out, **options)
-        if args.tokenizer != "byte":
+        name = tokenizer_of(args.tokenizer[5:]) if args.tokenizer.startswith("from:") else args.tokenizer
+        if name != "byte":
             from .tokenizer import get_tokenizer
-            get_tokenizer(corpus, args.tokenizer)
+            get_tokenizer(corpus, name)
     except ValueError as exc:
         print(f"prepare: {exc}", file=sys.stderr)
         return 2
