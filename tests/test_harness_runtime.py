@@ -40,11 +40,15 @@ def test_dataset_dir_follows_overrides(monkeypatch, tmp_path):
     assert runtime.dataset_dir() == tmp_path / "mine"
 
 
-def test_peak_flops_is_measured_once_then_cached(monkeypatch, tmp_path):
+def test_cpu_peak_is_theoretical_and_never_measured(monkeypatch):
     monkeypatch.delenv(C.ENV_PEAK_FLOPS, raising=False)
-    monkeypatch.setenv(C.ENV_CACHE, str(tmp_path))
-    calls = []
-    monkeypatch.setattr(runtime, "measure_matmul_flops", lambda dev, dtype: calls.append(1) or 1e11)
-    assert runtime.peak_flops(torch.device("cpu")) == 1e11
-    assert runtime.peak_flops(torch.device("cpu")) == 1e11
-    assert len(calls) == 1 and (tmp_path / "peak_flops.json").exists()
+    monkeypatch.setattr(runtime, "measure_matmul_flops", lambda *a: pytest.fail("measured"))
+    assert runtime.cpu_peak_flops(torch.float32, threads=2, ghz=2.5, flags={"avx2", "fma"}) == 2 * 2.5e9 * 32
+    assert runtime.cpu_peak_flops(torch.bfloat16, threads=2, ghz=2.5, flags={"avx2", "fma"}) == 2 * 2.5e9 * 32
+    assert runtime.cpu_peak_flops(torch.bfloat16, threads=1, ghz=2.0, flags={"avx512f", "amx_bf16"}) == 2e9 * 1024
+    assert runtime.peak_flops(torch.device("cpu")) > 1e9
+
+
+def test_peak_flops_override(monkeypatch):
+    monkeypatch.setenv(C.ENV_PEAK_FLOPS, "1e12")
+    assert runtime.peak_flops(torch.device("cpu")) == 1e12

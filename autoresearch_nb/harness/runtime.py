@@ -1,7 +1,6 @@
 """What a run reads from its environment: seed, time budget, device, cache folders, and the chip's peak FLOP/s."""
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -99,8 +98,8 @@ def fast_bf16(dev) -> bool:
 
 
 def peak_flops(dev, dtype=None) -> float:
-    """Peak matmul FLOP/s behind MFU. GPUs: a table of dense bf16 peaks; CPUs: measured once (about 2 s) and
-    cached; ``AUTORESEARCH_PEAK_FLOPS`` overrides both."""
+    """Peak matmul FLOP/s behind MFU. GPUs: a table of dense bf16 peaks (unknown ones are measured); CPUs: the
+    theoretical peak (:func:`cpu_peak_flops`); ``AUTORESEARCH_PEAK_FLOPS`` overrides both."""
     import torch
     raw = os.environ.get(C.ENV_PEAK_FLOPS, "").strip()
     if raw:
@@ -112,28 +111,43 @@ def peak_flops(dev, dtype=None) -> float:
             if key in name:
                 return value if dtype != torch.float32 else value / 2
         return measure_matmul_flops(dev, dtype)
-    return _cached_peak(dev, dtype)
+    return cpu_peak_flops(dtype)
 
 
-def _cached_peak(dev, dtype) -> float:
+def cpu_peak_flops(dtype=None, threads: int | None = None, ghz: float | None = None,
+                   flags: set[str] | None = None) -> float:
+    """The CPU's theoretical matmul peak: threads x clock x FLOPs per cycle of its widest vector unit.
+
+    A theoretical peak, not a measured one: a measurement taken while the machine is busy would stick and
+    make MFU exceed 100 % later (seen here). FLOPs/cycle/core: AVX-512 64, AVX2+FMA 32, AVX 16 (fp32); bf16
+    with AMX 1024, with AVX512-BF16 128.
+    """
     import torch
-    key = f"{platform.processor() or platform.machine()}|{_cpu_model()}|{torch.get_num_threads()}|" \
-          f"{torch.__version__}|{dev.type}|{dtype}"
-    path = cache_root() / "peak_flops.json"
+    dtype = dtype or torch.float32
+    threads = threads or torch.get_num_threads()
+    flags = cpu_flags() if flags is None else flags
+    ghz = ghz or _cpu_ghz()
+    per_cycle = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 16 if "avx" in flags else 8
+    if dtype == torch.bfloat16:
+        per_cycle = 1024 if "amx_bf16" in flags else 128 if "avx512_bf16" in flags else per_cycle
+    return threads * ghz * 1e9 * per_cycle
+
+
+def _cpu_ghz() -> float:
     try:
-        table = json.loads(path.read_text())
+        import psutil
+        freq = psutil.cpu_freq()
+        if freq and (freq.max or freq.current):
+            return (freq.max or freq.current) / 1000.0
+    except Exception:
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":", 1)[1]) / 1000.0
     except (OSError, ValueError):
-        table = {}
-    if key not in table:
-        table[key] = measure_matmul_flops(dev, dtype)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(table, indent=1))
-            os.replace(tmp, path)
-        except OSError:
-            pass
-    return float(table[key])
+        pass
+    return 3.0
 
 
 def _cpu_model() -> str:
