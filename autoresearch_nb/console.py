@@ -36,6 +36,9 @@ class ConsolePrinter:
             self._write(("\n" if self.progress else "") + self.line(e))
         elif event.kind == EventKind.PROPOSED and e is not None and e.status in (Status.INVALID, Status.SKIPPED):
             self._write(self.line(e))
+        elif event.kind == EventKind.MESSAGE and event.message:
+            # Repeat and confirmation runs, setup: say why the loop is busy.
+            self._write(("\n" if self.progress else "") + f"      {event.message}")
         elif event.kind == EventKind.LOOP_FINISHED:
             self._write(f"loop finished: {event.message}")
 

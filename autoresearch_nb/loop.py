@@ -502,7 +502,7 @@ class Loop(NoiseMixin):
         self._stop.clear()
         self._force = False
         self._stop_reason = ""
-        if self.config.workers > 1:
+        if self.config.workers > 1 or self.config.executor == "ray":
             from .parallel import ParallelDriver  # K experiments in flight; see its docstring for the rules
             return ParallelDriver(self).optimize(n=n, timeout_s=timeout_s)
         done: list[Experiment] = []

@@ -182,5 +182,10 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     expect(chart.locator("#progress-discarded").first).to_be_attached()
     expect(chart.locator("#progress-best path").first).to_be_attached()
     expect(dash.locator(".arnb-stop-now")).to_be_disabled()
+    # Drawn at the end, not a redraw later: no curve still labelled running; the floor in the status area.
+    expect(dash.locator(".arnb-curves svg")).not_to_contain_text("running")
+    expect(dash.locator(".arnb-curves svg")).to_contain_text("interrupted")
+    expect(status).to_contain_text("noise σ")
+    expect(dash.locator(".arnb-table-view table thead")).to_contain_text("effect")
     dash.screenshot(path=str(ARTIFACTS / "dashboard-stopped.png"))
     page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from autoresearch_nb.dashboard import draw, plots
 from autoresearch_nb.records import CurvePoint, Experiment, Status
@@ -100,3 +101,72 @@ def test_drawing_tags_artists_in_the_svg():
     c = plots.curve([CurvePoint(i, i * 0.1, 5 - i * 0.01) for i in range(50)], 10, "#1", "running")
     svg = draw.to_svg(draw.curves_figure([c], 10, {"CPU %": ([0, 1], [10, 20])}))
     assert 'id="curve-running"' in svg and 'id="resource-cpu"' in svg
+
+
+NOISY = [exp(0, Status.KEEP, 1.000, "baseline", runs=[0.999, 1.0, 1.001], noise_sigma=0.002),
+         exp(1, Status.DISCARD, 0.999, effect_sigma=0.5, threshold=0.0046, noise_sigma=0.002),
+         exp(2, Status.KEEP, 0.990, effect_sigma=5.0, threshold=0.0046, noise_sigma=0.002),
+         exp(3, Status.CRASH),
+         exp(4, Status.KEEP, 0.985, runs=[0.984, 0.986], effect_sigma=2.5, threshold=0.004, noise_sigma=0.002)]
+
+
+def test_frontier_band_is_the_keep_threshold_around_the_running_best():
+    f = plots.frontier(NOISY, sigma=0.002, k=2.0)
+    assert len(f.band_lo) == len(f.best_x) == 5
+    # one new run against the baseline's mean of 3: 2·sqrt(1 + 1/3)·σ; against a single-run best: 2·√2·σ
+    assert f.band_hi[0] - f.best_y[0] == pytest.approx(2 * (1 + 1 / 3) ** 0.5 * 0.002)
+    assert f.best_y[2] - f.band_lo[2] == pytest.approx(2 * 2 ** 0.5 * 0.002)
+    assert f.band_hi[4] - f.best_y[4] == pytest.approx(2 * 1.5 ** 0.5 * 0.002)  # the best is a mean of 2
+    assert plots.frontier(NOISY).band_lo == [] and plots.frontier(NOISY, sigma=0.002, k=0).band_lo == []
+
+
+def test_table_shows_effect_in_sigma_and_runs():
+    t = plots.table(dataframe(NOISY + [exp(5, Status.INVALID)]))
+    assert {"effect_sigma", "n_runs"} <= set(t.columns)
+    row = t.set_index("number")
+    assert row.loc[2, "effect_sigma"] == 5.0 and row.loc[0, "n_runs"] == 3 and row.loc[4, "n_runs"] == 2
+    assert pd.isna(row.loc[5, "n_runs"])  # never ran: blank, not 0
+
+
+def test_floor_text_gives_sigma_and_the_threshold_or_why_none():
+    f = plots.floor({"sigma": 0.002, "mad_sigma": 0.0018, "df": 2}, k=2.0, best_n=3)
+    assert f.threshold == pytest.approx(f.threshold_sigma * 0.002)
+    assert plots.floor_text(f) == "noise σ 0.002 (2 df, robust 0.0018) · keep past 2.31σ (0.00462)"
+    assert "not measured" in plots.floor_text(plots.floor(None, k=2.0))
+    assert "noise_k=0" in plots.floor_text(plots.floor(None, k=0))
+    assert plots.floor({"sigma": 0.002, "df": 2}, k=0).threshold is None
+    assert "repeats were identical" in plots.floor_text(plots.floor({"sigma": 0.0, "df": 2}, k=2.0))
+
+
+def test_effect_sizes_use_the_decision_and_fill_in_from_delta():
+    e = plots.effect_sizes(dataframe(NOISY)).set_index("number")
+    assert list(e.index) == [1, 2, 4]  # no baseline, no crash
+    assert e.loc[2, "effect_sigma"] == 5.0 and e.loc[2, "threshold_sigma"] == pytest.approx(2.3)
+    assert e.loc[1, "margin_sigma"] == pytest.approx(0.5 - 2.3) and e.loc[4, "n_runs"] == 2
+    plain = [exp(0, Status.KEEP, 1.0, "baseline"), exp(1, Status.KEEP, 0.99)]  # decided without a floor
+    e = plots.effect_sizes(dataframe(plain), sigma=0.002)
+    assert e["effect_sigma"].tolist() == [pytest.approx(5.0)] and e["threshold_sigma"].isna().all()
+    assert plots.effect_sizes(dataframe(plain))["effect_sigma"].isna().all()
+
+
+def test_cumulative_improvement_has_a_band_from_the_floor():
+    c = plots.cumulative(NOISY, sigma=0.002, k=2.0)
+    assert c.x == [0, 1, 2, 3, 4]
+    assert c.improvement == pytest.approx([0.0, 0.0, 0.010, 0.010, 0.015])
+    assert c.low[0] == c.high[0] == 0.0  # the baseline against itself
+    half = 2 * 0.002 * (1 / 3 + 1 / 2) ** 0.5  # baseline mean of 3 runs vs best mean of 2
+    assert c.high[4] - c.improvement[4] == pytest.approx(half)
+    assert plots.cumulative(dataframe(NOISY), 0.002).improvement == c.improvement
+    assert plots.cumulative(NOISY, None).low == c.improvement
+    assert plots.cumulative([exp(0, Status.INVALID)], 0.1).empty
+
+
+def test_noise_drawings_tag_their_artists():
+    svg = draw.to_svg(draw.progress_figure(plots.frontier(NOISY, sigma=0.002, k=2.0)))
+    assert 'id="progress-threshold"' in svg and "within the noise" in svg
+    svg = draw.to_svg(draw.effects_figure(plots.effect_sizes(dataframe(NOISY))))
+    assert 'id="effects-bars"' in svg and 'id="effects-threshold"' in svg
+    svg = draw.to_svg(draw.cumulative_figure(plots.cumulative(NOISY, 0.002), "val_bpb"))
+    assert 'id="cumulative-band"' in svg and 'id="cumulative-line"' in svg
+    c = plots.curve([CurvePoint(i, i * 0.1, 5 - i * 0.01) for i in range(5)], 10, "#2 w1", color="#9467bd")
+    assert "#9467bd" in draw.to_svg(draw.curves_figure([c], 10))

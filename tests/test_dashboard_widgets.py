@@ -1,7 +1,8 @@
 # pytest tests/test_dashboard_widgets.py -q
 """The dashboard at the model level: loop events update the right widgets, the controls change the loop.
 
-A real loop on the demo target (a toy train.py in a temp git repo, 1-second budget) and the queue agent.
+A real loop on the demo target (a toy train.py in a temp git repo, 1-second budget, a noise floor from two baseline
+runs) and the queue agent; for parallel workers, a sleep-bound target and a list agent as in test_parallel.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ edits = [{ search = "EXTRA_SECONDS = 0.0", replace = "EXTRA_SECONDS = 60.0" }]
 @pytest.fixture
 def loop(tmp_path):
     repo = make_demo_repo(tmp_path / "target", queue=SLOW_QUEUE)
-    lp = Loop.open(repo, tag="dash", agent="queue", time_budget_s=1)
+    lp = Loop.open(repo, tag="dash", agent="queue", time_budget_s=1, noise_repeats=2)  # a floor from 2 runs
     yield lp
     lp.close()
 
@@ -161,3 +162,122 @@ def test_auto_display_is_console_outside_a_notebook(loop, monkeypatch):
     shown = loop.dashboard(mode="console")
     assert isinstance(shown, Console) and not shown.interactive
     shown.close()
+
+
+def test_repeat_runs_are_shown_as_such_and_keep_off_the_main_curve(loop, dash):
+    dash(fake(loop, EventKind.RUN_STARTED, 4, description="marginal change"))
+    for i in range(1, 4):
+        dash(Event(EventKind.PROGRESS, fake(loop, EventKind.PROGRESS, 4).experiment, CurvePoint(i, i * 0.1, 3.0)))
+    dash(fake(loop, EventKind.RUN_FINISHED, 4, description="marginal change"))
+    e4 = fake(loop, EventKind.MESSAGE, 4, description="marginal change").experiment
+    dash(Event(EventKind.MESSAGE, e4, None, "confirmation run of abc1234, seed 43",
+               {"purpose": "confirmation", "seed": 43, "repeat": "0004.1"}))
+    assert "#4</b> marginal change · <b>confirmation run 2/2, seed 43" in dash.status.value
+    for i in range(1, 6):
+        dash(Event(EventKind.PROGRESS, e4, CurvePoint(i, i * 0.1, 9.0),
+                   data={"purpose": "confirmation", "repeat": "0004.1"}))
+    own, repeat = dash.live_curves()
+    assert (own.label, len(own), own.role) == ("#4 finished", 3, "last") and 9.0 not in own.y
+    assert (repeat.label, len(repeat), repeat.role) == ("#4 confirmation run 2/2", 5, "repeat")
+    assert dash.bar.value == pytest.approx(0.5)  # the bar follows the repeat going on
+    dash.flush()
+    assert 'id="curve-repeat"' in dash.curves.value
+    dash(fake(loop, EventKind.DECIDED, 4, Status.KEEP, metric=1.0, runs=[1.0, 1.0], description="marginal change"))
+    assert [c.label for c in dash.live_curves()] == ["#4 keep"]
+    assert "confirmation run" not in dash.status.value and "mean of 2 runs" in dash.status.value
+
+
+def test_several_runs_in_flight_each_get_a_curve_and_a_status_line(loop, dash):
+    for n, w in ((5, 0), (6, 1)):
+        dash(Event(EventKind.RUN_STARTED, Experiment(n, loop.tag, Status.RUNNING, description=f"idea {n}",
+                                                     worker=w), None, "", {"worker": w}))
+    for i in range(1, 4):  # interleaved, as from two worker threads
+        for n, w in ((5, 0), (6, 1)):
+            e = Experiment(n, loop.tag, Status.RUNNING, description=f"idea {n}", worker=w)
+            dash(Event(EventKind.PROGRESS, e, CurvePoint(i, i * 0.1 * (n - 4), 5.0 - n * 0.1), data={"worker": w}))
+    running = [c for c in dash.live_curves() if c.role == "running"]
+    assert [(c.label, len(c)) for c in running] == [("#5 w0 running", 3), ("#6 w1 running", 3)]
+    assert running[0].color != running[1].color
+    assert "idea 5 · <b style='color:#1f77b4'>running</b> on worker 0" in dash.status.value
+    assert "on worker 1" in dash.status.value
+    assert "#5 w0" in dash.bar_text.value and "#6 w1" in dash.bar_text.value
+    dash.flush()
+    assert dash.curves.value.count('id="curve-running"') == 2
+    dash(Event(EventKind.DECIDED, Experiment(5, loop.tag, Status.DISCARD, description="idea 5", worker=0)))
+    assert dash.in_flight[0].number == 6 and dash.bar.style.bar_color == "#1f77b4"  # #6 still going
+    assert "on worker 1" in dash.status.value and "on worker 0" not in dash.status.value
+
+
+def test_noise_floor_repeats_and_endings_drawn_at_once(loop):
+    dash = Dashboard(loop, live=True, curve_interval_s=60.0)  # the render thread would wait a minute
+    during: list[str] = []
+    loop.subscribe(lambda ev: ev.kind == EventKind.MESSAGE and ev.data.get("purpose") and
+                   during.append(dash.status.value))
+    base = loop.baseline()
+    assert len(base.runs) == 2 and loop.noise["sigma"] > 0
+    assert len(during) == 1 and "#0</b> baseline · <b>noise-floor run 2/2, seed 43" in during[0]
+    own = next(c for c in dash.live_curves() if c.label.startswith("#0"))
+    assert len(own) == len(loop.curve(0))  # the repeats' points never went into the baseline's curve
+    # Drawn as soon as the baseline was decided: its final state, no stale "running", the kept mark.
+    assert "#0 keep" in dash.curves.value and "running" not in dash.curves.value
+    assert 'id="progress-kept"' in dash.progress.value
+    assert "noise σ" in dash.status.value and "keep past" in dash.status.value
+    loop.step()
+    assert ">effect<" in dash.table.value and ">runs<" in dash.table.value and "σ</td>" in dash.table.value
+    assert 'id="progress-threshold"' in dash.progress.value
+    dash.close()
+
+
+PARALLEL_TARGET = '''import time
+A = 0
+B = 0
+for i in range(1, 41):
+    time.sleep(0.05)
+    print(f"step {i} | loss: {10 - A - B + 1.0 / i:.4f}", flush=True)
+print("---")
+print(f"score: {10 - A - B}")
+'''
+
+
+class ListAgent:
+    """Proposes its edits in order; raises QueueExhausted when done (as in test_parallel)."""
+
+    name = "list"
+
+    def __init__(self, items):
+        self.items = list(items)
+
+    def propose(self, context):
+        from autoresearch_nb import Edit, Proposal, QueueExhausted
+
+        while self.items:
+            desc, search, replace = self.items.pop(0)
+            if search in context.source:
+                return Proposal(desc, edits=(Edit(search, replace),))
+        raise QueueExhausted("done")
+
+
+def test_two_workers_two_live_curves_and_stop_now_ends_both(tmp_path):
+    repo = make_demo_repo(tmp_path / "target", train=PARALLEL_TARGET)
+    agent = ListAgent([("A", "A = 0", "A = 1"), ("B", "B = 0", "B = 1")])
+    with Loop.open(repo, tag="par", agent=agent, metric="score", time_budget_s=5, timeout_s=60, workers=2,
+                   noise_repeats=1, noise_k=0) as lp:
+        dash = Dashboard(lp, live=True, curve_interval_s=0.2, resources=False)
+        lp.start()
+        both: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not both:
+            live = [c for c in dash.live_curves() if c.role == "running" and len(c) >= 2]
+            if len(live) == 2:
+                both = sorted(c.label for c in live)
+            time.sleep(0.02)
+        assert both == ["#1 w0 running", "#2 w1 running"] or both == ["#1 w1 running", "#2 w0 running"], both
+        status = dash.status.value
+        assert "on worker 0" in status and "on worker 1" in status
+        dash.stop_now_button.click()
+        lp.wait(30)
+        assert not lp.running
+        assert [e.status for e in lp.experiments[1:3]] == [Status.INTERRUPTED, Status.INTERRUPTED]
+        assert dash.in_flight == [] and not any(c.role == "running" for c in dash.live_curves())
+        assert "running" not in dash.curves.value and "loop finished" in dash.status.value
+        dash.close()

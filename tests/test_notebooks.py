@@ -79,6 +79,8 @@ def test_papermill_runs_the_loop_then_the_analysis(tmp_path, monkeypatch):
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outs)
     assert sum("image/png" in o.get("data", {}) for o in outs) >= 2  # the static report: chart and curves
     assert any("<table" in o.get("data", {}).get("text/html", "") for o in outs)
+    summary = "".join(o.get("data", {}).get("text/markdown", "") for o in outs)
+    assert "noise σ" in summary and "keep past" in summary  # the report states the floor and the threshold
 
     ana = tmp_path / "analysis.out.ipynb"
     papermill.execute_notebook(str(NOTEBOOKS / "analysis.ipynb"), str(ana), progress_bar=False,
@@ -86,7 +88,10 @@ def test_papermill_runs_the_loop_then_the_analysis(tmp_path, monkeypatch):
     outs = outputs(ana)
     html = "".join(o.get("data", {}).get("text/html", "") for o in outs)
     assert "halve the width" in html and "WIDTH = 32" in html  # the diff of experiment 2
-    assert sum("image/png" in o.get("data", {}) for o in outs) == 3  # progress, curves, cost
+    assert sum("image/png" in o.get("data", {}) for o in outs) == 5  # progress, effects, cumulative, curves, cost
+    text = "".join(o.get("text", "") for o in outs if o["output_type"] == "stream")
+    assert "noise σ" in text  # the floor, above the effects in units of σ
+    assert "effect_sigma" in html and "margin_sigma" in html
 
 
 @pytest.mark.slow

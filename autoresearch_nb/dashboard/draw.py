@@ -10,13 +10,15 @@ import io
 import re
 from typing import TYPE_CHECKING, Sequence
 
-from .plots import COLORS, Curve, Frontier, y_limits
+from .plots import COLORS, Cumulative, Curve, Frontier, status_color, y_limits
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.figure import Figure
 
 ROLE_STYLE = {"baseline": dict(color="#7f7f7f", lw=1.2, ls="--"), "best": dict(color=COLORS["keep"], lw=1.4),
               "running": dict(color=COLORS["running"], lw=1.8), "last": dict(color=COLORS["proposed"], lw=1.6),
+              "repeat": dict(color=COLORS["running"], lw=1.3, ls=":"),
               "kept": dict(lw=1.2, alpha=0.85)}
 
 
@@ -34,8 +36,15 @@ def _figure(w: float, h: float, rows: int = 1, ratios: Sequence[int] | None = No
 
 def progress_figure(f: Frontier, metric: str = "metric", maximize: bool = False, title: str = "",
                     size: tuple[float, float] = (7.0, 3.2)) -> "Figure":
-    """Metric against experiment number: discarded grey, kept green and labelled, running best as a step line."""
+    """Metric against experiment number: discarded grey, kept green and labelled, running best as a step line,
+    and (with a noise floor) the band around the best that one new run has to leave to count."""
     fig, (ax,) = _figure(*size)
+    if f.band_lo:
+        # The band continues half a step past the last experiment, so its latest width is visible.
+        xs = list(f.best_x) + [f.best_x[-1] + 0.5]
+        ax.fill_between(xs, f.band_lo + f.band_lo[-1:], f.band_hi + f.band_hi[-1:], step="post",
+                        color=COLORS["keep"], alpha=0.12, lw=0, label="within the noise", gid="progress-threshold",
+                        zorder=0)
     if f.discarded_x:
         ax.scatter(f.discarded_x, f.discarded_y, s=14, color=COLORS["discard"], alpha=0.7, label="discarded",
                    gid="progress-discarded", zorder=2)
@@ -57,6 +66,9 @@ def progress_figure(f: Frontier, metric: str = "metric", maximize: bool = False,
     ax.set_xlabel("experiment")
     from matplotlib.ticker import MaxNLocator
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    xs = f.kept_x + f.discarded_x + f.failed_x
+    if xs:  # whole experiments, with room for the last one's band (one point alone would get a ±0.05 axis)
+        ax.set_xlim(min(xs) - 0.5, max(xs) + 0.75)
     ax.set_ylabel(f"{metric} ({'higher' if maximize else 'lower'} is better)")
     ax.set_title(title or "progress", fontsize=10, loc="left")
     if not f.empty:
@@ -73,7 +85,9 @@ def curves_figure(curves: Sequence[Curve], xmax: float, resources: dict[str, tup
     for c in curves:
         if not c.x:
             continue
-        style = ROLE_STYLE.get(c.role, {})
+        style = dict(ROLE_STYLE.get(c.role, {}))
+        if c.color:
+            style["color"] = c.color
         ax.plot(c.x, c.y, label=f"{c.label} ({len(c)} pts)", gid=f"curve-{c.role}", **style)
     ax.set_xlim(0, max([xmax] + [c.xmax for c in curves]))
     lim = y_limits(curves)
@@ -106,6 +120,52 @@ def cost_figure(hours: list[float], cost: list[float], size: tuple[float, float]
     ax.set_xlabel("hours since the first experiment")
     ax.set_ylabel("agent cost (USD)")
     ax.set_title("cost over time", fontsize=10, loc="left")
+    return fig
+
+
+def effects_figure(effects: "pd.DataFrame", size: tuple[float, float] = (7.0, 2.8)) -> "Figure":
+    """Each experiment's effect in units of σ (bars in the outcome's colour) and its keep threshold (a tick)."""
+    fig, (ax,) = _figure(*size)
+    if len(effects) and effects["effect_sigma"].notna().any():
+        df = effects[effects["effect_sigma"].notna()]
+        ax.bar(df["number"], df["effect_sigma"], color=[status_color(s) for s in df["status"]], width=0.7,
+               gid="effects-bars")
+        t = df[df["threshold_sigma"].notna()]
+        if len(t):
+            ax.scatter(t["number"], t["threshold_sigma"], marker="_", s=160, color="black", lw=1.5,
+                       label="keep threshold", gid="effects-threshold", zorder=3)
+            ax.legend(fontsize=7, loc="upper right", frameon=False)
+        ax.axhline(0, color="black", lw=0.6)
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        ax.text(0.5, 0.5, "no effects in units of σ (no noise floor measured)", ha="center", va="center",
+                transform=ax.transAxes, color="grey")
+    ax.set_xlabel("experiment")
+    ax.set_ylabel("effect (σ, > 0 better)")
+    ax.set_title("effects in units of the noise floor", fontsize=10, loc="left")
+    return fig
+
+
+def cumulative_figure(c: Cumulative, metric: str = "metric", size: tuple[float, float] = (7.0, 2.8)) -> "Figure":
+    """The running best's improvement over the baseline, with its ±k·σ band."""
+    fig, (ax,) = _figure(*size)
+    if not c.empty:
+        xs = c.x + [c.x[-1] + 0.5]
+        if c.sigma:
+            ax.fill_between(xs, c.low + c.low[-1:], c.high + c.high[-1:], step="post", color=COLORS["keep"],
+                            alpha=0.18, lw=0, label=f"±{c.k:g}σ of the difference", gid="cumulative-band")
+        ax.step(xs, c.improvement + c.improvement[-1:], where="post", color=COLORS["keep"], lw=1.6,
+                label="improvement over the baseline", gid="cumulative-line")
+        ax.axhline(0, color="black", lw=0.6)
+        ax.legend(fontsize=7, loc="upper left", frameon=False)
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        ax.text(0.5, 0.5, "no baseline yet", ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set_xlabel("experiment")
+    ax.set_ylabel(f"{metric} gained (> 0 better)")
+    ax.set_title("cumulative improvement", fontsize=10, loc="left")
     return fig
 
 

@@ -1,4 +1,5 @@
-"""Plot data as pure functions: the progress frontier, training curves, the experiment table, bar colours.
+"""Plot data as pure functions: the progress frontier, training curves, the experiment table, bar colours, and
+the noise floor's views (effects in units of σ, the cumulative improvement with its band).
 
 Nothing here imports matplotlib or ipywidgets; :mod:`.draw` turns this data into figures, :mod:`.widgets` and
 :mod:`.report` show them. Inputs are :class:`~autoresearch_nb.records.Experiment` lists or the DataFrame of
@@ -16,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from .. import noise as _noise
 from ..records import CurvePoint, Status
 
 if TYPE_CHECKING:
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 # The bar and marker colours of each outcome (matplotlib's tab10, grey for discarded as in Karpathy's chart).
 COLORS = {"running": "#1f77b4", "keep": "#2ca02c", "discard": "#9e9e9e", "crash": "#d62728",
           "proposed": "#ff7f0e", "stopped": "#8c564b"}
+# Live curves in flight at once, one colour each (by worker), none of them an outcome colour.
+LIVE_COLORS = ["#1f77b4", "#9467bd", "#17becf", "#e377c2", "#bcbd22", "#393b79"]
 FAILED = {Status.CRASH.value, Status.TIMEOUT.value, Status.VIOLATION.value}
 
 
@@ -37,15 +41,15 @@ def status_color(status: Status | str) -> str:
     return COLORS.get(s, COLORS["discard"])
 
 
-def _records(experiments: Any) -> list[tuple[int, str, float | None, str]]:
-    """(number, status, metric, description) from Experiments or a results DataFrame, oldest first."""
+def _records(experiments: Any) -> list[tuple[int, str, float | None, str, int]]:
+    """(number, status, metric, description, n_runs) from Experiments or a results DataFrame, oldest first."""
     if hasattr(experiments, "to_dict") and hasattr(experiments, "columns"):
         rows = experiments.to_dict("records")
-        out = [(int(r["number"]), str(r["status"]), _num(r.get("metric")), str(r.get("description") or ""))
-               for r in rows]
+        out = [(int(r["number"]), str(r["status"]), _num(r.get("metric")), str(r.get("description") or ""),
+                int(_num(r.get("n_runs")) or 1)) for r in rows]
     else:
         out = [(e.number, e.status.value if isinstance(e.status, Status) else str(e.status), _num(e.metric),
-                e.description or "") for e in experiments]
+                e.description or "", len(getattr(e, "runs", None) or ()) or 1) for e in experiments]
     return sorted(out, key=lambda r: r[0])
 
 
@@ -71,23 +75,32 @@ class Frontier:
     best_x: list[int] = field(default_factory=list)
     best_y: list[float] = field(default_factory=list)
     labels: dict[int, str] = field(default_factory=dict)  # kept experiment number -> description
+    # The noise band around the running best (aligned with best_x): a single run landing inside it is
+    # "within the noise" of the best; empty without a measured floor or under the plain rule (k = 0).
+    band_lo: list[float] = field(default_factory=list)
+    band_hi: list[float] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         return not (self.kept_x or self.discarded_x or self.failed_x)
 
 
-def frontier(experiments: Any, maximize: bool = False) -> Frontier:
-    """The progress chart's data from experiments (only those that ran; proposals and skips are left out)."""
+def frontier(experiments: Any, maximize: bool = False, sigma: float | None = None, k: float = 0.0) -> Frontier:
+    """The progress chart's data from experiments (only those that ran; proposals and skips are left out).
+
+    With a noise floor ``sigma`` and ``k > 0``, the band is the best ± the keep threshold for one new run
+    against the best's mean (``noise.threshold_sigmas(k, 1, n_best) · σ``).
+    """
     f = Frontier()
     best: float | None = None
-    for number, status, metric, desc in _records(experiments):
+    best_n = 1
+    for number, status, metric, desc, n_runs in _records(experiments):
         if status == Status.KEEP.value and metric is not None:
             f.kept_x.append(number)
             f.kept_y.append(metric)
             f.labels[number] = desc
             if best is None or (metric > best if maximize else metric < best):
-                best = metric
+                best, best_n = metric, n_runs
         elif status == Status.DISCARD.value and metric is not None:
             f.discarded_x.append(number)
             f.discarded_y.append(metric)
@@ -98,6 +111,10 @@ def frontier(experiments: Any, maximize: bool = False) -> Frontier:
         if best is not None:
             f.best_x.append(number)
             f.best_y.append(best)
+            if sigma and k > 0:
+                half = _noise.threshold_sigmas(k, 1, best_n) * sigma
+                f.band_lo.append(best - half)
+                f.band_hi.append(best + half)
     return f
 
 
@@ -109,14 +126,15 @@ class Curve:
     x: list[float]
     y: list[float]
     xmax: float
-    role: str = "running"   # running, baseline, best, kept
+    role: str = "running"   # running, repeat, last, baseline, best, kept
+    color: str | None = None  # overrides the role's colour (one per worker when several run at once)
 
     def __len__(self) -> int:
         return len(self.x)
 
 
 def curve(points: Iterable[CurvePoint], budget_s: float, label: str = "", role: str = "running",
-          max_points: int = 400) -> Curve:
+          max_points: int = 400, color: str | None = None) -> Curve:
     """Points with a loss, in time order, thinned to at most ``max_points`` (the last one always kept).
 
     The x bound is the time budget (or the last point if the run went over), so a live plot does not jump.
@@ -128,7 +146,12 @@ def curve(points: Iterable[CurvePoint], budget_s: float, label: str = "", role: 
         stride = math.ceil(len(pts) / max_points)
         pts = pts[::stride] + ([pts[-1]] if (len(pts) - 1) % stride else [])
     xmax = max([float(budget_s)] + [x for x, _ in pts[-1:]])
-    return Curve(label, [x for x, _ in pts], [y for _, y in pts], xmax, role)
+    return Curve(label, [x for x, _ in pts], [y for _, y in pts], xmax, role, color)
+
+
+def live_color(slot: int | None) -> str:
+    """The colour of the live curve on worker ``slot`` (None: the loop's own worktree, the first colour)."""
+    return LIVE_COLORS[(slot or 0) % len(LIVE_COLORS)]
 
 
 def y_limits(curves: Sequence[Curve], head: float = 0.1) -> tuple[float, float] | None:
@@ -147,14 +170,16 @@ def y_limits(curves: Sequence[Curve], head: float = 0.1) -> tuple[float, float] 
     return lo - pad, hi + pad
 
 
-TABLE_COLUMNS = ["number", "status", "metric", "delta", "description", "duration_s", "cost_usd"]
+TABLE_COLUMNS = ["number", "status", "metric", "delta", "effect_sigma", "n_runs", "description", "duration_s",
+                 "cost_usd"]
 
 
 def table(results: "pd.DataFrame", metric: str | None = None, limit: int | None = None) -> "pd.DataFrame":
     """The dashboard's experiment table: newest first, duration in seconds, ``is_best`` kept for highlighting.
 
     ``delta`` is the change against the best kept experiment before each row (negative is better when
-    minimizing). ``metric`` renames the metric column (e.g. ``val_bpb``).
+    minimizing); ``effect_sigma`` the improvement in units of the noise floor (positive is better), ``n_runs``
+    how many runs (seeds) the metric is the mean of. ``metric`` renames the metric column (e.g. ``val_bpb``).
     """
     import pandas as pd
 
@@ -169,6 +194,9 @@ def table(results: "pd.DataFrame", metric: str | None = None, limit: int | None 
         out = out.head(limit)
     out = out.reset_index(drop=True)
     out["is_best"] = out["is_best"].fillna(False).astype(bool)
+    # Runs behind the metric: blank for what never ran (a 0 would read as "ran zero times").
+    out["n_runs"] = [int(n) if _num(n) else None for n in out["n_runs"]]
+    out["n_runs"] = out["n_runs"].astype("Int64")
     if metric and metric != "metric":
         out = out.rename(columns={"metric": metric})
     return pd.DataFrame(out)
@@ -210,3 +238,118 @@ def budget_fraction(elapsed_s: float | None, budget_s: float) -> float:
     if not elapsed_s or budget_s <= 0:
         return 0.0
     return max(0.0, min(1.0, float(elapsed_s) / float(budget_s)))
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The run's noise floor as the dashboard shows it: σ, the robust σ, and the keep threshold for one run."""
+
+    sigma: float | None
+    mad_sigma: float | None
+    df: int
+    k: float
+    threshold_sigma: float | None   # in units of σ (k·sqrt(1 + 1/n_best)); None under the plain rule
+    threshold: float | None         # in metric units
+
+    @property
+    def measured(self) -> bool:
+        return self.sigma is not None
+
+
+def floor(noise: dict[str, Any] | None, k: float, best_n: int = 1) -> Floor:
+    """The floor from ``loop.noise`` (the run state's ``noise``), judged for one new run against a best that
+    is the mean of ``best_n`` runs.
+
+    >>> round(floor({"sigma": 0.002, "mad_sigma": 0.0018, "df": 2}, k=2.0, best_n=3).threshold_sigma, 3)
+    2.309
+    """
+    noise = noise or {}
+    sigma = _num(noise.get("sigma"))
+    t_sig = _noise.threshold_sigmas(float(k), 1, best_n) if sigma and float(k) > 0 else None
+    return Floor(sigma, _num(noise.get("mad_sigma")), int(noise.get("df") or 0), float(k), t_sig,
+                 t_sig * sigma if t_sig is not None and sigma else None)
+
+
+def floor_text(f: Floor) -> str:
+    """One phrase for the status line and the report: ``noise σ 0.002 (robust 0.0018, 2 df) · keep past 2.31σ
+    (0.00462)``, or why there is no threshold."""
+    if not f.measured:
+        return "noise floor not measured (keep iff better)" if f.k > 0 else "plain rule: keep iff better (noise_k=0)"
+    if f.sigma == 0:
+        return "noise σ 0: the repeats were identical, keep iff better (does train.py use AUTORESEARCH_SEED?)"
+    robust = f", robust {f.mad_sigma:.3g}" if f.mad_sigma is not None else ""
+    head = f"noise σ {f.sigma:.3g} ({f.df} df{robust})"
+    if f.threshold_sigma is None:
+        return f"{head} · plain rule (noise_k=0)"
+    return f"{head} · keep past {f.threshold_sigma:.2f}σ ({f.threshold:.3g})"
+
+
+EFFECT_COLUMNS = ["number", "status", "description", "metric", "n_runs", "effect_sigma", "threshold_sigma",
+                  "margin_sigma"]
+
+
+def effect_sizes(results: "pd.DataFrame", sigma: float | None = None, maximize: bool = False) -> "pd.DataFrame":
+    """Each experiment's effect in units of the noise floor (positive is better), beside its threshold.
+
+    ``effect_sigma`` and ``threshold_sigma`` are the decision's own (``threshold / noise_sigma``); rows decided
+    without a floor get ``-delta / sigma`` (``+delta`` when maximizing) when ``sigma`` is given. ``margin_sigma``
+    is how far past its threshold an experiment landed (> 0: it beat the noise). Rows without a metric and the
+    baseline are left out.
+    """
+    import pandas as pd
+
+    rows = []
+    for r in results.to_dict("records"):
+        metric = _num(r.get("metric"))
+        if metric is None or r.get("description") == "baseline" or str(r.get("status")) not in (
+                Status.KEEP.value, Status.DISCARD.value):
+            continue
+        effect = _num(r.get("effect_sigma"))
+        delta = _num(r.get("delta"))
+        if effect is None and sigma and delta is not None:
+            effect = (delta if maximize else -delta) / sigma
+        noise_sigma, thr = _num(r.get("noise_sigma")), _num(r.get("threshold"))
+        t_sig = thr / noise_sigma if thr is not None and noise_sigma else None
+        rows.append({"number": int(r["number"]), "status": str(r["status"]), "description": r.get("description"),
+                     "metric": metric, "n_runs": int(_num(r.get("n_runs")) or 1), "effect_sigma": effect,
+                     "threshold_sigma": t_sig,
+                     "margin_sigma": effect - t_sig if effect is not None and t_sig is not None else None})
+    return pd.DataFrame(rows, columns=EFFECT_COLUMNS).astype({"effect_sigma": float, "threshold_sigma": float,
+                                                              "margin_sigma": float})
+
+
+@dataclass
+class Cumulative:
+    """The improvement of the running best over the baseline (positive is better) after each experiment, with a
+    ±k·σ band of the difference of the two means; the band is empty without a floor."""
+
+    x: list[int] = field(default_factory=list)
+    improvement: list[float] = field(default_factory=list)
+    low: list[float] = field(default_factory=list)
+    high: list[float] = field(default_factory=list)
+    sigma: float | None = None
+    k: float = 2.0
+
+    @property
+    def empty(self) -> bool:
+        return not self.x
+
+
+def cumulative(experiments: Any, sigma: float | None, k: float = 2.0, maximize: bool = False) -> Cumulative:
+    """:func:`autoresearch_nb.noise.cumulative` over experiments or a results DataFrame (what ran, in order).
+
+    >>> from autoresearch_nb.records import Experiment, Status
+    >>> c = cumulative([Experiment(0, "t", Status.KEEP, metric=1.0, runs=[1.0, 1.0, 1.0]),
+    ...                 Experiment(1, "t", Status.KEEP, metric=0.9)], sigma=0.01)
+    >>> [round(v, 3) for v in c.improvement], round(c.high[-1] - c.low[-1], 4)
+    ([0.0, 0.1], 0.0462)
+    """
+    ran = {Status.KEEP.value, Status.DISCARD.value, Status.INTERRUPTED.value} | FAILED
+    pts = [(n, status, metric, n_runs) for n, status, metric, _d, n_runs in _records(experiments) if status in ran]
+    out = Cumulative(sigma=sigma, k=k)
+    for row in _noise.cumulative(pts, sigma, k=k, maximize=maximize):
+        out.x.append(row["number"])
+        out.improvement.append(row["improvement"])
+        out.low.append(row["low"])
+        out.high.append(row["high"])
+    return out

@@ -3,6 +3,7 @@ and a read-only view of any run for the analysis notebook, safe while another pr
 
 >>> view = RunView.open(".", "nov27")           # doctest: +SKIP
 >>> report(view)                                # progress chart, curves, table, best diff  # doctest: +SKIP
+>>> effects_chart(view); cumulative_chart(view)  # against the noise floor  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -73,6 +74,12 @@ class RunView:
             return None
         return (max if self.config.maximize else min)(kept, key=lambda e: e.metric)
 
+    @property
+    def noise(self) -> dict[str, Any] | None:
+        """The run's noise floor (as ``loop.noise``): ``sigma``, ``mad_sigma``, ``df``, ... or None."""
+        run = self.store.get_run(self.tag)
+        return ((run or {}).get("state") or {}).get("noise")
+
     def curve(self, number: int) -> list[CurvePoint]:
         return [p for _, p in self.store.points(self.tag, number)]
 
@@ -104,11 +111,41 @@ def _png(fig: Any) -> Any:
     return Image(data=draw.to_png(fig))
 
 
+def _sigma(run: Any) -> float | None:
+    return (run.noise or {}).get("sigma")
+
+
+def floor(run: Any) -> plots.Floor:
+    """The run's noise floor and keep threshold (for one new run against the current best)."""
+    best = run.best
+    return plots.floor(run.noise, float(run.config.noise_k), max(len(best.runs), 1) if best is not None else 1)
+
+
 def progress_chart(run: Any, fmt: str = "png") -> Any:
-    """Karpathy's progress chart of ``run`` (a Loop or a RunView) as an IPython Image (or SVG text)."""
+    """Karpathy's progress chart of ``run`` (a Loop or a RunView) as an IPython Image (or SVG text), with the
+    noise band around the running best when the floor was measured."""
     cfg = run.config
-    fig = draw.progress_figure(plots.frontier(run.experiments, cfg.maximize), cfg.metric, cfg.maximize,
-                               f"progress · run {run.tag}")
+    f = plots.frontier(run.experiments, cfg.maximize, _sigma(run), float(cfg.noise_k))
+    fig = draw.progress_figure(f, cfg.metric, cfg.maximize, f"progress · run {run.tag}")
+    return draw.to_svg(fig) if fmt == "svg" else _png(fig)
+
+
+def effects(run: Any) -> "pd.DataFrame":
+    """Each kept or discarded experiment's effect in units of the noise floor, beside its threshold."""
+    return plots.effect_sizes(run.results, _sigma(run), run.config.maximize)
+
+
+def effects_chart(run: Any, fmt: str = "png") -> Any:
+    """Effects in units of σ as bars (the outcome's colour), each experiment's keep threshold as a tick."""
+    fig = draw.effects_figure(effects(run))
+    return draw.to_svg(fig) if fmt == "svg" else _png(fig)
+
+
+def cumulative_chart(run: Any, fmt: str = "png") -> Any:
+    """The best's improvement over the baseline after each experiment, with a ±k·σ band (k = noise_k, or 2)."""
+    cfg = run.config
+    c = plots.cumulative(run.experiments, _sigma(run), float(cfg.noise_k) or 2.0, cfg.maximize)
+    fig = draw.cumulative_figure(c, cfg.metric)
     return draw.to_svg(fig) if fmt == "svg" else _png(fig)
 
 
@@ -152,18 +189,24 @@ def diff(run: Any, number: int) -> Any:
 
 
 def summary(run: Any) -> str:
-    """One paragraph: experiments, keep rate, best and its gain over the baseline, cost."""
+    """One paragraph: experiments, keep rate, best and its gain over the baseline, the noise floor, cost."""
     df = run.results
     rate = plots.keep_rate(df) if len(df) else None
     best = run.best
     base = next((e for e in run.experiments if e.description == "baseline" and e.metric is not None), None)
+    f = floor(run)
     parts = [f"run **{run.tag}**: {len(df)} experiments"]
     if rate is not None:
         parts.append(f"keep rate {rate:.0%}")
     if best is not None:
-        gain = f" ({best.metric - base.metric:+.6g} against the baseline)" if base else ""
+        gain = ""
+        if base is not None:
+            better = (best.metric - base.metric) if run.config.maximize else (base.metric - best.metric)
+            in_sigma = f", {better / f.sigma:+.1f}σ" if f.sigma and best.number != base.number else ""
+            gain = f" ({best.metric - base.metric:+.6g} against the baseline{in_sigma})"
         parts.append(f"best {run.config.metric} **{best.metric:.6g}** (#{best.number}: "
                      f"{html.escape(best.description)}){gain}")
+    parts.append(plots.floor_text(f))
     cost = float(df["cost_usd"].fillna(0).sum()) if "cost_usd" in df else 0.0
     if cost:
         parts.append(f"agent cost ${cost:.2f}")
