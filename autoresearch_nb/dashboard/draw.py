@@ -69,6 +69,8 @@ def progress_figure(f: Frontier, metric: str = "metric", maximize: bool = False,
     xs = f.kept_x + f.discarded_x + f.failed_x
     if xs:  # whole experiments, with room for the last one's band (one point alone would get a ±0.05 axis)
         ax.set_xlim(min(xs) - 0.5, max(xs) + 0.75)
+        if max(xs) - min(xs) < 10:  # few experiments: one tick each (the locator falls back to fractions)
+            ax.set_xticks(range(min(xs), max(xs) + 1))
     ax.set_ylabel(f"{metric} ({'higher' if maximize else 'lower'} is better)")
     ax.set_title(title or "progress", fontsize=10, loc="left")
     if not f.empty:

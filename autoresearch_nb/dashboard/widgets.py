@@ -72,6 +72,8 @@ def table_html(results: Any, metric: str = "metric", limit: int = 50) -> str:
     if df.empty:
         return "<div style='color:grey'>no experiments yet</div>"
     best = df.pop("is_best")
+    if not df["cost_usd"].fillna(0).any():  # the tuner and the queue cost nothing: room for the description
+        df = df.drop(columns="cost_usd")
 
     def row_style(row: Any) -> list[str]:
         if best.iloc[row.name]:
