@@ -210,3 +210,18 @@ def test_random_sampler_and_global_mode_also_work():
         config = Config(editable="target.py")
         loop = MiniLoop(TunerAgent(config, Path("."), **kw), TARGET, lambda c: bowl(c, rng), config).run(6)
         assert len(loop.history) == 6
+
+
+def test_each_run_tag_gets_its_own_search_path_unless_seeded():
+    def first_proposal(tag: str, config: Config) -> str:
+        base = Experiment(number=0, tag=tag, status=Status.KEEP, description="baseline", metric=1.5,
+                          content=TARGET, content_hash=content_hash(TARGET))
+        ctx = Context(program="", editable="target.py", source=TARGET, history=(base,), config=config, best=base)
+        return TunerAgent(config, Path(".")).propose(ctx).content
+
+    unseeded = Config(editable="target.py")
+    paths = {first_proposal(tag, unseeded) for tag in ("nov27", "nov28", "nov29", "dec01")}
+    assert len(paths) > 1                                                   # campaigns differ
+    assert first_proposal("nov27", unseeded) == first_proposal("nov27", unseeded)  # a resume repeats its own
+    seeded = Config(editable="target.py", seed=3)
+    assert first_proposal("a", seeded) == first_proposal("b", seeded)      # an explicit seed wins

@@ -27,6 +27,7 @@ import logging
 import math
 import random
 import re
+import zlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -61,6 +62,9 @@ class TunerAgent:
             raise ValueError(f"mode must be 'local' or 'global', not {mode!r}")
         self.config = config
         self.repo = Path(repo)
+        # With no seed given, each run (tag) gets its own search path: two campaigns on the same file
+        # should not propose the same sequence. A resumed run keeps its tag, so it keeps its path.
+        self._explicit_seed = seed is not None or config.seed is not None
         self.seed = seed if seed is not None else (config.seed if config.seed is not None else 0)
         self.sampler_name = sampler
         self.mode = mode
@@ -78,6 +82,8 @@ class TunerAgent:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         history = self._history(context)
+        if not self._explicit_seed and history:
+            self.seed = zlib.crc32(history[0].tag.encode()) % 100_003
         space = self._space(context, history)
         base = space.encoded(context.source)
         if base is None:
