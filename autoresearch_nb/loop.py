@@ -325,19 +325,14 @@ class Loop(NoiseMixin):
             self.workspace.reset(parent)
         sha = parent
         if exp.content != self.workspace.read(parent):
-            sha = self.workspace.commit(exp.content, _commit_message(exp))
+            sha = self.workspace.commit(exp.content, commit_message(exp))
         self.workspace.keep_ref(exp.number, sha)
-        seed = seed if seed is not None else (self.config.seed if self.config.seed is not None else DEFAULT_SEED)
-        log_path = self.repo_root / STATE_DIR / "logs" / self.tag / f"{exp.number:04d}.log"
+        seed = self._seed(seed)
+        log_path = self._log_path(f"{exp.number:04d}")
         exp = self._save(exp.with_(status=Status.RUNNING, sha=sha, started_at=time.time(), seed=seed,
                                    log_path=str(log_path)))
         self.store.clear_points(self.tag, exp.number)
-        env = scrub_env(allow=self.config.env_allow, extra={
-            "AUTORESEARCH_TIME_BUDGET": f"{self.config.time_budget_s:g}",
-            "AUTORESEARCH_SEED": str(seed),
-            "AUTORESEARCH_RUN": f"{self.tag}/{exp.number}",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env = self._run_env(seed, exp.number)
         running = exp
 
         seen = [0]
@@ -372,6 +367,35 @@ class Loop(NoiseMixin):
             self._current = None
         return self._finish_run(running, result)
 
+    def _seed(self, seed: int | None = None) -> int:
+        """The seed a run gets: the one asked for, else the configured one, else the default."""
+        if seed is not None:
+            return seed
+        return self.config.seed if self.config.seed is not None else DEFAULT_SEED
+
+    def _log_path(self, name: str) -> Path:
+        return self.repo_root / STATE_DIR / "logs" / self.tag / f"{name}.log"
+
+    def _run_env(self, seed: int, number: int | str) -> dict[str, str]:
+        """The scrubbed environment of one run; ``AUTORESEARCH_RUN`` lets a reopened loop find its orphans."""
+        return scrub_env(allow=self.config.env_allow, extra={
+            "AUTORESEARCH_TIME_BUDGET": f"{self.config.time_budget_s:g}",
+            "AUTORESEARCH_SEED": str(seed),
+            "AUTORESEARCH_RUN": f"{self.tag}/{number}",
+            "PYTHONUNBUFFERED": "1",
+        })
+
+    def _limit(self, n: int | None, timeout_s: float | None, start: float, count: int) -> str:
+        """Why ``optimize`` should stop proposing after ``count`` experiments, or "" to go on."""
+        if n is not None and count >= n:
+            return f"{n} experiments"
+        if timeout_s is not None and time.monotonic() - start >= timeout_s:
+            return f"timeout of {timeout_s:g} s"
+        cap = self.config.max_experiments
+        if cap is not None and len(self.experiments) >= cap:
+            return f"max_experiments={cap} reached"
+        return ""
+
     def setup(self) -> None:
         """Run the configured ``setup`` command once per session (data preparation, tokenizer training).
 
@@ -381,7 +405,7 @@ class Loop(NoiseMixin):
         """
         if not self.config.setup or self._setup_done:
             return
-        log_path = self.repo_root / STATE_DIR / "logs" / self.tag / "setup.log"
+        log_path = self._log_path("setup")
         self._emit(EventKind.MESSAGE, message=f"setup: {self.config.setup}")
         env = scrub_env(allow=self.config.env_allow, extra={"PYTHONUNBUFFERED": "1"})
         self._current = Run(self.config.setup, self.workspace.path, log_path, timeout_s=SETUP_TIMEOUT_S, env=env)
@@ -515,15 +539,9 @@ class Loop(NoiseMixin):
                 if self._stop.is_set():
                     reason = self._stop_reason or "stopped"
                     break
-                if n is not None and len(done) >= n:
-                    reason = f"{n} experiments"
-                    break
-                if timeout_s is not None and time.monotonic() - start >= timeout_s:
-                    reason = f"timeout of {timeout_s:g} s"
-                    break
-                cap = self.config.max_experiments
-                if cap is not None and len(self.experiments) >= cap:
-                    reason = f"max_experiments={cap} reached"
+                limit = self._limit(n, timeout_s, start, len(done))
+                if limit:
+                    reason = limit
                     break
                 try:
                     exp = self.step()
@@ -641,7 +659,8 @@ def _release_lock(f: Any) -> None:
         f.close()
 
 
-def _commit_message(exp: Experiment) -> str:
+def commit_message(exp: Experiment) -> str:
+    """The commit message of an experiment: its number and description, then the run's tag."""
     first = " ".join(exp.description.split())[:72] or "experiment"
     return f"exp {exp.number}: {first}\n\nautoresearch_nb tag {exp.tag}"
 

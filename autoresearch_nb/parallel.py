@@ -27,9 +27,8 @@ from .edits import content_hash, unified_diff
 from .errors import BudgetExceeded
 from .events import EventKind
 from .executors import Job, LocalExecutor, Outcome
-from .git import STATE_DIR
+from .loop import commit_message
 from .records import CurvePoint, Experiment, Status
-from .runner import scrub_env
 
 if TYPE_CHECKING:
     from .loop import Loop
@@ -95,16 +94,14 @@ class ParallelDriver:
     def launch(self, exp: Experiment) -> Experiment:
         loop, cfg = self.loop, self.loop.config
         loop.setup()
-        sha = loop.workspace.commit_on(exp.parent_sha, exp.content, _message(exp))
+        sha = loop.workspace.commit_on(exp.parent_sha, exp.content, commit_message(exp))
         loop.workspace.keep_ref(exp.number, sha)
-        seed = cfg.seed if cfg.seed is not None else 42
-        log_path = loop.repo_root / STATE_DIR / "logs" / loop.tag / f"{exp.number:04d}.log"
+        seed = loop._seed()
+        log_path = loop._log_path(f"{exp.number:04d}")
         exp = exp.with_(status=Status.RUNNING, sha=sha, seed=seed, started_at=time.time(), log_path=str(log_path),
                         runs=[], seeds=[])
         loop.store.clear_points(loop.tag, exp.number)
-        env = scrub_env(allow=cfg.env_allow, extra={
-            "AUTORESEARCH_TIME_BUDGET": f"{cfg.time_budget_s:g}", "AUTORESEARCH_SEED": str(seed),
-            "AUTORESEARCH_RUN": f"{loop.tag}/{exp.number}", "PYTHONUNBUFFERED": "1"})
+        env = loop._run_env(seed, exp.number)
         job = Job(exp.number, sha, cfg.command, cfg.editable, cfg.hard_timeout_s, env, str(log_path),
                   tuple(cfg.env_allow))
         self._points[exp.number] = []
@@ -214,15 +211,15 @@ class ParallelDriver:
                         self.executor.cancel()
                     proposing = False
                 elif proposing:
-                    stop = self._limit(n, timeout_s, start, len(done))
+                    stop = loop._limit(n, timeout_s, start, len(done))
                     if stop:
                         proposing, reason = False, stop
                 # Fill free workers: re-applied changes first (even when the agent has run dry), then proposals.
                 while self.retry and self.executor.free() > 0 and not loop._stop.is_set() and \
-                        not self._limit(n, timeout_s, start, len(done) + len(self.in_flight)):
+                        not loop._limit(n, timeout_s, start, len(done) + len(self.in_flight)):
                     self.launch(self.retry.pop(0))
                 while proposing and self.executor.free() > 0 and not loop._stop.is_set():
-                    if self._limit(n, timeout_s, start, len(done) + len(self.in_flight)):
+                    if loop._limit(n, timeout_s, start, len(done) + len(self.in_flight)):
                         break
                     try:
                         exp = loop.propose(in_flight=tuple(self.in_flight.values()))
@@ -243,7 +240,7 @@ class ParallelDriver:
                             break
                 if not self.in_flight:
                     can_retry = bool(self.retry) and not loop._stop.is_set() and \
-                        not self._limit(n, timeout_s, start, len(done))
+                        not loop._limit(n, timeout_s, start, len(done))
                     if not proposing and not can_retry:
                         break
                 for outcome in self.executor.poll(0.2):
@@ -261,16 +258,6 @@ class ParallelDriver:
         loop._emit(EventKind.LOOP_FINISHED, message=reason)
         return done
 
-    def _limit(self, n: int | None, timeout_s: float | None, start: float, count: int) -> str:
-        if n is not None and count >= n:
-            return f"{n} experiments"
-        if timeout_s is not None and time.monotonic() - start >= timeout_s:
-            return f"timeout of {timeout_s:g} s"
-        cap = self.loop.config.max_experiments
-        if cap is not None and len(self.loop.experiments) >= cap:
-            return f"max_experiments={cap} reached"
-        return ""
-
     def _drain_after_error(self) -> None:
         deadline = time.monotonic() + 30
         while self.in_flight and time.monotonic() < deadline:
@@ -280,7 +267,3 @@ class ParallelDriver:
                 except Exception:
                     log.exception("could not record experiment %s", outcome.number)
 
-
-def _message(exp: Experiment) -> str:
-    first = " ".join(exp.description.split())[:72] or "experiment"
-    return f"exp {exp.number}: {first}\n\nautoresearch_nb tag {exp.tag}"

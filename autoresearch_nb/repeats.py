@@ -18,9 +18,8 @@ from typing import Any
 from . import noise as _noise
 from .errors import AutoresearchError, ConfigError
 from .events import EventKind
-from .git import STATE_DIR
 from .records import CurvePoint, Experiment, Status
-from .runner import Run, scrub_env
+from .runner import Run
 
 log = logging.getLogger("autoresearch_nb")
 
@@ -138,7 +137,7 @@ class NoiseMixin:
             if d.verdict != _noise.CONFIRM:
                 return exp.with_(status=Status.KEEP if d.keep else Status.DISCARD)
             i = len(exp.runs)
-            seed = (exp.seeds[0] if exp.seeds else self._base_seed()) + i
+            seed = (exp.seeds[0] if exp.seeds else self._seed()) + i
             exp = self._save(exp)
             value, error, interrupted = self._rerun(exp.sha or self._best_sha(), seed, f"{exp.number:04d}.{i}",
                                                     exp, purpose="confirmation", track=True)
@@ -157,7 +156,7 @@ class NoiseMixin:
         repeats = int(self.config.noise_repeats)
         if exp.status != Status.RUNNING or exp.metric is None or float(self.config.noise_k) <= 0 or repeats < 2:
             return exp
-        first = exp.seed if exp.seed is not None else self._base_seed()
+        first = exp.seed if exp.seed is not None else self._seed()
         exp = self._save(exp.with_(runs=[exp.metric], seeds=[first]))
         for i in range(1, repeats):
             value, error, interrupted = self._rerun(exp.sha or self._best_sha(), first + i,
@@ -189,11 +188,6 @@ class NoiseMixin:
                        noise=floor)
         return floor
 
-    def _base_seed(self) -> int:
-        from .loop import DEFAULT_SEED  # loop imports this module
-
-        return self.config.seed if self.config.seed is not None else DEFAULT_SEED
-
     def _fresh_seeds(self, sha: str, count: int) -> list[int]:
         """Seeds not yet used on commit ``sha``: a repeat with an old seed would only replay the same run."""
         used: set[int] = set()
@@ -205,7 +199,7 @@ class NoiseMixin:
             if g.get("sha") == sha:
                 used.update(g.get("seeds") or [])
         out: list[int] = []
-        seed = self._base_seed()
+        seed = self._seed()
         while len(out) < count:
             if seed not in used:
                 out.append(seed)
@@ -221,13 +215,8 @@ class NoiseMixin:
         """
         if self.workspace.head() != sha or self.workspace.changed_paths():
             self.workspace.reset(sha)
-        log_path = self.repo_root / STATE_DIR / "logs" / self.tag / f"{label}.log"
-        env = scrub_env(allow=self.config.env_allow, extra={
-            "AUTORESEARCH_TIME_BUDGET": f"{self.config.time_budget_s:g}",
-            "AUTORESEARCH_SEED": str(seed),
-            "AUTORESEARCH_RUN": f"{self.tag}/{exp.number if exp is not None else 'noise'}",
-            "PYTHONUNBUFFERED": "1",
-        })
+        log_path = self._log_path(label)
+        env = self._run_env(seed, exp.number if exp is not None else "noise")
         self._emit(EventKind.MESSAGE, exp, message=f"{purpose} run of {sha[:7]}, seed {seed}", purpose=purpose,
                    seed=seed, repeat=label)
 
