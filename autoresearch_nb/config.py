@@ -50,6 +50,7 @@ class Config:
     noise_k: float = 2.0                       # keep only past k σ of the difference; 0: keep iff better
     confirm_runs: int = 1                      # extra runs (other seeds) for a pass that is only marginal
     confirm_margin: float = 1.0                # passes by less than this many σ over the threshold confirm
+    confirm_below: float = 1.0                 # ... and so do near misses, better but under it by less (0: off)
     revalidate_every: int | None = None        # re-run the best after every N keeps and report drift
 
     def __post_init__(self) -> None:
@@ -73,8 +74,8 @@ class Config:
             raise ConfigError(f"command {self.command!r} cannot be parsed: {e}") from None
         if int(self.noise_repeats) < 1 or int(self.confirm_runs) < 0:
             raise ConfigError("noise_repeats must be >= 1 and confirm_runs >= 0")
-        if float(self.noise_k) < 0 or float(self.confirm_margin) < 0:
-            raise ConfigError("noise_k and confirm_margin must be >= 0")
+        if float(self.noise_k) < 0 or float(self.confirm_margin) < 0 or float(self.confirm_below) < 0:
+            raise ConfigError("noise_k, confirm_margin and confirm_below must be >= 0")
         if self.revalidate_every is not None and int(self.revalidate_every) < 1:
             raise ConfigError(f"revalidate_every must be >= 1 or None, not {self.revalidate_every!r}")
 

@@ -10,6 +10,9 @@ noise can explain:
   baseline) gives ``k·1.15·σ``. Everything is reported in units of σ, so ``effect 3.1σ > threshold 2.3σ``.
 - A first run that passes, but by less than ``margin`` σ over the threshold, gets confirmation runs and is
   judged on the mean; a mean that falls under the threshold is discarded at once.
+- A first run that misses, but by less than ``below`` σ under the threshold, gets confirmation runs too:
+  the threshold for a mean of ``n`` runs is lower (``√(1/n + 1/n_best)`` shrinks), so a real but small gain
+  that one run could not show gets a second look instead of being lost. ``below = 0`` turns this off.
 - ``k = 0`` (or no measured floor) is Karpathy's plain rule: keep iff strictly better.
 
 σ is the sample standard deviation of the repeats (pooled over every group of repeats of one commit). A
@@ -138,15 +141,18 @@ class Decision:
 
 def judge(values: Sequence[float], best: float | None, *, best_n: int = 1, sigma: float | None = None,
           k: float = 2.0, margin: float = 1.0, confirm_runs: int = 1, maximize: bool = False,
-          best_label: str = "the best") -> Decision:
+          best_label: str = "the best", below: float = 0.0) -> Decision:
     """Judge a candidate's runs ``values`` against the best metric (a mean of ``best_n`` runs).
 
-    Returns ``confirm`` when the candidate passes, but by less than ``margin`` σ over the threshold, and has
-    fewer than ``1 + confirm_runs`` runs; the caller runs it again (another seed) and calls this again.
+    Returns ``confirm`` when the candidate has fewer than ``1 + confirm_runs`` runs and either passes by less
+    than ``margin`` σ over the threshold or misses it by less than ``below`` σ (and is better than the best);
+    the caller runs it again (another seed) and calls this again.
 
     >>> judge([0.99], best=1.0, sigma=0.005, k=2.0, margin=1.0).verdict   # 2.0σ < 2.83σ
     'discard'
     >>> judge([0.982], best=1.0, sigma=0.005, k=2.0, margin=1.0).verdict  # 3.6σ, inside 2.83σ + 1σ
+    'confirm'
+    >>> judge([0.99], best=1.0, sigma=0.005, k=2.0, below=1.0).verdict     # 2.0σ, within 1σ under 2.83σ
     'confirm'
     >>> judge([0.99], best=1.0, sigma=None, k=2.0).reason                  # no floor: plain rule
     'improves on the best (1) by -0.01 (plain rule: noise floor not measured)'
@@ -177,6 +183,8 @@ def judge(values: Sequence[float], best: float | None, *, best_n: int = 1, sigma
     decision = dict(mean=mean, n=n, improvement=improvement, threshold=t_sig * sigma, effect_sigma=effect,
                     noise_sigma=sigma)
     if effect <= t_sig:
+        if n < 1 + confirm_runs and below > 0 and effect > 0 and effect > t_sig - below:
+            return Decision(CONFIRM, f"misses by less than {below:g}σ, confirming: {evidence}", **decision)
         word = "within the noise" if abs(effect) <= t_sig else "worse"
         return Decision(DISCARD, f"{word}: {evidence}", **decision)
     if n < 1 + confirm_runs and effect < t_sig + margin:

@@ -117,6 +117,7 @@ class NoiseMixin:
                             best_n=max(len(best.runs), 1) if best else 1,
                             sigma=(self.noise or {}).get("sigma"), k=float(self.config.noise_k),
                             margin=float(self.config.confirm_margin), confirm_runs=int(self.config.confirm_runs),
+                            below=float(self.config.confirm_below),
                             maximize=self.config.maximize, best_label=f"#{best.number}" if best else "the best")
 
     def _judge(self, exp: Experiment, best: Experiment | None) -> Experiment:

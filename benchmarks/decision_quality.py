@@ -41,11 +41,14 @@ class Rule:
     repeats: int = 1
     confirm_runs: int = 0
     margin: float = 1.0
+    below: float = 0.0          # near misses within this many σ under the threshold are confirmed too
 
 
 RULES = (
     Rule("karpathy (keep iff better)", k=0.0),
-    Rule("noise k=2, 3 repeats (default)", k=2.0, repeats=3, confirm_runs=1),
+    Rule("k=2, 3 repeats, passes confirmed", k=2.0, repeats=3, confirm_runs=1),
+    Rule("k=2, 3 repeats, + near misses (default)", k=2.0, repeats=3, confirm_runs=1, below=1.0),
+    Rule("k=2, 3 repeats, + near misses, 2 confirms", k=2.0, repeats=3, confirm_runs=2, below=1.0),
     Rule("noise k=2, 5 repeats", k=2.0, repeats=5, confirm_runs=1),
     Rule("noise k=1, 3 repeats", k=1.0, repeats=3, confirm_runs=1),
 )
@@ -77,7 +80,7 @@ def campaign(rule: Rule, effects: list[float], noise: list[list[float]], base_no
         runs = [true + draws[0]]
         while True:
             d = judge(runs, best_metric, best_n=best_n, sigma=sigma, k=rule.k, margin=rule.margin,
-                      confirm_runs=rule.confirm_runs)
+                      confirm_runs=rule.confirm_runs, below=rule.below)
             if d.verdict != CONFIRM:
                 break
             runs.append(true + draws[len(runs)])

@@ -68,12 +68,13 @@ def true_metric(content: str) -> float:
     return 1.0 + 0.1 * d
 
 
-def run_once(strategy: dict, seed: int, n: int) -> tuple[float, float]:
-    """One run of ``n`` experiments (baseline first). Returns (best seen, its true value)."""
+def run_once(strategy: dict, seed: int, n: int) -> list[tuple[float, float]]:
+    """One run of ``n`` experiments (baseline first): (best seen, its true value) after each experiment."""
     config = Config(editable="target.py", seed=seed)
     agent = TunerAgent(config, ROOT, **strategy)
     noise = random.Random(seed)
     source, history, best = TARGET, [], None
+    trace = []
     for i in range(n):
         if i == 0:
             content, description = TARGET, "baseline"
@@ -85,25 +86,33 @@ def run_once(strategy: dict, seed: int, n: int) -> tuple[float, float]:
         metric = true_metric(content) + noise.gauss(0, NOISE)
         status = Status.KEEP if best is None or metric < best.metric else Status.DISCARD
         e = Experiment(number=i, tag="bench", status=status, description=description, metric=metric,
-                       content=content, content_hash=content_hash(content))
+                       content=content, content_hash=content_hash(content), agent="baseline" if i == 0 else "tuner")
         history.append(e)
         agent.tell(e)
         if status == Status.KEEP:
             best, source = e, content
-    return best.metric, true_metric(best.content)
+        trace.append((best.metric, true_metric(best.content)))
+    return trace
 
 
 def synthetic(seeds: int, n: int) -> None:
-    strategies = {"tuner (TPE, local)": {}, "tuner (TPE, global)": {"mode": "global"},
+    strategies = {"tuner (probes + TPE)": {}, "tuner (TPE, local)": {"probes": False},
+                  "tuner (TPE, global)": {"mode": "global", "probes": False},
                   "random search": {"sampler": "random", "mode": "global"}}
+    marks = sorted({m for m in (6, 12, 20) if m < n} | {n})
     print(f"synthetic target: {len(SPACE)} constants, {n} experiments per run (baseline included), "
           f"{seeds} seeds, noise sd {NOISE}; baseline true metric {true_metric(TARGET):.4f}, optimum 1.0000")
+    print(f"  median over seeds of the best's true metric after N experiments (the best as the loop saw it)")
+    print(f"  {'strategy':22s} " + "  ".join(f"{'N=' + str(m):>17s}" for m in marks) + "    time")
     for name, kw in strategies.items():
         t = time.perf_counter()
-        results = [run_once(kw, seed, n) for seed in range(seeds)]
-        seen = statistics.median(r[0] for r in results)
-        true = statistics.median(r[1] for r in results)
-        print(f"  {name:22s} median best {seen:.4f}  (true {true:.4f})   {time.perf_counter() - t:5.1f} s")
+        traces = [run_once(kw, seed, n) for seed in range(seeds)]
+        cells = []
+        for m in marks:
+            seen = statistics.median(tr[m - 1][0] for tr in traces)
+            true = statistics.median(tr[m - 1][1] for tr in traces)
+            cells.append(f"{true:.4f} ({seen:.4f})")
+        print(f"  {name:22s} " + "  ".join(f"{c:>17s}" for c in cells) + f"  {time.perf_counter() - t:5.1f} s")
 
 
 def train(experiments: int, budget: float) -> None:

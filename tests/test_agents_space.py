@@ -78,6 +78,8 @@ def test_fractions_stay_in_unit_interval_and_betas_below_one():
 def test_explicit_range_comment_wins():
     p = discover(TRAIN)["WEIGHT_DECAY"]
     assert (p.low, p.high, p.log) == (0.0, 0.4, False)
+    p = discover("# Hyperparameters\nLR = 0.01  # range: 1e-4, 1e-1, log\n")["LR"]
+    assert (p.kind, p.low, p.high, p.log) == ("float", 1e-4, 1e-1, True)   # the docstring's form
 
 
 def test_only_the_banner_block_is_read_and_untunable_names_are_skipped():

@@ -138,7 +138,7 @@ def test_each_decision_replays_from_its_recorded_evidence(repo):
         sigma = loop.noise["sigma"]
     best = exps[0]
     for e in exps[1:]:
-        d = judge(e.runs, best.metric, best_n=len(best.runs), sigma=sigma, k=2.0, margin=1.0, confirm_runs=1,
+        d = judge(e.runs, best.metric, best_n=len(best.runs), sigma=sigma, k=2.0, margin=1.0, confirm_runs=1, below=1.0,
                   best_label=f"#{best.number}")
         assert (d.verdict, d.reason, d.threshold) == (e.status.value, e.reason, e.threshold)
         assert e.seeds == [42 + i for i in range(len(e.runs))]
@@ -177,6 +177,25 @@ def test_a_wide_pass_needs_no_confirmation(repo):
         loop.optimize()
         exp = loop.experiments[-1]
     assert exp.status == Status.KEEP and exp.runs == [exp.metric] and exp.seeds == [42]
+
+
+def test_a_near_miss_gets_a_confirmation_run_unless_turned_off(repo):
+    effect = _marginal_effect(1, -0.5)                      # better than the best, 0.5σ under the threshold
+    with open_loop(repo, [(1, effect)]) as loop:
+        loop.optimize()
+        base, exp = loop.experiments
+    assert exp.seeds == [42, 43] and exp.runs[1] == pytest.approx(value(1, effect, 43))
+    sigma = statistics.stdev(base.runs)
+    expected_keep = (base.metric - exp.metric) / sigma > 2 * math.sqrt(1 / 2 + 1 / 3)
+    assert (exp.status == Status.KEEP) == expected_keep and "mean of 2 runs" in exp.reason
+    with open_loop(repo, [(1, effect)], tag="off", confirm_below=0) as loop:
+        loop.optimize()
+        exp = loop.experiments[-1]
+    assert exp.status == Status.DISCARD and exp.seeds == [42] and "within the noise" in exp.reason
+    with open_loop(repo, [(1, _marginal_effect(1, -1.5))], tag="far") as loop:   # 1.5σ under: no second look
+        loop.optimize()
+        exp = loop.experiments[-1]
+    assert exp.status == Status.DISCARD and exp.seeds == [42]
 
 
 def test_noise_k_zero_reproduces_karpathys_rule(repo):

@@ -75,6 +75,34 @@ def test_a_marginal_pass_asks_for_confirmation_then_is_judged_on_the_mean():
     assert lucky.verdict == DISCARD
 
 
+def test_a_near_miss_asks_for_confirmation_and_a_far_miss_or_a_loss_does_not():
+    near = judge([0.99], best=1.0, sigma=0.005, confirm_runs=1, below=1.0)          # 2.0σ, under 2.83σ by 0.83
+    assert near.verdict == CONFIRM and "misses by less than 1σ" in near.reason
+    assert judge([0.99], best=1.0, sigma=0.005, confirm_runs=1, below=0.0).verdict == DISCARD   # turned off
+    assert judge([0.992], best=1.0, sigma=0.005, confirm_runs=1, below=1.0).verdict == DISCARD  # 1.6σ: too far
+    assert judge([0.99], best=1.0, sigma=0.005, confirm_runs=0, below=1.0).verdict == DISCARD   # no runs left
+    # the mean of two clears the lower bar of two runs (2·sqrt(1/2 + 1) = 2.45σ), or it does not
+    assert judge([0.99, 0.984], best=1.0, sigma=0.005, confirm_runs=1, below=1.0).verdict == KEEP
+    assert judge([0.99, 0.996], best=1.0, sigma=0.005, confirm_runs=1, below=1.0).verdict == DISCARD
+
+
+def test_confirming_near_misses_keeps_the_null_rate_under_one_test_at_k():
+    # Two looks instead of one: null changes are kept more often than with passes confirmed alone, but still
+    # less often than a single unconfirmed 2σ test (2.3%).
+    def rate(below: float) -> float:
+        rng, sigma, keeps = random.Random(5), 0.01, 0
+        for _ in range(20000):
+            best, runs = 1.0 + rng.gauss(0, sigma), [1.0 + rng.gauss(0, sigma)]
+            while (d := judge(runs, best=best, sigma=sigma, confirm_runs=1, below=below)).verdict == CONFIRM:
+                runs.append(1.0 + rng.gauss(0, sigma))
+            keeps += d.keep
+        return keeps / 20000
+
+    without, with_near = rate(0.0), rate(1.0)
+    assert without < with_near < 0.0228
+    assert with_near == pytest.approx(0.021, abs=0.004)
+
+
 def test_no_confirmation_when_confirm_runs_is_zero():
     assert judge([0.984], best=1.0, sigma=0.005, confirm_runs=0).verdict == KEEP
 

@@ -300,7 +300,8 @@ def _choice_param(name: str, value: Any, options: list[Any], lineno: int) -> Par
 
 def _from_override(name: str, value: Any, spec: Any, lineno: int) -> Param | None:
     spec = list(spec) if isinstance(spec, (list, tuple)) else [spec]
-    log = bool(spec) and isinstance(spec[-1], str) and spec[-1].strip().lower() == "log"
+    # "log" arrives bare from an override and quoted ("'log'") from a ``# range:`` comment
+    log = bool(spec) and isinstance(spec[-1], str) and spec[-1].strip().strip("'\"").lower() == "log"
     nums = spec[:-1] if log else spec
     if (len(nums) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in nums)
             and isinstance(value, (int, float)) and not isinstance(value, bool)):

@@ -16,6 +16,10 @@ How it works:
 * ``mode="local"`` (default) asks TPE for one to three constants at a time and keeps the others at the
   best file's values: with tens of experiments, moving every constant at once is mostly noise.
   ``mode="global"`` samples every constant each time.
+* ``probes=True`` (default with TPE) starts with one-dial probes around the best file
+  (:mod:`autoresearch_nb.agents.probe`): one constant one step at a time, the model-size dial and learning
+  rates first, a kept move continued. The first ``2 × len(space)`` proposals are probes while any is left
+  untried; after that probes and TPE take turns. Probes are enqueued trials of the same study.
 
 >>> agent = TunerAgent(Config(editable="target.py"), Path("."))  # doctest: +SKIP
 >>> agent.propose(context).description                            # doctest: +SKIP
@@ -35,6 +39,7 @@ from ..config import Config
 from ..edits import Edit, content_hash
 from ..errors import AgentError
 from ..records import Experiment, Status
+from . import probe as _probe
 from .base import Context, Proposal, QueueExhausted
 from .space import Param, Space, SpaceError, _assignments, discover
 
@@ -49,13 +54,14 @@ class TunerAgent:
 
     ``sampler``: ``"tpe"`` (default) or ``"random"`` (the baseline the benchmark compares against).
     ``overrides``: per-name bounds or choices, see :func:`~autoresearch_nb.agents.space.discover`.
+    ``probes``: start with one-dial probes (default: with TPE, not with the random baseline).
     """
 
     name = "tuner"
 
     def __init__(self, config: Config, repo: Path | str = ".", *, seed: int | None = None,
                  sampler: str = "tpe", mode: str = "local", overrides: Mapping[str, Any] | None = None,
-                 n_startup_trials: int = 5) -> None:
+                 n_startup_trials: int = 5, probes: bool | None = None) -> None:
         if sampler not in ("tpe", "random"):
             raise ValueError(f"sampler must be 'tpe' or 'random', not {sampler!r}")
         if mode not in ("local", "global"):
@@ -70,6 +76,7 @@ class TunerAgent:
         self.mode = mode
         self.overrides = dict(overrides or {})
         self.n_startup_trials = n_startup_trials
+        self.probes = (sampler == "tpe") if probes is None else bool(probes)
         self.study: Any = None            # the study behind the last proposal, for inspection
         self.space: Space | None = None
         self._told: dict[int, Experiment] = {}
@@ -94,10 +101,13 @@ class TunerAgent:
         taken = {content_hash(context.source)}
         taken |= {content_hash(e.content) for e in (*history, *context.in_flight) if e.content}
         rng = random.Random(self._sampler_seed(n_trials) + 1)
+        move = self._probe(space, base, context, history, taken)
         for attempt in range(_ATTEMPTS):
-            # the sampler first (local moves, then global ones); when it keeps landing on files already
-            # tried (small discrete spaces), uniform draws around the best file
-            if attempt < _ATTEMPTS // 2:
+            # a probe if one is due; then the sampler (local moves, then global ones); when it keeps landing
+            # on files already tried (small discrete spaces), uniform draws around the best file
+            if attempt == 0 and move is not None:
+                fixed = {**base, move.name: move.value}
+            elif attempt < _ATTEMPTS // 2:
                 local = self.mode == "local" and n_trials > 0 and len(space) > 1
                 fixed = self._fixed(space, base, rng) if local else {}
             else:
@@ -117,9 +127,11 @@ class TunerAgent:
             raise QueueExhausted(f"the tuner found nothing new to try in {len(space)} constants "
                                  f"after {_ATTEMPTS} attempts; the search space looks exhausted")
         description = space.describe(context.source, changed)
+        strategy = "probe" if move is not None and attempt == 0 else self.sampler_name
         return Proposal(description=description, edits=_edits(context.source, content), content=content,
                         model=f"optuna-{self.sampler_name}",
-                        meta={"params": {n: _plain(v) for n, v in values.items()}, "trial": trial.number})
+                        meta={"params": {n: _plain(v) for n, v in values.items()}, "trial": trial.number,
+                              "strategy": strategy})
 
     def tell(self, experiment: Experiment) -> None:
         """Note a finished experiment. The study itself is rebuilt from the history on each proposal."""
@@ -187,6 +199,27 @@ class TunerAgent:
         study = optuna.create_study(direction=self.config.direction, sampler=sampler)
         study.add_trials(trials)
         return study, len(trials)
+
+    def _probe(self, space: Space, base: dict[str, Any], context: Context, history: list[Experiment],
+               taken: set[str]) -> _probe.Move | None:
+        """The next one-dial probe around the best file, if one is due and untried; else None (ask TPE)."""
+        if not self.probes:
+            return None
+        proposed = sum(1 for e in history if not _is_baseline(e)) + len(context.in_flight)
+        if proposed >= 2 * len(space) and proposed % 2 == 1:
+            return None  # after the first pass, probes and TPE take turns
+        kept = []
+        for e in history:
+            if e.status == Status.KEEP:
+                params = space.encoded(_content_of(e, context, space) or "")
+                if params is not None:
+                    kept.append(params)
+        for move in _probe.moves(space, base, self.seed, first=_probe.last_move(kept)):
+            name = move.name
+            content = space.render(context.source, {name: space[name].decode(move.value)})
+            if content_hash(content) not in taken:
+                return move
+        return None
 
     def _sampler_seed(self, n_trials: int) -> int:
         return (int(self.seed) * 1_000_003 + n_trials) % (2**31 - 1)
@@ -261,6 +294,10 @@ def _edits(old: str, new: str) -> tuple[Edit, ...]:
                 return ()
             edits.append(Edit(x, y))
     return tuple(edits)
+
+
+def _is_baseline(e: Experiment) -> bool:
+    return e.description == "baseline" and e.agent == "baseline"
 
 
 def _finite(x: Any) -> bool:
