@@ -102,7 +102,7 @@ def synthetic(seeds: int, n: int) -> None:
     marks = sorted({m for m in (6, 12, 20) if m < n} | {n})
     print(f"synthetic target: {len(SPACE)} constants, {n} experiments per run (baseline included), "
           f"{seeds} seeds, noise sd {NOISE}; baseline true metric {true_metric(TARGET):.4f}, optimum 1.0000")
-    print(f"  median over seeds of the best's true metric after N experiments (the best as the loop saw it)")
+    print("  median over seeds of the best's true metric after N experiments (the best as the loop saw it)")
     print(f"  {'strategy':22s} " + "  ".join(f"{'N=' + str(m):>17s}" for m in marks) + "    time")
     for name, kw in strategies.items():
         t = time.perf_counter()
