@@ -4,7 +4,7 @@ With a handful of experiments, a model-based sampler has nothing to model yet an
 random points of a wide space, mostly far from a hand-tuned file and worse. A researcher does the opposite:
 move one dial one step, see which way is better, keep going that way while it pays (coordinate search). The
 tuner does that first, through the same Optuna study (each probe is an enqueued trial, so TPE learns from
-it), then alternates probes with TPE's own proposals.
+it), then mixes probes into TPE's own proposals (one in four).
 
 * A *step* is one notch in the parameter's own units: ±1 for small ints (``DEPTH 4 -> 3``), one power of two
   (``BATCH_SIZE 16 -> 8``), ×2 or ÷2 for log-scale floats (learning rates), ×1.5 or ÷1.5 for fractions
