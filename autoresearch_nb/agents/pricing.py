@@ -7,7 +7,7 @@ and override when needed: point ``AUTORESEARCH_PRICES`` at a JSON or TOML file s
     input = 2.0
     output = 10.0
     cache_write_1h = 4.0   # optional; defaults: 5 min write 1.25x input, 1 h write 2x, read 0.1x
-    cache_read = 0.2
+    cache_read = 0.1
 
 Model names match exactly, else by the longest known prefix (``claude-sonnet-5-5-20260901`` uses
 ``claude-sonnet-5-5``); an unknown model is priced at the ``"*"`` entry (deliberately not cheap, so a
@@ -56,17 +56,25 @@ class Price:
         return self.cache_read if self.cache_read is not None else 0.1 * self.input
 
 
+# List prices, USD per million tokens: input, output, 5-min cache write, 1-h cache write, cache read. Last
+# checked 2026-11-27 against several price trackers that cite Anthropic's pricing page (the page itself is not
+# reachable from the build machine); the reduced cache reads of the 5.5 models date from October 2026.
 DEFAULT_PRICES: dict[str, Price] = {
-    "claude-fable-5": Price(10.0, 50.0),
-    "claude-mythos-5": Price(10.0, 50.0),
-    "claude-opus-5-5": Price(4.0, 20.0),
-    "claude-opus-5": Price(5.0, 25.0),
-    "claude-opus-4": Price(5.0, 25.0),
-    "claude-sonnet-5-5": Price(2.0, 10.0, 2.5, 4.0, 0.2),
+    "claude-fable-5-1": Price(10.0, 50.0, 12.5, 20.0, 0.25),
+    "claude-mythos-5-1": Price(10.0, 50.0, 12.5, 20.0, 0.25),
+    "claude-fable-5": Price(10.0, 50.0, 12.5, 20.0, 1.0),
+    "claude-mythos-5": Price(10.0, 50.0, 12.5, 20.0, 1.0),
+    "claude-opus-5-5": Price(4.0, 20.0, 5.0, 8.0, 0.2),
+    "claude-opus-5": Price(5.0, 25.0, 6.25, 10.0, 0.5),
+    "claude-opus-4": Price(5.0, 25.0, 6.25, 10.0, 0.5),              # 4.5 to 4.8
+    "claude-opus-4-1": Price(15.0, 75.0, 18.75, 30.0, 1.5),
+    "claude-opus-4-2025": Price(15.0, 75.0, 18.75, 30.0, 1.5),       # Opus 4 (claude-opus-4-20250514)
+    "claude-sonnet-5-5": Price(2.0, 10.0, 2.5, 4.0, 0.1),
     "claude-sonnet-5": Price(2.0, 10.0, 2.5, 4.0, 0.2),
-    "claude-sonnet-4": Price(3.0, 15.0),
+    "claude-sonnet-4": Price(3.0, 15.0, 3.75, 6.0, 0.3),
+    # Haiku 5.5 costs more for prompts over 100k tokens; the loop's prompts stay far below that.
     "claude-haiku-5-5": Price(0.1, 0.5, 0.125, 0.2, 0.01),
-    "claude-haiku-4": Price(1.0, 5.0),
+    "claude-haiku-4": Price(1.0, 5.0, 1.25, 2.0, 0.1),
     "*": Price(5.0, 25.0),
 }
 
