@@ -100,7 +100,8 @@ def test_edits_apply_to_the_current_file():
     ctx = Context(program="", editable="target.py", source=TARGET, history=(), config=Config(editable="target.py"))
     p = agent.propose(ctx)
     assert p.edits and apply_edits(TARGET, p.edits) == p.content
-    assert p.model == "optuna-tpe" and p.usage.cost_usd == 0
+    assert p.model == "optuna-probe" and p.usage.cost_usd == 0     # the first proposal is a one-dial probe
+    assert TunerAgent(Config(editable="target.py"), Path("."), probes=False).propose(ctx).model == "optuna-tpe"
 
 
 def test_resume_rebuilds_the_same_study_and_the_same_next_proposal():

@@ -133,7 +133,7 @@ class TunerAgent:
         description = space.describe(context.source, changed)
         strategy = "probe" if move is not None and attempt == 0 else self.sampler_name
         return Proposal(description=description, edits=_edits(context.source, content), content=content,
-                        model=f"optuna-{self.sampler_name}",
+                        model=f"optuna-{strategy}",   # the table's model column says which way it was made
                         meta={"params": {n: _plain(v) for n, v in values.items()}, "trial": trial.number,
                               "strategy": strategy})
 
