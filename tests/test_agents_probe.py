@@ -104,25 +104,23 @@ def test_the_tuner_probes_train_py_one_dial_at_a_time_then_follows_a_gain():
     assert third.description == "DEPTH 3 -> 2 (7 -> 6 if CUDA)", third.description
 
 
-def test_five_probes_first_then_one_in_four_and_tpe_when_none_is_left():
-    source = "# Hyperparameters\nLR = 0.01\nDEPTH = 4\nWIDTH = 256\nGAIN = 2.0\n"
+def _strategies(source: str, proposals: int) -> tuple[list[str], list[Experiment]]:
+    """Propose ``proposals`` times on ``source``, every result worse than the baseline: the strategy of each."""
     history = [_exp(0, source, Status.KEEP, 1.0)]
     strategies = []
-    for n in range(1, 14):
+    for n in range(1, proposals + 1):
         p = _propose(history, source)
         strategies.append(p.meta["strategy"])
         history.append(_exp(n, p.content, Status.DISCARD, 1.0 + n, p.description, "tuner"))
+    return strategies, history
+
+
+def test_five_probes_first_then_one_in_four_and_tpe_when_none_is_left():
+    strategies, history = _strategies("# Hyperparameters\nLR = 0.01\nDEPTH = 4\nWIDTH = 256\nGAIN = 2.0\n", 13)
     assert strategies == ["probe"] * 5 + ["tpe"] * 3 + ["probe"] + ["tpe"] * 3 + ["probe"]
     assert len({e.content_hash for e in history}) == len(history)
     # 1 constant: 2 one-step moves, then nothing is left one step from the best, so TPE alone
-    source = "# Hyperparameters\nLR = 0.01\n"
-    history = [_exp(0, source, Status.KEEP, 1.0)]
-    strategies = []
-    for n in range(1, 5):
-        p = _propose(history, source)
-        strategies.append(p.meta["strategy"])
-        history.append(_exp(n, p.content, Status.DISCARD, 1.0 + n, p.description, "tuner"))
-    assert strategies == ["probe", "probe", "tpe", "tpe"]
+    assert _strategies("# Hyperparameters\nLR = 0.01\n", 4)[0] == ["probe", "probe", "tpe", "tpe"]
 
 
 def test_random_sampler_does_not_probe():
