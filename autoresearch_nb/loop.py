@@ -23,8 +23,8 @@ from .edits import EditError, apply_edits, check_python, content_hash, unified_d
 from .errors import AgentError, AutoresearchError, BudgetExceeded, ConfigError
 from .events import Event, EventBus, EventKind, Listener
 from .git import STATE_DIR, Workspace, find_repo
-from .records import CurvePoint, Experiment, RunResult, Status
-from .repeats import NoiseMixin, is_baseline as _is_baseline
+from .records import CurvePoint, Experiment, RunResult, Status, is_baseline
+from .repeats import NoiseMixin
 from .runner import Run, kill_group, log_tail, scrub_env
 from .store import Store
 
@@ -494,7 +494,7 @@ class Loop(NoiseMixin):
                 self.workspace.reset(parent)
         self._emit(EventKind.DECIDED, exp)
         self._tell(exp)
-        if exp.status == Status.KEEP and not _is_baseline(exp):
+        if exp.status == Status.KEEP and not is_baseline(exp):
             self._maybe_revalidate()
         return exp
 
@@ -504,7 +504,7 @@ class Loop(NoiseMixin):
         With ``noise_k=0``, or before a noise floor is measured: strictly better (Karpathy's rule). A marginal
         pass (``confirm``) counts as not kept here; :meth:`decide` runs its confirmation runs.
         """
-        if _is_baseline(exp):
+        if is_baseline(exp):
             return True, "baseline"
         d = self._decision(exp, best)
         return d.keep, d.reason

@@ -106,3 +106,8 @@ class Experiment:
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def is_baseline(exp: Experiment) -> bool:
+    """The run's first experiment, the unmodified file (the loop records it as description and agent "baseline")."""
+    return exp.description == "baseline" and exp.agent == "baseline"

@@ -18,14 +18,10 @@ from typing import Any
 from . import noise as _noise
 from .errors import AutoresearchError, ConfigError
 from .events import EventKind
-from .records import CurvePoint, Experiment, Status
+from .records import CurvePoint, Experiment, Status, is_baseline
 from .runner import Run
 
 log = logging.getLogger("autoresearch_nb")
-
-
-def is_baseline(exp: Experiment) -> bool:
-    return exp.description == "baseline" and exp.agent == "baseline"
 
 
 class NoiseMixin:

@@ -38,7 +38,7 @@ from typing import Any, Mapping
 from ..config import Config
 from ..edits import Edit, content_hash
 from ..errors import AgentError
-from ..records import Experiment, Status
+from ..records import Experiment, Status, is_baseline
 from . import probe as _probe
 from .base import Context, Proposal, QueueExhausted
 from .space import Param, Space, SpaceError, _assignments, discover
@@ -210,7 +210,7 @@ class TunerAgent:
         """The next one-dial probe around the best file, if one is due and untried; else None (ask TPE)."""
         if not self.probes:
             return None
-        proposed = sum(1 for e in history if not _is_baseline(e)) + len(context.in_flight)
+        proposed = sum(1 for e in history if not is_baseline(e)) + len(context.in_flight)
         if proposed >= _PROBE_EVERY and proposed % _PROBE_EVERY:
             return None  # the first five proposals are probes, then every fourth; TPE makes the rest
         kept = []
@@ -299,10 +299,6 @@ def _edits(old: str, new: str) -> tuple[Edit, ...]:
                 return ()
             edits.append(Edit(x, y))
     return tuple(edits)
-
-
-def _is_baseline(e: Experiment) -> bool:
-    return e.description == "baseline" and e.agent == "baseline"
 
 
 def _finite(x: Any) -> bool:
