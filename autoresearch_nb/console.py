@@ -36,7 +36,8 @@ class ConsolePrinter:
             self._write(("\n" if self.progress else "") + self.line(e))
         elif event.kind == EventKind.PROPOSED and e is not None and e.status in (Status.INVALID, Status.SKIPPED):
             self._write(self.line(e))
-        elif event.kind == EventKind.MESSAGE and event.message:
+        elif event.kind in (EventKind.MESSAGE, EventKind.REPEAT_STARTED, EventKind.NOISE_FLOOR, EventKind.REVALIDATED,
+                            EventKind.SETUP_STARTED) and event.message:
             # Repeat and confirmation runs, setup: say why the loop is busy.
             self._write(("\n" if self.progress else "") + f"      {event.message}")
         elif event.kind == EventKind.LOOP_FINISHED:

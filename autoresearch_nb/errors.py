@@ -31,3 +31,8 @@ class AgentError(AutoresearchError):
 
 class BudgetExceeded(AutoresearchError):
     """The next agent call would pass ``max_cost_usd``."""
+
+
+class StateError(AutoresearchError):
+    """A verb was called in an order that cannot work (running what was never proposed, proposing before the
+    baseline). A verb already applied to an experiment is not an error: it returns the stored state."""

@@ -21,18 +21,36 @@ class EventKind(str, enum.Enum):
     RUN_FINISHED = "run_finished"
     DECIDED = "decided"
     LOOP_FINISHED = "loop_finished"
+    REPEAT_STARTED = "repeat_started"   # a noise, confirmation or re-validation run of a commit begins
+    NOISE_FLOOR = "noise_floor"         # the noise floor was (re)measured: ``noise`` holds it
+    REVALIDATED = "revalidated"         # the best was re-run: ``revalidation`` holds the entry
+    SETUP_STARTED = "setup_started"     # the one-time setup command begins (``message`` is the command)
+    SETUP_FINISHED = "setup_finished"
     MESSAGE = "message"
 
 
 @dataclass(frozen=True)
 class Event:
-    """One thing that happened. ``experiment`` is the record as of that moment."""
+    """One thing that happened. ``experiment`` is the record as of that moment.
+
+    Typed fields, so observers never parse labels: ``purpose`` says what kind of run a PROGRESS /
+    REPEAT_STARTED event belongs to ("experiment", "noise", "confirmation", "revalidation"), ``repeat`` is the
+    repeat's index (0 for an experiment's own run, i >= 1 for its i-th repeat), ``seed`` the run's seed,
+    ``worker`` the parallel worker (None: the loop's own run directory), ``error`` marks a LOOP_FINISHED that
+    ended with an exception, ``noise`` / ``revalidation`` carry the NOISE_FLOOR / REVALIDATED payloads.
+    """
 
     kind: EventKind
     experiment: Experiment | None = None
     point: CurvePoint | None = None
     message: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
+    purpose: str = "experiment"
+    repeat: int | None = None
+    seed: int | None = None
+    worker: int | None = None
+    error: bool = False
+    noise: dict[str, Any] | None = None
+    revalidation: dict[str, Any] | None = None
 
 
 Listener = Callable[[Event], None]

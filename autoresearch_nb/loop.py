@@ -147,8 +147,8 @@ class Loop(NoiseMixin):
         return self.events.subscribe(listener)
 
     def _emit(self, kind: EventKind, exp: Experiment | None = None, point: CurvePoint | None = None,
-              message: str = "", **data: Any) -> None:
-        self.events.emit(Event(kind, exp, point, message, data))
+              message: str = "", **fields: Any) -> None:
+        self.events.emit(Event(kind, exp, point, message, **fields))
 
     # -- data ----------------------------------------------------------------------------------------
     @property
@@ -345,7 +345,7 @@ class Loop(NoiseMixin):
             now = time.monotonic()
             if now - self._points_flushed_at > 1.0 or len(self._pending_points) >= 200:
                 self._flush_points(running.number)
-            self._emit(EventKind.PROGRESS, running, point)
+            self._emit(EventKind.PROGRESS, running, point, repeat=0, seed=seed)
 
         def on_start(pid: int) -> None:
             nonlocal running
@@ -406,7 +406,7 @@ class Loop(NoiseMixin):
         if not self.config.setup or self._setup_done:
             return
         log_path = self._log_path("setup")
-        self._emit(EventKind.MESSAGE, message=f"setup: {self.config.setup}")
+        self._emit(EventKind.SETUP_STARTED, message=f"setup: {self.config.setup}")
         env = scrub_env(allow=self.config.env_allow, extra={"PYTHONUNBUFFERED": "1"})
         self._current = Run(self.config.setup, self.workspace.path, log_path, timeout_s=SETUP_TIMEOUT_S, env=env)
         try:

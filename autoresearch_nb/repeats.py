@@ -51,7 +51,8 @@ class NoiseMixin:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         try:
             for i, seed in enumerate(self._fresh_seeds(sha, repeats)):
-                value, error, interrupted = self._rerun(sha, seed, f"noise-{stamp}.{i}", purpose="noise")
+                value, error, interrupted = self._rerun(sha, seed, f"noise-{stamp}.{i}", purpose="noise",
+                                                       repeat=i)
                 if interrupted:
                     break
                 if value is None:
@@ -79,7 +80,7 @@ class NoiseMixin:
         state = (self.store.get_run(self.tag) or {}).get("state") or {}
         done = list(state.get("revalidations", []))
         value, error, _ = self._rerun(best.sha, seed, f"{best.number:04d}.revalidate{len(done)}", best,
-                                      purpose="revalidation")
+                                      purpose="revalidation", repeat=len(done))
         sigma = (self.noise or {}).get("sigma")
         entry: dict[str, Any] = {"number": best.number, "sha": best.sha, "seeds": [seed], "value": value,
                                  "recorded": best.metric, "error": error, "at": time.time()}
@@ -96,7 +97,7 @@ class NoiseMixin:
             message = f"re-validation of #{best.number} failed: {error}"
         self.store.update_run_state(self.tag, revalidations=done + [entry])
         log.info(message)
-        self._emit(EventKind.MESSAGE, best, message=message, revalidation=entry)
+        self._emit(EventKind.REVALIDATED, best, message=message, revalidation=entry)
         return entry
 
     def _maybe_revalidate(self) -> None:
@@ -137,7 +138,7 @@ class NoiseMixin:
             seed = (exp.seeds[0] if exp.seeds else self._seed()) + i
             exp = self._save(exp)
             value, error, interrupted = self._rerun(exp.sha or self._best_sha(), seed, f"{exp.number:04d}.{i}",
-                                                    exp, purpose="confirmation", track=True)
+                                                    exp, purpose="confirmation", track=True, repeat=i)
             if interrupted:
                 return exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
                                  reason=f"stopped during confirmation run {i + 1}; {d.reason}")
@@ -157,7 +158,8 @@ class NoiseMixin:
         exp = self._save(exp.with_(runs=[exp.metric], seeds=[first]))
         for i in range(1, repeats):
             value, error, interrupted = self._rerun(exp.sha or self._best_sha(), first + i,
-                                                    f"{exp.number:04d}.{i}", exp, purpose="noise", track=True)
+                                                    f"{exp.number:04d}.{i}", exp, purpose="noise", track=True,
+                                                    repeat=i)
             if interrupted:
                 return self._save(exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
                                             reason=f"stopped during baseline repeat {i + 1}"))
@@ -180,7 +182,7 @@ class NoiseMixin:
                  "groups": groups, "measured_at": time.time()}
         self.store.update_run_state(self.tag, noise=floor)
         if pooled:
-            self._emit(EventKind.MESSAGE, message=f"noise floor σ={pooled.std:.3g} (robust {pooled.mad_sigma:.3g}) "
+            self._emit(EventKind.NOISE_FLOOR, message=f"noise floor σ={pooled.std:.3g} (robust {pooled.mad_sigma:.3g}) "
                                                   f"from {pooled.n} runs, {pooled.df} degrees of freedom",
                        noise=floor)
         return floor
@@ -204,7 +206,7 @@ class NoiseMixin:
         return out
 
     def _rerun(self, sha: str, seed: int, label: str, exp: Experiment | None = None, purpose: str = "repeat",
-               track: bool = False) -> tuple[float | None, str | None, bool]:
+               track: bool = False, repeat: int = 1) -> tuple[float | None, str | None, bool]:
         """Run commit ``sha`` once more with ``seed``: (metric or None, why not, interrupted).
 
         Repeats keep one record (their experiment's ``runs``), their own log (``<number>.<i>.log``) and no
@@ -214,11 +216,11 @@ class NoiseMixin:
             self.workspace.reset(sha)
         log_path = self._log_path(label)
         env = self._run_env(seed, exp.number if exp is not None else "noise")
-        self._emit(EventKind.MESSAGE, exp, message=f"{purpose} run of {sha[:7]}, seed {seed}", purpose=purpose,
-                   seed=seed, repeat=label)
+        self._emit(EventKind.REPEAT_STARTED, exp, message=f"{purpose} run of {sha[:7]}, seed {seed}",
+                   purpose=purpose, seed=seed, repeat=repeat)
 
         def on_point(point: CurvePoint) -> None:
-            self._emit(EventKind.PROGRESS, exp, point, purpose=purpose, repeat=label)
+            self._emit(EventKind.PROGRESS, exp, point, purpose=purpose, repeat=repeat, seed=seed)
 
         def on_start(pid: int) -> None:
             if track and exp is not None:

@@ -170,12 +170,12 @@ def test_repeat_runs_are_shown_as_such_and_keep_off_the_main_curve(loop, dash):
         dash(Event(EventKind.PROGRESS, fake(loop, EventKind.PROGRESS, 4).experiment, CurvePoint(i, i * 0.1, 3.0)))
     dash(fake(loop, EventKind.RUN_FINISHED, 4, description="marginal change"))
     e4 = fake(loop, EventKind.MESSAGE, 4, description="marginal change").experiment
-    dash(Event(EventKind.MESSAGE, e4, None, "confirmation run of abc1234, seed 43",
-               {"purpose": "confirmation", "seed": 43, "repeat": "0004.1"}))
+    dash(Event(EventKind.REPEAT_STARTED, e4, None, "confirmation run of abc1234, seed 43",
+               purpose="confirmation", seed=43, repeat=1))
     assert "#4</b> marginal change · <b>confirmation run 2/2, seed 43" in dash.status.value
     for i in range(1, 6):
         dash(Event(EventKind.PROGRESS, e4, CurvePoint(i, i * 0.1, 9.0),
-                   data={"purpose": "confirmation", "repeat": "0004.1"}))
+                   purpose="confirmation", repeat=1))
     own, repeat = dash.live_curves()
     assert (own.label, len(own), own.role) == ("#4 finished", 3, "last") and 9.0 not in own.y
     assert (repeat.label, len(repeat), repeat.role) == ("#4 confirmation run 2/2", 5, "repeat")
@@ -190,11 +190,11 @@ def test_repeat_runs_are_shown_as_such_and_keep_off_the_main_curve(loop, dash):
 def test_several_runs_in_flight_each_get_a_curve_and_a_status_line(loop, dash):
     for n, w in ((5, 0), (6, 1)):
         dash(Event(EventKind.RUN_STARTED, Experiment(n, loop.tag, Status.RUNNING, description=f"idea {n}",
-                                                     worker=w), None, "", {"worker": w}))
+                                                     worker=w), None, "", worker=w))
     for i in range(1, 4):  # interleaved, as from two worker threads
         for n, w in ((5, 0), (6, 1)):
             e = Experiment(n, loop.tag, Status.RUNNING, description=f"idea {n}", worker=w)
-            dash(Event(EventKind.PROGRESS, e, CurvePoint(i, i * 0.1 * (n - 4), 5.0 - n * 0.1), data={"worker": w}))
+            dash(Event(EventKind.PROGRESS, e, CurvePoint(i, i * 0.1 * (n - 4), 5.0 - n * 0.1), worker=w))
     running = [c for c in dash.live_curves() if c.role == "running"]
     assert [(c.label, len(c)) for c in running] == [("#5 w0 running", 3), ("#6 w1 running", 3)]
     assert running[0].color != running[1].color
@@ -211,7 +211,7 @@ def test_several_runs_in_flight_each_get_a_curve_and_a_status_line(loop, dash):
 def test_noise_floor_repeats_and_endings_drawn_at_once(loop):
     dash = Dashboard(loop, live=True, curve_interval_s=60.0)  # the render thread would wait a minute
     during: list[str] = []
-    loop.subscribe(lambda ev: ev.kind == EventKind.MESSAGE and ev.data.get("purpose") and
+    loop.subscribe(lambda ev: ev.kind == EventKind.REPEAT_STARTED and
                    during.append(dash.status.value))
     base = loop.baseline()
     assert len(base.runs) == 2 and loop.noise["sigma"] > 0

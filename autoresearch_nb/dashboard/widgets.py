@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import html
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -343,7 +342,7 @@ class Dashboard:
                 if e.status != Status.PROPOSED:
                     self._dirty["table"] = True
             elif kind == EventKind.RUN_STARTED and e is not None:
-                self._start_run(e, event.data.get("worker"))
+                self._start_run(e, event.worker)
             elif kind == EventKind.RUN_FINISHED and e is not None:
                 live = self._runs.get(e.number)
                 if live is not None:
@@ -375,7 +374,8 @@ class Dashboard:
                     live.running = False
                 self._dirty.update(table=True, progress=True, curves=True)
                 self.last_message = f"loop finished: {event.message}"
-            elif kind == EventKind.MESSAGE:
+            elif kind in (EventKind.MESSAGE, EventKind.REPEAT_STARTED, EventKind.NOISE_FLOOR,
+                          EventKind.REVALIDATED, EventKind.SETUP_STARTED, EventKind.SETUP_FINISHED):
                 self._on_message(event)
             if kind != EventKind.LOOP_FINISHED:
                 self._refresh_status()
@@ -389,25 +389,22 @@ class Dashboard:
                 self._refresh_status()
 
     def _on_message(self, event: Event) -> None:
-        data = event.data
         e = event.experiment
-        if data.get("purpose") and data.get("repeat"):
+        if event.kind == EventKind.REPEAT_STARTED:
             # A repeat of a commit begins: it replaces the previous repeat of the same experiment.
             number = e.number if e is not None else None
             self._end_repeats(lambda r: r.number == number)
-            label = str(data["repeat"])
-            m = re.search(r"\.(\d+)$", label)
-            purpose = str(data["purpose"])
+            purpose = event.purpose
             total = {"confirmation": 1 + int(self.loop.config.confirm_runs),
                      "noise": int(self.loop.config.noise_repeats) if e is not None else None}.get(purpose)
-            self._repeats[label] = _Live(e, purpose=purpose, seed=data.get("seed"),
-                                         index=int(m.group(1)) + 1 if m else None, total=total,
-                                         worker=None)
+            index = event.repeat if event.repeat is not None else 0
+            self._repeats[_repeat_key(event)] = _Live(e, purpose=purpose, seed=event.seed, index=index + 1,
+                                                      total=total, worker=None)
             self._dirty["curves"] = True
             return
-        if "noise" in data:
+        if event.kind == EventKind.NOISE_FLOOR:
             self._end_repeats(lambda r: r.purpose == "noise")
-        if "revalidation" in data:
+        if event.kind == EventKind.REVALIDATED:
             self._end_repeats(lambda r: r.purpose == "revalidation")
         self._note = html.escape(event.message)
 
@@ -453,19 +450,18 @@ class Dashboard:
 
     def _live_for(self, event: Event) -> _Live | None:
         """The run a progress event belongs to: its repeat, its experiment, or (older callers) the latest run."""
-        data = event.data
         e = event.experiment
-        if data.get("purpose"):
-            label = str(data.get("repeat") or data["purpose"])
-            if label not in self._repeats:  # the dashboard was attached mid-repeat
-                self._repeats[label] = _Live(e, purpose=str(data["purpose"]))
-            return self._repeats[label]
+        if event.purpose != "experiment":
+            key = _repeat_key(event)
+            if key not in self._repeats:  # the dashboard was attached mid-repeat
+                self._repeats[key] = _Live(e, purpose=event.purpose)
+            return self._repeats[key]
         if e is not None:
             live = self._runs.get(e.number)
             if live is None:  # attached mid-run
-                live = self._runs[e.number] = _Live(e, worker=e.worker if e.worker is not None else data.get("worker"))
+                live = self._runs[e.number] = _Live(e, worker=e.worker if e.worker is not None else event.worker)
             return live
-        worker = data.get("worker")
+        worker = event.worker
         going = [r for r in self._runs.values() if r.running and (worker is None or r.worker == worker)]
         return going[-1] if going else None
 
@@ -702,3 +698,9 @@ class Dashboard:
         title = "training curves" + (f" · {self._sampler.device}" if self._sampler and self._sampler.device else "")
         fig = draw.curves_figure(curves, self.budget_s, res or None, title)
         self.curves.value = draw.to_svg(fig)
+
+
+def _repeat_key(event: Event) -> tuple[int | None, str, int | None]:
+    """Which repeat run an event belongs to: (experiment number, purpose, repeat index)."""
+    e = event.experiment
+    return (e.number if e is not None else None, event.purpose, event.repeat)
