@@ -14,7 +14,8 @@ from .console import ConsolePrinter
 from .edits import Edit
 from .errors import AgentError, AutoresearchError, BudgetExceeded, ConfigError, GitError, StoreError
 from .events import Event, EventKind
-from .loop import Loop, load_results
+from .loop import Loop
+from .view import RunView, load_results
 from .records import CurvePoint, Experiment, RunResult, Status
 
 logging.getLogger("autoresearch_nb").addHandler(logging.NullHandler())
@@ -27,7 +28,7 @@ __all__ = [
     "Dashboard", "RunView", "report", "make_demo_repo",
 ]
 
-_DASHBOARD = {"Dashboard", "RunView", "report", "make_demo_repo"}
+_DASHBOARD = {"Dashboard", "report", "make_demo_repo"}
 
 
 def __getattr__(name: str):  # lazy: `import autoresearch_nb` never imports ipywidgets or matplotlib

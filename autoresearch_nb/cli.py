@@ -160,12 +160,12 @@ def _run_notebook(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from .loop import load_results
+    from .view import load_results
 
     df = load_results(args.repo, args.tag)
     if args.format == "tsv":
         from .git import find_repo
-        from .loop import store_path
+        from .view import store_path
         from .results import tsv_text
         from .store import Store
 
@@ -193,7 +193,7 @@ def _results(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from .git import find_repo
-    from .loop import store_path
+    from .view import store_path
     from .records import Status
     from .store import Store
 

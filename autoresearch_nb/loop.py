@@ -27,6 +27,7 @@ from .records import CurvePoint, Experiment, RunResult, Status, is_baseline
 from .repeats import NoiseMixin
 from .runner import Run, kill_group, log_tail, scrub_env
 from .store import Store
+from .view import best_of, load_results, store_path  # noqa: F401  (load_results: re-exported)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,10 +38,6 @@ DEFAULT_SEED = 42
 MAX_STORED_POINTS = 5000  # curve points stored per experiment before thinning
 MAX_IDLE_PROPOSALS = 10
 SETUP_TIMEOUT_S = 1800.0  # proposals in a row that never ran before optimize() gives up
-
-
-def store_path(repo_root: Path) -> Path:
-    return Path(repo_root) / STATE_DIR / "store.db"
 
 
 class Loop(NoiseMixin):
@@ -159,12 +156,7 @@ class Loop(NoiseMixin):
     @property
     def best(self) -> Experiment | None:
         """The best kept experiment (the branch's head), or None before any keep."""
-        best = None
-        for e in self.experiments:
-            if e.status == Status.KEEP and e.metric is not None:
-                if best is None or self.config.better(e.metric, best.metric):
-                    best = e
-        return best
+        return best_of(self.experiments, self.config.maximize)
 
     @property
     def results(self) -> "pd.DataFrame":
@@ -675,32 +667,3 @@ def _kill_orphan(pid: int, tag: str, number: int) -> None:
     except Exception:
         return
     kill_group(pid, grace_s=1.0)
-
-
-def load_results(repo: str | Path = ".", tag: str | None = None) -> "pd.DataFrame":
-    """Read a run's experiments as a DataFrame without opening (or locking) the run; safe while it runs.
-
-    With no ``tag``, every run in the repo, with a ``tag`` column.
-    """
-    import pandas as pd
-
-    root = find_repo(repo)
-    path = store_path(root)
-    if not path.exists():
-        raise AutoresearchError(f"no experiment store in {root} yet (expected {path})")
-    store = Store(path)
-    try:
-        runs = store.runs()
-        tags = [tag] if tag else [r["tag"] for r in runs]
-        frames = []
-        for t in tags:
-            run = store.get_run(t)
-            if run is None:
-                raise AutoresearchError(f"no run tagged {t!r} in {root}; runs: "
-                                        f"{', '.join(r['tag'] for r in runs) or 'none'}")
-            cfg = run["config"]
-            frames.append(_results.dataframe(store.experiments(t), cfg.get("metric", "val_bpb"),
-                                             cfg.get("direction") == "maximize", tuple(cfg.get("record", ()))))
-        return pd.concat(frames) if len(frames) > 1 else (frames[0] if frames else _results.dataframe([]))
-    finally:
-        store.close()

@@ -11,7 +11,7 @@ from typing import Any
 
 from .auto import Console, dashboard, display_mode
 from .demo import make_demo_repo
-from .report import RunView
+from ..view import RunView
 
 __all__ = ["Dashboard", "Console", "dashboard", "display_mode", "RunView", "make_demo_repo"]
 # The module `report` (static charts and tables) stays reachable as autoresearch_nb.dashboard.report;

@@ -8,95 +8,13 @@ and a read-only view of any run for the analysis notebook, safe while another pr
 from __future__ import annotations
 
 import html
-from dataclasses import fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ..config import Config
-from ..records import CurvePoint, Experiment, Status
+from ..records import Status
 from . import draw, plots
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-class RunView:
-    """Read-only access to one run's experiments, curve points and config (no lock taken; nothing written)."""
-
-    def __init__(self, repo_root: Path, tag: str, store: Any, config: Config) -> None:
-        self.repo_root = repo_root
-        self.tag = tag
-        self.store = store
-        self.config = config
-
-    @classmethod
-    def open(cls, repo: str | Path = ".", tag: str | None = None) -> "RunView":
-        """Open run ``tag`` of ``repo``; without a tag, the most recently created run."""
-        from ..errors import AutoresearchError
-        from ..git import find_repo
-        from ..loop import store_path
-        from ..store import Store
-
-        root = find_repo(repo)
-        path = store_path(root)
-        if not path.exists():
-            raise AutoresearchError(f"no experiment store in {root} yet (expected {path})")
-        store = Store(path)
-        runs = store.runs()
-        if tag is None:
-            if not runs:
-                store.close()
-                raise AutoresearchError(f"no runs in {root} yet")
-            tag = runs[-1]["tag"]
-        run = store.get_run(tag)
-        if run is None:
-            store.close()
-            raise AutoresearchError(f"no run tagged {tag!r} in {root}; runs: "
-                                    f"{', '.join(r['tag'] for r in runs) or 'none'}")
-        names = {f.name for f in fields(Config)}
-        stored = {k: (tuple(v) if isinstance(v, list) else v) for k, v in run["config"].items() if k in names}
-        return cls(root, tag, store, Config(**stored))
-
-    @property
-    def experiments(self) -> list[Experiment]:
-        return self.store.experiments(self.tag)
-
-    @property
-    def results(self) -> "pd.DataFrame":
-        from .. import results as _results
-
-        return _results.dataframe(self.experiments, self.config.metric, self.config.maximize, self.config.record)
-
-    @property
-    def best(self) -> Experiment | None:
-        kept = [e for e in self.experiments if e.status == Status.KEEP and e.metric is not None]
-        if not kept:
-            return None
-        return (max if self.config.maximize else min)(kept, key=lambda e: e.metric)
-
-    @property
-    def noise(self) -> dict[str, Any] | None:
-        """The run's noise floor (as ``loop.noise``): ``sigma``, ``mad_sigma``, ``df``, ... or None."""
-        run = self.store.get_run(self.tag)
-        return ((run or {}).get("state") or {}).get("noise")
-
-    def curve(self, number: int) -> list[CurvePoint]:
-        return [p for _, p in self.store.points(self.tag, number)]
-
-    def experiment(self, number: int) -> Experiment:
-        exp = self.store.get(self.tag, number)
-        if exp is None:
-            raise KeyError(f"run {self.tag!r} has no experiment {number}")
-        return exp
-
-    def close(self) -> None:
-        self.store.close()
-
-    def __enter__(self) -> "RunView":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def _show(*objs: Any) -> None:
