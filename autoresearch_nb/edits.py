@@ -5,6 +5,8 @@ import difflib
 import hashlib
 from dataclasses import dataclass
 
+from .errors import AutoresearchError
+
 
 @dataclass(frozen=True)
 class Edit:
@@ -14,7 +16,7 @@ class Edit:
     replace: str
 
 
-class EditError(ValueError):
+class EditError(AutoresearchError, ValueError):
     """An edit does not apply; the message is meant to be shown to the agent for a repair."""
 
 
