@@ -148,3 +148,35 @@ def test_signal_stops_cleanly(repo: Path, sig: signal.Signals, code: int) -> Non
     # No child left: nothing runs train.py in the run's worktree.
     ps = subprocess.run(["pgrep", "-f", str(repo / ".autoresearch")], capture_output=True, text=True)
     assert ps.stdout.strip() == ""
+
+
+# -- settings and tags refused before anything runs (issue 12, faults 9 and 14) ----------------------------------
+
+def _branches(repo: Path) -> str:
+    return subprocess.run(["git", "branch", "--list", "autoresearch/*"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("flag", ["--timeout", "--time-budget"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_non_finite_time_is_a_clear_config_error(repo: Path, flag: str, value: str) -> None:
+    r = cli("run", "--tag", "t", "--repo", str(repo), "--agent", "queue", flag, value)
+    assert r.returncode == 2 and "must be a finite number" in r.stderr and "Traceback" not in r.stderr
+    assert _branches(repo) == ""  # nothing created, nothing saved for a resume
+
+
+@pytest.mark.parametrize("tag", ["a..b", "x.lock"])
+def test_a_tag_git_cannot_use_is_a_clear_exit_2(repo: Path, tag: str) -> None:
+    r = cli("run", "--tag", tag, "--repo", str(repo), "--agent", "queue")
+    assert r.returncode == 2 and f"tag {tag!r}" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and _branches(repo) == ""
+
+
+def test_run_help_describes_every_setting_in_words() -> None:
+    from autoresearch_nb.config import Config
+
+    out = "".join(cli("run", "--help").stdout.split())  # argparse wraps lines, also after a hyphen
+    for name, text in Config.help().items():
+        if name != "max_experiments":  # its flag is defined by the run command itself
+            assert f"--{name.replace('_', '-')}" in out and "".join(text.split()) in out, name
+    assert "(config:" not in out
