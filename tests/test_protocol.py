@@ -96,3 +96,10 @@ def test_the_protocol_imports_only_the_standard_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert {m.split(".")[0] for m in out} <= {"autoresearch_nb"} | set(sys.stdlib_module_names), out
     assert protocol.__name__ == "autoresearch_nb.protocol"
+
+
+def test_karpathys_progress_line_is_a_point() -> None:
+    line = split_lines(KARPATHY)[0]
+    point = parse_progress(line, 12.0)
+    assert (point.step, point.loss, point.elapsed_s) == (953, 3.123456, 12.0)
+    assert point.values["dt"] == 0.315 and point.values["mfu"] == 39.8 and point.values["tok/s"] == 1_584_000
