@@ -79,6 +79,15 @@ def unencodable(text: str) -> str | None:
     return None
 
 
+def printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode spelled as escapes (``\\ud800``), so it can always be stored.
+
+    >>> printable("x \\ud800")
+    'x \\\\ud800'
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def content_hash(text: str) -> str:
     """Identity of a file's content, blind to trailing whitespace on lines and at the end. Any str hashes, a
     lone surrogate included (it is refused as content by :func:`check_python`, but must not crash a lookup)."""

@@ -365,3 +365,11 @@ def test_the_key_never_appears_in_proposals_errors_or_logs(fake, caplog):
     assert KEY not in pickle.dumps(p).decode("latin-1")
     assert KEY not in str(info.value) and "[redacted]" in str(info.value)
     assert looks_secret("ANTHROPIC_API_KEY")  # so the runner strips it from the child's environment
+
+
+def test_a_lone_surrogate_in_the_description_is_stored_escaped(fake):
+    # JSON can spell "\ud800"; no store row can hold it, so it is kept as the text \ud800.
+    fake([tool_use({**GOOD, "description": "Lower MATRIX_LR \ud800"})])
+    p = agent().propose(context())
+    assert p.error is None and p.description == "Lower MATRIX_LR \\ud800"
+    p.description.encode("utf-8")

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..config import Config
-from ..edits import Edit, EditError, apply_edits, check_python, content_hash
+from ..edits import Edit, EditError, apply_edits, check_python, content_hash, printable
 from ..errors import AgentError, BudgetExceeded
 from . import prompt
 from .base import Context, Proposal, Usage
@@ -118,7 +118,7 @@ class ClaudeAgent:
                 continue
             use, others = ours[0], [b for b in uses if b is not ours[0]]
             if isinstance(use.input, Mapping) and isinstance(use.input.get("description"), str):
-                description = " ".join(use.input["description"].split()) or description
+                description = printable(" ".join(use.input["description"].split())) or description
             try:
                 description, edits, content = self._apply(use.input, context)
                 earlier = tried.get(content_hash(content))
@@ -152,7 +152,7 @@ class ClaudeAgent:
         description = data.get("description")
         if not isinstance(description, str) or not description.strip():
             raise EditError("'description' is missing: give a one-line hypothesis")
-        description = " ".join(description.split())
+        description = printable(" ".join(description.split()))  # a lone surrogate from JSON cannot be stored
         new_file, raw = data.get("new_file"), data.get("edits")
         edits: tuple[Edit, ...] = ()
         if isinstance(new_file, str) and new_file.strip():

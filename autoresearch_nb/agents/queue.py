@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..config import Config
-from ..edits import Edit, unencodable
+from ..edits import Edit, printable, unencodable
 from .base import Context, Proposal, QueueExhausted
 
 
@@ -62,13 +62,13 @@ class QueueAgent:
         seen: dict[str, int] = {}
         for entry in self.entries():
             if not isinstance(entry, dict):
-                desc = _printable(" ".join(str(entry).split())[:200]) or "(no description)"
+                desc = printable(" ".join(str(entry).split())[:200]) or "(no description)"
                 seen[desc] = seen.get(desc, 0) + 1
                 if done.count(desc) < seen[desc]:
                     return Proposal(desc, error=f"queued entry {entry!r} is not a table with a description "
                                                 "and edits, file or content")
                 continue
-            desc = _printable(str(entry.get("description", "")).strip()) or "(no description)"
+            desc = printable(str(entry.get("description", "")).strip()) or "(no description)"
             seen[desc] = seen.get(desc, 0) + 1
             if done.count(desc) >= seen[desc]:
                 continue
@@ -133,7 +133,3 @@ def _strings(value: Any) -> Iterator[str]:
         for v in value:
             yield from _strings(v)
 
-
-def _printable(text: str) -> str:
-    """``text`` with what UTF-8 cannot encode spelled as escapes, so a description can always be stored."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
