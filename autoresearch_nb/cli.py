@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import Config
+from .config import Config, check_tag
 from .errors import AgentError, AutoresearchError, BudgetExceeded, ConfigError
 
 _SKIP_FLAGS = {"max_experiments"}  # given explicitly below
@@ -26,14 +26,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per :class:`Config` field, with the field's help (settings are described in one place)."""
+    group = p.add_argument_group("settings", "each also readable from autoresearch.toml; a notebook parameter "
+                                             "of the same name")
     for f in fields(Config):
         if f.name in _SKIP_FLAGS:
             continue
         names = [f"--{f.name.replace('_', '-')}"]
         if f.name.endswith("_s"):
             names.append(f"--{f.name[:-2].replace('_', '-')}")  # --time-budget as well as --time-budget-s
-        help_text = f"(config: {f.name}; default {f.default!r})"
-        p.add_argument(*names, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
+        default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
+        shown = "" if f.default is None or f.default == () else f" (default: {default})"
+        group.add_argument(*names, dest=f.name, default=None, metavar=f.name.upper(),
+                           help=f.metadata["help"] + shown)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop when the run holds this many experiments (baseline included)")
     run.add_argument("--n", type=int, default=None, help="run this many more experiments in this call")
     run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    run.add_argument("--no-baseline", action="store_true", help="(resume only) do not run a baseline first")
     run.add_argument("--notebook", default=None, help="execute this notebook with papermill instead")
     run.add_argument("--output", default=None, help="the executed notebook (with --notebook)")
     _add_config_flags(run)
@@ -93,6 +97,8 @@ def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.tag is not None:
+        check_tag(args.tag)  # before papermill or git see it: a bad tag is a wrong flag (exit 2)
     overrides = _config_overrides(args)
     if args.notebook:
         return _run_notebook(args, overrides)

@@ -1,5 +1,7 @@
-"""The loop's configuration. Field names are the notebook's parameter names and the CLI's flags
-(``time_budget_s`` <-> ``-p time_budget_s 60`` <-> ``--time-budget-s 60`` or ``--time-budget 60``).
+"""The loop's configuration, its one settings channel. Field names are the notebook's parameter names and the
+CLI's flags (``time_budget_s`` <-> ``-p time_budget_s 60`` <-> ``--time-budget-s 60`` or ``--time-budget 60``);
+each field carries its one-line help, from which the CLI builds its flags. The environment holds secrets only
+(``ANTHROPIC_API_KEY``); the ``AUTORESEARCH_*`` variables are what the loop passes *to a run*.
 
 A research repo may keep defaults in ``autoresearch.toml`` at its root (a flat table of these names, or a
 ``[tool.autoresearch_nb]`` table in ``pyproject.toml``). Precedence: explicit arguments > config file > defaults.
@@ -7,10 +9,12 @@ A research repo may keep defaults in ``autoresearch.toml`` at its root (a flat t
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import shlex
 import tomllib
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -20,40 +24,92 @@ CONFIG_FILE = "autoresearch.toml"
 _SECRET_NAME = re.compile(r"(api[_-]?key|token|secret|passw(or)?d|credential)", re.I)
 
 
+def setting(default: Any, help: str) -> Any:
+    """A :class:`Config` field with its one-line help (shown by ``autoresearch-nb run --help``)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class Config:
-    """Everything that defines a run's target and its limits."""
+    """Everything that defines a run's target, its limits and its agent. Each field's help is in its metadata
+    (``Config.help()``); the environment holds only secrets (``ANTHROPIC_API_KEY``)."""
 
-    editable: str = "train.py"                 # the only file the loop may change
-    command: str = "python train.py"           # run in the worktree; must print the `---` summary
-    metric: str = "val_bpb"
-    direction: str = "minimize"                # or "maximize"
-    record: tuple[str, ...] = ("peak_memory_mb",)  # other summary keys shown as table columns
-    time_budget_s: float = 300.0               # passed to the run as AUTORESEARCH_TIME_BUDGET
-    timeout_s: float | None = None             # hard kill; default: 2x budget (at least budget + 60 s)
-    program: str = "program.md"                # the human's research instructions
-    max_experiments: int | None = None
-    env_allow: tuple[str, ...] = ()            # secret-looking variables the child may still see
-    queue_file: str = "queue.toml"             # the queue agent's input
-    model: str | None = None                   # the Claude agent's model
-    effort: str | None = None
-    max_cost_usd: float | None = None
-    max_repairs: int = 2                       # repair turns for an edit that does not apply
-    memory_key: str = "peak_memory_mb"         # summary key (MB) behind results.tsv's memory_gb
-    seed: int | None = None                    # base seed passed to the run (AUTORESEARCH_SEED)
-    setup: str | None = None                   # run once per session before the first experiment (data, tokenizer)
-    workers: int = 1                           # experiments at once (one GPU or a share of the cores each)
-    executor: str = "local"                    # "local" (subprocesses) or "ray" (tasks on a Ray cluster)
-    ray_address: str | None = None             # None: start a local Ray instance; "auto" or "ray://..." to join
-    # Decisions under noise (autoresearch_nb.noise). Repeat i of a commit runs with seed `seed + i`.
-    noise_repeats: int = 3                     # baseline runs that measure the noise floor σ (1: none)
-    noise_k: float = 2.0                       # keep only past k σ of the difference; 0: keep iff better
-    confirm_runs: int = 1                      # extra runs (other seeds) for a pass that is only marginal
-    confirm_margin: float = 1.0                # passes by less than this many σ over the threshold confirm
-    confirm_below: float = 1.0                 # ... and so do near misses, better but under it by less (0: off)
-    revalidate_every: int | None = None        # re-run the best after every N keeps and report drift
+    # the target
+    editable: str = setting("train.py", "the only file the agent may change (a path inside the repo)")
+    command: str = setting("python train.py", "how to run one experiment, in its worktree; it must print the "
+                                              "'---' summary")
+    metric: str = setting("val_bpb", "the summary key to optimize")
+    direction: str = setting("minimize", "'minimize' or 'maximize' the metric")
+    record: tuple[str, ...] = setting(("peak_memory_mb",), "other summary keys shown as table columns "
+                                                           "(comma-separated)")
+    memory_key: str = setting("peak_memory_mb", "the summary key (MB) behind results.tsv's memory_gb column")
+    # limits of one run
+    time_budget_s: float = setting(300.0, "seconds of training per experiment (passed to the run as "
+                                          "AUTORESEARCH_TIME_BUDGET)")
+    timeout_s: float | None = setting(None, "hard kill of one run after this many seconds (default: twice the "
+                                            "budget, at least budget + 60)")
+    seed: int | None = setting(None, "base seed passed to each run as AUTORESEARCH_SEED")
+    setup: str | None = setting(None, "a command run once per session before the first experiment "
+                                      "(data, tokenizer)")
+    env_allow: tuple[str, ...] = setting((), "secret-looking environment variables a run may still see "
+                                             "(comma-separated)")
+    # the whole run
+    max_experiments: int | None = setting(None, "stop when the run holds this many experiments, baseline "
+                                                "included")
+    workers: int = setting(1, "experiments at once (one GPU or a share of the cores each)")
+    executor: str = setting("local", "'local' (subprocesses) or 'ray' (tasks on a Ray cluster)")
+    ray_address: str | None = setting(None, "the Ray cluster to join ('auto' or 'ray://...'; default: start "
+                                            "a local one)")
+    # the agents
+    program: str = setting("program.md", "the human's research instructions for the agent")
+    queue_file: str = setting("queue.toml", "the queue agent's list of experiments (TOML or JSON)")
+    model: str | None = setting(None, "the Claude agent's model (default claude-sonnet-5-5)")
+    effort: str | None = setting(None, "the Claude agent's effort ('low', 'medium', 'high'; default: the "
+                                       "model's)")
+    max_tokens: int = setting(16000, "the Claude agent's output tokens per call")
+    max_cost_usd: float | None = setting(None, "stop before the agent's calls cost more than this many dollars")
+    max_repairs: int = setting(2, "turns the agent gets to repair an edit that does not apply")
+    sdk_max_retries: int = setting(2, "retries of one call inside the Anthropic SDK")
+    backoff_base_s: float = setting(5.0, "first wait after an overloaded, rate-limited or failed call")
+    backoff_max_s: float = setting(120.0, "longest single wait between calls")
+    backoff_total_s: float = setting(900.0, "give up on the agent after waiting this long in total")
+    prices_file: str | None = setting(None, "a JSON or TOML table of USD per million tokens, over the "
+                                            "built-in prices")
+    # decisions under noise (autoresearch_nb.noise); repeat i of a commit runs with seed `seed + i`
+    noise_repeats: int = setting(3, "baseline runs that measure the noise floor sigma (1: none)")
+    noise_k: float = setting(2.0, "keep only improvements past k sigma of the noise (0: keep iff better)")
+    confirm_runs: int = setting(1, "extra runs (other seeds) for a pass that is only marginal")
+    confirm_margin: float = setting(1.0, "passes by less than this many sigma over the threshold are "
+                                         "confirmed")
+    confirm_below: float = setting(1.0, "near misses, better but under the threshold by less than this many "
+                                        "sigma, are confirmed too (0: off)")
+    revalidate_every: int | None = setting(None, "re-run the best after every N keeps and report drift")
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        """``{setting: one-line help}``, in declaration order."""
+        return {f.name: f.metadata["help"] for f in fields(cls)}
+
+    @classmethod
+    def settings_from(cls, namespace: Mapping[str, Any]) -> dict[str, Any]:
+        """The settings a namespace gives: its names that are fields, without ``None`` (= the repo's config
+        file, then the default), each coerced and checked. A notebook's parameters cell becomes the loop's
+        settings in one call, so a new setting cannot be forgotten on the way::
+
+            >>> loop = Loop.open(repo, tag=tag, agent=agent, **Config.settings_from(globals()))  # doctest: +SKIP
+        """
+        names = set(config_names())
+        out = {name: coerce(name, value) for name, value in namespace.items()
+               if name in names and value is not None}
+        cls(**out)  # each value checked now, where the notebook can still show which parameter is wrong
+        return out
 
     def __post_init__(self) -> None:
+        for name in _NUMBERS:
+            value = getattr(self, name)
+            # nan passes every comparison below, and inf disables a timeout: neither is a setting.
+            if value is not None and not math.isfinite(float(value)):
+                raise ConfigError(f"{name} must be a finite number, not {value!r}")
         if self.direction not in ("minimize", "maximize"):
             raise ConfigError(f"direction must be 'minimize' or 'maximize', not {self.direction!r}")
         if not self.editable or Path(self.editable).is_absolute() or ".." in Path(self.editable).parts:
@@ -78,6 +134,12 @@ class Config:
             raise ConfigError("noise_k, confirm_margin and confirm_below must be >= 0")
         if self.revalidate_every is not None and int(self.revalidate_every) < 1:
             raise ConfigError(f"revalidate_every must be >= 1 or None, not {self.revalidate_every!r}")
+        if int(self.max_tokens) < 1 or int(self.sdk_max_retries) < 0 or int(self.max_repairs) < 0:
+            raise ConfigError("max_tokens must be >= 1, sdk_max_retries and max_repairs >= 0")
+        if min(float(self.backoff_base_s), float(self.backoff_max_s), float(self.backoff_total_s)) < 0:
+            raise ConfigError("backoff_base_s, backoff_max_s and backoff_total_s must be >= 0")
+        if self.max_cost_usd is not None and float(self.max_cost_usd) < 0:
+            raise ConfigError(f"max_cost_usd must be >= 0, not {self.max_cost_usd!r}")
 
     @property
     def hard_timeout_s(self) -> float:
@@ -99,6 +161,12 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+_NUMBERS = tuple(name for name, hint in get_type_hints(Config).items() if "float" in str(hint) or "int" in str(hint))
+
+
+_FIELDS = frozenset(f.name for f in fields(Config))
 
 
 def config_names() -> list[str]:
@@ -155,7 +223,7 @@ def make_config(repo: Path, overrides: dict[str, Any] | None = None) -> Config:
         for name, value in source.items():
             if value is None:
                 continue
-            if _SECRET_NAME.search(name):
+            if name not in _FIELDS and _SECRET_NAME.search(name):  # max_tokens is a setting, api_key is not
                 raise ConfigError(
                     f"refusing setting {name!r}: secrets are read from the environment only "
                     "(set ANTHROPIC_API_KEY before starting Jupyter or the CLI), never passed as parameters")
@@ -180,8 +248,26 @@ def looks_secret(name: str) -> bool:
     return bool(words & _SECRET_WORDS) or name.upper().startswith("AWS_") or name.upper().endswith("KEY")
 
 
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_tag(tag: str) -> str:
+    """``tag`` when it can name a run: it becomes the branch ``autoresearch/<tag>`` and refs under
+    ``refs/autoresearch/<tag>/``, so git's ref rules apply (no ``..``, no ``.lock`` or ``.`` at the end).
+
+    >>> check_tag("nov27")
+    'nov27'
+    """
+    if not isinstance(tag, str) or not _TAG.match(tag):
+        raise ConfigError(f"tag {tag!r} must be letters, digits, '.', '_' or '-' (at most 64), starting with a "
+                          "letter or digit")
+    if ".." in tag or tag.endswith((".lock", ".")):
+        raise ConfigError(f"tag {tag!r} cannot be a git branch name: no '..', and no '.lock' or '.' at the end")
+    return tag
+
+
 def with_overrides(config: Config, **changes: Any) -> Config:
     return dataclasses.replace(config, **{k: coerce(k, v) for k, v in changes.items()})
 
 
-__all__ = ["Config", "make_config", "config_names", "coerce", "looks_secret", "CONFIG_FILE"]
+__all__ = ["Config", "make_config", "config_names", "coerce", "looks_secret", "check_tag", "setting", "CONFIG_FILE"]

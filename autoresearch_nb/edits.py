@@ -5,6 +5,8 @@ import difflib
 import hashlib
 from dataclasses import dataclass
 
+from .errors import AutoresearchError
+
 
 @dataclass(frozen=True)
 class Edit:
@@ -14,7 +16,7 @@ class Edit:
     replace: str
 
 
-class EditError(ValueError):
+class EditError(AutoresearchError, ValueError):
     """An edit does not apply; the message is meant to be shown to the agent for a repair."""
 
 
@@ -38,7 +40,10 @@ def apply_edits(source: str, edits: tuple[Edit, ...] | list[Edit]) -> str:
 
 
 def check_python(path: str, text: str) -> None:
-    """Raise :class:`EditError` when a ``.py`` file no longer compiles."""
+    """Raise :class:`EditError` when the text cannot be written as UTF-8, or a ``.py`` file no longer compiles."""
+    bad = unencodable(text)
+    if bad is not None:
+        raise EditError(f"{path} would hold {bad}, which UTF-8 cannot encode; a source file must be valid UTF-8")
     if not path.endswith(".py"):
         return
     try:
@@ -59,7 +64,32 @@ def unified_diff(old: str, new: str, path: str) -> str:
     return "".join(out)
 
 
+def unencodable(text: str) -> str | None:
+    """``None`` when ``text`` encodes as UTF-8; else where it does not, in ASCII (``the character \\ud800 on
+    line 3``).
+
+    JSON can spell a lone surrogate (``"\\ud800"``): Python holds it in a str, but no file, git blob or SQLite
+    text can.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        line = text.count("\n", 0, e.start) + 1
+        return f"the character {text[e.start:e.end].encode('unicode_escape').decode('ascii')} on line {line}"
+    return None
+
+
+def printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode spelled as escapes (``\\ud800``), so it can always be stored.
+
+    >>> printable("x \\ud800")
+    'x \\\\ud800'
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def content_hash(text: str) -> str:
-    """Identity of a file's content, blind to trailing whitespace on lines and at the end."""
+    """Identity of a file's content, blind to trailing whitespace on lines and at the end. Any str hashes, a
+    lone surrogate included (it is refused as content by :func:`check_python`, but must not crash a lookup)."""
     norm = "\n".join(line.rstrip() for line in text.strip().splitlines())
-    return hashlib.sha256(norm.encode()).hexdigest()[:16]
+    return hashlib.sha256(norm.encode("utf-8", "surrogatepass")).hexdigest()[:16]

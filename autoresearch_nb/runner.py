@@ -24,17 +24,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
+from . import protocol
 from .config import looks_secret
 from .records import CurvePoint, RunResult
 
-# The lookbehind starts a key only at the start of a word: without it a long line of word characters costs
-# quadratic backtracking (0.5 ms a line; a flood of log output then stalls the run behind its own reader).
-_KV = re.compile(r"(?<![A-Za-z0-9_/.-])([A-Za-z_][A-Za-z0-9_/.-]*)\s*[:=]\s*(-?[0-9][0-9,]*\.?[0-9]*(?:[eE][-+]?[0-9]+)?|nan|inf)(%|ms|s)?\b",
-                 re.I)
-_STEP = re.compile(r"\bstep\s*[: ]?\s*(\d+)", re.I)
-_SUMMARY_KV = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*:\s*(.*?)\s*$")
 GRACE_S = 2.0
 MAX_LINE = 4096      # characters of one output line kept for parsing; a flood of long lines stays bounded
 MAX_POINTS = 10_000  # points kept in the result; past it every other one is dropped (the curve keeps its shape)
@@ -49,76 +43,14 @@ def scrub_env(base: Mapping[str, str] | None = None, allow: tuple[str, ...] = ()
     return env
 
 
-def _number(text: str) -> float | None:
-    try:
-        return float(text.replace(",", ""))
-    except ValueError:
-        return None
-
-
 def parse_progress(line: str, elapsed_s: float) -> CurvePoint | None:
-    """Turn a progress line into a point, or None when it carries no step/loss.
+    """Turn a progress line into a point, or None when it carries no step/loss (rules: :mod:`.protocol`).
 
     >>> parse_progress("step 00012 (4.0%) | loss: 3.50 | tok/s: 1,200 | elapsed: 5.1s", 9.9).loss
     3.5
     """
-    low = line.lower()
-    if "step" not in low and "loss" not in low:  # most output lines: not progress, and cheap to rule out
-        return None
-    values: dict[str, float] = {}
-    for key, num, unit in _KV.findall(line):
-        value = _number(num)
-        if value is None:
-            continue
-        name = key.strip().lower().replace(" ", "_")
-        if unit == "ms":
-            value /= 1000.0
-        values[name] = value
-    step_match = _STEP.search(line)
-    step = int(step_match.group(1)) if step_match else None
-    if "step" in values:  # "step=5" is read by the key/value pattern, not by _STEP
-        found = values.pop("step")
-        if step is None and found == found and abs(found) != float("inf"):
-            step = int(found)
-    loss = values.pop("loss") if "loss" in values else values.pop("train_loss", None)
-    if step is None and loss is None:
-        return None
-    elapsed = values.pop("elapsed") if "elapsed" in values else values.pop("time", elapsed_s)
-    return CurvePoint(step=step, elapsed_s=float(elapsed), loss=loss, values=values)
-
-
-def parse_summary(lines: list[str]) -> dict[str, Any]:
-    """Read ``key: value`` lines after the last ``---`` line; numbers become floats."""
-    summary: dict[str, Any] = {}
-    start = None
-    for i, line in enumerate(lines):
-        if line.strip() == "---":
-            start = i
-    if start is None:
-        return summary
-    for line in lines[start + 1:]:
-        m = _SUMMARY_KV.match(line)
-        if not m:
-            continue
-        key, raw = m.group(1), m.group(2)
-        value = _number(raw)
-        summary[key] = raw if value is None else value
-    return summary
-
-
-def _last_error(lines: list[str]) -> str | None:
-    # A Python traceback ends with the first unindented line after its header: that is the error.
-    header = max((i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")),
-                 default=None)
-    if header is not None:
-        for line in lines[header + 1:]:
-            if line.strip() and not line[0].isspace():
-                return line.strip()[:500]
-    for line in reversed(lines):
-        s = line.strip()
-        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*", s) or s.startswith("FAIL"):
-            return s[:500]
-    return None
+    found = protocol.parse_progress(line, elapsed_s)
+    return None if found is None else CurvePoint(*found)
 
 
 def kill_group(pgid: int, grace_s: float = GRACE_S, poll: Callable[[], object] | None = None) -> None:
@@ -233,7 +165,7 @@ class Run:
         self._tail_lines.append(line)
         if len(self._tail_lines) > 400:
             del self._tail_lines[:200]
-        if line.strip() == "---":
+        if protocol.is_summary_start(line):
             self._lines = [line]
             return
         if self._lines:  # inside the summary block: not progress
@@ -282,15 +214,15 @@ class Run:
         if not self._reader.is_alive() and self.proc.stdout:
             self.proc.stdout.close()  # not left to the garbage collector: an overnight run starts hundreds
         code = self.proc.returncode
-        summary = parse_summary(self._lines)
-        failed = any(line.strip() == "FAIL" or line.startswith("FAIL") for line in self._tail_lines)
+        summary = protocol.parse_summary(self._lines)
+        failed = any(protocol.is_fail(line) for line in self._tail_lines)
         error = None
         if timed_out:
             error = f"killed at the hard timeout ({self.timeout_s:g} s)"
         elif interrupted:
             error = "interrupted"
         elif code != 0 or failed:
-            error = _last_error(self._tail_lines) or (f"exit code {code}" if code else "FAIL")
+            error = protocol.last_error(self._tail_lines) or (f"exit code {code}" if code else "FAIL")
         return RunResult(exit_code=code, timed_out=timed_out, wall_s=wall, summary=summary, failed=failed,
                          error=error, log_path=str(self.log_path), interrupted=interrupted,
                          points=tuple(self._points))

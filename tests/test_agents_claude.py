@@ -39,17 +39,15 @@ PROGRAM = "# program\nMake val_bpb go down. Prefer simple changes.\n"
 GOOD = {"description": "Lower MATRIX_LR to 0.03", "edits": [{"search": "MATRIX_LR = 0.04", "replace": "MATRIX_LR = 0.03"}]}
 
 
+# Fast retries, as settings (the environment holds only the key).
+FAST = {"sdk_max_retries": 0, "backoff_base_s": 0.001, "backoff_max_s": 0.002, "backoff_total_s": 5.0}
+
+
 @pytest.fixture
 def env(monkeypatch):
-    """Fake key and fast retries, in the environment only (as a user would set them)."""
+    """A fake key in the environment (as a user would set it), and nothing else of ours."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    for name in ("ANTHROPIC_AUTH_TOKEN", "AUTORESEARCH_MODEL", "AUTORESEARCH_EFFORT", "AUTORESEARCH_PRICES",
-                 "AUTORESEARCH_MAX_TOKENS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AUTORESEARCH_SDK_MAX_RETRIES", "0")
-    monkeypatch.setenv("AUTORESEARCH_BACKOFF_BASE_S", "0.001")
-    monkeypatch.setenv("AUTORESEARCH_BACKOFF_MAX_S", "0.002")
-    monkeypatch.setenv("AUTORESEARCH_BACKOFF_TOTAL_S", "5")
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
     return monkeypatch
 
 
@@ -79,7 +77,7 @@ def context(history=(), config=None, **kw) -> Context:
 
 
 def agent(config=None, **kw) -> ClaudeAgent:
-    return ClaudeAgent(config or Config(max_repairs=2), Path("."), **kw)
+    return ClaudeAgent(config or Config(max_repairs=2, **FAST), Path("."), **kw)
 
 
 def exp(n, status, metric=None, description="", content=None, error=None) -> Experiment:
@@ -221,11 +219,10 @@ def test_529_twice_then_success_rides_out_the_overload(fake):
     assert slept[1] >= slept[0]
 
 
-def test_the_sdk_own_retries_also_absorb_a_529(fake, env):
-    env.setenv("AUTORESEARCH_SDK_MAX_RETRIES", "2")
+def test_the_sdk_own_retries_also_absorb_a_529(fake):
     slept = []
     api = fake([overloaded(), overloaded(), tool_use(GOOD)])
-    p = agent(sleep=slept.append).propose(context())
+    p = agent(Config(**{**FAST, "sdk_max_retries": 2}), sleep=slept.append).propose(context())
     assert p.error is None and len(api.requests) == 3 and slept == []
 
 
@@ -307,9 +304,8 @@ def test_usage_and_cost_add_up_over_repair_turns_against_the_price_table(fake):
 def test_a_user_price_table_overrides_the_built_in_one(fake, env, tmp_path):
     table = tmp_path / "prices.json"
     table.write_text(json.dumps({"claude-sonnet-5-5": {"input": 1000, "output": 0}}))
-    env.setenv("AUTORESEARCH_PRICES", str(table))
     fake([tool_use(GOOD, use=usage(input_tokens=1000, output_tokens=10, cache_write=100))])
-    p = agent().propose(context())
+    p = agent(Config(prices_file=str(table), **FAST)).propose(context())
     # cache writes without a TTL breakdown are priced as 1-h writes: 2x input by default
     assert p.usage.cost_usd == pytest.approx((1000 * 1000 + 100 * 2000) / 1e6)
 
@@ -339,14 +335,16 @@ def test_the_registry_builds_it_from_config_and_repo(env, tmp_path):
     assert isinstance(a, ClaudeAgent) and a.name == "claude" and a.model == "claude-haiku-5-5"
 
 
-def test_model_effort_and_max_tokens_are_configurable(fake, env):
+def test_model_effort_and_max_tokens_are_settings(fake, env):
     api = fake([tool_use(GOOD), tool_use(GOOD)])
     agent(Config(model="claude-opus-5-5", effort="low")).propose(context())
-    env.setenv("AUTORESEARCH_MODEL", "claude-haiku-5-5")
-    env.setenv("AUTORESEARCH_MAX_TOKENS", "2048")
-    agent().propose(context())
+    # The environment is for secrets only: the old variables no longer change anything.
+    env.setenv("AUTORESEARCH_MODEL", "claude-opus-5-5")
+    env.setenv("AUTORESEARCH_MAX_TOKENS", "99")
+    agent(Config(model="claude-haiku-5-5", max_tokens=2048)).propose(context())
     first, second = api.requests[0]["json"], api.requests[1]["json"]
     assert first["model"] == "claude-opus-5-5" and first["output_config"] == {"effort": "low"}
+    assert first["max_tokens"] == 16000
     assert second["model"] == "claude-haiku-5-5" and second["max_tokens"] == 2048
     assert "output_config" not in second
 
@@ -367,3 +365,11 @@ def test_the_key_never_appears_in_proposals_errors_or_logs(fake, caplog):
     assert KEY not in pickle.dumps(p).decode("latin-1")
     assert KEY not in str(info.value) and "[redacted]" in str(info.value)
     assert looks_secret("ANTHROPIC_API_KEY")  # so the runner strips it from the child's environment
+
+
+def test_a_lone_surrogate_in_the_description_is_stored_escaped(fake):
+    # JSON can spell "\ud800"; no store row can hold it, so it is kept as the text \ud800.
+    fake([tool_use({**GOOD, "description": "Lower MATRIX_LR \ud800"})])
+    p = agent().propose(context())
+    assert p.error is None and p.description == "Lower MATRIX_LR \\ud800"
+    p.description.encode("utf-8")

@@ -191,3 +191,39 @@ def test_unparsable_queue_is_exhausted_with_the_reason(tmp_path: Path) -> None:
 def test_json_that_is_not_a_list_is_exhausted_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(QueueExhausted, match="must hold a list of experiments, not int"):
         queued(tmp_path, "3", "queue.json").propose(context())
+
+
+# -- untrusted entries (issue 12, faults 7 and 8) ----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../outside.py", "sub/../../outside.py", ".git/config",
+                                  "link.py"])
+def test_a_file_outside_the_repo_is_refused_unread(tmp_path: Path, name: str) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / ".git" / "config").write_text("X = 1\n")
+    (tmp_path / "outside.py").write_text("X = 1\n")
+    (repo / "link.py").symlink_to(tmp_path / "outside.py")
+    p = one_entry(repo, {"description": "steal", "file": name})
+    assert p.content is None and "not inside the repository" in p.error
+
+
+def test_a_file_inside_the_repo_by_a_roundabout_path_is_read(tmp_path: Path) -> None:
+    (tmp_path / "ideas").mkdir()
+    (tmp_path / "ideas" / "v2.py").write_text("LR = 3\n")
+    assert one_entry(tmp_path, {"description": "v2", "file": "ideas/../ideas/v2.py"}).content == "LR = 3\n"
+
+
+@pytest.mark.parametrize("entry", [{"description": "x", "content": "X = 3  # \ud800\n"},
+                                   {"description": "x", "edits": [{"search": "LR = 0.01", "replace": "L\udfffR"}]}])
+def test_a_lone_surrogate_is_a_failed_proposal_with_a_clear_reason(tmp_path: Path, entry: dict) -> None:
+    p = one_entry(tmp_path, entry)
+    assert p.content is None and not p.edits and "UTF-8 cannot encode" in p.error
+    p.error.encode("utf-8")  # the reason itself can be stored
+
+
+def test_a_lone_surrogate_in_a_description_is_stored_escaped_and_matched_on_resume(tmp_path: Path) -> None:
+    a = queued(tmp_path, json.dumps([{"description": "x \ud800", "content": "LR = 1\n"},
+                                     {"description": "next", "content": "LR = 2\n"}]), "queue.json")
+    first = a.propose(context())
+    assert first.description == "x \\ud800" and first.error and "UTF-8" in first.error
+    assert a.propose(context(("queue", first.description))).description == "next"

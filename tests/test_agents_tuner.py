@@ -14,7 +14,7 @@ from autoresearch_nb.agents.space import discover
 from autoresearch_nb.agents.tuner import TunerAgent
 from autoresearch_nb.config import Config
 from autoresearch_nb.edits import apply_edits, content_hash, unified_diff
-from autoresearch_nb.errors import AgentError
+from autoresearch_nb.errors import AgentError, ConfigError
 from autoresearch_nb.records import Experiment, Status
 
 TARGET = '''\
@@ -132,22 +132,28 @@ def test_crashes_are_told_with_the_worst_value_seen():
     assert len(crashed) == 7 and all(t.value == loop.history[0].metric for t in crashed)
 
 
-def test_old_rows_without_content_are_read_from_their_diff_or_description():
+def test_only_rows_that_ran_and_carry_their_file_become_trials():
     config = Config(editable="target.py")
     lr = TARGET.replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.005")
     depth = TARGET.replace("DEPTH = 4", "DEPTH = 6")
     history = (
         Experiment(0, "t", Status.KEEP, "baseline", metric=1.5, content=TARGET),
-        Experiment(1, "t", Status.DISCARD, "try a lower lr", metric=1.6, diff=unified_diff(TARGET, lr, "target.py")),
-        Experiment(2, "t", Status.DISCARD, "DEPTH 4 -> 6", metric=1.7),
-        Experiment(3, "t", Status.DISCARD, "something unparseable", metric=1.8),
-        Experiment(4, "t", Status.INVALID, "never ran", content=depth),
+        Experiment(1, "t", Status.DISCARD, "try a lower lr", metric=1.6, content=lr),
+        Experiment(2, "t", Status.DISCARD, "DEPTH 4 -> 6", metric=1.7),  # no file: nothing to read
+        Experiment(3, "t", Status.INVALID, "never ran", content=depth),
     )
     agent = TunerAgent(config, Path("."))
     agent.propose(Context(program="", editable="target.py", source=TARGET, history=history, config=config))
     got = {t.user_attrs["experiment"]: t.params for t in agent.study.trials if "experiment" in t.user_attrs}
-    assert sorted(got) == [0, 1, 2]
-    assert got[1]["LEARNING_RATE"] == 0.005 and got[2]["DEPTH"] == 6 and got[0]["DEPTH"] == 4
+    assert sorted(got) == [0, 1]
+    assert got[1]["LEARNING_RATE"] == 0.005 and got[0]["DEPTH"] == 4
+
+
+def test_a_wrong_sampler_or_mode_is_a_config_error():
+    with pytest.raises(ConfigError, match="sampler"):
+        TunerAgent(Config(), sampler="grid")
+    with pytest.raises(ConfigError, match="mode"):
+        TunerAgent(Config(), mode="nearby")
 
 
 def test_in_flight_and_earlier_files_are_not_proposed_again():

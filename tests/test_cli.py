@@ -148,3 +148,68 @@ def test_signal_stops_cleanly(repo: Path, sig: signal.Signals, code: int) -> Non
     # No child left: nothing runs train.py in the run's worktree.
     ps = subprocess.run(["pgrep", "-f", str(repo / ".autoresearch")], capture_output=True, text=True)
     assert ps.stdout.strip() == ""
+
+
+# -- settings and tags refused before anything runs (issue 12, faults 9 and 14) ----------------------------------
+
+def _branches(repo: Path) -> str:
+    return subprocess.run(["git", "branch", "--list", "autoresearch/*"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("flag", ["--timeout", "--time-budget"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_non_finite_time_is_a_clear_config_error(repo: Path, flag: str, value: str) -> None:
+    r = cli("run", "--tag", "t", "--repo", str(repo), "--agent", "queue", flag, value)
+    assert r.returncode == 2 and "must be a finite number" in r.stderr and "Traceback" not in r.stderr
+    assert _branches(repo) == ""  # nothing created, nothing saved for a resume
+
+
+@pytest.mark.parametrize("tag", ["a..b", "x.lock"])
+def test_a_tag_git_cannot_use_is_a_clear_exit_2(repo: Path, tag: str) -> None:
+    r = cli("run", "--tag", tag, "--repo", str(repo), "--agent", "queue")
+    assert r.returncode == 2 and f"tag {tag!r}" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and _branches(repo) == ""
+
+
+def test_run_help_describes_every_setting_in_words() -> None:
+    from autoresearch_nb.config import Config
+
+    out = "".join(cli("run", "--help").stdout.split())  # argparse wraps lines, also after a hyphen
+    for name, text in Config.help().items():
+        if name != "max_experiments":  # its flag is defined by the run command itself
+            assert f"--{name.replace('_', '-')}" in out and "".join(text.split()) in out, name
+    assert "(config:" not in out
+
+
+def _store_bytes(repo: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in (repo / ".autoresearch").rglob("*") if p.is_file())
+
+
+def test_a_lone_surrogate_in_queue_json_is_an_invalid_row_and_the_run_goes_on(repo: Path) -> None:
+    # JSON can spell "\ud800"; it used to crash the loop in content_hash, on every resume.
+    (repo / "queue.toml").unlink()
+    (repo / "queue.json").write_text('[{"description": "bad", "content": "X = 3  # \\ud800\\n"},'
+                                     ' {"description": "X to 2", "edits": [{"search": "X = 3.0", "replace": "X = 2.0"}]}]')
+    for _ in range(2):  # the second call resumes: nothing left, and no crash
+        r = cli("run", "--tag", "s", "--repo", str(repo), "--agent", "queue", "--metric", "score")
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    rows = json.loads(cli("results", "--tag", "s", "--repo", str(repo), "--format", "json").stdout)
+    assert [(d["description"], d["status"]) for d in rows] == [("baseline", "keep"), ("bad", "invalid"),
+                                                               ("X to 2", "keep")]
+    assert "UTF-8 cannot encode" in rows[1]["reason"]
+
+
+def test_a_queued_file_outside_the_repo_is_refused_unread(repo: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.py"
+    secret.write_text("X = 1.0  # outside-the-repo-7f3a\n")
+    (repo / "queue.toml").write_text(f'[[experiment]]\ndescription = "abs"\nfile = "{secret}"\n\n'
+                                     '[[experiment]]\ndescription = "rel"\nfile = "../secret.py"\n')
+    r = cli("run", "--tag", "f", "--repo", str(repo), "--agent", "queue", "--metric", "score")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(cli("results", "--tag", "f", "--repo", str(repo), "--format", "json").stdout)
+    assert [d["status"] for d in rows] == ["keep", "invalid", "invalid"]
+    assert all("not inside the repository" in d["reason"] for d in rows[1:])
+    assert b"outside-the-repo-7f3a" not in _store_bytes(repo)  # never read, so never stored or committed
+    log = subprocess.run(["git", "log", "--all", "-p"], cwd=repo, capture_output=True, text=True).stdout
+    assert "outside-the-repo-7f3a" not in log

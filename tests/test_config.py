@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch_nb.config import Config, coerce, looks_secret, make_config, with_overrides
+from autoresearch_nb.config import Config, check_tag, coerce, looks_secret, make_config, with_overrides
 from autoresearch_nb.errors import ConfigError
 
 
@@ -166,6 +166,20 @@ def test_non_positive_budget_is_refused(budget: float) -> None:
         Config(time_budget_s=budget)
 
 
+@pytest.mark.parametrize("name", ["time_budget_s", "timeout_s", "noise_k", "max_cost_usd", "backoff_total_s"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e309"])
+def test_a_non_finite_number_is_refused(tmp_path: Path, name: str, value: str) -> None:
+    # nan passes every `<= 0` check, and an infinite timeout silently disables the hard kill.
+    with pytest.raises(ConfigError, match=f"{name} must be a finite number"):
+        make_config(tmp_path, {name: value})
+
+
+@pytest.mark.parametrize("timeout", [0, -1])
+def test_non_positive_timeout_is_refused(timeout: float) -> None:
+    with pytest.raises(ConfigError, match="timeout_s must be > 0"):
+        Config(timeout_s=timeout)
+
+
 def test_unparsable_command_is_refused() -> None:
     with pytest.raises(ConfigError, match="cannot be parsed"):
         Config(command="python 'train.py")
@@ -207,3 +221,57 @@ def test_ordinary_names(name: str) -> None:
 
 def test_tokenizers_parallelism_is_not_a_secret() -> None:
     assert not looks_secret("TOKENIZERS_PARALLELISM")
+
+
+# -- one place for every setting: help, notebook parameters, the agents' settings -----------------------------------
+
+def test_every_setting_has_a_one_line_help() -> None:
+    helps = Config.help()
+    assert list(helps) == [f for f in Config.__dataclass_fields__]
+    for name, text in helps.items():
+        assert text.strip() and "\n" not in text and not text.startswith("(config"), name
+
+
+def test_agent_settings_are_fields_not_secrets(tmp_path: Path) -> None:
+    # max_tokens has "token" in its name; it is a setting, not a credential.
+    cfg = make_config(tmp_path, {"max_tokens": "2048", "sdk_max_retries": "0", "backoff_base_s": "0.5",
+                                 "prices_file": "prices.toml"})
+    assert (cfg.max_tokens, cfg.sdk_max_retries, cfg.backoff_base_s, cfg.prices_file) == \
+        (2048, 0, 0.5, "prices.toml")
+
+
+def test_settings_from_a_namespace_takes_the_settings_and_drops_none() -> None:
+    namespace = {"time_budget_s": "60", "metric": None, "record": ["a", "b"], "tag": "nov27", "n": 3,
+                 "display": "auto", "ANTHROPIC_API_KEY": "sk-x"}
+    assert Config.settings_from(namespace) == {"time_budget_s": 60.0, "record": ("a", "b")}
+
+
+def test_settings_from_a_namespace_refuses_a_bad_value() -> None:
+    with pytest.raises(ConfigError, match="timeout_s must be a finite number"):
+        Config.settings_from({"timeout_s": float("nan")})
+
+
+def test_the_notebook_parameters_cell_becomes_settings_in_one_call() -> None:
+    import json
+
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "autoresearch.ipynb"
+    cells = json.loads(notebook.read_text())["cells"]
+    cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    namespace: dict = {}
+    exec("".join(cell["source"]), namespace)
+    named = {k for k in namespace if k in Config.__dataclass_fields__}
+    settings = Config.settings_from(namespace)
+    assert named and set(settings) == {k for k in named if namespace[k] is not None}
+
+
+# -- tags -----------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tag", ["nov27", "exp-1.b", "A_2"])
+def test_good_tags(tag: str) -> None:
+    assert check_tag(tag) == tag
+
+
+@pytest.mark.parametrize("tag", ["a..b", "x.lock", "end.", ".hidden", "-x", "a/b", "sp ace", "", "x" * 65, "a@{b"])
+def test_tags_git_cannot_use_are_refused(tag: str) -> None:
+    with pytest.raises(ConfigError, match="tag"):
+        check_tag(tag)

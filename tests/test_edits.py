@@ -106,3 +106,12 @@ def test_hash_sees_a_changed_value() -> None:
 
 def test_hash_sees_changed_indentation() -> None:
     assert content_hash("if a:\n    x = 1\n    y = 2\n") != content_hash("if a:\n    x = 1\ny = 2\n")
+
+
+def test_a_lone_surrogate_hashes_and_is_refused_as_content() -> None:
+    text = "X = 3  # \ud800\n"
+    assert content_hash(text) != content_hash("X = 3  # \n")  # no UnicodeEncodeError, and not the same file
+    with pytest.raises(EditError, match=r"character \\ud800 on line 1, which UTF-8 cannot encode"):
+        check_python("train.py", text)
+    with pytest.raises(EditError, match="UTF-8"):
+        check_python("notes.txt", text)  # no file can hold it, Python or not

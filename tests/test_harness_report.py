@@ -9,7 +9,8 @@ import torch
 
 from autoresearch_nb.harness import constants as C
 from autoresearch_nb.harness.corpus import write_corpus
-from autoresearch_nb.harness.report import SUMMARY_KEYS, diverged, parse_summary, progress, report
+from autoresearch_nb.harness import parse_summary
+from autoresearch_nb.harness.report import SUMMARY_KEYS, diverged, progress, report
 from autoresearch_nb.harness.tokenizer import ByteTokenizer
 
 

@@ -45,3 +45,39 @@ def test_notebooks_have_no_outputs() -> None:
         for cell in cells:
             if cell["cell_type"] == "code":
                 assert not cell.get("outputs") and not cell.get("execution_count"), nb.name
+
+
+HEAVY = ("git", "optuna", "pandas", "anthropic", "ipywidgets", "matplotlib")
+
+
+def _imported_after(statement: str) -> set[str]:
+    """Top-level packages in sys.modules after ``statement`` runs in a fresh interpreter."""
+    import os
+    import subprocess
+    import sys
+
+    code = f"{statement}; import sys; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return set(out.stdout.split())
+
+
+def test_importing_the_harness_pulls_in_only_what_training_needs() -> None:
+    # train.py imports the harness in every run: no loop, git, agents or data frames there.
+    loaded = _imported_after("import autoresearch_nb.harness")
+    assert "torch" in loaded  # the check sees real imports
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_importing_the_package_is_light() -> None:
+    loaded = _imported_after("import autoresearch_nb")
+    assert not loaded & {*HEAVY, "torch", "numpy"}, sorted(loaded & {*HEAVY, "torch", "numpy"})
+
+
+def test_every_public_name_resolves() -> None:
+    import autoresearch_nb
+
+    for name in autoresearch_nb.__all__:
+        assert getattr(autoresearch_nb, name) is not None, name
+    assert callable(autoresearch_nb.report) and autoresearch_nb.Loop.__name__ == "Loop"

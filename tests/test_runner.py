@@ -15,8 +15,7 @@ import psutil
 import pytest
 
 from autoresearch_nb.records import CurvePoint
-from autoresearch_nb.runner import (MAX_POINTS, Run, log_tail, parse_progress, parse_summary, run_command,
-                                    scrub_env)
+from autoresearch_nb.runner import MAX_POINTS, Run, log_tail, parse_progress, run_command, scrub_env
 
 # -- fake targets, written into tmp_path by the tests that use them -----------------------------------------
 
@@ -301,10 +300,6 @@ def test_line_without_step_or_loss_is_not_a_point() -> None:
 
 def test_point_without_elapsed_uses_the_wall_clock() -> None:
     assert parse_progress("step 3 | loss: 2.0", 4.5).elapsed_s == 4.5
-
-
-def test_summary_is_read_after_the_last_dashes() -> None:
-    assert parse_summary(["---", "a: 1", "---", "b: 2"]) == {"b": 2.0}
 
 
 def test_log_tail_collapses_progress_redraws(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..config import Config
 from ..edits import Edit
+from ..errors import AutoresearchError
 from ..records import Experiment
 
 
@@ -67,5 +68,5 @@ class Agent(Protocol):
         ...
 
 
-class QueueExhausted(Exception):
+class QueueExhausted(AutoresearchError):
     """The agent has nothing more to propose; the loop ends normally."""

@@ -21,10 +21,10 @@ The API key is read by the SDK from the environment (``ANTHROPIC_API_KEY``, or `
 or a profile); this module never reads it except to blank it out of error messages, never stores it, and
 never logs it. ``ANTHROPIC_BASE_URL`` (gateways, tests) works as usual.
 
-Settings: model = ``config.model`` or ``$AUTORESEARCH_MODEL`` or ``claude-sonnet-5-5``; effort =
-``config.effort`` or ``$AUTORESEARCH_EFFORT``; ``$AUTORESEARCH_MAX_TOKENS`` (16000);
-``$AUTORESEARCH_SDK_MAX_RETRIES`` (2); ``$AUTORESEARCH_BACKOFF_BASE_S`` (5), ``_MAX_S`` (120),
-``_TOTAL_S`` (900). Each is also a keyword argument of :class:`ClaudeAgent`.
+Settings come from :class:`~autoresearch_nb.config.Config` (file, flags, notebook parameters): ``model``
+(default ``claude-sonnet-5-5``), ``effort``, ``max_tokens``, ``sdk_max_retries``, ``backoff_base_s``,
+``backoff_max_s``, ``backoff_total_s``, ``prices_file``, ``max_repairs``, ``max_cost_usd``. The keyword arguments
+of :class:`ClaudeAgent` override them (tests, scripts).
 
 >>> agent = ClaudeAgent(config, repo)          # doctest: +SKIP
 >>> proposal = agent.propose(context)           # doctest: +SKIP
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..config import Config
-from ..edits import Edit, EditError, apply_edits, check_python, content_hash
+from ..edits import Edit, EditError, apply_edits, check_python, content_hash, printable
 from ..errors import AgentError, BudgetExceeded
 from . import prompt
 from .base import Context, Proposal, Usage
@@ -66,21 +66,20 @@ class ClaudeAgent:
                  backoff_base_s: float | None = None, backoff_max_s: float | None = None,
                  backoff_total_s: float | None = None, timeout_s: float = 600.0,
                  prices: Mapping[str, Price] | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
-        env = os.environ.get
+        def pick(given: Any, setting: Any) -> Any:
+            return setting if given is None else given
+
         self.config = config
         self.repo = Path(repo)
-        self.model = model or config.model or env("AUTORESEARCH_MODEL") or DEFAULT_MODEL
-        self.effort = effort or config.effort or env("AUTORESEARCH_EFFORT") or None
-        self.max_tokens = int(max_tokens or env("AUTORESEARCH_MAX_TOKENS") or 16000)
-        self.max_retries = int(max_retries if max_retries is not None else env("AUTORESEARCH_SDK_MAX_RETRIES", 2))
-        self.backoff_base_s = float(backoff_base_s if backoff_base_s is not None
-                                    else env("AUTORESEARCH_BACKOFF_BASE_S", 5))
-        self.backoff_max_s = float(backoff_max_s if backoff_max_s is not None
-                                   else env("AUTORESEARCH_BACKOFF_MAX_S", 120))
-        self.backoff_total_s = float(backoff_total_s if backoff_total_s is not None
-                                     else env("AUTORESEARCH_BACKOFF_TOTAL_S", 900))
+        self.model = model or config.model or DEFAULT_MODEL
+        self.effort = effort or config.effort or None
+        self.max_tokens = int(pick(max_tokens, config.max_tokens))
+        self.max_retries = int(pick(max_retries, config.sdk_max_retries))
+        self.backoff_base_s = float(pick(backoff_base_s, config.backoff_base_s))
+        self.backoff_max_s = float(pick(backoff_max_s, config.backoff_max_s))
+        self.backoff_total_s = float(pick(backoff_total_s, config.backoff_total_s))
         self.timeout_s = timeout_s
-        self.prices = dict(prices) if prices is not None else load_prices()
+        self.prices = dict(prices) if prices is not None else load_prices(config.prices_file)
         self._sleep = sleep
         self._client: Any = None
         self._last_call_cost = 0.0
@@ -119,7 +118,7 @@ class ClaudeAgent:
                 continue
             use, others = ours[0], [b for b in uses if b is not ours[0]]
             if isinstance(use.input, Mapping) and isinstance(use.input.get("description"), str):
-                description = " ".join(use.input["description"].split()) or description
+                description = printable(" ".join(use.input["description"].split())) or description
             try:
                 description, edits, content = self._apply(use.input, context)
                 earlier = tried.get(content_hash(content))
@@ -153,7 +152,7 @@ class ClaudeAgent:
         description = data.get("description")
         if not isinstance(description, str) or not description.strip():
             raise EditError("'description' is missing: give a one-line hypothesis")
-        description = " ".join(description.split())
+        description = printable(" ".join(description.split()))  # a lone surrogate from JSON cannot be stored
         new_file, raw = data.get("new_file"), data.get("edits")
         edits: tuple[Edit, ...] = ()
         if isinstance(new_file, str) and new_file.strip():

@@ -1,7 +1,7 @@
 """What a Claude call costs: a price table in USD per million tokens, which a user can override.
 
 The built-in table holds list prices as published when this was written; prices change, so check them
-and override when needed: point ``AUTORESEARCH_PRICES`` at a JSON or TOML file such as::
+and override when needed: point the ``prices_file`` setting at a JSON or TOML file such as::
 
     [claude-sonnet-5-5]
     input = 2.0
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from ..errors import ConfigError
 
 log = logging.getLogger("autoresearch_nb")
 
-PRICES_ENV = "AUTORESEARCH_PRICES"
+SETTING = "prices_file"
 
 
 @dataclass(frozen=True)
@@ -82,9 +81,8 @@ _warned: set[str] = set()
 
 
 def load_prices(path: str | Path | None = None) -> dict[str, Price]:
-    """The built-in table, updated from ``path`` (or ``$AUTORESEARCH_PRICES``) when given."""
+    """The built-in table, updated from ``path`` (the ``prices_file`` setting) when given."""
     prices = dict(DEFAULT_PRICES)
-    path = path or os.environ.get(PRICES_ENV)
     if not path:
         return prices
     p = Path(path).expanduser()
@@ -92,7 +90,7 @@ def load_prices(path: str | Path | None = None) -> dict[str, Price]:
         text = p.read_text()
         data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
     except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read the price table {p} ({PRICES_ENV}): {e}") from None
+        raise ConfigError(f"cannot read the price table {p} ({SETTING}): {e}") from None
     return {**prices, **parse_prices(data, str(p))}
 
 
@@ -121,8 +119,8 @@ def price_for(model: str, prices: Mapping[str, Price] | None = None) -> Price:
         return prices[max(matches, key=len)]
     if model not in _warned:
         _warned.add(model)
-        log.warning("no price known for model %r; costing it at the '*' entry. Set %s to a price table "
-                    "to fix the cost column and the max_cost_usd limit.", model, PRICES_ENV)
+        log.warning("no price known for model %r; costing it at the '*' entry. Point %s at a price table "
+                    "to fix the cost column and the max_cost_usd limit.", model, SETTING)
     return prices.get("*", DEFAULT_PRICES["*"])
 
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..config import Config
-from ..edits import Edit
+from ..edits import Edit, printable, unencodable
 from .base import Context, Proposal, QueueExhausted
 
 
@@ -62,22 +62,40 @@ class QueueAgent:
         seen: dict[str, int] = {}
         for entry in self.entries():
             if not isinstance(entry, dict):
-                desc = " ".join(str(entry).split())[:200] or "(no description)"
+                desc = printable(" ".join(str(entry).split())[:200]) or "(no description)"
                 seen[desc] = seen.get(desc, 0) + 1
                 if done.count(desc) < seen[desc]:
                     return Proposal(desc, error=f"queued entry {entry!r} is not a table with a description "
                                                 "and edits, file or content")
                 continue
-            desc = str(entry.get("description", "")).strip() or "(no description)"
+            desc = printable(str(entry.get("description", "")).strip()) or "(no description)"
             seen[desc] = seen.get(desc, 0) + 1
             if done.count(desc) >= seen[desc]:
                 continue
+            bad = next(filter(None, map(unencodable, _strings(entry))), None)
+            if bad is not None:  # e.g. "\ud800" in queue.json: no file, commit or store row can hold it
+                return Proposal(desc, error=f"the queued entry holds {bad}, which UTF-8 cannot encode")
             return self._proposal(desc, entry)
         raise QueueExhausted(f"all {sum(seen.values())} queued experiments in {self.path.name} have been proposed")
 
+    def _inside(self, name: str) -> Path | None:
+        """The queued file's path when it lies inside the repo (symlinks resolved), outside git and our data."""
+        root = self.repo.resolve()
+        if Path(name).is_absolute():
+            return None
+        path = (root / name).resolve()
+        if not path.is_relative_to(root):
+            return None
+        if {".git", ".autoresearch"} & set(path.relative_to(root).parts):
+            return None
+        return path
+
     def _proposal(self, desc: str, entry: dict[str, Any]) -> Proposal:
         if "file" in entry:
-            src = (self.repo / str(entry["file"])).resolve()
+            src = self._inside(str(entry["file"]))
+            if src is None:
+                return Proposal(desc, error=f"queued file {entry['file']!r} is not inside the repository (or is in "
+                                            ".git or .autoresearch); a queued file must be a path in the repo")
             if not src.is_file():
                 return Proposal(desc, error=f"queued file {entry['file']!r} does not exist")
             try:
@@ -101,3 +119,17 @@ class QueueAgent:
         if not edits:
             return Proposal(desc, error="the queued experiment has no edits, file or content")
         return Proposal(desc, edits=tuple(edits))
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a parsed entry (keys and values, nested)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+

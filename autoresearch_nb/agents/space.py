@@ -32,6 +32,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+from ..errors import AutoresearchError
+
 _CAPS = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _LR = re.compile(r"(^|_)(LR|LEARNING_RATE)(_|$)")
 _FRACTION = re.compile(r"(RATIO|FRAC|FRACTION|DROPOUT|PROB|BETA\d?|MOMENTUM|EMA|SMOOTHING|ALPHA)(_|$)")
@@ -42,7 +44,7 @@ _RANGE = re.compile(r"#.*?\brange\s*[:=]\s*(.+)$", re.I)
 _FIXED = re.compile(r"#.*\b(fixed|no[- ]?tune|tune\s*:\s*(no|off|false))\b", re.I)
 
 
-class SpaceError(ValueError):
+class SpaceError(AutoresearchError, ValueError):
     """The editable file has no tunable constants, or a value no longer parses."""
 
 

@@ -30,22 +30,20 @@ from __future__ import annotations
 import logging
 import math
 import random
-import re
 import zlib
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..config import Config
 from ..edits import Edit, content_hash
-from ..errors import AgentError
+from ..errors import AgentError, ConfigError
 from ..records import Experiment, Status, is_baseline
 from . import probe as _probe
 from .base import Context, Proposal, QueueExhausted
-from .space import Param, Space, SpaceError, _assignments, discover
+from .space import Param, Space, SpaceError, discover
 
 log = logging.getLogger("autoresearch_nb")
 
-_PAIR = re.compile(r"\b([A-Z][A-Z0-9_]*)\s+(\S+)\s*->\s*([^,;]+)")
 _ATTEMPTS = 40
 # Probes early, then one in four. On the synthetic bowl of benchmarks/tuner_vs_random.py (optimum far from the
 # start in every dial, 20 seeds), a full first pass of probes fell well behind TPE alone after 20 experiments;
@@ -68,9 +66,9 @@ class TunerAgent:
                  sampler: str = "tpe", mode: str = "local", overrides: Mapping[str, Any] | None = None,
                  n_startup_trials: int = 5, probes: bool | None = None) -> None:
         if sampler not in ("tpe", "random"):
-            raise ValueError(f"sampler must be 'tpe' or 'random', not {sampler!r}")
+            raise ConfigError(f"sampler must be 'tpe' or 'random', not {sampler!r}")
         if mode not in ("local", "global"):
-            raise ValueError(f"mode must be 'local' or 'global', not {mode!r}")
+            raise ConfigError(f"mode must be 'local' or 'global', not {mode!r}")
         self.config = config
         self.repo = Path(repo)
         # With no seed given, each run (tag) gets its own search path: two campaigns on the same file
@@ -175,7 +173,7 @@ class TunerAgent:
         for e in history:
             if not e.status.finished or not e.status.ran:
                 continue
-            params = space.encoded(_content_of(e, context, space) or "")
+            params = space.encoded(e.content or "")
             if params is None:
                 log.debug("tuner: experiment %s left out of the study (its constants do not parse)", e.number)
                 continue
@@ -216,7 +214,7 @@ class TunerAgent:
         kept = []
         for e in history:
             if e.status == Status.KEEP:
-                params = space.encoded(_content_of(e, context, space) or "")
+                params = space.encoded(e.content or "")
                 if params is not None:
                     kept.append(params)
         for move in _probe.moves(space, base, self.seed, first=_probe.last_move(kept)):
@@ -261,30 +259,6 @@ def _suggest(trial: Any, p: Param) -> Any:
     if p.kind in ("int", "pow2"):
         return trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
     return trial.suggest_categorical(p.name, list(p.choices))
-
-
-def _content_of(e: Experiment, context: Context, space: Space) -> str | None:
-    """The experiment's file; for old rows without one, the current file with the constants that its
-    diff (``+NAME = value`` lines) or its description (``NAME a -> b``) names."""
-    if e.content:
-        return e.content
-    values: dict[str, Any] = {}
-    for line in (e.diff or "").splitlines():
-        if line.startswith("+") and not line.startswith("+++"):
-            for name, (value, *_rest) in _assignments(line[1:]).items():
-                values[name] = value
-    if not values:
-        for name, _old, new in _PAIR.findall(e.description or ""):
-            found = _assignments(f"{name} = {new.strip()}\n")
-            if name in found:
-                values[name] = found[name][0]
-    values = {n: v for n, v in values.items() if n in space.names}
-    if not values:
-        return None
-    try:
-        return space.render(context.source, values)
-    except SpaceError:
-        return None
 
 
 def _edits(old: str, new: str) -> tuple[Edit, ...]:

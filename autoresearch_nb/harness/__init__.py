@@ -12,7 +12,8 @@ from .constants import FAIL_LOSS
 from .corpus import Corpus, CorpusError, load_corpus, prepare_stdlib
 from .data import Batches, token_stream
 from .evaluate import eval_bytes, evaluate_bpb
-from .report import SUMMARY_KEYS, diverged, fail, parse_summary, peak_memory_mb, progress, report
+from ..protocol import parse_summary
+from .report import SUMMARY_KEYS, diverged, fail, peak_memory_mb, progress, report
 from .runtime import device, device_class, fast_bf16, peak_flops, seed, seq_len, time_budget
 from .tokenizer import get_tokenizer
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import AutoresearchError
 from . import constants as C
 from .runtime import dataset_dir
 
@@ -24,7 +25,7 @@ META = "meta.json"
 _TEST_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 
 
-class CorpusError(RuntimeError):
+class CorpusError(AutoresearchError, RuntimeError):
     """The corpus is missing or unreadable."""
 
 

@@ -17,13 +17,15 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import AutoresearchError
+
 log = logging.getLogger("autoresearch_nb")
 
 CHUNK = 1 << 20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(AutoresearchError, RuntimeError):
     """A file could not be fetched whole and valid. ``url`` says which."""
 
     def __init__(self, message: str, url: str = ""):

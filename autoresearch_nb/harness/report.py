@@ -1,5 +1,5 @@
-"""The run's text protocol: a ``\\r``-redrawn progress line while training, ``FAIL`` on a diverged run, and the
-``---`` summary of ``key: value`` lines that the loop reads.
+"""The run's side of the text protocol (its rules: :mod:`autoresearch_nb.protocol`): a ``\\r``-redrawn progress
+line while training, ``FAIL`` on a diverged run, and the ``---`` summary of ``key: value`` lines the loop reads.
 
     >>> progress(step=10, fraction=0.5, loss=2.1, lr=1e-3, tok_per_s=12000, mfu=20.0, elapsed=60.0)
     >>> report(model, corpus, tokenizer, training_seconds=120.2, num_steps=900, ...)
@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import math
-import re
 import resource
 import sys
 import time
 
 import torch
 
+from ..protocol import FAIL, format_summary
 from . import constants as C
 from .evaluate import eval_bytes, evaluate_bpb
 from .runtime import device_class, peak_flops, seed
@@ -37,7 +37,7 @@ def diverged(loss: float) -> bool:
 def fail(reason: str, code: int = 1):
     """Print ``FAIL`` on its own line (what the loop looks for) and exit non-zero."""
     sys.stdout.write("\n")
-    print("FAIL")
+    print(FAIL)
     print(f"reason: {reason}", flush=True)
     sys.exit(code)
 
@@ -102,26 +102,6 @@ def report(model, corpus, tokenizer, *, training_seconds: float, num_steps: int,
         "eval_bytes": len(eval_bytes(corpus, device)),
         **extra,
     }
-    stream.write("\n---\n")
-    for key, value in summary.items():
-        stream.write(f"{key + ':':<18}{value}\n")
+    stream.write(format_summary(summary))
     stream.flush()
     return summary
-
-
-def parse_summary(text: str) -> dict:
-    """The ``key: value`` lines after the last ``---`` line; numbers become floats."""
-    lines = re.split(r"[\r\n]+", text)
-    if "---" not in lines:
-        return {}
-    start = len(lines) - 1 - lines[::-1].index("---")
-    out = {}
-    for line in lines[start + 1:]:
-        if ":" not in line:
-            continue
-        key, value = (s.strip() for s in line.split(":", 1))
-        try:
-            out[key] = float(value)
-        except ValueError:
-            out[key] = value
-    return out

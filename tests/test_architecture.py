@@ -1,0 +1,190 @@
+# python -m pytest tests/test_architecture.py -q
+"""The package's structure, read from its source with ``ast``: no import cycles, no reaching into another
+object's private members."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "autoresearch_nb"
+# Underscore names that are documented public API of the standard library (os._exit, NamedTuple._replace).
+STDLIB_PUBLIC = {"_exit", "_getframe", "_replace", "_asdict", "_fields", "_field_defaults", "_make"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(tree: ast.AST):
+    """Every import node, at any depth (inside functions too), except under ``if TYPE_CHECKING:``."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.orelse:
+                yield from _imports_of(child)
+            continue
+        yield from _imports_of(node)
+
+
+def _imports_of(node: ast.AST):
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        yield node
+    yield from _imports(node)
+
+
+def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
+    """The package modules that module ``name`` imports (relative imports resolved)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in _imports(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        else:
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - (node.level - 1)]
+                stem = ".".join(base + ([node.module] if node.module else []))
+            else:
+                stem = node.module or ""
+            # `from .pkg import mod` imports the submodule; `from .mod import name` imports mod.
+            targets = [f"{stem}.{alias.name}" if f"{stem}.{alias.name}" in known else stem for alias in node.names]
+        found.update(t for t in targets if t in known and t != name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    return {name: imported_modules(name, path, known) for name, path in mods.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle (as a path that returns to its start) per strongly connected component with more than one
+    module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return [_cycle_in(graph, set(c), c[0]) for c in components]
+
+
+def _cycle_in(graph: dict[str, set[str]], component: set[str], start: str) -> list[str]:
+    """A shortest path start -> ... -> start inside one component (breadth first)."""
+    previous: dict[str, str] = {}
+    queue = [start]
+    while queue:
+        v = queue.pop(0)
+        for w in sorted(graph[v] & component):
+            if w == start:
+                return _unwind(previous, v, start)
+            if w not in previous:
+                previous[w] = v
+                queue.append(w)
+    return [start]
+
+
+def _unwind(previous: dict[str, str], last: str, start: str) -> list[str]:
+    path = [last]
+    while path[-1] != start:
+        path.append(previous[path[-1]])
+    return list(reversed(path)) + [start]
+
+
+def private_accesses(path: Path, root: Path = PACKAGE.parent) -> list[str]:
+    """``file:line  expr._name`` for each access to an underscore member of anything but ``self``/``cls``."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        if node.attr.endswith("_") or node.attr in STDLIB_PUBLIC:  # dunder and protocol (_repr_html_) names
+            continue
+        owner = node.value
+        if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+            continue
+        if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "super":
+            continue
+        out.append((node.lineno, f"{path.relative_to(root)}:{node.lineno}  {ast.unparse(node)}"))
+    return [line for _, line in sorted(out)]
+
+
+# -- the checker on small known cases, so that a pass below means something ------------------------------------
+
+def test_the_walk_sees_function_level_and_relative_imports_but_not_type_checking_ones(tmp_path: Path) -> None:
+    src = ("from __future__ import annotations\nfrom typing import TYPE_CHECKING\nfrom . import b\n"
+           "from .sub import c\nif TYPE_CHECKING:\n    from . import d\nelse:\n    import pkg.e\n"
+           "def f():\n    from .sub.c import thing\n    import pkg.g\n")
+    path = tmp_path / "pkg" / "a.py"
+    path.parent.mkdir()
+    path.write_text(src)
+    known = {"pkg", "pkg.a", "pkg.b", "pkg.sub", "pkg.sub.c", "pkg.d", "pkg.e", "pkg.g"}
+    assert imported_modules("pkg.a", path, known) == {"pkg.b", "pkg.sub.c", "pkg.e", "pkg.g"}
+
+
+def test_cycles_are_found_and_printed_as_a_path() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert cycles(graph) == [["a", "b", "c", "a"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_private_access_finder(tmp_path: Path) -> None:
+    path = tmp_path / "probe.py"
+    path.write_text("class A:\n    def f(self, other):\n        self._a; other._b; super()._c; x.__dict__\n"
+                    "        os._exit(0); self.store._rows; w._repr_html_()\n")
+    found = private_accesses(path, tmp_path)
+    assert found[0].startswith("probe.py:3") and [f.split("  ")[1] for f in found] == ["other._b", "self.store._rows"]
+
+
+# -- the package -------------------------------------------------------------------------------------------------
+
+def test_the_package_has_no_import_cycles() -> None:
+    graph = import_graph()
+    assert len(graph) > 30 and "autoresearch_nb.runner" in graph["autoresearch_nb.executors"]
+    found = cycles(graph)
+    assert not found, "import cycles:\n" + "\n".join(" -> ".join(c) for c in found)
+
+
+def test_no_module_touches_another_objects_private_members() -> None:
+    found = [line for path in modules().values() for line in private_accesses(path)]
+    assert not found, f"{len(found)} accesses to another object's _private members:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("name", ["autoresearch_nb.protocol", "autoresearch_nb.errors", "autoresearch_nb.records"])
+def test_leaf_modules_import_nothing_from_the_package(name: str) -> None:
+    assert import_graph()[name] == set()
