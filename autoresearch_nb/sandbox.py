@@ -23,7 +23,8 @@ What it covers, on Linux with Landlock (kernel 5.13+; rights are masked by the k
   outside the sandbox (ABI >= 6);
 - no privilege gain through setuid binaries (``NO_NEW_PRIVS``); no core dumps; optional ``RLIMIT_AS``
   (``memory_mb``; off by default, as CUDA reserves tens of GB of address space) and ``RLIMIT_FSIZE``
-  (``file_mb``, default 10 GiB: a bigger write kills the run with SIGXFSZ, recorded as a crash).
+  (``file_mb``, default 10 GiB: a bigger write fails with EFBIG, or SIGXFSZ kills a program that
+  does not ignore it: a crash row either way).
 
 What it does not cover: UDP and DNS, Unix sockets reached by path (a Docker socket under a readable root),
 ``/dev/shm`` shared with the user's other processes, reading world-readable files under the readable roots,
