@@ -38,6 +38,7 @@ CACHE_DIRS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_ca
 CACHE_SUFFIXES = (".pyc", ".pyo")
 _MODES = {0o100644, 0o100755, 0o120000}
 _trees: dict[tuple[str, str], dict[str, tuple[int, str]]] = {}  # a commit's tree never changes
+_hashes: dict[str, dict[str, tuple[tuple[int, ...], tuple[int, str]]]] = {}  # run dir -> path -> (stat, entry)
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,9 @@ def _scan(run_dir: Path, links: set[str]) -> tuple[dict[str, tuple[int, str] | N
     cache paths seen. Never follows a symlink; raises OSError on a directory it cannot read."""
     files: dict[str, tuple[int, str] | None] = {}
     caches: list[str] = []
+    memo = _hashes.setdefault(str(run_dir), {})
+    if len(memo) > 100_000:
+        memo.clear()
 
     def fail(error: OSError) -> None:  # a directory the run made unreadable: it differs, whatever it holds
         rel = os.path.relpath(error.filename or ".", run_dir)
@@ -140,6 +144,11 @@ def _scan(run_dir: Path, links: set[str]) -> tuple[dict[str, tuple[int, str] | N
             if stat.S_ISLNK(st.st_mode):
                 files[rel] = (0o120000, _blob_hash(os.fsencode(os.readlink(full))))
             elif stat.S_ISREG(st.st_mode):
+                # ctime cannot be set by a run (utime moves it to now), so an unchanged stat is unchanged content
+                key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+                if memo.get(rel, (None,))[0] == key:
+                    files[rel] = memo[rel][1]
+                    continue
                 try:
                     fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
                 except OSError:
@@ -148,6 +157,7 @@ def _scan(run_dir: Path, links: set[str]) -> tuple[dict[str, tuple[int, str] | N
                 with os.fdopen(fd, "rb") as f:
                     data = f.read()
                 files[rel] = (0o100755 if st.st_mode & 0o111 else 0o100644, _blob_hash(data))
+                memo[rel] = (key, files[rel])
             else:
                 files[rel] = None  # a FIFO, socket or device: never the commit's content
     return files, caches

@@ -3,8 +3,8 @@
     >>> policy = policy_for(run_dir, repo=repo, tmp=tmp_dir, network=False)     # doctest: +SKIP
     >>> argv = wrap(["python", "train.py"], policy)   # Popen(argv, cwd=run_dir, start_new_session=True)  # doctest: +SKIP
 
-``wrap`` returns ``python -I -S .../sandbox.py --policy JSON -- CMD...``: the wrapper (stdlib only, run by path
-so it never pays for importing the package) sets resource limits, ``PR_SET_NO_NEW_PRIVS`` and a Landlock
+``wrap`` returns ``python -I -S -c BOOT DIR FLAGS -- CMD...``: the wrapper (``landlock.py``, stdlib only, imported
+alone so it never pays for importing the package) sets resource limits, ``PR_SET_NO_NEW_PRIVS`` and a Landlock
 ruleset on itself, then ``execvpe``s the command, which inherits them all, as do its children. No
 ``preexec_fn``: the loop has threads, and running Python between fork and exec can deadlock.
 
@@ -35,51 +35,28 @@ loop then still finds violations by comparing the run directory with the commit 
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
-import stat
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-try:
-    from .errors import SandboxError
-except ImportError:  # run by path as the exec wrapper: stdlib only, no package import to pay for
-    class SandboxError(Exception):  # type: ignore[no-redef]
-        pass
+from . import landlock
+from .errors import SandboxError
 
-MODES = ("auto", "landlock", "none")
+MODES = landlock.MODES
 DEFAULT_FILE_MB = 10240
 USAGE = "usage: python -m autoresearch_nb.sandbox --policy JSON -- CMD..."
-
-# Landlock's userspace API (include/uapi/linux/landlock.h). The syscall numbers are the same on every arch.
-_SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446
-_CREATE_RULESET_VERSION = 1
-_RULE_PATH_BENEATH = 1
-_PR_SET_NO_NEW_PRIVS = 38
-EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
-REMOVE_DIR, REMOVE_FILE, MAKE_CHAR, MAKE_DIR = 1 << 4, 1 << 5, 1 << 6, 1 << 7
-MAKE_REG, MAKE_SOCK, MAKE_FIFO, MAKE_BLOCK = 1 << 8, 1 << 9, 1 << 10, 1 << 11
-MAKE_SYM, REFER, TRUNCATE, IOCTL_DEV = 1 << 12, 1 << 13, 1 << 14, 1 << 15
-NET_BIND_TCP, NET_CONNECT_TCP = 1 << 0, 1 << 1
-SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1
-
-READ = EXECUTE | READ_FILE | READ_DIR
-WRITE = (READ | WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_DIR | MAKE_REG | MAKE_SOCK | MAKE_FIFO | MAKE_SYM
-         | REFER | TRUNCATE)  # no MAKE_CHAR/MAKE_BLOCK: device nodes are never a run's business
-DEVICE = READ_FILE | WRITE_FILE | TRUNCATE | IOCTL_DEV
-_FILE_ONLY = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV  # rights a rule on a non-directory may hold
+landlock_abi = landlock.abi
+# Imported rather than run by path, so its byte-code is cached (compiling it each time costs more than the rest).
+_BOOT = "import sys; sys.path[:0] = [sys.argv[1]]; import landlock; sys.exit(landlock.main(sys.argv[2:]))"
 
 # /etc minus what holds secrets; a listed path's parent is opened entry by entry instead of whole.
 _ETC_SECRETS = ("shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d", "ssh", "ssl/private",
                 "security/opasswd", "netrc", "credstore", "credstore.encrypted")
 _SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin", "/opt", "/nix/store", "/proc",
                 "/sys", "/dev")
-# Removed from a run's environment: they would point git at a repository other than the run directory's none.
-_GIT_REDIRECTS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
-                  "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE")
 
 
 @dataclass(frozen=True)
@@ -109,6 +86,21 @@ class Policy:
             if value is not None and not (isinstance(value, int) and value > 0):
                 raise SandboxError(f"{name} must be a positive whole number of MB or None, not {value!r}")
 
+    def to_argv(self) -> list[str]:
+        """The exec wrapper's flags for this policy (see :mod:`autoresearch_nb.landlock`)."""
+        argv = ["--mode", self.mode]
+        for flag, paths in (("--read", self.read), ("--list", self.listable), ("--write", self.write),
+                            ("--device", self.devices)):
+            for path in paths:
+                argv += [flag, path]
+        argv += [] if self.network else ["--no-network"]
+        argv += ["--tmp", self.tmp] if self.tmp else []
+        argv += ["--memory-mb", str(self.memory_mb)] if self.memory_mb else []
+        argv += ["--file-mb", str(self.file_mb)] if self.file_mb else []
+        for key, value in self.env:
+            argv += ["--env", f"{key}={value}"]
+        return argv
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
 
@@ -121,143 +113,11 @@ class Policy:
         return cls(**data)
 
 
-# -- the kernel -------------------------------------------------------------------------------------------
-class _PathBeneath(ctypes.Structure):
-    _pack_ = 1
-    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
-
-
-class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
-                ("scoped", ctypes.c_uint64)]
-
-
-def _libc():
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    return libc
-
-
-def landlock_abi() -> tuple[int, str | None]:
-    """The kernel's Landlock ABI version (0 when there is none) and, when 0, why in one line."""
-    if not sys.platform.startswith("linux"):
-        return 0, f"Landlock is Linux-only (this is {sys.platform})"
-    try:
-        libc = _libc()
-        abi = libc.syscall(ctypes.c_long(_SYS_CREATE_RULESET), None, ctypes.c_size_t(0),
-                           ctypes.c_uint32(_CREATE_RULESET_VERSION))
-    except (OSError, AttributeError) as e:
-        return 0, f"cannot call the kernel from Python here ({e})"
-    if abi > 0:
-        return int(abi), None
-    err = ctypes.get_errno()
-    why = {38: "the kernel has no Landlock (Linux 5.13+ needed) or a seccomp filter blocks it",
-           95: "Landlock is built into the kernel but not enabled (add landlock to the lsm= boot option)",
-           1: "a seccomp filter (container runtime) forbids the Landlock syscalls"}.get(err, os.strerror(err))
-    return 0, f"Landlock unavailable: {why}"
-
-
-def _handled_fs(abi: int) -> int:
-    rights = (1 << 13) - 1
-    if abi >= 2:
-        rights |= REFER
-    if abi >= 3:
-        rights |= TRUNCATE
-    if abi >= 5:
-        rights |= IOCTL_DEV
-    return rights
-
-
-def _landlock(policy: Policy, abi: int) -> None:
-    libc = _libc()
-    handled = _handled_fs(abi)
-    attr = _RulesetAttr(handled, 0, 0)
-    size = 8
-    if abi >= 4:
-        size = 16
-        if not policy.network:
-            attr.handled_access_net = NET_BIND_TCP | NET_CONNECT_TCP  # handled with no rule: all denied
-    if abi >= 6:
-        size = 24
-        attr.scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
-    fd = libc.syscall(ctypes.c_long(_SYS_CREATE_RULESET), ctypes.byref(attr), ctypes.c_size_t(size),
-                      ctypes.c_uint32(0))
-    if fd < 0:
-        raise SandboxError(f"landlock_create_ruleset failed: {os.strerror(ctypes.get_errno())}")
-    try:
-        rules = [(p, READ) for p in _expand_proc(policy.read)] + [(p, READ_DIR) for p in policy.listable]
-        rules += [(p, WRITE) for p in policy.write] + [(p, DEVICE) for p in policy.devices]
-        for path, rights in rules:
-            _add_rule(libc, fd, path, rights & handled)
-        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            raise SandboxError(f"prctl(PR_SET_NO_NEW_PRIVS) failed: {os.strerror(ctypes.get_errno())}")
-        if libc.syscall(ctypes.c_long(_SYS_RESTRICT_SELF), ctypes.c_int(fd), ctypes.c_uint32(0)) != 0:
-            raise SandboxError(f"landlock_restrict_self failed: {os.strerror(ctypes.get_errno())}")
-    finally:
-        os.close(fd)
-
-
-def _expand_proc(paths: tuple[str, ...]) -> list[str]:
-    # Landlock's ptrace scoping does not stop reading /proc/<pid>/environ here (seen on 6.18): other processes'
-    # directories would show the loop's API key. So: /proc's non-process entries and this process's own
-    # directory (this pid is the command's after exec); the command's children cannot read their /proc/self.
-    if "/proc" not in paths:
-        return list(paths)
-    try:
-        names = [n for n in os.listdir("/proc") if not n.isdigit() and n not in ("self", "thread-self")]
-    except OSError:
-        names = []
-    own = [f"/proc/{n}" for n in names] + [f"/proc/{os.getpid()}"]
-    return [q for p in paths for q in (own if p == "/proc" else [p])]
-
-
-def _add_rule(libc, ruleset_fd: int, path: str, rights: int) -> None:
-    try:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-    except OSError:
-        return  # a root that does not exist here (/lib32, no GPU) grants nothing
-    try:
-        if not stat.S_ISDIR(os.fstat(fd).st_mode):
-            rights &= _FILE_ONLY
-        if not rights:
-            return
-        rule = _PathBeneath(rights, fd)
-        if libc.syscall(ctypes.c_long(_SYS_ADD_RULE), ctypes.c_int(ruleset_fd), ctypes.c_int(_RULE_PATH_BENEATH),
-                        ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
-            raise SandboxError(f"landlock_add_rule({path}) failed: {os.strerror(ctypes.get_errno())}")
-    finally:
-        os.close(fd)
-
-
 def restrict(policy: Policy) -> str | None:
     """Apply ``policy`` to this process for good (limits, environment, Landlock). Returns a one-line note when
     the filesystem boundary could not be applied under ``mode="auto"``; raises :class:`SandboxError` when it
     cannot be applied under ``mode="landlock"``."""
-    import resource
-
-    caps = [(resource.RLIMIT_CORE, 0)]
-    if policy.memory_mb:
-        caps.append((resource.RLIMIT_AS, policy.memory_mb << 20))
-    if policy.file_mb:
-        caps.append((resource.RLIMIT_FSIZE, policy.file_mb << 20))
-    for which, value in caps:
-        _, hard = resource.getrlimit(which)
-        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(which, (value, value))
-    for name in _GIT_REDIRECTS:
-        os.environ.pop(name, None)
-    os.environ.update(dict(policy.env))
-    if policy.tmp:
-        os.environ.update(TMPDIR=policy.tmp, TMP=policy.tmp, TEMP=policy.tmp)
-    if policy.mode == "none":
-        return None
-    abi, why = landlock_abi()
-    if abi == 0:
-        if policy.mode == "landlock":
-            raise SandboxError(f"sandbox = 'landlock' but {why}")
-        return f"running without a filesystem boundary: {why}"
-    _landlock(policy, abi)
-    return None
+    return landlock.apply(landlock.parse([*policy.to_argv(), "--", "true"])[0])
 
 
 # -- building a policy (in the loop's process) ------------------------------------------------------------
@@ -367,7 +227,8 @@ def wrap(command: str | list[str], policy: Policy) -> list[str]:
     argv = shlex.split(command) if isinstance(command, str) else list(command)
     if not argv:
         raise SandboxError("nothing to run: the command is empty")
-    return [sys.executable, "-I", "-S", str(Path(__file__).resolve()), "--policy", policy.to_json(), "--", *argv]
+    return [sys.executable, "-I", "-S", "-c", _BOOT, str(Path(landlock.__file__).resolve().parent),
+            *policy.to_argv(), "--", *argv]
 
 
 def describe(policy: Policy) -> str:
@@ -405,28 +266,18 @@ def check_disk(path: str | os.PathLike[str], min_free_mb: int = 1024) -> str | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The exec wrapper: ``--policy JSON -- CMD...``. 2 bad usage, 126 the policy could not be applied,
-    127 the command could not be started; otherwise it becomes the command."""
+    """``python -m autoresearch_nb.sandbox --policy JSON -- CMD...``: the same wrapper, taking a policy as JSON
+    (slower to start than :func:`wrap`'s form, which runs ``landlock.py`` by path)."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) < 4 or argv[0] != "--policy" or argv[2] != "--":
         print(USAGE, file=sys.stderr)
         return 2
-    command = argv[3:]
-    if command[0] in ("python", "python3"):
-        command[0] = sys.executable
     try:
-        note = restrict(Policy.from_json(argv[1]))
-    except (SandboxError, ValueError, TypeError, OSError) as e:
-        print(f"sandbox: {e}", file=sys.stderr)
-        return 126
-    if note:
-        print(f"sandbox: {note}", file=sys.stderr, flush=True)
-    try:
-        os.execvpe(command[0], command, os.environ)
-    except OSError as e:
-        print(f"sandbox: cannot run {command[0]!r}: {e}", file=sys.stderr)
-        return 127
-    return 127  # not reached
+        policy = Policy.from_json(argv[1])
+    except (SandboxError, ValueError, TypeError) as e:
+        print(f"sandbox: bad policy: {e}", file=sys.stderr)
+        return 2
+    return landlock.main([*policy.to_argv(), "--", *argv[3:]])
 
 
 if __name__ == "__main__":

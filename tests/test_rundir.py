@@ -179,3 +179,14 @@ def test_bad_commit_is_a_git_error(repo, first, tmp_path):
     from autoresearch_nb.errors import GitError
     with pytest.raises(GitError):
         R.refresh(repo, "0" * 40, tmp_path / "run")
+
+
+def test_same_size_rewrite_with_forged_mtime_is_still_a_change(repo, first, tmp_path):
+    run = tmp_path / "run"
+    R.refresh(repo, first, run)
+    assert R.changes(repo, first, run) == []       # remembers the files' stat
+    knobs = run / "pkg" / "knobs.py"
+    before = knobs.stat()
+    knobs.write_text("K = 7\n")                    # same size
+    os.utime(knobs, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert R.changes(repo, first, run) == ["pkg/knobs.py"]

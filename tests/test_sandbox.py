@@ -116,6 +116,14 @@ def test_loop_environment_cannot_be_read_through_proc(world, monkeypatch):
     assert r.stdout.split() == ["DENIED", "True"], r.stderr
 
 
+def accept_until_closed(server: socket.socket) -> None:
+    try:
+        while True:
+            server.accept()[0].close()
+    except OSError:
+        pass
+
+
 @landlock
 def test_tcp_connect_is_denied_with_network_off(world):
     if S.landlock_abi()[0] < 4:
@@ -124,7 +132,7 @@ def test_tcp_connect_is_denied_with_network_off(world):
     server.bind(("127.0.0.1", 0))
     server.listen(4)
     port = server.getsockname()[1]
-    threading.Thread(target=lambda: [server.accept() for _ in range(2)], daemon=True).start()
+    threading.Thread(target=accept_until_closed, args=(server,), daemon=True).start()
     code = ("import socket\ntry:\n    socket.create_connection(('127.0.0.1', %d), timeout=10).close(); print('OK')\n"
             "except PermissionError:\n    print('DENIED')\n" % port)
     try:
@@ -173,25 +181,28 @@ def test_bad_settings_are_clear_errors(world):
         S.Policy(mode="strict")
     with pytest.raises(SandboxError, match="memory_mb"):
         S.Policy(memory_mb=-1)
-    r = subprocess.run([sys.executable, str(Path(S.__file__)), "--policy"], capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "autoresearch_nb.sandbox", "--policy"], capture_output=True, text=True,
+                       env=env)
     assert r.returncode == 2 and "usage" in r.stderr
+    r = subprocess.run(S.wrap(["true"], S.Policy(mode="none"))[:6] + ["--mode", "strict", "--", "true"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "bad flag --mode 'strict'" in r.stderr
     r = subprocess.run(S.wrap(["no-such-command-xyz"], S.Policy(mode="none")), capture_output=True, text=True)
     assert r.returncode == 127 and "cannot run 'no-such-command-xyz'" in r.stderr
 
 
 def test_auto_without_landlock_says_so_in_one_line(world):
     # An unknown OS stands in for a kernel without Landlock: the wrapper runs the command and says why.
-    code = ("import runpy, sys; sys.platform = 'darwin'; sys.argv = [sys.argv[1], *sys.argv[2:]]; "
-            "runpy.run_path(sys.argv[0], run_name='__main__')")
-    policy = S.Policy(mode="auto")
-    r = subprocess.run([sys.executable, "-c", code, *S.wrap(["echo", "ran"], policy)[3:]], capture_output=True,
-                       text=True)
+    def as_darwin(argv: list[str]) -> list[str]:
+        assert argv[3] == "-c"
+        return argv[:4] + ["import sys; sys.platform = 'darwin'; " + argv[4]] + argv[5:]
+
+    r = subprocess.run(as_darwin(S.wrap(["echo", "ran"], S.Policy(mode="auto"))), capture_output=True, text=True)
     assert r.stdout.strip() == "ran"
     assert re.fullmatch(r"sandbox: running without a filesystem boundary: Landlock is Linux-only \(this is darwin\)",
                         r.stderr.strip())
-    demanded = S.Policy(mode="landlock").to_json()
-    r = subprocess.run([sys.executable, "-c", code, str(Path(S.__file__)), "--policy", demanded, "--", "echo", "ran"],
-                       capture_output=True, text=True)
+    r = subprocess.run(as_darwin(S.wrap(["echo", "ran"], S.Policy(mode="landlock"))), capture_output=True, text=True)
     assert r.returncode == 126 and "ran" not in r.stdout and "Linux-only" in r.stderr
 
 
@@ -225,3 +236,14 @@ def test_default_train_py_runs_inside_the_sandbox(world):
                        text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert re.search(r"^val_bpb:\s+\d", r.stdout, re.M)
+
+
+def test_module_form_takes_a_json_policy(world):
+    policy = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"], mode="auto", network=False)
+    code = "import os; print(os.environ['TMPDIR'])"
+    r = subprocess.run([sys.executable, "-m", "autoresearch_nb.sandbox", "--policy", policy.to_json(), "--",
+                        "python", "-c", code], cwd=world["run"], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(world["tmp"].resolve())
+    assert S.Policy.from_json(policy.to_json()) == policy
