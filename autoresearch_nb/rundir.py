@@ -2,6 +2,7 @@
 
     >>> path = run_dir_for(repo, tag="nov29", worker=0)            # doctest: +SKIP
     >>> refresh(repo, sha, path, include=("data",))                # only files whose content differs are written
+    >>> tmp_for(path)                                              # its private TMPDIR, emptied by refresh
     >>> changes(repo, sha, path)                                   # after the run: tracked paths it changed
 
 Why outside the checkout (``~/.cache/autoresearch_nb/runs/<repo>-<hash>/<tag>/w<i>``, or ``root=``) rather than
@@ -27,6 +28,7 @@ import os
 import shutil
 import stat
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,12 +184,23 @@ def changes(repo: str | os.PathLike[str], sha: str, run_dir: str | os.PathLike[s
     >>> changes(repo, sha, run_dir)       # doctest: +SKIP
     ['train.py']
     """
-    want = tree(repo, sha)
+    return diff_tree(tree(repo, sha), run_dir, include=include, added=added)
+
+
+def diff_tree(want: Mapping[str, tuple[int, str]], run_dir: str | os.PathLike[str], *,
+              include: tuple[str, ...] = (), added: bool = False) -> list[str]:
+    """:func:`changes` against a :func:`tree` listing shipped from elsewhere (a Ray worker has no repository)."""
     have, _ = _scan(Path(run_dir), _include_links(include))
-    out = [p for p, entry in want.items() if have.get(p) != entry]
+    out = [p for p, entry in want.items() if have.get(p) != tuple(entry)]
     if added:
         out += [p for p in have if p not in want]
     return sorted(out)
+
+
+def tmp_for(run_dir: str | os.PathLike[str]) -> Path:
+    """The run's private temp directory (``TMPDIR``), beside the run directory; emptied by :func:`refresh`."""
+    run = Path(run_dir)
+    return run.parent / f"{run.name}.tmp"
 
 
 def _remove(path: Path) -> None:
@@ -252,6 +265,10 @@ def refresh(repo: str | os.PathLike[str], sha: str, run_dir: str | os.PathLike[s
         raise SandboxError(f"sandbox_include names tracked paths ({', '.join(sorted(tracked))}): they are "
                            "exported with the commit already")
     run.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_for(run)
+    if tmp.exists():
+        _remove(tmp)
+    tmp.mkdir()
     try:
         have, caches = _scan(run, links)
     except OSError:  # a directory the run made unreadable: start from nothing
@@ -284,4 +301,4 @@ def _prune_dirs(run: Path, want: dict[str, tuple[int, str]], links: set[str]) ->
             os.rmdir(top)
 
 
-__all__ = ["Refreshed", "run_dir_for", "refresh", "changes", "tree", "CACHE_DIRS"]
+__all__ = ["Refreshed", "run_dir_for", "tmp_for", "refresh", "changes", "diff_tree", "tree", "CACHE_DIRS"]

@@ -10,7 +10,8 @@ ruleset on itself, then ``execvpe``s the command, which inherits them all, as do
 
 What it covers, on Linux with Landlock (kernel 5.13+; rights are masked by the kernel's ABI version):
 - writes only beneath the writable roots: the run directory, a private temp directory (``TMPDIR``),
-  ``/dev/shm``, ``/dev/null`` and declared caches (dataset/tokenizer, inductor/triton, CUDA compute cache);
+  ``/dev/shm``, ``/dev/null`` and declared caches (the dataset's token and tokenizer caches, inductor/triton,
+  the CUDA compute cache; a run can poison those, the dataset's own files stay read-only);
   a writable root may not hold or lie above the user's checkout or any ``.git`` (refused when the policy is
   built), so the checkout, ``.autoresearch/`` and git stay read-only to a run;
 - reads only beneath the readable roots: system and Python install paths, this package, ``/proc``, ``/sys``,
@@ -173,14 +174,28 @@ def compute_caches(env: dict[str, str] | None = None) -> dict[str, str]:
             "CUDA_CACHE_PATH": env.get("CUDA_CACHE_PATH") or str(home / ".nv" / "ComputeCache")}
 
 
+def dataset_cache(env: dict[str, str] | None = None) -> Path:
+    """The prepared dataset folder a run reads and caches tokens and tokenizers into: the same rule as
+    ``harness.runtime.dataset_dir`` (not imported: the harness package imports torch)."""
+    env = dict(os.environ if env is None else env)
+    if env.get("AUTORESEARCH_DATA", "").strip():
+        return Path(env["AUTORESEARCH_DATA"].strip()).expanduser()
+    root = env.get("AUTORESEARCH_CACHE", "").strip()
+    base = Path(root).expanduser() if root else Path(env.get("HOME") or Path.home()) / ".cache" / "autoresearch_nb"
+    return base / (env.get("AUTORESEARCH_DATASET", "").strip() or "stdlib")
+
+
 def policy_for(run_dir: str | os.PathLike[str], *, repo: str | os.PathLike[str] | None = None,
                tmp: str | os.PathLike[str] | None = None, mode: str = "auto",
-               write: tuple[str, ...] = (), read: tuple[str, ...] = (), caches: tuple[str, ...] = (),
+               write: tuple[str, ...] = (), read: tuple[str, ...] = (), include: tuple[str, ...] = (),
+               caches: tuple[str, ...] = (), data: str | os.PathLike[str] | None = None,
                network: bool = True, compile_caches: bool = True, memory_mb: int | None = None,
                file_mb: int | None = DEFAULT_FILE_MB) -> Policy:
-    """The policy for a run in ``run_dir``: the defaults above plus ``write``/``read`` extras and ``caches``
-    (written, and created if missing). Relative extras are taken from ``repo``. Raises :class:`SandboxError`
-    when a writable path holds or lies above ``repo`` or a ``.git``.
+    """The policy for a run in ``run_dir``: the defaults above plus ``write``/``read`` extras, the ``include``
+    paths (read-only), ``caches`` (written, and created if missing) and ``data``, the prepared dataset
+    (:func:`dataset_cache`: read-only but for its ``tokens/`` and ``tokenizers/`` caches). Relative
+    paths are taken from ``repo``. Raises :class:`SandboxError` when a writable path holds or lies above
+    ``repo``, ``$HOME`` or a ``.git``.
 
     >>> p = policy_for("/tmp/run", repo="/home/me/proj", network=False)        # doctest: +SKIP
     """
@@ -190,12 +205,16 @@ def policy_for(run_dir: str | os.PathLike[str], *, repo: str | os.PathLike[str] 
     base = Path(repo).resolve() if repo is not None else run
     cache_env = compute_caches() if compile_caches else {}
     writable = [run] + ([Path(tmp).resolve()] if tmp else []) + [Path("/dev/shm")]
-    writable += [_resolve(p, base) for p in (*caches, *cache_env.values(), *write)]
+    # The dataset's files stay read-only (a run must not edit val.bin); its token and tokenizer caches are
+    # written by train.py on first use of a tokenizer.
+    data_caches = [str(Path(data) / "tokens"), str(Path(data) / "tokenizers")] if data is not None else []
+    writable += [_resolve(p, base) for p in (*caches, *data_caches, *cache_env.values(), *write)]
     for path in writable:
         _check_writable(path, Path(repo).resolve() if repo is not None else None)
         if path != Path("/dev/shm"):
             path.mkdir(parents=True, exist_ok=True)
-    reads = list(_SYSTEM_READ) + _etc_reads() + _python_reads() + [str(_resolve(p, base)) for p in read]
+    # include: paths the run directory links to (rundir.refresh); the links resolve into the checkout
+    reads = list(_SYSTEM_READ) + _etc_reads() + _python_reads() + [str(_resolve(p, base)) for p in (*read, *include, *([data] if data else []))]
     devices = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"]
     devices += sorted(str(p) for pattern in ("nvidia*", "nvidia-caps/*", "dri/*") for p in Path("/dev").glob(pattern))
     env = dict(cache_env)

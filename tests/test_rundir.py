@@ -190,3 +190,24 @@ def test_same_size_rewrite_with_forged_mtime_is_still_a_change(repo, first, tmp_
     knobs.write_text("K = 7\n")                    # same size
     os.utime(knobs, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert R.changes(repo, first, run) == ["pkg/knobs.py"]
+
+
+def test_refresh_empties_the_private_tmp(repo, first, tmp_path):
+    run = tmp_path / "run"
+    R.refresh(repo, first, run)
+    tmp = R.tmp_for(run)
+    assert tmp.is_dir() and tmp.parent == run.parent
+    (tmp / "leftover").write_text("x")
+    R.refresh(repo, first, run)
+    assert list(tmp.iterdir()) == []
+
+
+def test_diff_tree_works_from_a_shipped_listing(repo, first, tmp_path):
+    # A Ray worker gets the listing (JSON turns its pairs into lists) instead of the repository.
+    import json
+    run = tmp_path / "run"
+    R.refresh(repo, first, run)
+    shipped = json.loads(json.dumps(R.tree(repo, first)))
+    assert R.diff_tree(shipped, run) == []
+    (run / "train.py").write_text("X = 5\n")
+    assert R.diff_tree(shipped, run) == ["train.py"]

@@ -228,7 +228,7 @@ def test_default_train_py_runs_inside_the_sandbox(world):
     corpus = prepare_folder(src, world["tmp_path"] / "corpus")
     (world["run"] / "train.py").write_text((ROOT / "train.py").read_text())
     p = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"], mode="landlock", network=False,
-                     caches=(str(corpus.path),))
+                     data=S.dataset_cache({"AUTORESEARCH_DATA": str(corpus.path)}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
     env.update(AUTORESEARCH_TIME_BUDGET="5", AUTORESEARCH_DATA=str(corpus.path), AUTORESEARCH_DEVICE="cpu",
                AUTORESEARCH_PEAK_FLOPS="1e11", PYTHONPATH=str(ROOT))
@@ -236,6 +236,9 @@ def test_default_train_py_runs_inside_the_sandbox(world):
                        text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert re.search(r"^val_bpb:\s+\d", r.stdout, re.M)
+    assert list((corpus.path / "tokenizers").glob("bpe-2048-*.json"))  # the BPE was trained and cached
+    probe = sandboxed(world, attempt(corpus.path / "val.bin", "r+b"), data=corpus.path)
+    assert probe.stdout.split() == ["DENIED"]  # ... while the validation split stays read-only
 
 
 def test_module_form_takes_a_json_policy(world):
@@ -247,3 +250,20 @@ def test_module_form_takes_a_json_policy(world):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(world["tmp"].resolve())
     assert S.Policy.from_json(policy.to_json()) == policy
+
+
+def test_dataset_cache_follows_the_harness_variables(tmp_path):
+    assert S.dataset_cache({"AUTORESEARCH_DATA": str(tmp_path / "d")}) == tmp_path / "d"
+    assert S.dataset_cache({"AUTORESEARCH_CACHE": str(tmp_path), "AUTORESEARCH_DATASET": "fw"}) == tmp_path / "fw"
+    assert S.dataset_cache({"HOME": str(tmp_path)}) == tmp_path / ".cache" / "autoresearch_nb" / "stdlib"
+
+
+@pytest.mark.parametrize("env", [{"AUTORESEARCH_DATA": "/x/d"}, {"AUTORESEARCH_CACHE": "/c", "AUTORESEARCH_DATASET": "fw"},
+                                 {"AUTORESEARCH_DATASET": "fw"}, {}])
+def test_dataset_cache_agrees_with_the_harness(env, monkeypatch):
+    from autoresearch_nb.harness import runtime
+    for name in ("AUTORESEARCH_DATA", "AUTORESEARCH_CACHE", "AUTORESEARCH_DATASET"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert S.dataset_cache() == runtime.dataset_dir()
