@@ -267,3 +267,37 @@ def test_dataset_cache_agrees_with_the_harness(env, monkeypatch):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert S.dataset_cache() == runtime.dataset_dir()
+
+
+ATTACKS = [  # the faults 1-4, as a run's command would do them
+    "import os; os.remove('.git')",
+    "open('.git', 'w').write('gitdir: /nonexistent\\n')",
+    "import subprocess; subprocess.run('git add -A && git commit -qm x', shell=True)",
+    "import subprocess; subprocess.run(['git', 'reset', '--hard', 'HEAD~1'])",
+    "open('../../../README.md', 'a').write('pwned')",
+    "open('train.py', 'a').write('# edited by the run')",
+]
+
+
+@pytest.mark.parametrize("mode", ["landlock", "none"])
+def test_attacks_from_a_run_dir_leave_the_users_repository_alone(world, mode):
+    from autoresearch_nb import rundir as R
+    if mode == "landlock" and S.landlock_abi()[0] == 0:
+        pytest.skip(S.landlock_abi()[1] or "")
+    repo = world["repo"]
+    (repo / "train.py").write_text("X = 1\n")
+    for args in (["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True)
+    (repo / "README.md").write_text("an uncommitted edit\n")
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    run = R.run_dir_for(repo, "t", 0, root=world["tmp_path"] / "runs")
+    R.refresh(repo, head.strip(), run)
+    policy = S.policy_for(run, repo=repo, tmp=R.tmp_for(run), mode=mode)
+    for code in ATTACKS:
+        subprocess.run(S.wrap(["python", "-c", code], policy), cwd=run, capture_output=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout == head
+    assert (repo / "README.md").read_text() == "an uncommitted edit\n"
+    assert (repo / "train.py").read_text() == "X = 1\n"
+    assert R.changes(repo, head.strip(), run) == ["train.py"]  # the run's own edit is found ...
+    assert R.refresh(repo, head.strip(), run).written == ("train.py",)  # ... and undone before the next run
