@@ -156,10 +156,11 @@ def _resolve(path: str | os.PathLike[str], base: Path) -> Path:
     return (p if p.is_absolute() else base / p).resolve()
 
 
-def compute_caches(env: dict[str, str] | None = None) -> dict[str, str]:
-    """The shared compile caches a CUDA run writes (so it doesn't recompile every time), as the variables
-    that point at them: ``TORCHINDUCTOR_CACHE_DIR``, ``TRITON_CACHE_DIR``, ``CUDA_CACHE_PATH``. Set
-    explicitly, because under a private ``TMPDIR`` inductor would otherwise cache in a directory that goes."""
+def compute_caches(env: dict[str, str] | None = None, gpu: bool | None = None) -> dict[str, str]:
+    """The shared compile caches a run writes (so it doesn't recompile every time), as the variables that
+    point at them: ``TORCHINDUCTOR_CACHE_DIR``, and with a GPU (``gpu=None``: if ``/dev/nvidiactl`` exists)
+    ``TRITON_CACHE_DIR`` and ``CUDA_CACHE_PATH``. Set explicitly, because under a private ``TMPDIR`` inductor
+    would otherwise cache in a directory that goes. A run can poison these for later runs (all sandboxed)."""
     import getpass
     import tempfile
     env = dict(os.environ if env is None else env)
@@ -168,10 +169,12 @@ def compute_caches(env: dict[str, str] | None = None) -> dict[str, str]:
         user = getpass.getuser()
     except Exception:
         user = str(os.getuid())
-    return {"TORCHINDUCTOR_CACHE_DIR": env.get("TORCHINDUCTOR_CACHE_DIR")
-            or str(Path(tempfile.gettempdir()) / f"torchinductor_{user}"),
-            "TRITON_CACHE_DIR": env.get("TRITON_CACHE_DIR") or str(home / ".triton" / "cache"),
-            "CUDA_CACHE_PATH": env.get("CUDA_CACHE_PATH") or str(home / ".nv" / "ComputeCache")}
+    caches = {"TORCHINDUCTOR_CACHE_DIR": env.get("TORCHINDUCTOR_CACHE_DIR")
+              or str(Path(tempfile.gettempdir()) / f"torchinductor_{user}")}
+    if gpu or (gpu is None and Path("/dev/nvidiactl").exists()):  # no GPU: no directories made in $HOME
+        caches["TRITON_CACHE_DIR"] = env.get("TRITON_CACHE_DIR") or str(home / ".triton" / "cache")
+        caches["CUDA_CACHE_PATH"] = env.get("CUDA_CACHE_PATH") or str(home / ".nv" / "ComputeCache")
+    return caches
 
 
 def dataset_cache(env: dict[str, str] | None = None) -> Path:

@@ -8,6 +8,11 @@ On a clone of this repository, each experiment commits a one-line change to trai
 - reference: ``git checkout --detach -f`` of the commit in a worktree + ``git status --porcelain`` (what the
   loop did before).
 Prints medians and p90s in ms and the ratio ours / reference. Goal: ours < 50 ms an experiment.
+
+    python benchmarks/sandbox_cost.py --train-budget 60 [--pairs 2]
+
+also runs the default train.py (CPU, a corpus of this package's sources) inside and outside the sandbox,
+alternating, and prints each val_bpb: the same within noise means the boundary does not change the result.
 """
 from __future__ import annotations
 
@@ -44,7 +49,12 @@ def stats(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=30)
+    parser.add_argument("--train-budget", type=float, default=0, help="also compare train.py's val_bpb (s)")
+    parser.add_argument("--pairs", type=int, default=1)
     args = parser.parse_args()
+    if args.train_budget:
+        compare_val_bpb(args.train_budget, args.pairs)
+        return
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
         repo = tmp / "repo"
@@ -85,6 +95,34 @@ def main() -> None:
         print(f"reference (checkout + status) {stats(refs)}")
         print(f"ratio ours / reference: {statistics.median(total) / statistics.median(refs):.2f}")
         print(f"policy_for (once per worker, not per experiment) {stats(build)}")
+
+
+def compare_val_bpb(budget: float, pairs: int) -> None:
+    import os
+    import re
+    import shutil
+    from autoresearch_nb.harness.corpus import prepare_folder
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(scratch)
+        src = tmp / "src"
+        shutil.copytree(ROOT / "autoresearch_nb", src, ignore=shutil.ignore_patterns("__pycache__"))
+        corpus = prepare_folder(src, tmp / "corpus")
+        run = tmp / "runs" / "w0"
+        run.mkdir(parents=True)
+        (run / "train.py").write_text((ROOT / "train.py").read_text())
+        policy = sandbox.policy_for(run, repo=ROOT, tmp=rundir.tmp_for(run), network=False, data=corpus.path)
+        env = {**os.environ, "AUTORESEARCH_TIME_BUDGET": str(budget), "AUTORESEARCH_DATA": str(corpus.path),
+               "AUTORESEARCH_DEVICE": "cpu", "PYTHONPATH": str(ROOT)}
+        print(sandbox.describe(policy))
+        for i in range(pairs):
+            for name, argv in (("outside", [sys.executable, "train.py"]),
+                               ("inside", sandbox.wrap(["python", "train.py"], policy)))[:: 1 if i % 2 else -1]:
+                rundir.tmp_for(run).mkdir(exist_ok=True)
+                out = subprocess.run(argv, cwd=run, env=env, capture_output=True, text=True)
+                found = re.search(r"^val_bpb:\s+(\S+)", out.stdout, re.M)
+                steps = re.search(r"^num_steps:\s+(\S+)", out.stdout, re.M)
+                print(f"{name:8s} val_bpb {found.group(1) if found else 'FAILED'}  steps "
+                      f"{steps.group(1) if steps else '?'}  (exit {out.returncode})")
 
 
 if __name__ == "__main__":

@@ -301,3 +301,10 @@ def test_attacks_from_a_run_dir_leave_the_users_repository_alone(world, mode):
     assert (repo / "train.py").read_text() == "X = 1\n"
     assert R.changes(repo, head.strip(), run) == ["train.py"]  # the run's own edit is found ...
     assert R.refresh(repo, head.strip(), run).written == ("train.py",)  # ... and undone before the next run
+
+
+def test_compile_caches_point_outside_the_private_tmp(tmp_path):
+    caches = S.compute_caches({"HOME": str(tmp_path)}, gpu=True)
+    assert caches["TRITON_CACHE_DIR"] == str(tmp_path / ".triton" / "cache")
+    assert set(S.compute_caches({"HOME": str(tmp_path)}, gpu=False)) == {"TORCHINDUCTOR_CACHE_DIR"}
+    assert S.compute_caches({"TORCHINDUCTOR_CACHE_DIR": "/x"}, gpu=False)["TORCHINDUCTOR_CACHE_DIR"] == "/x"
