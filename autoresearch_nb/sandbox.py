@@ -56,6 +56,9 @@ _BOOT = "import sys; sys.path[:0] = [sys.argv[1]]; import landlock; sys.exit(lan
 # /etc minus what holds secrets; a listed path's parent is opened entry by entry instead of whole.
 _ETC_SECRETS = ("shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d", "ssh", "ssl/private",
                 "security/opasswd", "netrc", "credstore", "credstore.encrypted")
+# Under $HOME: never readable or writable, whatever sandbox_read / sandbox_write say.
+_HOME_SECRETS = (".ssh", ".aws", ".gnupg", ".netrc", ".docker", ".kube", ".azure", ".config/gcloud",
+                 ".git-credentials", ".pypirc", ".password-store")
 _SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin", "/opt", "/nix/store", "/proc",
                 "/sys", "/dev")
 
@@ -197,8 +200,9 @@ def policy_for(run_dir: str | os.PathLike[str], *, repo: str | os.PathLike[str] 
     """The policy for a run in ``run_dir``: the defaults above plus ``write``/``read`` extras, the ``include``
     paths (read-only), ``caches`` (written, and created if missing) and ``data``, the prepared dataset
     (:func:`dataset_cache`: read-only but for its ``tokens/`` and ``tokenizers/`` caches). Relative
-    paths are taken from ``repo``. Raises :class:`SandboxError` when a writable path holds or lies above
-    ``repo``, ``$HOME`` or a ``.git``.
+    paths are taken from ``repo``; ``PATH`` and ``PYTHONPATH`` directories are readable too. Raises
+    :class:`SandboxError` when a writable path is in or holds ``repo``, holds ``$HOME`` or a ``.git``, or an
+    extra path holds the checkout or is in or holds a secret folder (``~/.ssh``, ``~/.aws``...).
 
     >>> p = policy_for("/tmp/run", repo="/home/me/proj", network=False)        # doctest: +SKIP
     """
@@ -217,7 +221,10 @@ def policy_for(run_dir: str | os.PathLike[str], *, repo: str | os.PathLike[str] 
         if path != Path("/dev/shm"):
             path.mkdir(parents=True, exist_ok=True)
     # include: paths the run directory links to (rundir.refresh); the links resolve into the checkout
-    reads = list(_SYSTEM_READ) + _etc_reads() + _python_reads() + [str(_resolve(p, base)) for p in (*read, *include, *([data] if data else []))]
+    extra = [_resolve(p, base) for p in (*read, *include, *([data] if data else []))]
+    for path in extra:
+        _check_readable(path, Path(repo).resolve() if repo is not None else None)
+    reads = list(_SYSTEM_READ) + _etc_reads() + _python_reads() + _search_path_reads(base) + list(map(str, extra))
     devices = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"]
     devices += sorted(str(p) for pattern in ("nvidia*", "nvidia-caps/*", "dri/*") for p in Path("/dev").glob(pattern))
     env = dict(cache_env)
@@ -228,7 +235,36 @@ def policy_for(run_dir: str | os.PathLike[str], *, repo: str | os.PathLike[str] 
                   file_mb=file_mb, env=tuple(sorted(env.items())))
 
 
+def _check_readable(path: Path, repo: Path | None) -> None:
+    if repo is not None and _within(repo, path):
+        raise SandboxError(f"a run may not read {path}: it holds the checkout {repo} (name the folders it needs)")
+    home = Path.home().resolve()
+    for name in _HOME_SECRETS:
+        secret = home / name
+        if _within(path, secret) or _within(secret, path):
+            raise SandboxError(f"a run may not read or write {path}: it {'is in' if _within(path, secret) else 'holds'}"
+                               f" {secret}")
+
+
+def _search_path_reads(repo: Path) -> list[str]:
+    # Directories on PATH and PYTHONPATH hold what a command runs and imports (a user's ~/.local/bin, a
+    # project on PYTHONPATH); not the checkout, nor anything holding $HOME or a secret folder.
+    out = []
+    for raw in (*os.environ.get("PATH", "").split(os.pathsep), *os.environ.get("PYTHONPATH", "").split(os.pathsep)):
+        if not raw or not os.path.isabs(raw) or not os.path.isdir(raw):
+            continue
+        path = Path(raw).resolve()
+        try:
+            _check_readable(path, repo)
+        except SandboxError:
+            continue
+        if not (_within(path, repo) or _within(Path.home().resolve(), path)):
+            out.append(str(path))
+    return out
+
+
 def _check_writable(path: Path, repo: Path | None) -> None:
+    _check_readable(path, repo)
     if repo is not None and (_within(path, repo) or _within(repo, path)):
         raise SandboxError(f"a run may not write {path}: it {'is inside' if _within(path, repo) else 'holds'} "
                            f"the checkout {repo}")

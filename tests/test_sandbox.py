@@ -308,3 +308,26 @@ def test_compile_caches_point_outside_the_private_tmp(tmp_path):
     assert caches["TRITON_CACHE_DIR"] == str(tmp_path / ".triton" / "cache")
     assert set(S.compute_caches({"HOME": str(tmp_path)}, gpu=False)) == {"TORCHINDUCTOR_CACHE_DIR"}
     assert S.compute_caches({"TORCHINDUCTOR_CACHE_DIR": "/x"}, gpu=False)["TORCHINDUCTOR_CACHE_DIR"] == "/x"
+
+
+def test_extras_may_not_expose_secret_folders_or_the_whole_checkout(world):
+    for bad in ("~/.ssh", "~", str(world["home"] / ".aws" / "credentials")):
+        with pytest.raises(SandboxError, match=r"\.ssh|\.aws"):
+            S.policy_for(world["run"], repo=world["repo"], read=(bad,))
+    with pytest.raises(SandboxError, match="holds the checkout"):
+        S.policy_for(world["run"], repo=world["repo"], read=(".",))
+    (world["repo"] / "data").mkdir()
+    assert str(world["repo"] / "data") in S.policy_for(world["run"], repo=world["repo"], read=("data",)).read
+
+
+@landlock
+def test_path_directories_are_readable_but_home_stays_closed(world, monkeypatch):
+    tools = world["tmp_path"] / "tools"
+    tools.mkdir()
+    (tools / "hello").write_text("#!/bin/sh\necho hello from a PATH tool\n")
+    (tools / "hello").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{world['home']}:{os.environ['PATH']}")
+    p = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"], mode="landlock")
+    assert str(world["home"]) not in p.read
+    r = subprocess.run(S.wrap(["hello"], p), cwd=world["run"], capture_output=True, text=True)
+    assert r.stdout.strip() == "hello from a PATH tool", r.stderr
