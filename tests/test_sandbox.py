@@ -338,7 +338,7 @@ def test_restrict_applies_the_policy_in_process(world):
     # For a Python caller that forks its own worker: the same policy, applied without the exec wrapper.
     policy = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"], mode="landlock")
     code = ("import sys; from autoresearch_nb import sandbox as S\n"
-            f"assert S.restrict(S.Policy.from_json(sys.argv[1])) is None\n"
+            "assert S.restrict(S.Policy.from_json(sys.argv[1])) is None\n"
             + attempt(world["home"] / "x") + attempt(world["run"] / "y"))
     r = subprocess.run([sys.executable, "-c", code, policy.to_json()], cwd=world["run"], capture_output=True,
                        text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
