@@ -1,9 +1,9 @@
 """Run directories: a plain export of an experiment's commit, with no ``.git``, outside the user's checkout.
 
     >>> path = run_dir_for(repo, tag="nov29", worker=0)            # doctest: +SKIP
-    >>> refresh(repo, sha, path, include=("data",))   # doctest: +SKIP  (writes only files whose content differs)
-    >>> tmp_for(path)                                 # doctest: +SKIP  (its private TMPDIR, emptied by refresh)
-    >>> changes(repo, sha, path)                      # doctest: +SKIP  (after the run: tracked paths it changed)
+    >>> refresh(repo, sha, path, include=("data",))   # writes only what differs  # doctest: +SKIP
+    >>> tmp_for(path)                      # its private TMPDIR, emptied by refresh  # doctest: +SKIP
+    >>> changes(repo, sha, path)           # after the run: tracked paths it changed  # doctest: +SKIP
 
 Why outside the checkout (``~/.cache/autoresearch_nb/runs/<repo>-<hash>/<tag>/w<i>``, or ``root=``) rather than
 under ``.autoresearch/``: nothing a run does by relative path (``../../README.md``) lands in the checkout or the
