@@ -343,3 +343,22 @@ def test_restrict_applies_the_policy_in_process(world):
     r = subprocess.run([sys.executable, "-c", code, policy.to_json()], cwd=world["run"], capture_output=True,
                        text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.stdout.split() == ["DENIED", "OK"], r.stderr
+
+
+def test_the_runner_reads_and_kills_a_wrapped_run(world):
+    # exec keeps the pid: the runner's process group kill and its summary parsing work through the wrapper.
+    from autoresearch_nb.runner import run_command
+    policy = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"])
+    code = "print('step 1 | loss: 2.0'); print('---'); print('score: 1.5')"
+    done = run_command(S.wrap(["python", "-c", code], policy), world["run"], world["tmp_path"] / "a.log", timeout_s=60)
+    assert done.exit_code == 0 and done.summary["score"] == 1.5 and done.points[0].loss == 2.0
+    slow = ("import subprocess, time; p = subprocess.Popen(['sleep', '30']); open('child', 'w').write(str(p.pid)); "
+            "time.sleep(30)")
+    killed = run_command(S.wrap(["python", "-c", slow], policy), world["run"], world["tmp_path"] / "b.log",
+                         timeout_s=2)
+    assert killed.timed_out
+    child = int((world["run"] / "child").read_text())
+    try:  # gone, or a zombie waiting for init to reap it
+        assert Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        pass
