@@ -36,3 +36,8 @@ class BudgetExceeded(AutoresearchError):
 class StateError(AutoresearchError):
     """A verb was called in an order that cannot work (running what was never proposed, proposing before the
     baseline). A verb already applied to an experiment is not an error: it returns the stored state."""
+
+
+class SandboxError(AutoresearchError):
+    """The sandbox cannot be set up as configured (a writable path over the checkout, Landlock demanded where
+    the kernel has none)."""

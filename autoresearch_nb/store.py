@@ -47,6 +47,11 @@ class Store:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        file, wal = Path(self.path), Path(self.path + "-wal")
+        if self.path != ":memory:" and file.is_file() and file.stat().st_size == 0 and not (
+                wal.is_file() and wal.stat().st_size > 0):  # SQLite would take an emptied store for a new one
+            raise StoreError(f"{self.path} is empty (0 bytes): the store was truncated or replaced. Move it aside "
+                             "to start afresh; nothing has been changed")
         try:
             self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
             self.db.row_factory = sqlite3.Row

@@ -243,3 +243,23 @@ def test_a_directory_in_place_of_the_file_is_a_store_error(tmp_path: Path) -> No
     (tmp_path / "store.db").mkdir()
     with pytest.raises(StoreError, match="store.db is not a readable experiment store"):
         Store(tmp_path / "store.db")
+
+
+def test_an_empty_store_file_is_a_clear_error_not_a_new_run(tmp_path: Path) -> None:
+    # Fault 10: a zero-byte store was taken for a new run; the reopen restarted at #0 and overwrote its refs.
+    root = tmp_path / "r"
+    root.mkdir()
+    for args in (["init", "-q"], ["config", "user.email", "t@e"], ["config", "user.name", "t"]):
+        subprocess.run(["git", *args], cwd=root, check=True)
+    (root / "train.py").write_text('X = 1\nprint("---")\nprint(f"score: {X}")\n')
+    subprocess.run(["git", "add", "."], cwd=root, check=True)
+    subprocess.run(["git", "commit", "-qm", "init"], cwd=root, check=True)
+    (root / ".autoresearch").mkdir()
+    (root / ".autoresearch" / "store.db").write_bytes(b"")
+    refs_before = subprocess.run(["git", "for-each-ref"], cwd=root, capture_output=True, text=True).stdout
+    r = subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "a", "--repo", str(root),
+                        "--agent", "queue", "--metric", "score", "--time-budget", "5"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1 and "is empty (0 bytes)" in r.stderr and "Traceback" not in r.stderr
+    assert (root / ".autoresearch" / "store.db").stat().st_size == 0
+    assert subprocess.run(["git", "for-each-ref"], cwd=root, capture_output=True, text=True).stdout == refs_before

@@ -128,10 +128,19 @@ def tokenizer_of(path: str) -> str:
     tree = ast.parse(Path(path).read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "TOKENIZER" for t in node.targets):
-            expr = ast.Expression(node.value)
-            value = eval(compile(expr, path, "eval"), {"__builtins__": {}},
-                         {"CUDA": device_class(device()) == "cuda"})
-            return str(value)
+            value = node.value
+            # Agent-written code: never eval it. Only `A if CUDA else B` (or `not CUDA`) over literals.
+            if isinstance(value, ast.IfExp):
+                test, cuda = value.test, device_class(device()) == "cuda"
+                if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+                    test, cuda = test.operand, not cuda
+                if not (isinstance(test, ast.Name) and test.id == "CUDA"):
+                    raise ValueError(f"{path}: TOKENIZER may only switch on CUDA")
+                value = value.body if cuda else value.orelse
+            try:
+                return str(ast.literal_eval(value))
+            except ValueError:
+                raise ValueError(f"{path}: TOKENIZER must be a literal, not {ast.unparse(value)[:80]}") from None
     return "byte"
 
 

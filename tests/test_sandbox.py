@@ -1,0 +1,364 @@
+# Run: python -m pytest tests/test_sandbox.py -q
+"""The sandbox's promises, one per test, each through the real exec wrapper in a real subprocess."""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from autoresearch_nb import sandbox as S
+from autoresearch_nb.errors import SandboxError
+
+ROOT = Path(__file__).resolve().parents[1]
+landlock = pytest.mark.skipif(S.landlock_abi()[0] == 0, reason=S.landlock_abi()[1] or "")
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    """A user's checkout with a .git and a .env, a fake $HOME with an ssh key, a run dir and a private tmp."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY\n")
+    monkeypatch.setenv("HOME", str(home))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "README.md").write_text("mine\n")
+    (repo / ".env").write_text("DATABASE_URL=postgres://u:p@h/db\n")
+    run, tmp = tmp_path / "runs" / "w0", tmp_path / "runs" / "w0.tmp"
+    run.mkdir(parents=True)
+    tmp.mkdir()
+    return {"home": home, "repo": repo, "run": run, "tmp": tmp, "tmp_path": tmp_path}
+
+
+def sandboxed(world, code: str, network: bool = True, **policy) -> subprocess.CompletedProcess:
+    p = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"], network=network, mode="landlock",
+                     **policy)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(S.wrap(["python", "-c", code], p), cwd=world["run"], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def attempt(path: Path | str, how: str = "w") -> str:
+    """Code that tries to open ``path`` and prints OK or DENIED."""
+    return (f"try:\n    open({str(path)!r}, {how!r}).close(); print('OK')\n"
+            f"except PermissionError:\n    print('DENIED')\n")
+
+
+@landlock
+def test_run_dir_is_writable(world):
+    r = sandboxed(world, "open('out.txt', 'w').write('x'); print(open('out.txt').read())")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "x" and (world["run"] / "out.txt").read_text() == "x"
+
+
+@landlock
+def test_writing_into_the_checkout_is_blocked(world):
+    r = sandboxed(world, attempt(world["repo"] / "README.md", "a") + attempt(world["repo"] / "new.txt"))
+    assert r.stdout.split() == ["DENIED", "DENIED"], r.stderr
+    assert (world["repo"] / "README.md").read_text() == "mine\n" and not (world["repo"] / "new.txt").exists()
+
+
+@landlock
+def test_writing_into_git_is_blocked(world):
+    r = sandboxed(world, attempt(world["repo"] / ".git" / "config", "a")
+                  + f"import os\ntry:\n    os.remove({str(world['repo'] / '.git' / 'HEAD')!r}); print('OK')\n"
+                    "except PermissionError:\n    print('DENIED')\n")
+    assert r.stdout.split() == ["DENIED", "DENIED"], r.stderr
+    assert (world["repo"] / ".git" / "HEAD").exists()
+
+
+@landlock
+def test_writing_into_home_is_blocked(world):
+    r = sandboxed(world, attempt(world["home"] / "dropped.txt") + attempt(world["home"] / ".ssh" / "authorized_keys"))
+    assert r.stdout.split() == ["DENIED", "DENIED"], r.stderr
+    assert not (world["home"] / "dropped.txt").exists()
+
+
+@landlock
+def test_reading_secrets_and_the_checkout_is_blocked(world):
+    targets = [world["home"] / ".ssh" / "id_ed25519", world["repo"] / ".env", world["repo"] / "README.md"]
+    r = sandboxed(world, "".join(attempt(t, "r") for t in targets))
+    assert r.stdout.split() == ["DENIED"] * 3, r.stderr
+
+
+@landlock
+def test_declared_reads_and_writes_are_allowed(world):
+    data = world["tmp_path"] / "data"
+    data.mkdir()
+    (data / "holdout.txt").write_text("d")
+    cache = world["tmp_path"] / "cache"
+    r = sandboxed(world, attempt(data / "holdout.txt", "r") + attempt(data / "x", "w") + attempt(cache / "tok", "w"),
+                  read=(str(data),), caches=(str(cache),))
+    assert r.stdout.split() == ["OK", "DENIED", "OK"], r.stderr
+
+
+@landlock
+def test_private_tmp_is_the_temp_dir_and_writable(world):
+    r = sandboxed(world, "import tempfile\nfd, p = tempfile.mkstemp(); print(p)\n" + attempt("/tmp/escape.txt"))
+    lines = r.stdout.split()
+    assert r.returncode == 0, r.stderr
+    assert Path(lines[0]).parent == world["tmp"].resolve() and lines[1] == "DENIED"
+
+
+@landlock
+def test_loop_environment_cannot_be_read_through_proc(world, monkeypatch):
+    monkeypatch.setenv("SANDBOX_TEST_MARK", "visible-only-outside")
+    code = ("import os\ntry:\n    print(open(f'/proc/{os.getppid()}/environ').read().count('visible-only'))\n"
+            "except PermissionError:\n    print('DENIED')\nprint(len(open('/proc/self/status').read()) > 0)\n")
+    r = sandboxed(world, code)
+    assert r.stdout.split() == ["DENIED", "True"], r.stderr
+
+
+def accept_until_closed(server: socket.socket) -> None:
+    try:
+        while True:
+            server.accept()[0].close()
+    except OSError:
+        pass
+
+
+@landlock
+def test_tcp_connect_is_denied_with_network_off(world):
+    if S.landlock_abi()[0] < 4:
+        pytest.skip("TCP rules need Landlock ABI 4")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+    threading.Thread(target=accept_until_closed, args=(server,), daemon=True).start()
+    code = ("import socket\ntry:\n    socket.create_connection(('127.0.0.1', %d), timeout=10).close(); print('OK')\n"
+            "except PermissionError:\n    print('DENIED')\n" % port)
+    try:
+        assert sandboxed(world, code, network=False).stdout.split() == ["DENIED"]
+        assert sandboxed(world, code, network=True).stdout.split() == ["OK"]  # the same code can connect
+    finally:
+        server.close()
+
+
+def test_file_size_cap_kills_a_run_that_writes_too_much(world):
+    p = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"], mode="none", file_mb=1)
+    code = "open('big', 'wb').write(b'x' * (2 << 20))"
+    r = subprocess.run(S.wrap(["python", "-c", code], p), cwd=world["run"], capture_output=True)
+    assert r.returncode != 0 and (world["run"] / "big").stat().st_size <= 1 << 20
+
+
+def test_memory_cap_fails_a_large_allocation(world):
+    p = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"], mode="none", memory_mb=512)
+    r = subprocess.run(S.wrap(["python", "-c", "b = bytearray(1 << 30)"], p), cwd=world["run"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "MemoryError" in r.stderr
+
+
+def test_git_in_the_run_dir_cannot_reach_an_enclosing_repository(world):
+    # A run directory inside some repository (a $HOME kept in git): git must not find that repository.
+    outer = world["tmp_path"]
+    subprocess.run(["git", "init", "-q", str(outer)], check=True)
+    p = S.policy_for(world["run"], tmp=world["tmp"], mode="none")
+    r = subprocess.run(S.wrap(["git", "rev-parse", "--show-toplevel"], p), cwd=world["run"], capture_output=True,
+                       text=True, env={**os.environ, "GIT_DIR": str(outer / ".git")})
+    assert r.returncode != 0 and "not a git repository" in r.stderr
+
+
+def test_writable_paths_over_the_checkout_or_git_or_home_are_refused(world):
+    for bad in (world["repo"], world["repo"] / "sub", world["repo"].parent, world["home"]):
+        with pytest.raises(SandboxError):
+            S.policy_for(world["run"], repo=world["repo"], write=(str(bad),))
+    other = world["tmp_path"] / "other"
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    with pytest.raises(SandboxError, match=r"\.git"):
+        S.policy_for(world["run"], repo=world["repo"], write=(str(other),))
+
+
+def test_bad_settings_are_clear_errors(world):
+    with pytest.raises(SandboxError, match="sandbox must be one of"):
+        S.Policy(mode="strict")
+    with pytest.raises(SandboxError, match="memory_mb"):
+        S.Policy(memory_mb=-1)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "autoresearch_nb.sandbox", "--policy"], capture_output=True, text=True,
+                       env=env)
+    assert r.returncode == 2 and "usage" in r.stderr
+    r = subprocess.run(S.wrap(["true"], S.Policy(mode="none"))[:6] + ["--mode", "strict", "--", "true"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "bad flag --mode 'strict'" in r.stderr
+    r = subprocess.run(S.wrap(["no-such-command-xyz"], S.Policy(mode="none")), capture_output=True, text=True)
+    assert r.returncode == 127 and "cannot run 'no-such-command-xyz'" in r.stderr
+
+
+def test_auto_without_landlock_says_so_in_one_line(world):
+    # An unknown OS stands in for a kernel without Landlock: the wrapper runs the command and says why.
+    def as_darwin(argv: list[str]) -> list[str]:
+        assert argv[3] == "-c"
+        return argv[:4] + ["import sys; sys.platform = 'darwin'; " + argv[4]] + argv[5:]
+
+    r = subprocess.run(as_darwin(S.wrap(["echo", "ran"], S.Policy(mode="auto"))), capture_output=True, text=True)
+    assert r.stdout.strip() == "ran"
+    assert re.fullmatch(r"sandbox: running without a filesystem boundary: Landlock is Linux-only \(this is darwin\)",
+                        r.stderr.strip())
+    r = subprocess.run(as_darwin(S.wrap(["echo", "ran"], S.Policy(mode="landlock"))), capture_output=True, text=True)
+    assert r.returncode == 126 and "ran" not in r.stdout and "Linux-only" in r.stderr
+
+
+def test_describe_is_one_line_for_every_mode(world):
+    for mode in S.MODES:
+        line = S.describe(S.policy_for(world["run"], repo=world["repo"], mode=mode, compile_caches=False))
+        assert "\n" not in line and line.startswith("sandbox")
+
+
+def test_check_disk_reports_too_little_free_space(tmp_path):
+    assert S.check_disk(tmp_path, min_free_mb=0) is None
+    reason = S.check_disk(tmp_path, min_free_mb=1 << 40)
+    assert reason and "MB free" in reason and "\n" not in reason
+
+
+@landlock
+def test_default_train_py_runs_inside_the_sandbox(world):
+    from autoresearch_nb.harness.corpus import prepare_folder
+    src = world["tmp_path"] / "src"
+    src.mkdir()
+    for i in range(12):
+        (src / f"mod{i}.py").write_text(f"def function_{i}(value):\n    return value + {i}\n\n" * 60)
+    corpus = prepare_folder(src, world["tmp_path"] / "corpus")
+    (world["run"] / "train.py").write_text((ROOT / "train.py").read_text())
+    p = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"], mode="landlock", network=False,
+                     data=S.dataset_cache({"AUTORESEARCH_DATA": str(corpus.path)}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    env.update(AUTORESEARCH_TIME_BUDGET="5", AUTORESEARCH_DATA=str(corpus.path), AUTORESEARCH_DEVICE="cpu",
+               AUTORESEARCH_PEAK_FLOPS="1e11", PYTHONPATH=str(ROOT))
+    r = subprocess.run(S.wrap(["python", "train.py"], p), cwd=world["run"], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert re.search(r"^val_bpb:\s+\d", r.stdout, re.M)
+    assert list((corpus.path / "tokenizers").glob("bpe-2048-*.json"))  # the BPE was trained and cached
+    probe = sandboxed(world, attempt(corpus.path / "val.bin", "r+b"), data=corpus.path)
+    assert probe.stdout.split() == ["DENIED"]  # ... while the validation split stays read-only
+
+
+def test_module_form_takes_a_json_policy(world):
+    policy = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"], mode="auto", network=False)
+    code = "import os; print(os.environ['TMPDIR'])"
+    r = subprocess.run([sys.executable, "-m", "autoresearch_nb.sandbox", "--policy", policy.to_json(), "--",
+                        "python", "-c", code], cwd=world["run"], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(world["tmp"].resolve())
+    assert S.Policy.from_json(policy.to_json()) == policy
+
+
+def test_dataset_cache_follows_the_harness_variables(tmp_path):
+    assert S.dataset_cache({"AUTORESEARCH_DATA": str(tmp_path / "d")}) == tmp_path / "d"
+    assert S.dataset_cache({"AUTORESEARCH_CACHE": str(tmp_path), "AUTORESEARCH_DATASET": "fw"}) == tmp_path / "fw"
+    assert S.dataset_cache({"HOME": str(tmp_path)}) == tmp_path / ".cache" / "autoresearch_nb" / "stdlib"
+
+
+@pytest.mark.parametrize("env", [{"AUTORESEARCH_DATA": "/x/d"}, {"AUTORESEARCH_CACHE": "/c", "AUTORESEARCH_DATASET": "fw"},
+                                 {"AUTORESEARCH_DATASET": "fw"}, {}])
+def test_dataset_cache_agrees_with_the_harness(env, monkeypatch):
+    from autoresearch_nb.harness import runtime
+    for name in ("AUTORESEARCH_DATA", "AUTORESEARCH_CACHE", "AUTORESEARCH_DATASET"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert S.dataset_cache() == runtime.dataset_dir()
+
+
+ATTACKS = [  # the issue's faults 1-4, as a run's command would do them
+    "import os; os.remove('.git')",
+    "open('.git', 'w').write('gitdir: /nonexistent\\n')",
+    "import subprocess; subprocess.run('git add -A && git commit -qm x', shell=True)",
+    "import subprocess; subprocess.run(['git', 'reset', '--hard', 'HEAD~1'])",
+    "open('../../../README.md', 'a').write('pwned')",
+    "open('train.py', 'a').write('# edited by the run')",
+]
+
+
+@pytest.mark.parametrize("mode", ["landlock", "none"])
+def test_attacks_from_a_run_dir_leave_the_users_repository_alone(world, mode):
+    from autoresearch_nb import rundir as R
+    if mode == "landlock" and S.landlock_abi()[0] == 0:
+        pytest.skip(S.landlock_abi()[1] or "")
+    repo = world["repo"]
+    (repo / "train.py").write_text("X = 1\n")
+    for args in (["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True)
+    (repo / "README.md").write_text("an uncommitted edit\n")
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    run = R.run_dir_for(repo, "t", 0, root=world["tmp_path"] / "runs")
+    R.refresh(repo, head.strip(), run)
+    policy = S.policy_for(run, repo=repo, tmp=R.tmp_for(run), mode=mode)
+    for code in ATTACKS:
+        subprocess.run(S.wrap(["python", "-c", code], policy), cwd=run, capture_output=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout == head
+    assert (repo / "README.md").read_text() == "an uncommitted edit\n"
+    assert (repo / "train.py").read_text() == "X = 1\n"
+    assert R.changes(repo, head.strip(), run) == ["train.py"]  # the run's own edit is found ...
+    assert R.refresh(repo, head.strip(), run).written == ("train.py",)  # ... and undone before the next run
+
+
+def test_compile_caches_point_outside_the_private_tmp(tmp_path):
+    caches = S.compute_caches({"HOME": str(tmp_path)}, gpu=True)
+    assert caches["TRITON_CACHE_DIR"] == str(tmp_path / ".triton" / "cache")
+    assert set(S.compute_caches({"HOME": str(tmp_path)}, gpu=False)) == {"TORCHINDUCTOR_CACHE_DIR"}
+    assert S.compute_caches({"TORCHINDUCTOR_CACHE_DIR": "/x"}, gpu=False)["TORCHINDUCTOR_CACHE_DIR"] == "/x"
+
+
+def test_extras_may_not_expose_secret_folders_or_the_whole_checkout(world):
+    for bad in ("~/.ssh", "~", str(world["home"] / ".aws" / "credentials")):
+        with pytest.raises(SandboxError, match=r"\.ssh|\.aws"):
+            S.policy_for(world["run"], repo=world["repo"], read=(bad,))
+    with pytest.raises(SandboxError, match="holds the checkout"):
+        S.policy_for(world["run"], repo=world["repo"], read=(".",))
+    (world["repo"] / "data").mkdir()
+    assert str(world["repo"] / "data") in S.policy_for(world["run"], repo=world["repo"], read=("data",)).read
+
+
+@landlock
+def test_path_directories_are_readable_but_home_stays_closed(world, monkeypatch):
+    tools = world["tmp_path"] / "tools"
+    tools.mkdir()
+    (tools / "hello").write_text("#!/bin/sh\necho hello from a PATH tool\n")
+    (tools / "hello").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{world['home']}:{os.environ['PATH']}")
+    p = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"], mode="landlock")
+    assert str(world["home"]) not in p.read
+    r = subprocess.run(S.wrap(["hello"], p), cwd=world["run"], capture_output=True, text=True)
+    assert r.stdout.strip() == "hello from a PATH tool", r.stderr
+
+
+@landlock
+def test_restrict_applies_the_policy_in_process(world):
+    # For a Python caller that forks its own worker: the same policy, applied without the exec wrapper.
+    policy = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"], mode="landlock")
+    code = ("import sys; from autoresearch_nb import sandbox as S\n"
+            "assert S.restrict(S.Policy.from_json(sys.argv[1])) is None\n"
+            + attempt(world["home"] / "x") + attempt(world["run"] / "y"))
+    r = subprocess.run([sys.executable, "-c", code, policy.to_json()], cwd=world["run"], capture_output=True,
+                       text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.stdout.split() == ["DENIED", "OK"], r.stderr
+
+
+def test_the_runner_reads_and_kills_a_wrapped_run(world):
+    # exec keeps the pid: the runner's process group kill and its summary parsing work through the wrapper.
+    from autoresearch_nb.runner import run_command
+    policy = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"])
+    code = "print('step 1 | loss: 2.0'); print('---'); print('score: 1.5')"
+    done = run_command(S.wrap(["python", "-c", code], policy), world["run"], world["tmp_path"] / "a.log", timeout_s=60)
+    assert done.exit_code == 0 and done.summary["score"] == 1.5 and done.points[0].loss == 2.0
+    slow = ("import subprocess, time; p = subprocess.Popen(['sleep', '30']); open('child', 'w').write(str(p.pid)); "
+            "time.sleep(30)")
+    killed = run_command(S.wrap(["python", "-c", slow], policy), world["run"], world["tmp_path"] / "b.log",
+                         timeout_s=2)
+    assert killed.timed_out
+    child = int((world["run"] / "child").read_text())
+    try:  # gone, or a zombie waiting for init to reap it
+        assert Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        pass
