@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="list runs with their best metric")
     st.add_argument("--repo", default=".")
 
+    ad = sub.add_parser("adopt", help="put a run's best file onto a branch of yours, as one commit with the "
+                                      "evidence in its message")
+    ad.add_argument("--tag", default=None, help="the run (default: the latest)")
+    ad.add_argument("--branch", required=True, help="the branch to commit onto (created when missing)")
+    ad.add_argument("--repo", default=".")
+    ad.add_argument("--start", default=None, help="where a new branch starts (default: the run's base commit)")
+    ad.add_argument("--force-current", action="store_true",
+                    help="allow the branch checked out here (its editable file is updated to match)")
+
     sub.add_parser("prepare", help="prepare a training corpus (see: autoresearch-nb prepare --help)",
                    add_help=False)
     return parser
@@ -83,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _results(args)
         if args.cmd == "status":
             return _status(args)
+        if args.cmd == "adopt":
+            return _adopt(args)
     except ConfigError as e:
         print(f"autoresearch-nb: error: {e}", file=sys.stderr)
         return 2
@@ -225,6 +236,21 @@ def _status(args: argparse.Namespace) -> int:
                   f"best {cfg.get('metric', 'metric')} {best_txt}" + ("  [running]" if running else ""))
     finally:
         store.close()
+    return 0
+
+
+def _adopt(args: argparse.Namespace) -> int:
+    from .adopt import adopt
+
+    if args.tag is not None:
+        check_tag(args.tag)
+    done = adopt(args.repo, args.tag, args.branch, force_current=args.force_current, start=args.start)
+    if not done.changed:
+        print(f"{args.branch} already has experiment #{done.best}'s file at {done.sha[:12]}; nothing to do")
+        return 0
+    was = f"was {done.previous[:12]}" if done.previous else "new branch"
+    print(f"{args.branch} -> {done.sha[:12]} ({was}): experiment #{done.best}\n")
+    print(done.message, end="")
     return 0
 
 
