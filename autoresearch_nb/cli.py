@@ -119,6 +119,12 @@ def _run(args: argparse.Namespace) -> int:
     loop = Loop.open(args.repo, tag=args.tag, agent=args.agent, **overrides)
     printer = ConsolePrinter(metric=loop.config.metric)
     loop.subscribe(printer)
+    notifier = None
+    if loop.config.notify:
+        from .notify import Notifier
+
+        notifier = Notifier(loop.config, loop.tag)
+        loop.subscribe(notifier)
     got: dict[str, int] = {}
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -149,6 +155,8 @@ def _run(args: argparse.Namespace) -> int:
         for s, h in old.items():
             signal.signal(s, h)
         loop.close()
+        if notifier is not None:
+            notifier.wait()  # the last notification must not die with this process
     if got:
         return 128 + got["sig"]
     return code
