@@ -74,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--force-current", action="store_true",
                     help="allow the branch checked out here (its editable file is updated to match)")
 
+    gc = sub.add_parser("gc", help="free the disk finished runs no longer need (logs, run dirs, refs, worktrees "
+                                   "with their model files); kept experiments and open runs stay")
+    gc.add_argument("--tag", default=None, help="only this run (default: every run)")
+    gc.add_argument("--repo", default=".")
+    gc.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")
+    gc.add_argument("--keep-last", dest="gc_keep_last", default=None, metavar="N",
+                    help=Config.help()["gc_keep_last"])
+    gc.add_argument("--keep-days", dest="gc_keep_days", default=None, metavar="DAYS",
+                    help=Config.help()["gc_keep_days"])
+
     sub.add_parser("prepare", help="prepare a training corpus (see: autoresearch-nb prepare --help)",
                    add_help=False)
     return parser
@@ -94,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(args)
         if args.cmd == "adopt":
             return _adopt(args)
+        if args.cmd == "gc":
+            return _gc(args)
     except ConfigError as e:
         print(f"autoresearch-nb: error: {e}", file=sys.stderr)
         return 2
@@ -260,6 +272,21 @@ def _adopt(args: argparse.Namespace) -> int:
     print(f"{args.branch} -> {done.sha[:12]} ({was}): experiment #{done.best}\n")
     print(done.message, end="")
     return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from .housekeeping import collect, gc_config, human
+
+    if args.tag is not None:
+        check_tag(args.tag)
+    config = gc_config(args.repo, gc_keep_last=args.gc_keep_last, gc_keep_days=args.gc_keep_days)
+    report = collect(args.repo, args.tag, dry_run=args.dry_run, config=config)
+    if args.dry_run:
+        for item in report.freed:
+            print(f"would remove {item.kind[:-1] if item.kind.endswith('s') else item.kind}: "
+                  f"{item.name.split(' ')[0]} ({human(item.bytes)})")
+    print(report)
+    return 1 if report.warnings else 0
 
 
 if __name__ == "__main__":  # pragma: no cover
