@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--keep-days", dest="gc_keep_days", default=None, metavar="DAYS",
                     help=Config.help()["gc_keep_days"])
 
+    so = sub.add_parser("study", help="(re)write a tuner run's Optuna study file from the store and print the "
+                                      "optuna-dashboard command")
+    so.add_argument("--tag", default=None, help="the run (default: the latest)")
+    so.add_argument("--repo", default=".")
+
     sub.add_parser("prepare", help="prepare a training corpus (see: autoresearch-nb prepare --help)",
                    add_help=False)
     return parser
@@ -106,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _adopt(args)
         if args.cmd == "gc":
             return _gc(args)
+        if args.cmd == "study":
+            return _study(args)
     except ConfigError as e:
         print(f"autoresearch-nb: error: {e}", file=sys.stderr)
         return 2
@@ -287,6 +294,22 @@ def _gc(args: argparse.Namespace) -> int:
                   f"{item.name.split(' ')[0]} ({human(item.bytes)})")
     print(report)
     return 1 if report.warnings else 0
+
+
+def _study(args: argparse.Namespace) -> int:
+    from .study import is_tuner_run, storage_url, write_study
+    from .view import RunView
+
+    if args.tag is not None:
+        check_tag(args.tag)
+    with RunView.open(args.repo, args.tag) as view:
+        if not is_tuner_run(view):
+            print(f"autoresearch-nb: run {view.tag!r} has no tuner experiments; no study to write", file=sys.stderr)
+            return 1
+        path = write_study(view)
+    print(f"wrote {path}\nview it with: optuna-dashboard {storage_url(path)}   "
+          "(pip install 'autoresearch_nb[dashboard]')")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
