@@ -100,26 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .harness.prepare import cli as prepare_cli
         return prepare_cli(argv[1:])
     args = build_parser().parse_args(argv)
+    commands = {"run": _run, "results": _results, "status": _status, "adopt": _adopt, "gc": _gc, "study": _study}
     try:
-        if args.cmd == "run":
-            return _run(args)
-        if args.cmd == "results":
-            return _results(args)
-        if args.cmd == "status":
-            return _status(args)
-        if args.cmd == "adopt":
-            return _adopt(args)
-        if args.cmd == "gc":
-            return _gc(args)
-        if args.cmd == "study":
-            return _study(args)
+        return commands[args.cmd](args)
     except ConfigError as e:
         print(f"autoresearch-nb: error: {e}", file=sys.stderr)
         return 2
     except AutoresearchError as e:
         print(f"autoresearch-nb: {e}", file=sys.stderr)
         return 1
-    return 2
 
 
 def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:

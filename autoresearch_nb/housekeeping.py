@@ -7,9 +7,9 @@ What a finished run leaves behind, and what goes:
   ``gc_keep_last``, nor ended less than ``gc_keep_days`` ago;
 * the refs ``refs/autoresearch/<tag>/<n>`` of those same experiments (their commits become unreachable, so a
   later ``git gc`` of the user's frees them; we never run it);
-* the run's worktrees (``.autoresearch/worktrees/<tag>`` and its workers' ``<tag>.wN``, with whatever the runs
-  wrote there: model checkpoints and other ignored files) when nothing of the run is recent; reopening the run recreates them from
-  its branch.
+* the run's worktrees (``.autoresearch/worktrees/<tag>`` and its workers' ``<tag>.wN``, with whatever the
+  runs wrote there: model checkpoints and other ignored files) when nothing of the run is recent; reopening
+  the run recreates them from its branch.
 
 What never goes: anything of a run that is open (its lock ``.autoresearch/locks/<tag>.lock`` is held; gc
 holds it too while it works, so the run cannot be opened halfway), a kept experiment's ref or commit, the

@@ -166,5 +166,5 @@ def _figure(axes: Any) -> "Figure":
     return np.asarray(axes, dtype=object).flat[0].figure
 
 
-__all__ = ["study_dir", "study_path", "storage_url", "write_study", "load_study", "tuner_figures", "study_trials", "sync",
-           "is_tuner_run", "MIN_IMPORTANCE_TRIALS"]
+__all__ = ["study_dir", "study_path", "storage_url", "write_study", "load_study", "tuner_figures", "study_trials",
+           "sync", "is_tuner_run", "MIN_IMPORTANCE_TRIALS"]

@@ -2,9 +2,7 @@
 """Adopting a run's best file onto a user's branch: real runs through the CLI, real git, plumbing only."""
 from __future__ import annotations
 
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,44 +10,15 @@ import pytest
 from autoresearch_nb.adopt import adopt
 from autoresearch_nb.errors import StateError
 
-TARGET = textwrap.dedent("""\
-    X = 3.0
-    print("step 1 | loss: 0.5")
-    print("---")
-    print(f"score: {(X - 1) ** 2:.6f}")
-""")
-QUEUE = textwrap.dedent("""\
-    [[experiment]]
-    description = "X to 2"
-    edits = [{ search = "X = 3.0", replace = "X = 2.0" }]
+sys.path.insert(0, str(Path(__file__).parent))  # research_repo.py sits beside this file
+from research_repo import cli, git, make_repo, queue, run_queue, target  # noqa: E402
 
-    [[experiment]]
-    description = "X to 9"
-    edits = [{ search = "X = 2.0", replace = "X = 9.0" }]
-""")
+QUEUE = queue(("3.0", "2.0"), ("2.0", "9.0"))
 
 
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", *args], capture_output=True, text=True,
-                          timeout=180)
-
-
-def make_run(tmp_path: Path, queue: str = QUEUE) -> Path:
-    root = tmp_path / "r"
-    root.mkdir()
-    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@e"], ["config", "user.name", "t"]):
-        git(root, *args)
-    (root / "train.py").write_text(TARGET)
-    (root / "queue.toml").write_text(queue)
-    (root / "notes.md").write_text("mine\n")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "init")
-    r = cli("run", "--tag", "a", "--repo", str(root), "--agent", "queue", "--metric", "score",
-            "--time-budget", "5", "--noise-repeats", "1")
+def make_run(tmp_path: Path, queue_text: str = QUEUE) -> Path:
+    root = make_repo(tmp_path / "r", {"train.py": target(), "queue.toml": queue_text, "notes.md": "mine\n"})
+    r = run_queue(root)
     assert r.returncode == 0, r.stderr
     return root
 
@@ -116,7 +85,7 @@ def test_force_current_moves_the_branch_and_keeps_the_checkout_clean(tmp_path: P
 
 def test_force_current_refuses_a_modified_editable_file(tmp_path: Path) -> None:
     root = make_run(tmp_path)
-    (root / "train.py").write_text(TARGET + "# my edit\n")
+    (root / "train.py").write_text(target() + "# my edit\n")
     before = snapshot(root)
     r = cli("adopt", "--tag", "a", "--branch", "main", "--repo", str(root), "--force-current")
     assert r.returncode == 1 and "uncommitted changes" in r.stderr
@@ -124,8 +93,7 @@ def test_force_current_refuses_a_modified_editable_file(tmp_path: Path) -> None:
 
 
 def test_a_run_without_a_keep_has_nothing_to_adopt(tmp_path: Path) -> None:
-    only_worse = QUEUE.split("[[experiment]]")[2].replace("X = 2.0", "X = 3.0")
-    root = make_run(tmp_path, "[[experiment]]" + only_worse)
+    root = make_run(tmp_path, queue(("3.0", "9.0")))
     with pytest.raises(StateError, match="nothing to adopt"):
         adopt(root, "a", "tuned")
     assert git(root, "branch", "--list", "tuned") == ""

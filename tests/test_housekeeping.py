@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,41 +11,19 @@ import pytest
 from autoresearch_nb.housekeeping import human, retained
 from autoresearch_nb.records import Experiment, Status
 
+sys.path.insert(0, str(Path(__file__).parent))  # research_repo.py sits beside this file
+from research_repo import cli, git, make_repo, queue, run_queue, target  # noqa: E402
+
 # Writes a 200 KB "checkpoint" into its worktree (ignored by the repo's .gitignore), like a training script.
-TARGET = textwrap.dedent("""\
-    X = 3.0
-    open("model.pt", "wb").write(b"w" * 200_000)
-    print("step 1 | loss: 0.5")
-    print("---")
-    print(f"score: {(X - 1) ** 2:.6f}")
-""")
-QUEUE = "".join(f'[[experiment]]\ndescription = "X to {x}"\nedits = [{{ search = "X = {a}", replace = "X = {x}" }}]\n'
-                for a, x in (("3.0", "2.0"), ("2.0", "9.0"), ("2.0", "5.0"), ("2.0", "4.0")))
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", *args], capture_output=True, text=True,
-                          timeout=180)
+TARGET = target('open("model.pt", "wb").write(b"w" * 200_000)')
+QUEUE = queue(("3.0", "2.0"), ("2.0", "9.0"), ("2.0", "5.0"), ("2.0", "4.0"))
 
 
 @pytest.fixture()
 def repo(tmp_path: Path) -> Path:
     """A finished run "a": #0 baseline and #1 kept, #2..#4 discarded."""
-    root = tmp_path / "r"
-    root.mkdir()
-    for args in (["init", "-q"], ["config", "user.email", "t@e"], ["config", "user.name", "t"]):
-        git(root, *args)
-    (root / "train.py").write_text(TARGET)
-    (root / "queue.toml").write_text(QUEUE)
-    (root / ".gitignore").write_text("*.pt\n")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "init")
-    r = cli("run", "--tag", "a", "--repo", str(root), "--agent", "queue", "--metric", "score", "--time-budget", "5",
-            "--noise-repeats", "1")
+    root = make_repo(tmp_path / "r", {"train.py": TARGET, "queue.toml": QUEUE, ".gitignore": "*.pt\n"})
+    r = run_queue(root)
     assert r.returncode == 0, r.stderr
     return root
 
@@ -83,8 +59,7 @@ def test_gc_frees_old_discards_and_the_worktree_and_the_run_resumes(repo: Path) 
     assert size and float(size.group(1)) >= 200_000 / 1024, r.stdout  # the checkpoint in it was counted
     assert git(repo, "rev-parse", "autoresearch/a") == kept  # the branch and the kept commit stay
     assert cli("results", "--repo", str(repo), "--format", "csv").stdout == rows  # the store is untouched
-    resumed = cli("run", "--tag", "a", "--repo", str(repo), "--agent", "queue", "--metric", "score",
-                  "--time-budget", "5")
+    resumed = run_queue(repo)
     assert resumed.returncode == 0, resumed.stderr
     assert (repo / ".autoresearch" / "worktrees" / "a" / "train.py").exists()
     assert "X = 2.0" in (repo / ".autoresearch" / "worktrees" / "a" / "train.py").read_text()

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,9 @@ from autoresearch_nb.notify import Notifier
 from autoresearch_nb.records import Experiment, Status
 from autoresearch_nb.runner import stall_reason
 
+sys.path.insert(0, str(Path(__file__).parent))  # research_repo.py sits beside this file
+from research_repo import make_repo, queue, run_queue, target  # noqa: E402
+
 # The hook a user would write: records its argv, the event variables and stdin as one JSON line.
 HOOK = """\
 import json, os, sys
@@ -25,13 +27,7 @@ env = {k: v for k, v in os.environ.items() if k.startswith("AUTORESEARCH_NOTIFY_
 with open(out, "a") as f:
     f.write(json.dumps({"argv": sys.argv[1:-1], "env": env, "stdin": sys.stdin.read()}) + "\\n")
 """
-TARGET = textwrap.dedent("""\
-    X = 3.0
-    print("step 1 | loss: 0.5")
-    print("---")
-    print(f"score: {(X - 1) ** 2:.6f}")
-""")
-QUEUE = '[[experiment]]\ndescription = "X to 2 $(touch pwned)"\nedits = [{ search = "X = 3.0", replace = "X = 2.0" }]\n'
+QUEUE = queue(("3.0", "2.0"), description="X to {x} $(touch pwned)")
 
 
 @pytest.fixture()
@@ -46,28 +42,14 @@ def calls(out: Path) -> list[dict]:
     return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
 
 
-def make_repo(tmp_path: Path) -> Path:
-    root = tmp_path / "r"
-    root.mkdir()
-    for args in (["init", "-q"], ["config", "user.email", "t@e"], ["config", "user.name", "t"]):
-        subprocess.run(["git", *args], cwd=root, check=True)
-    (root / "train.py").write_text(TARGET)
-    (root / "queue.toml").write_text(QUEUE)
-    subprocess.run(["git", "add", "."], cwd=root, check=True)
-    subprocess.run(["git", "commit", "-qm", "init"], cwd=root, check=True)
-    return root
-
-
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "ANTHROPIC_API_KEY": "sk-ant-secret-value"}
-    return subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "a", "--repo", str(root),
-                           "--agent", "queue", "--metric", "score", "--time-budget", "5", "--noise-repeats", "1",
-                           *args], capture_output=True, text=True, timeout=180, env=env, cwd=root)
+    return run_queue(root, "a", *args, env=env, cwd=root)
 
 
 def test_the_cli_notifies_once_when_the_loop_finishes(tmp_path: Path, hook: tuple[str, Path]) -> None:
     command, out = hook
-    root = make_repo(tmp_path)
+    root = make_repo(tmp_path / "r", {"train.py": target(), "queue.toml": QUEUE})
     r = cli(root, "--notify", command)
     assert r.returncode == 0, r.stderr
     [call] = calls(out)
@@ -83,7 +65,7 @@ def test_the_cli_notifies_once_when_the_loop_finishes(tmp_path: Path, hook: tupl
 
 def test_the_cli_notifies_a_crash_of_the_loop(tmp_path: Path, hook: tuple[str, Path]) -> None:
     command, out = hook
-    root = make_repo(tmp_path)
+    root = make_repo(tmp_path / "r", {"train.py": target(), "queue.toml": QUEUE})
     r = cli(root, "--notify", command, "--setup", "python -c 'import sys; sys.exit(3)'")
     assert r.returncode == 1
     [call] = calls(out)

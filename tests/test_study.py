@@ -2,7 +2,6 @@
 """The tuner's Optuna views: the study file a real tuner run writes, its rebuild from the store, the figures."""
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -14,6 +13,9 @@ matplotlib.use("Agg")
 
 from autoresearch_nb.study import load_study, storage_url, study_path, tuner_figures  # noqa: E402
 from autoresearch_nb.view import RunView  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))  # research_repo.py sits beside this file
+from research_repo import cli, make_repo, queue  # noqa: E402
 
 TARGET = textwrap.dedent("""\
     X = 3.0
@@ -27,29 +29,13 @@ TARGET = textwrap.dedent("""\
 
     main()
 """)
-QUEUE = '[[experiment]]\ndescription = "X to 2"\nedits = [{ search = "X = 3.0", replace = "X = 2.0" }]\n'
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", *args], capture_output=True, text=True,
-                          timeout=300)
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tuner run "t" (7 experiments) and one queue run "q" in the same repo."""
-    root = tmp_path_factory.mktemp("study") / "r"
-    root.mkdir()
-    for args in (["init", "-q"], ["config", "user.email", "t@e"], ["config", "user.name", "t"]):
-        git(root, *args)
-    (root / "train.py").write_text(TARGET)
-    (root / "queue.toml").write_text(QUEUE)
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "init")
+    files = {"train.py": TARGET, "queue.toml": queue(("3.0", "2.0"))}
+    root = make_repo(tmp_path_factory.mktemp("study") / "r", files)
     common = ("--repo", str(root), "--metric", "score", "--time-budget", "5", "--noise-repeats", "1")
     for tag, agent in (("t", "tuner"), ("q", "queue")):
         r = cli("run", "--tag", tag, "--agent", agent, "--max-experiments", "7", *common)
