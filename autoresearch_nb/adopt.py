@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import AutoresearchError, ConfigError, GitError, StateError
+from .errors import ConfigError, GitError, StateError
 from .plumbing import checked_out, commit_file, git, ok
 from .records import Experiment, Status, is_baseline
 from .view import RunView
