@@ -84,10 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--keep-days", dest="gc_keep_days", default=None, metavar="DAYS",
                     help=Config.help()["gc_keep_days"])
 
-    so = sub.add_parser("study", help="(re)write a tuner run's Optuna study file from the store and print the "
-                                      "optuna-dashboard command")
+    so = sub.add_parser("study", help="write a tuner run's Optuna study file from the store (when missing or "
+                                      "behind) and print the optuna-dashboard command")
     so.add_argument("--tag", default=None, help="the run (default: the latest)")
     so.add_argument("--repo", default=".")
+    so.add_argument("--rebuild", action="store_true", help="replace the file instead of adding what it lacks")
 
     sub.add_parser("prepare", help="prepare a training corpus (see: autoresearch-nb prepare --help)",
                    add_help=False)
@@ -295,7 +296,7 @@ def _study(args: argparse.Namespace) -> int:
         if not is_tuner_run(view):
             print(f"autoresearch-nb: run {view.tag!r} has no tuner experiments; no study to write", file=sys.stderr)
             return 1
-        path = write_study(view)
+        path = write_study(view, rebuild=args.rebuild)
     print(f"wrote {path}\nview it with: optuna-dashboard {storage_url(path)}   "
           "(pip install 'autoresearch_nb[dashboard]')")
     return 0

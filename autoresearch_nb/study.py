@@ -120,15 +120,14 @@ def load_study(view: RunView) -> "optuna.Study":
     return study
 
 
-def write_study(view: RunView, path: Path | str | None = None) -> Path:
-    """Rebuild the run's study file from the store (replacing any old one); returns its path."""
-    import optuna
-
+def write_study(view: RunView, path: Path | str | None = None, *, rebuild: bool = False) -> Path:
+    """Write the run's study file from the store; returns its path. An existing file gets the trials it lacks
+    (a running tuner may be writing it too); ``rebuild`` replaces it (when the run is not open)."""
     path = Path(path) if path is not None else study_path(view.repo_root, view.tag)
-    path.unlink(missing_ok=True)
+    if rebuild:
+        path.unlink(missing_ok=True)
     study = load_study(view)
     sync(storage(path), view.tag, view.config.direction, study.get_trials(deepcopy=False))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     return path
 
 

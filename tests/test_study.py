@@ -64,6 +64,19 @@ def test_the_tuner_writes_its_study_file_as_it_runs(repo: Path) -> None:
     assert trials == {n: m for n, m in everything.items() if n != last}
 
 
+def test_the_study_command_adds_what_the_file_lacks(repo: Path) -> None:
+    assert len(stored(repo, "t")) == 6
+    r = cli("study", "--tag", "t", "--repo", str(repo))
+    assert r.returncode == 0, r.stderr
+    assert stored(repo, "t") == ran(repo, "t")
+    import optuna
+
+    stale = optuna.load_study(study_name="t", storage=storage_url(study_path(repo, "t")))
+    stale.add_trial(optuna.trial.create_trial(value=9.0, user_attrs={"experiment": 99}))
+    again = cli("study", "--tag", "t", "--repo", str(repo), "--rebuild")
+    assert again.returncode == 0 and stored(repo, "t") == ran(repo, "t")  # replaced: the stale trial is gone
+
+
 def test_the_study_command_rebuilds_a_missing_file_from_the_store(repo: Path) -> None:
     study_path(repo, "t").unlink()
     r = cli("study", "--tag", "t", "--repo", str(repo))

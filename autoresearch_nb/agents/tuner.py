@@ -191,9 +191,11 @@ class TunerAgent:
         """Mirror the study into ``study_dir/<tag>.db`` for optuna-dashboard (best effort: never fails a run)."""
         from .. import study as _study
 
+        path = Path(self.study_dir) / f"{tag}.db"
         try:
-            if self._storage is None or self._storage[0] != tag:
-                self._storage = (tag, _study.storage(Path(self.study_dir) / f"{tag}.db"))
+            # opened once (about a second); again when the tag changes or someone removed the file
+            if self._storage is None or self._storage[0] != tag or not path.exists():
+                self._storage = (tag, _study.storage(path))
             _study.sync(self._storage[1], tag, self.config.direction, trials)
         except Exception:  # a locked or broken mirror must not stop the search; the store is the truth
             log.warning("tuner: could not write the Optuna study file", exc_info=True)
