@@ -67,6 +67,8 @@ def summary_message(view: RunView, best: Experiment) -> str:
     for e in kept:
         lines.append(f"- #{e.number} {' '.join(e.description.split())[:100]}")
         lines.append(f"  {evidence(e, cfg.metric)}")
+        if e.reason:
+            lines.append(f"  why kept: {' '.join(e.reason.split())[:200]}")
     if base is not None:
         lines.append(f"Baseline #{base.number}: {evidence(base, cfg.metric)}")
     lines += ["", f"From experiment #{best.number}, commit {best.sha} (refs/autoresearch/{view.tag}/{best.number})."]

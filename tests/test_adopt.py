@@ -42,7 +42,7 @@ def test_a_new_branch_gets_the_best_file_and_the_evidence(tmp_path: Path) -> Non
     message = git(root, "log", "-1", "--format=%B", "tuned")
     assert "Adopt autoresearch run a: score 4.000000 -> 1.000000 (-3.000000)" in message
     assert "#1 X to 2" in message and "X to 9" not in message  # only kept changes
-    assert "score 1.000000, 1 run" in message
+    assert "score 1.000000, 1 run" in message and "why kept: improves on #0" in message
     assert snapshot(root) == before  # the user's checkout is untouched
 
 
