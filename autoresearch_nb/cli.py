@@ -65,6 +65,31 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="list runs with their best metric")
     st.add_argument("--repo", default=".")
 
+    ad = sub.add_parser("adopt", help="put a run's best file onto a branch of yours, as one commit with the "
+                                      "evidence in its message")
+    ad.add_argument("--tag", default=None, help="the run (default: the latest)")
+    ad.add_argument("--branch", required=True, help="the branch to commit onto (created when missing)")
+    ad.add_argument("--repo", default=".")
+    ad.add_argument("--start", default=None, help="where a new branch starts (default: the run's base commit)")
+    ad.add_argument("--force-current", action="store_true",
+                    help="allow the branch checked out here (its editable file is updated to match)")
+
+    gc = sub.add_parser("gc", help="free the disk finished runs no longer need (logs, run dirs, refs, worktrees "
+                                   "with their model files); kept experiments and open runs stay")
+    gc.add_argument("--tag", default=None, help="only this run (default: every run)")
+    gc.add_argument("--repo", default=".")
+    gc.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")
+    gc.add_argument("--keep-last", dest="gc_keep_last", default=None, metavar="N",
+                    help=Config.help()["gc_keep_last"])
+    gc.add_argument("--keep-days", dest="gc_keep_days", default=None, metavar="DAYS",
+                    help=Config.help()["gc_keep_days"])
+
+    so = sub.add_parser("study", help="write a tuner run's Optuna study file from the store (when missing or "
+                                      "behind) and print the optuna-dashboard command")
+    so.add_argument("--tag", default=None, help="the run (default: the latest)")
+    so.add_argument("--repo", default=".")
+    so.add_argument("--rebuild", action="store_true", help="replace the file instead of adding what it lacks")
+
     sub.add_parser("prepare", help="prepare a training corpus (see: autoresearch-nb prepare --help)",
                    add_help=False)
     return parser
@@ -76,20 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .harness.prepare import cli as prepare_cli
         return prepare_cli(argv[1:])
     args = build_parser().parse_args(argv)
+    commands = {"run": _run, "results": _results, "status": _status, "adopt": _adopt, "gc": _gc, "study": _study}
     try:
-        if args.cmd == "run":
-            return _run(args)
-        if args.cmd == "results":
-            return _results(args)
-        if args.cmd == "status":
-            return _status(args)
+        return commands[args.cmd](args)
     except ConfigError as e:
         print(f"autoresearch-nb: error: {e}", file=sys.stderr)
         return 2
     except AutoresearchError as e:
         print(f"autoresearch-nb: {e}", file=sys.stderr)
         return 1
-    return 2
 
 
 def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -108,6 +128,12 @@ def _run(args: argparse.Namespace) -> int:
     loop = Loop.open(args.repo, tag=args.tag, agent=args.agent, **overrides)
     printer = ConsolePrinter(metric=loop.config.metric)
     loop.subscribe(printer)
+    notifier = None
+    if loop.config.notify:
+        from .notify import Notifier
+
+        notifier = Notifier(loop.config, loop.tag)
+        loop.subscribe(notifier)
     got: dict[str, int] = {}
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -138,6 +164,8 @@ def _run(args: argparse.Namespace) -> int:
         for s, h in old.items():
             signal.signal(s, h)
         loop.close()
+        if notifier is not None:
+            notifier.wait()  # the last notification must not die with this process
     if got:
         return 128 + got["sig"]
     return code
@@ -225,6 +253,52 @@ def _status(args: argparse.Namespace) -> int:
                   f"best {cfg.get('metric', 'metric')} {best_txt}" + ("  [running]" if running else ""))
     finally:
         store.close()
+    return 0
+
+
+def _adopt(args: argparse.Namespace) -> int:
+    from .adopt import adopt
+
+    if args.tag is not None:
+        check_tag(args.tag)
+    done = adopt(args.repo, args.tag, args.branch, force_current=args.force_current, start=args.start)
+    if not done.changed:
+        print(f"{args.branch} already has experiment #{done.best}'s file at {done.sha[:12]}; nothing to do")
+        return 0
+    was = f"was {done.previous[:12]}" if done.previous else "new branch"
+    print(f"{args.branch} -> {done.sha[:12]} ({was}): experiment #{done.best}\n")
+    print(done.message, end="")
+    return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from .housekeeping import collect, gc_config, human
+
+    if args.tag is not None:
+        check_tag(args.tag)
+    config = gc_config(args.repo, gc_keep_last=args.gc_keep_last, gc_keep_days=args.gc_keep_days)
+    report = collect(args.repo, args.tag, dry_run=args.dry_run, config=config)
+    if args.dry_run:
+        for item in report.freed:
+            print(f"would remove {item.kind[:-1] if item.kind.endswith('s') else item.kind}: "
+                  f"{item.name.split(' ')[0]} ({human(item.bytes)})")
+    print(report)
+    return 1 if report.warnings else 0
+
+
+def _study(args: argparse.Namespace) -> int:
+    from .study import is_tuner_run, storage_url, write_study
+    from .view import RunView
+
+    if args.tag is not None:
+        check_tag(args.tag)
+    with RunView.open(args.repo, args.tag) as view:
+        if not is_tuner_run(view):
+            print(f"autoresearch-nb: run {view.tag!r} has no tuner experiments; no study to write", file=sys.stderr)
+            return 1
+        path = write_study(view, rebuild=args.rebuild)
+    print(f"wrote {path}\nview it with: optuna-dashboard {storage_url(path)}   "
+          "(pip install 'autoresearch_nb[dashboard]')")
     return 0
 
 

@@ -60,6 +60,16 @@ class Config:
     executor: str = setting("local", "'local' (subprocesses) or 'ray' (tasks on a Ray cluster)")
     ray_address: str | None = setting(None, "the Ray cluster to join ('auto' or 'ray://...'; default: start "
                                             "a local one)")
+    # overnight: the stall watchdog, a notification, housekeeping (autoresearch-nb gc)
+    stall_minutes: float | None = setting(None, "kill a run that prints nothing, not even a progress redraw, for "
+                                                "this many minutes; recorded as a timeout, 'stalled' (default: "
+                                                "off)")
+    notify: str | None = setting(None, "a command run when the loop finishes or crashes, or a run stalls; the "
+                                       "event is on its stdin, in AUTORESEARCH_NOTIFY_* variables and in "
+                                       "{event}, {tag}, {message} placeholders")
+    gc_keep_last: int = setting(5, "autoresearch-nb gc keeps the logs and commits of each finished run's last "
+                                   "N experiments (kept experiments always stay)")
+    gc_keep_days: float = setting(7.0, "autoresearch-nb gc keeps whatever ended less than this many days ago")
     # the agents
     program: str = setting("program.md", "the human's research instructions for the agent")
     queue_file: str = setting("queue.toml", "the queue agent's list of experiments (TOML or JSON)")
@@ -138,6 +148,16 @@ class Config:
             raise ConfigError("max_tokens must be >= 1, sdk_max_retries and max_repairs >= 0")
         if min(float(self.backoff_base_s), float(self.backoff_max_s), float(self.backoff_total_s)) < 0:
             raise ConfigError("backoff_base_s, backoff_max_s and backoff_total_s must be >= 0")
+        if self.stall_minutes is not None and float(self.stall_minutes) <= 0:
+            raise ConfigError(f"stall_minutes must be > 0 or None (off), not {self.stall_minutes!r}")
+        if self.notify is not None:
+            try:
+                if not shlex.split(self.notify):
+                    raise ValueError("it is empty")
+            except ValueError as e:
+                raise ConfigError(f"notify command {self.notify!r} cannot be parsed: {e}") from None
+        if int(self.gc_keep_last) < 0 or float(self.gc_keep_days) < 0:
+            raise ConfigError("gc_keep_last and gc_keep_days must be >= 0")
         if self.max_cost_usd is not None and float(self.max_cost_usd) < 0:
             raise ConfigError(f"max_cost_usd must be >= 0, not {self.max_cost_usd!r}")
 
@@ -148,6 +168,11 @@ class Config:
         # 2x the budget, but never less than a minute over it: imports, compilation and evaluation
         # happen outside the training budget and a small budget must not turn them into timeouts.
         return max(2.0 * float(self.time_budget_s), float(self.time_budget_s) + 60.0)
+
+    @property
+    def stall_s(self) -> float | None:
+        """The stall watchdog in seconds (the runner's ``stall_s``), or None when off."""
+        return None if self.stall_minutes is None else 60.0 * float(self.stall_minutes)
 
     @property
     def maximize(self) -> bool:

@@ -38,6 +38,7 @@ class Job:
     env: dict[str, str]
     log_path: str
     allow: tuple[str, ...] = ()        # secret-looking variables passed through on purpose (env_allow)
+    stall_s: float | None = None       # the runner's stall watchdog (Config.stall_s); None: off
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class LocalExecutor:
         self.workspace.checkout_worker(slot.index, job.sha)
         env = {**job.env, **self._env_for(slot.index), "AUTORESEARCH_WORKER": str(slot.index)}
         slot.run = Run(job.command, slot.path, job.log_path, timeout_s=job.timeout_s, env=env,
-                       on_point=lambda p, n=job.number: on_point(n, p))
+                       on_point=lambda p, n=job.number: on_point(n, p), stall_s=job.stall_s)
         if slot.cancelled:
             slot.run.cancel()
         slot.thread = threading.Thread(target=self._wait, args=(slot, job), daemon=True,

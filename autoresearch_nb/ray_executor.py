@@ -73,7 +73,7 @@ def _run_task(job: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
         # The worker's own environment may hold secrets (a cluster's credentials): scrub it like a local run.
         run = Run(argv, root, log_path, timeout_s=job["timeout_s"],
                   env=scrub_env(allow=tuple(job.get("allow", ())), extra=job["env"]),
-                  on_point=on_point)
+                  on_point=on_point, stall_s=job.get("stall_s"))
         try:
             result = run.wait()
         except BaseException:  # ray.cancel: end the command, report it as interrupted
@@ -124,7 +124,8 @@ class RayExecutor:
         env = {k: v for k, v in job.env.items()
                if k.startswith("AUTORESEARCH_") or k == "PYTHONUNBUFFERED" or k in job.allow}
         ref = self._remote.remote({"number": job.number, "command": job.command, "timeout_s": job.timeout_s,
-                                   "env": {**env, "AUTORESEARCH_WORKER": str(worker)}, "allow": job.allow},
+                                   "env": {**env, "AUTORESEARCH_WORKER": str(worker)}, "allow": job.allow,
+                                   "stall_s": job.stall_s},
                                   tar, self._sink)
         self._refs[ref] = (job.number, worker, job)
         self._on_point[job.number] = on_point

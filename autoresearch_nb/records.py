@@ -54,6 +54,7 @@ class RunResult:
     error: str | None            # last traceback line or other short reason
     log_path: str
     interrupted: bool = False
+    stalled: bool = False        # killed by the stall watchdog (no output for stall_s); timed_out is True too
     points: tuple[CurvePoint, ...] = ()
 
 

@@ -6,6 +6,9 @@ What it does:
 - streams stdout+stderr into a per-run log file and parses progress lines live (split on ``\\r`` and ``\\n``);
 - kills the whole process group at the hard timeout (SIGTERM, then SIGKILL after a grace period), and also
   kills whatever is left of the group when the main process exits, so no orphan keeps running;
+- with ``stall_s``, a watchdog for overnight runs: no output at all (not even a ``\r`` progress redraw) for
+  that long kills the group the same way, and the result says ``stalled`` (and ``timed_out``) with the reason
+  "stalled: no output for N min";
 - returns a :class:`RunResult`: exit code, timed out, the summary after ``---``, FAIL, last traceback line.
 
 What it does not protect against: a child that leaves the process group on purpose (``setsid``/double fork),
@@ -84,10 +87,12 @@ class Run:
     def __init__(self, command: str | list[str], cwd: Path | str, log_path: Path | str, *, timeout_s: float,
                  env: Mapping[str, str] | None = None,
                  on_point: Callable[[CurvePoint], None] | None = None,
-                 on_start: Callable[[int], None] | None = None) -> None:
+                 on_start: Callable[[int], None] | None = None,
+                 stall_s: float | None = None) -> None:
         self.log_path = Path(log_path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout_s = timeout_s
+        self.stall_s = stall_s
         self._on_point = on_point
         self._cancelled = threading.Event()
         self._lines: list[str] = []
@@ -98,6 +103,7 @@ class Run:
             argv[0] = sys.executable  # the same interpreter as the loop, so the harness is importable
         self._log = open(self.log_path, "wb")
         self.started = time.monotonic()
+        self._last_output = self.started  # read by wait() for the stall watchdog; a float store is atomic
         try:
             self.proc = subprocess.Popen(argv, cwd=str(cwd), env=dict(env) if env is not None else scrub_env(),
                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -134,6 +140,7 @@ class Run:
                 break
             if not chunk:
                 break
+            self._last_output = time.monotonic()
             try:
                 self._log.write(chunk)
             except ValueError:  # closed by wait() after giving up on us; keep draining the pipe
@@ -192,7 +199,7 @@ class Run:
         if self.proc is None:
             return RunResult(exit_code=None, timed_out=False, wall_s=0.0, summary={}, failed=False,
                              error=self._start_error, log_path=str(self.log_path))
-        timed_out = interrupted = False
+        timed_out = interrupted = stalled = False
         deadline = self.started + self.timeout_s
         while True:
             try:
@@ -206,6 +213,9 @@ class Run:
             elif time.monotonic() >= deadline:
                 timed_out = True
                 kill_group(self.proc.pid, poll=self.proc.poll)
+            elif self.stall_s and time.monotonic() - self._last_output >= self.stall_s:
+                timed_out = stalled = True
+                kill_group(self.proc.pid, poll=self.proc.poll)
         wall = time.monotonic() - self.started
         # The main process is gone; children that kept running (or hold the pipe) go too.
         kill_group(self.proc.pid, grace_s=0.5)
@@ -217,7 +227,9 @@ class Run:
         summary = protocol.parse_summary(self._lines)
         failed = any(protocol.is_fail(line) for line in self._tail_lines)
         error = None
-        if timed_out:
+        if stalled:
+            error = stall_reason(self.stall_s or 0.0)
+        elif timed_out:
             error = f"killed at the hard timeout ({self.timeout_s:g} s)"
         elif interrupted:
             error = "interrupted"
@@ -225,19 +237,26 @@ class Run:
             error = protocol.last_error(self._tail_lines) or (f"exit code {code}" if code else "FAIL")
         return RunResult(exit_code=code, timed_out=timed_out, wall_s=wall, summary=summary, failed=failed,
                          error=error, log_path=str(self.log_path), interrupted=interrupted,
-                         points=tuple(self._points))
+                         stalled=stalled, points=tuple(self._points))
+
+
+def stall_reason(stall_s: float) -> str:
+    """The recorded reason of a run the watchdog killed: ``"stalled: no output for 20 min"``."""
+    amount = f"{stall_s / 60:g} min" if stall_s >= 60 else f"{stall_s:g} s"
+    return f"stalled: no output for {amount}"
 
 
 def run_command(command: str | list[str], cwd: Path | str, log_path: Path | str, *, timeout_s: float,
                 env: Mapping[str, str] | None = None,
-                on_point: Callable[[CurvePoint], None] | None = None) -> RunResult:
+                on_point: Callable[[CurvePoint], None] | None = None,
+                stall_s: float | None = None) -> RunResult:
     """Run ``command`` to the end (or the timeout) and return what happened.
 
     >>> r = run_command("python -c 'print(\\"---\\"); print(\\"score: 1.5\\")'", ".", "/tmp/x.log", timeout_s=30)
     >>> r.summary["score"]
     1.5
     """
-    return Run(command, cwd, log_path, timeout_s=timeout_s, env=env, on_point=on_point).wait()
+    return Run(command, cwd, log_path, timeout_s=timeout_s, env=env, on_point=on_point, stall_s=stall_s).wait()
 
 
 def log_tail(path: str | Path | None, lines: int = 60) -> str:

@@ -275,3 +275,30 @@ def test_good_tags(tag: str) -> None:
 def test_tags_git_cannot_use_are_refused(tag: str) -> None:
     with pytest.raises(ConfigError, match="tag"):
         check_tag(tag)
+
+
+# -- overnight settings -------------------------------------------------------------------------------------------
+
+def test_stall_watchdog_is_off_by_default_and_given_in_minutes(tmp_path: Path) -> None:
+    assert make_config(tmp_path).stall_s is None
+    write(tmp_path, "autoresearch.toml", "stall_minutes = 20\n")
+    assert make_config(tmp_path).stall_s == 1200.0
+    assert make_config(tmp_path, {"stall_minutes": "0.5"}).stall_s == 30.0
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_a_non_positive_stall_is_refused(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="stall_minutes must be > 0"):
+        make_config(tmp_path, {"stall_minutes": value})
+
+
+@pytest.mark.parametrize("command", ["", "echo 'unclosed"])
+def test_an_empty_or_unparsable_notify_command_is_refused(command: str) -> None:
+    with pytest.raises(ConfigError, match="notify command"):
+        Config(notify=command)
+
+
+def test_gc_retention_must_not_be_negative(tmp_path: Path) -> None:
+    assert make_config(tmp_path, {"gc_keep_last": "2", "gc_keep_days": "0.5"}).gc_keep_last == 2
+    with pytest.raises(ConfigError, match="gc_keep_last"):
+        make_config(tmp_path, {"gc_keep_last": "-1"})

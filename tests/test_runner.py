@@ -336,3 +336,43 @@ def test_child_sees_ordinary_variables(tmp_path: Path, secrets: None) -> None:
 def test_allow_list_passes_one_secret_through(tmp_path: Path, secrets: None) -> None:
     env = child_env(tmp_path, env=scrub_env(allow=("MY_TOKEN",)))
     assert env.get("MY_TOKEN") == "t0k" and not {"ANTHROPIC_API_KEY", "DB_PASSWORD"} & set(env)
+
+
+# -- stall watchdog ----------------------------------------------------------------------------------------
+
+# Redraws a progress line with \r (no newline) every 0.1 s for 3 s, then prints a summary.
+REDRAWING = """\
+import time
+for step in range(30):
+    print(f"\\rstep {step} | loss: 1.0", end="", flush=True)
+    time.sleep(0.1)
+print()
+print("---")
+print("val_bpb: 1.0")
+"""
+
+
+def test_a_silent_run_is_killed_by_the_stall_watchdog(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    result = run(tmp_path, STUBBORN_CHILD.format(pidfile=str(pidfile), hang=True), timeout_s=120, stall_s=1)
+    assert result.stalled and result.timed_out
+    assert result.error == "stalled: no output for 1 s"
+    assert gone(int(pidfile.read_text()))  # the whole group, a child ignoring SIGTERM included
+
+
+def test_progress_redraws_keep_the_watchdog_away(tmp_path: Path) -> None:
+    result = run(tmp_path, REDRAWING, timeout_s=120, stall_s=2)
+    assert not result.stalled and not result.timed_out and result.exit_code == 0
+    assert result.summary == {"val_bpb": 1.0}
+
+
+def test_no_stall_setting_means_no_watchdog(tmp_path: Path) -> None:
+    result = run(tmp_path, "import time\ntime.sleep(1.5)\nprint('---')\nprint('val_bpb: 2.0')\n", timeout_s=120)
+    assert not result.stalled and result.summary == {"val_bpb": 2.0}
+
+
+def test_stall_reason_reads_in_minutes() -> None:
+    from autoresearch_nb.runner import stall_reason
+
+    assert stall_reason(1200) == "stalled: no output for 20 min"
+    assert stall_reason(90) == "stalled: no output for 1.5 min"

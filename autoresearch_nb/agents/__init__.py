@@ -29,8 +29,9 @@ def make_agent(agent: str | Agent | None, config: Config, repo: Path) -> Agent:
         from .queue import QueueAgent
         return QueueAgent(config, repo)
     if name == "tuner":
+        from ..study import study_dir
         from .tuner import TunerAgent
-        return TunerAgent(config, repo)
+        return TunerAgent(config, repo, study_dir=study_dir(repo))  # <tag>.db there, for optuna-dashboard
     if name == "claude":
         from .claude import ClaudeAgent
         return ClaudeAgent(config, repo)

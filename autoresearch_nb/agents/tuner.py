@@ -58,13 +58,16 @@ class TunerAgent:
     ``sampler``: ``"tpe"`` (default) or ``"random"`` (the baseline the benchmark compares against).
     ``overrides``: per-name bounds or choices, see :func:`~autoresearch_nb.agents.space.discover`.
     ``probes``: start with one-dial probes (default: with TPE, not with the random baseline).
+    ``study_dir``: also write the study to ``study_dir/<tag>.db`` (Optuna's SQLite storage), so
+    ``optuna-dashboard sqlite:///...`` shows it live; the loop passes ``.autoresearch/optuna``.
     """
 
     name = "tuner"
 
     def __init__(self, config: Config, repo: Path | str = ".", *, seed: int | None = None,
                  sampler: str = "tpe", mode: str = "local", overrides: Mapping[str, Any] | None = None,
-                 n_startup_trials: int = 5, probes: bool | None = None) -> None:
+                 n_startup_trials: int = 5, probes: bool | None = None,
+                 study_dir: str | Path | None = None) -> None:
         if sampler not in ("tpe", "random"):
             raise ConfigError(f"sampler must be 'tpe' or 'random', not {sampler!r}")
         if mode not in ("local", "global"):
@@ -83,6 +86,8 @@ class TunerAgent:
         self.study: Any = None            # the study behind the last proposal, for inspection
         self.space: Space | None = None
         self._told: dict[int, Experiment] = {}
+        self.study_dir = study_dir       # where <tag>.db mirrors the study for optuna-dashboard (None: nowhere)
+        self._storage: tuple[str, Any] | None = None
 
     # --- the agent protocol ----------------------------------------------------------------------
 
@@ -167,33 +172,10 @@ class TunerAgent:
 
     def _build(self, space: Space, history: list[Experiment], context: Context) -> tuple[Any, int]:
         import optuna
-        from optuna.trial import TrialState, create_trial
 
-        rows = []
-        for e in history:
-            if not e.status.finished or not e.status.ran:
-                continue
-            params = space.encoded(e.content or "")
-            if params is None:
-                log.debug("tuner: experiment %s left out of the study (its constants do not parse)", e.number)
-                continue
-            rows.append((e, params))
-        finite = [e.metric for e, _ in rows if _finite(e.metric) and e.status in (Status.KEEP, Status.DISCARD)]
-        worst = (min(finite) if self.config.maximize else max(finite)) if finite else None
+        from ..study import study_trials
 
-        distributions = space.distributions()
-        trials = []
-        for e, params in rows:
-            attrs = {"experiment": e.number, "status": str(e.status)}
-            if e.status in (Status.KEEP, Status.DISCARD) and _finite(e.metric):
-                trials.append(create_trial(value=float(e.metric), params=params,
-                                           distributions=distributions, user_attrs=attrs))
-            elif e.status in (Status.CRASH, Status.TIMEOUT, Status.KEEP, Status.DISCARD) and worst is not None:
-                trials.append(create_trial(value=float(worst), params=params,
-                                           distributions=distributions, user_attrs=attrs))
-            else:
-                trials.append(create_trial(state=TrialState.FAIL, params=params,
-                                           distributions=distributions, user_attrs=attrs))
+        trials = study_trials(space, history, self.config.maximize)
         seed = self._sampler_seed(len(trials))
         if self.sampler_name == "random":
             sampler = optuna.samplers.RandomSampler(seed=seed)
@@ -201,7 +183,23 @@ class TunerAgent:
             sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials)
         study = optuna.create_study(direction=self.config.direction, sampler=sampler)
         study.add_trials(trials)
+        if self.study_dir is not None and history:
+            self._write_study(history[0].tag, trials)
         return study, len(trials)
+
+    def _write_study(self, tag: str, trials: list[Any]) -> None:
+        """Mirror the study into ``study_dir/<tag>.db`` for optuna-dashboard (best effort: never fails a run)."""
+        from .. import study as _study
+
+        path = Path(self.study_dir) / f"{tag}.db"
+        try:
+            # opened once (about a second); again when the tag changes or someone removed the file
+            if self._storage is None or self._storage[0] != tag or not path.exists():
+                self._storage = (tag, _study.storage(path))
+            _study.sync(self._storage[1], tag, self.config.direction, trials)
+        except Exception:  # a locked or broken mirror must not stop the search; the store is the truth
+            log.warning("tuner: could not write the Optuna study file", exc_info=True)
+            self._storage = None
 
     def _probe(self, space: Space, base: dict[str, Any], context: Context, history: list[Experiment],
                taken: set[str]) -> _probe.Move | None:
@@ -273,10 +271,6 @@ def _edits(old: str, new: str) -> tuple[Edit, ...]:
                 return ()
             edits.append(Edit(x, y))
     return tuple(edits)
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _plain(v: Any) -> Any:

@@ -1,0 +1,169 @@
+"""The tuner's Optuna views: its study as an Optuna SQLite file for ``optuna-dashboard``, and Optuna's matplotlib
+plots for the analysis notebook. The store stays the one truth: the study is always derived from its rows.
+
+>>> path = write_study(view)                     # doctest: +SKIP
+>>> # optuna-dashboard sqlite:///<path>          (pip install 'autoresearch_nb[dashboard]')
+>>> figures = tuner_figures(view)                # doctest: +SKIP
+>>> sorted(figures)                              # doctest: +SKIP
+['history', 'importances', 'slice']
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .git import STATE_DIR
+from .records import Experiment, Status
+from .view import RunView
+
+if TYPE_CHECKING:
+    import optuna
+    from matplotlib.figure import Figure
+
+    from .agents.space import Space
+
+MIN_IMPORTANCE_TRIALS = 5  # fANOVA on fewer complete trials mostly ranks noise
+
+
+def study_dir(repo_root: Path | str) -> Path:
+    """The folder of a repository's study files, ``.autoresearch/optuna``."""
+    return Path(repo_root) / STATE_DIR / "optuna"
+
+
+def study_path(repo_root: Path | str, tag: str) -> Path:
+    """Where run ``tag``'s study file lives: ``.autoresearch/optuna/<tag>.db``."""
+    return study_dir(repo_root) / f"{tag}.db"
+
+
+def storage_url(path: Path | str) -> str:
+    """The URL ``optuna-dashboard`` and ``optuna.load_study`` take for a study file."""
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def storage(path: Path | str) -> Any:
+    """Optuna's SQLite storage at ``path`` (created with its folder when missing)."""
+    import optuna
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(storage_url(path))
+
+
+def study_trials(space: "Space", history: list[Experiment], maximize: bool) -> list[Any]:
+    """The run's finished experiments as Optuna trials (frozen), oldest first; ``experiment`` and ``status``
+    are user attributes. A crash or timeout gets the worst metric seen so far (so the sampler learns to stay
+    away); an experiment whose constants do not parse is left out."""
+    from optuna.trial import TrialState, create_trial
+
+    rows = []
+    for e in history:
+        if e.status.finished and e.status.ran:
+            params = space.encoded(e.content or "")
+            if params is not None:
+                rows.append((e, params))
+    finite = [e.metric for e, _ in rows if _finite(e.metric) and e.status in (Status.KEEP, Status.DISCARD)]
+    worst = (min(finite) if maximize else max(finite)) if finite else None
+
+    distributions = space.distributions()
+    trials = []
+    for e, params in rows:
+        attrs = {"experiment": e.number, "status": str(e.status)}
+        if e.status in (Status.KEEP, Status.DISCARD) and _finite(e.metric):
+            trials.append(create_trial(value=float(e.metric), params=params,  # type: ignore[arg-type]
+                                       distributions=distributions, user_attrs=attrs))
+        elif e.status in (Status.CRASH, Status.TIMEOUT, Status.KEEP, Status.DISCARD) and worst is not None:
+            trials.append(create_trial(value=float(worst), params=params,
+                                       distributions=distributions, user_attrs=attrs))
+        else:
+            trials.append(create_trial(state=TrialState.FAIL, params=params,
+                                       distributions=distributions, user_attrs=attrs))
+    return trials
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def sync(store: Any, tag: str, direction: str, trials: list[Any]) -> int:
+    """Add to study ``tag`` in ``store`` the trials whose experiment it does not hold yet; how many were added."""
+    import optuna
+
+    study = optuna.create_study(storage=store, study_name=tag, direction=direction, load_if_exists=True)
+    have = {t.user_attrs.get("experiment") for t in study.get_trials(deepcopy=False)}
+    new = [t for t in trials if t.user_attrs.get("experiment") not in have]
+    if new:
+        study.add_trials(new)
+    return len(new)
+
+
+def is_tuner_run(view: RunView) -> bool:
+    """True when the tuner proposed any of the run's experiments."""
+    return any(e.agent == "tuner" for e in view.experiments)
+
+
+def load_study(view: RunView) -> "optuna.Study":
+    """The run's study rebuilt in memory from the store (what the plots draw), over the constants the tuner
+    found in the baseline file."""
+    import optuna
+
+    from .agents.space import discover
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    exps = view.experiments
+    origin = next((e.content for e in exps if e.content), None)
+    study = optuna.create_study(direction=view.config.direction, study_name=view.tag)
+    if origin is None:
+        return study
+    space = discover(origin, view.config.editable)
+    study.add_trials(study_trials(space, exps, view.config.maximize))
+    return study
+
+
+def write_study(view: RunView, path: Path | str | None = None, *, rebuild: bool = False) -> Path:
+    """Write the run's study file from the store; returns its path. An existing file gets the trials it lacks
+    (a running tuner may be writing it too); ``rebuild`` replaces it (when the run is not open)."""
+    path = Path(path) if path is not None else study_path(view.repo_root, view.tag)
+    if rebuild:
+        path.unlink(missing_ok=True)
+    study = load_study(view)
+    sync(storage(path), view.tag, view.config.direction, study.get_trials(deepcopy=False))
+    return path
+
+
+def tuner_figures(view: RunView) -> dict[str, "Figure"]:
+    """Optuna's matplotlib views of a tuner run: ``history`` (optimization history), ``slice`` (the metric
+    against each constant) and, from ``MIN_IMPORTANCE_TRIALS`` complete trials, ``importances``. Empty for a
+    run the tuner had no part in, or with nothing complete yet.
+
+    >>> with RunView.open(".", "nov27") as view:              # doctest: +SKIP
+    ...     for name, fig in tuner_figures(view).items(): display(fig)
+    """
+    if not is_tuner_run(view):
+        return {}
+    from optuna.trial import TrialState
+    from optuna.visualization import matplotlib as plots
+
+    study = load_study(view)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return {}
+    figures: dict[str, Figure] = {}
+    with warnings.catch_warnings():  # Optuna marks its matplotlib backend experimental, on every call
+        warnings.simplefilter("ignore")
+        figures["history"] = _figure(plots.plot_optimization_history(study, target_name=view.config.metric))
+        figures["slice"] = _figure(plots.plot_slice(study, target_name=view.config.metric))
+        if len(complete) >= MIN_IMPORTANCE_TRIALS:
+            figures["importances"] = _figure(plots.plot_param_importances(study, target_name=view.config.metric))
+    return figures
+
+
+def _figure(axes: Any) -> "Figure":
+    """The figure behind what an Optuna plot returns (one Axes, or an array of them)."""
+    import numpy as np
+
+    return np.asarray(axes, dtype=object).flat[0].figure
+
+
+__all__ = ["study_dir", "study_path", "storage_url", "write_study", "load_study", "tuner_figures", "study_trials",
+           "sync", "is_tuner_run", "MIN_IMPORTANCE_TRIALS"]
