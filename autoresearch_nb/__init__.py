@@ -33,10 +33,9 @@ _DASHBOARD = {"Dashboard", "report", "make_demo_repo"}
 
 def __getattr__(name: str):  # lazy: `import autoresearch_nb` never imports ipywidgets or matplotlib
     if name in _DASHBOARD:
-        from .dashboard import report as _report
-
         if name == "report":
-            return _report.report
+            from .dashboard.static import report
+            return report
         from . import dashboard as _dashboard
         return getattr(_dashboard, name)
     raise AttributeError(f"module 'autoresearch_nb' has no attribute {name!r}")

@@ -12,7 +12,8 @@ import pytest
 
 from autoresearch_nb import Loop, Status
 from autoresearch_nb.dashboard import Console, display_mode, make_demo_repo
-from autoresearch_nb.dashboard.widgets import Dashboard, diff_html, table_html
+from autoresearch_nb.dashboard.html import diff_html, table_html
+from autoresearch_nb.dashboard.widgets import Dashboard
 from autoresearch_nb.events import Event, EventKind
 from autoresearch_nb.records import CurvePoint, Experiment
 

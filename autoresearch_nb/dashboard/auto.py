@@ -72,8 +72,17 @@ class Console:
 
     def __init__(self, loop: "Loop", stream: Any = None) -> None:
         self.loop = loop
-        self.printer = ConsolePrinter(stream, metric=loop.config.metric)
+        cfg = loop.config
+        self.printer = ConsolePrinter(stream, metric=cfg.metric, budget_s=float(cfg.time_budget_s),
+                                      total=cfg.max_experiments, done=len(loop.experiments))
         self._unsubscribe = loop.subscribe(self.printer)
+
+    def baseline(self) -> Any:
+        """Run the baseline here (no buttons to keep free: the same as ``loop.baseline()``)."""
+        return self.loop.baseline()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Nothing runs in the background of a console display."""
 
     def close(self) -> None:
         self._unsubscribe()

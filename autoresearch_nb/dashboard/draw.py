@@ -10,7 +10,7 @@ import io
 import re
 from typing import TYPE_CHECKING, Sequence
 
-from .plots import COLORS, Cumulative, Curve, Frontier, status_color, y_limits
+from .plotdata import COLORS, Cumulative, Curve, Frontier, status_color, y_limits
 
 if TYPE_CHECKING:
     import pandas as pd
