@@ -26,9 +26,11 @@ def overall_progress(done: int, total: int | None, seconds_each: float | None, r
     'experiment 4 / 7 · ETA 3 min'
     """
     current = done + 1 if running else done
+    if not current:
+        return ""
     if total is None:
         rate = f" · {_minutes(seconds_each)} each" if seconds_each else ""
-        return f"experiment {current}{rate}" if current else ""
+        return f"experiment {current}{rate}"
     current = min(current, total)
     left = max(total - done, 0)
     eta = f" · ETA {_minutes(left * seconds_each)}" if seconds_each and left else ""

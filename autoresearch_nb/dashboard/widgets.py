@@ -415,8 +415,9 @@ class Dashboard:
     def curve_data(self) -> list[plotdata.Curve]:
         """The curves on screen: the baseline's, the best's, the chosen experiment's, and every run going on."""
         with self._lock:
-            on_screen = set(self.screen.runs)
             chosen = self.screen.selected
+            going = {n for n, r in self.screen.runs.items() if r.running}
+            on_screen = set(self.screen.runs) - ({chosen} - going)  # a chosen run that ended comes from the store
         out: list[plotdata.Curve] = []
         try:
             exps = self.loop.experiments
@@ -434,7 +435,8 @@ class Dashboard:
                 self._ref_curves[ref.number] = self.loop.curve(ref.number)
             label = f"#{ref.number} {role if role != 'kept' else 'chosen · ' + ref.status.value}"
             out.append(plotdata.curve(self._ref_curves[ref.number], self.budget_s, label, role))
-        return out + self.live_curves()
+        return out + [c for c in self.live_curves() if chosen is None or chosen in going
+                      or not c.label.startswith(f"#{chosen} ")]
 
     def _draw_curves(self) -> None:
         curves = self.curve_data()
