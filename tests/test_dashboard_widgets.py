@@ -297,9 +297,12 @@ def test_propose_in_a_run_without_a_baseline_runs_the_baseline_first_and_says_so
     assert dash.review_box.layout.display == "flex"  # the proposal waits for review, as after a plain Propose
 
 
-def test_stop_now_acts_during_a_run_started_by_approve(loop, dash):
+def test_stop_now_acts_during_a_run_started_by_approve(tmp_path):
+    queue = SLOW_QUEUE.split("\n\n")
+    repo = make_demo_repo(tmp_path / "target", queue=queue[1] + "\n\n" + queue[0])  # the long run first
+    loop = Loop.open(repo, tag="stop", agent="queue", time_budget_s=1, noise_repeats=1)
+    dash = Dashboard(loop, live=False)
     loop.baseline()
-    loop.reject(loop.propose())
     long = loop.propose()   # "a very long run": 60 s over a 1 s budget
     dash.approve_button.click()
     deadline = time.monotonic() + 30
@@ -310,6 +313,10 @@ def test_stop_now_acts_during_a_run_started_by_approve(loop, dash):
     dash.wait(30)
     assert loop.store.get(loop.tag, long.number).status == Status.INTERRUPTED
     assert dash.stop_now_button.disabled and not dash.propose_button.disabled
+    after = loop.run(loop.propose())   # the stop ended that run only: the next one runs
+    assert after.status == Status.RUNNING and after.metric is not None
+    dash.close()
+    loop.close()
 
 
 def test_a_new_dashboard_for_the_same_run_replaces_the_old_one(loop, dash):

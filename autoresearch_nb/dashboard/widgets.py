@@ -75,6 +75,7 @@ class Dashboard:
         self._closed = threading.Event()
         self._sampler = Sampler() if resources else None
         self._snapshot: Any = None
+        self._disarm = False
         self.last_message = ""
 
         box = dict(border="1px solid #ddd", padding="6px", margin="2px")
@@ -170,6 +171,10 @@ class Dashboard:
     def stop(self, force: bool = False) -> None:
         """What the Stop buttons do: stop after the running experiment(s), or (``force``) end them all now."""
         self.loop.stop(force=force)  # force cancels every worker's run, not only one
+        if force and not self.loop.running:
+            # A button's single run (no optimize() to clear the flag at its start): once it has ended, the
+            # flag must not cancel the next run the moment it starts.
+            self._disarm = True
         with self._lock:
             self.screen.stopping(force)
             self._sync()
@@ -266,6 +271,9 @@ class Dashboard:
             except Exception as e:
                 self._error(e)
             finally:
+                if self._disarm:
+                    self._disarm = False
+                    self.loop.stop(force=False)
                 with self._lock:
                     self.screen.done()
                     self._sync()
