@@ -357,8 +357,9 @@ class Screen:
         done = sum(1 for e in exps if e.status.finished)
         took = [e.wall_seconds for e in exps if e.wall_seconds and e.status.ran]
         each = sum(took) / len(took) if took else None
-        return overall_progress(done, getattr(self.source.config, "max_experiments", None), each,
-                                bool(self.going()))
+        # No ETA while idle: nothing is on its way to the total until something runs again.
+        return overall_progress(done, getattr(self.source.config, "max_experiments", None),
+                                each if self.busy else None, bool(self.going()))
 
     def summary(self, exps: list[Experiment]) -> str:
         """Run, agent, experiments, best, the noise rule in words (statistics in the tooltip), cost."""

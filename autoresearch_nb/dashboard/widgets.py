@@ -383,7 +383,7 @@ class Dashboard:
                 (f"#{int(n)} {plotdata.shown_status(str(st), r)} · {str(d)[:50]}", int(n))
                 for n, st, r, d in zip(results["number"], results["status"], results["reason"],
                                        results["description"])][::-1]
-            if [o[1] for o in options] != [o[1] for o in self.chooser.options]:
+            if options != [tuple(o) for o in self.chooser.options]:  # new rows, or a row's status changed
                 self.chooser.options = options
         if dirty["progress"]:
             cfg = self.loop.config
