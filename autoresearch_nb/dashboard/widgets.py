@@ -26,7 +26,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..events import Event, EventKind
-from . import draw, plotdata
+from . import draw, plotdata, svgplot
 from .html import detail_html, diff_html, snapshot_html, table_html
 from .resources import Sampler
 from .screen import PROPOSING, Screen, has_baseline
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("autoresearch_nb")
 _ENDINGS = (EventKind.RUN_FINISHED, EventKind.DECIDED, EventKind.LOOP_FINISHED)
 _REDRAWN = (EventKind.RUN_STARTED, EventKind.PROPOSED)
+DRAW_SHARE = 0.005  # the live curves' redraws may take at most this share of one core
 # One live dashboard per run in a kernel: re-running the dashboard (or the Loop.open) cell replaces the old one.
 _OPEN: "weakref.WeakValueDictionary[tuple[str, str], Dashboard]" = weakref.WeakValueDictionary()
 
@@ -76,6 +77,7 @@ class Dashboard:
         self._sampler = Sampler() if resources else None
         self._snapshot: Any = None
         self._disarm = False
+        self._curve_gap = curve_interval_s
         self.last_message = ""
 
         box = dict(border="1px solid #ddd", padding="6px", margin="2px")
@@ -359,13 +361,16 @@ class Dashboard:
             return
         with self._draw_lock:
             with self._lock:
-                wait = throttle and time.monotonic() - self._last_curve < self.curve_interval_s
+                wait = throttle and time.monotonic() - self._last_curve < self._curve_gap
                 dirty = self.screen.take_dirty(throttle_curves=wait)
                 if dirty["curves"] and self.screen.going():
                     self._move_bar()  # progress updates skipped by the bar's interval still show here
             if dirty["curves"]:
                 self._last_curve = time.monotonic()
+                cpu = time.thread_time()
                 self._draw_curves()
+                # Adaptive: a redraw that costs c CPU seconds waits at least c / DRAW_SHARE before the next.
+                self._curve_gap = max(self.curve_interval_s, (time.thread_time() - cpu) / DRAW_SHARE)
             if dirty["diff"]:
                 self._draw_diff()
             if dirty["table"] or dirty["progress"]:
@@ -451,6 +456,5 @@ class Dashboard:
         with self._lock:
             res = {k: (list(v[0]), list(v[1])) for k, v in self.screen.res.items()}
         title = "training curves" + (f" · {self._sampler.device}" if self._sampler and self._sampler.device else "")
-        fig = draw.curves_figure(curves, self.budget_s, res or None, title)
-        self.curves.value = draw.to_svg(fig)
+        self.curves.value = svgplot.curves_svg(curves, self.budget_s, res or None, title)
 
