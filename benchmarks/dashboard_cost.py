@@ -95,7 +95,7 @@ def main() -> int:
     cores = per_train_s("kids", False)   # cores the run keeps busy (its CPU seconds per wall second)
     extra = dash - bare
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; no browser counted")
-    print(f"kernel CPU per second of run: bare {bare:.4f}, with dashboard {dash:.4f} "
+    print(f"kernel CPU s per wall second of the run (startup, training, eval): bare {bare:.4f}, with dashboard {dash:.4f} "
           f"(ratio {dash / bare if bare else float('nan'):.2f}x)")
     print(f"dashboard's own cost: {100 * extra:.2f} % of one core; the run uses {cores:.2f} cores; "
           f"per core used: {100 * extra / max(cores, 1e-9):.2f} % (goal < 2 %)")
