@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from .events import Event, EventKind
 from .records import Experiment, Status
@@ -59,6 +59,13 @@ class ConsolePrinter:
         self._took: list[float] = []
         self._last = 0.0
         self._tenth: dict[tuple, int] = {}   # the last 10 % mark printed, per run
+
+    @classmethod
+    def for_loop(cls, loop: Any, stream: TextIO | None = None) -> "ConsolePrinter":
+        """A printer set up for ``loop``: its metric, time budget and ``max_experiments``."""
+        cfg = loop.config
+        return cls(stream, metric=cfg.metric, budget_s=float(cfg.time_budget_s), total=cfg.max_experiments,
+                   done=len(loop.experiments))
 
     def __call__(self, event: Event) -> None:
         e = event.experiment

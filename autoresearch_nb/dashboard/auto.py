@@ -72,9 +72,7 @@ class Console:
 
     def __init__(self, loop: "Loop", stream: Any = None) -> None:
         self.loop = loop
-        cfg = loop.config
-        self.printer = ConsolePrinter(stream, metric=cfg.metric, budget_s=float(cfg.time_budget_s),
-                                      total=cfg.max_experiments, done=len(loop.experiments))
+        self.printer = ConsolePrinter.for_loop(loop, stream)
         self._unsubscribe = loop.subscribe(self.printer)
 
     def baseline(self) -> Any:
