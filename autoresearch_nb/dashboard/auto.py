@@ -37,8 +37,8 @@ def _kernel() -> Any:
 def _from_frontend(kernel: Any) -> bool:
     """True when the cell being executed came from an interactive notebook frontend."""
     try:
-        parent = kernel.get_parent("shell") if hasattr(kernel, "get_parent") else kernel._parent_header
-    except TypeError:
+        parent = kernel.get_parent("shell")
+    except TypeError:  # an older ipykernel: no channel argument
         parent = kernel.get_parent()
     except Exception:
         return False

@@ -145,8 +145,14 @@ class Dashboard:
             self._thread.start()
 
     # -- display ---------------------------------------------------------------------------------------
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The widget view (what ipywidgets itself returns), so ``dash`` as a cell's last line shows it."""
+        return {"text/plain": repr(self),
+                "application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
+                                                             "model_id": self.widget.model_id}}
+
+    def __repr__(self) -> str:
+        return f"<dashboard of run {self.loop.tag!r}>"
 
     def display(self) -> "Dashboard":
         """Show the widget, and below it the static copy a saved notebook keeps (hidden while the widget is live)."""
