@@ -30,21 +30,26 @@ def ex(number, status=Status.RUNNING, **kw):
 
 def test_stop_is_enabled_while_a_cell_runs_the_baseline(loop):
     s = Screen(loop)
-    assert s.controls() == {"stop": False, "propose": True, "review": False}
+    idle = {"stop_after": False, "stop_now": False, "propose": True, "review": False}
+    assert s.controls() == idle
     base = ex(0, description="baseline", agent="baseline")
     s.feed(Event(EventKind.PROPOSED, base.with_(status=Status.PROPOSED)))
     s.feed(Event(EventKind.RUN_STARTED, base))
-    assert s.controls()["stop"] and not s.controls()["propose"]   # no loop started: the cell's own run
+    assert s.controls()["stop_now"] and not s.controls()["propose"]   # no loop started: the cell's own run
+    s.stopping(force=False)   # Stop after this: pressed once; Stop now still there
+    assert not s.controls()["stop_after"] and s.controls()["stop_now"]
     s.feed(Event(EventKind.DECIDED, base.with_(status=Status.KEEP, metric=1.0, reason="baseline")))
-    assert s.controls() == {"stop": False, "propose": True, "review": False}
+    assert s.controls() == idle
+    s.feed(Event(EventKind.RUN_STARTED, ex(1)))
+    assert s.controls()["stop_after"]   # a new run: the earlier stop is spent
 
 
 def test_stop_is_enabled_while_a_button_runs_something(loop):
     s = Screen(loop)
     s.started("#3", "")
-    assert s.controls()["stop"] and not s.controls()["review"]
+    assert s.controls()["stop_now"] and not s.controls()["review"]
     s.done()
-    assert not s.controls()["stop"]
+    assert not s.controls()["stop_now"]
 
 
 def test_a_running_experiment_is_not_also_waiting_for_review(loop):
@@ -79,7 +84,7 @@ def test_a_user_rejection_reads_rejected(loop):
 def test_the_setup_line_goes_when_the_setup_is_done(loop):
     s = Screen(loop)
     s.feed(Event(EventKind.SETUP_STARTED, message="setup: python prepare.py"))
-    assert "setup: python prepare.py" in s.status_html() and s.controls()["stop"]
+    assert "setup: python prepare.py" in s.status_html() and s.controls()["stop_now"]
     s.feed(Event(EventKind.SETUP_FINISHED))
     assert "prepare.py" not in s.status_html() and "prepare.py" not in s.bar_text()
 

@@ -89,6 +89,7 @@ class Screen:
         self.action = ""                      # what a button started and is still doing ("", "the baseline", ...)
         self.action_note = ""                 # what the action is doing, in words (HTML), while it does
         self.setup = ""                       # the setup command while it runs
+        self.stop_asked = ""                  # "after" or "now" once a Stop button was pressed, until idle
         self.note = ""                        # the latest outcome or message (HTML)
         self.finished = ""                    # the last "loop finished: ..." message
         self.last_run = ""                    # the idle bar's text: how the last run ended
@@ -117,6 +118,7 @@ class Screen:
 
     def _loop_started(self, event: Event) -> None:
         self.loop_running = True
+        self.stop_asked = ""
         self.pending = None
         self.finished = ""
         self.note = f"loop started: {esc(event.message)}"
@@ -265,6 +267,7 @@ class Screen:
         self.note = (f"<b style='color:{plotdata.COLORS['crash']}'>{esc(type(e).__name__)}: {esc(e)}</b>")
 
     def stopping(self, force: bool) -> None:
+        self.stop_asked = "now" if force else "after"
         several = sum(1 for r in self.runs.values() if r.running) > 1
         what = "the running experiments" if several else "this experiment"
         self.note += f" · <b>stopping{' now' if force else f' after {what}'}</b>"
@@ -301,10 +304,13 @@ class Screen:
         return self.loop_running or bool(self.action) or bool(self.going()) or bool(self.setup)
 
     def controls(self) -> dict[str, bool]:
-        """Which controls make sense now: Stop while anything runs, Propose when idle, the review buttons when
-        a proposal waits."""
-        return {"stop": self.busy, "propose": not self.busy,
-                "review": self.pending is not None and not self.busy}
+        """Which controls make sense now: Stop while anything runs (each once), Propose when idle, the review
+        buttons when a proposal waits."""
+        busy = self.busy
+        if not busy:
+            self.stop_asked = ""  # a stop applies to what was running then
+        return {"stop_after": busy and not self.stop_asked, "stop_now": busy and self.stop_asked != "now",
+                "propose": not busy, "review": self.pending is not None and not busy}
 
     def move_bar(self) -> bool:
         """Move the bar to the followed run's latest point; True when the followed run changed."""

@@ -186,9 +186,6 @@ class Dashboard:
         with self._lock:
             self.screen.stopping(force)
             self._sync()
-        self.stop_after_button.disabled = True
-        if force:
-            self.stop_now_button.disabled = True
 
     def baseline(self) -> None:
         """Run the baseline in the background, so Stop works while it runs (a cell's own run blocks the kernel,
@@ -345,7 +342,8 @@ class Dashboard:
         self.bar.style.bar_color = s.bar.color
         self.bar_text.value = s.bar_text()
         on = s.controls()
-        self.stop_after_button.disabled = self.stop_now_button.disabled = not on["stop"]
+        self.stop_after_button.disabled = not on["stop_after"]
+        self.stop_now_button.disabled = not on["stop_now"]
         self.propose_button.disabled = not on["propose"]
         if not on["review"]:
             self._hide_review()
