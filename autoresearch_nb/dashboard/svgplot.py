@@ -10,7 +10,9 @@ True
 """
 from __future__ import annotations
 
+import itertools
 import math
+import secrets
 from collections.abc import Callable, Sequence
 
 from .html import esc
@@ -21,6 +23,9 @@ _STYLE = {"baseline": ("#7f7f7f", 1.2, "5,3"), "best": (COLORS["keep"], 1.4, "")
           "repeat": (COLORS["running"], 1.3, "1.5,2.5"), "kept": ("#8c564b", 1.2, "")}
 _RES_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
 W, LEFT, RIGHT, TOP = 504.0, 52.0, 10.0, 22.0
+# A clip path's id is global to the page: each drawing gets its own, so a hidden copy never clips a live one.
+_CLIP_IDS = itertools.count()
+_RUN = secrets.token_hex(3)   # and two kernels' drawings on one page differ too
 
 
 def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -87,7 +92,8 @@ def curves_svg(curves: Sequence[Curve], xmax: float, resources: dict[str, tuple[
     lim = y_limits(curves) or (0.0, 1.0)
     body, px, py = _panel(0.0, x1, lim[0], lim[1], TOP, height, "loss", "" if resources else "seconds of training")
     body.insert(0, f"<text x='{LEFT}' y='14' font-size='12'>{esc(title or 'training curves')}</text>")
-    body.append(f"<clipPath id='arnb-clip'><rect x='{LEFT}' y='{TOP}' width='{W - RIGHT - LEFT}' "
+    clip = f"arnb-clip-{_RUN}-{next(_CLIP_IDS)}"
+    body.append(f"<clipPath id='{clip}'><rect x='{LEFT}' y='{TOP}' width='{W - RIGHT - LEFT}' "
                 f"height='{height}'/></clipPath>")
     legend = []
     for c in curves:
@@ -97,7 +103,7 @@ def curves_svg(curves: Sequence[Curve], xmax: float, resources: dict[str, tuple[
         color = c.color or color
         stroke = f"stroke='{color}' stroke-width='{width}' fill='none'" + (f" stroke-dasharray='{dash}'" if dash else "")
         gid = 'id="curve-' + esc(c.role) + '"'  # double quotes, as matplotlib writes them
-        body.append(f"<g {gid} clip-path='url(#arnb-clip)'><path d='{_path(c.x, c.y, px, py)}' "
+        body.append(f"<g {gid} clip-path='url(#{clip})'><path d='{_path(c.x, c.y, px, py)}' "
                     f"{stroke}/></g>")
         legend.append((f"{c.label} ({len(c)} pts)", stroke))
     if not legend:
