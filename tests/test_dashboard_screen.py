@@ -8,11 +8,9 @@ import pytest
 from autoresearch_nb import Loop, Status
 from autoresearch_nb.console import overall_progress
 from autoresearch_nb.dashboard import make_demo_repo
-from autoresearch_nb.dashboard.html import detail_html, table_html
 from autoresearch_nb.dashboard.screen import Screen
 from autoresearch_nb.events import Event, EventKind
 from autoresearch_nb.records import CurvePoint, Experiment
-from autoresearch_nb.results import dataframe
 
 
 @pytest.fixture
@@ -76,9 +74,6 @@ def test_a_user_rejection_reads_rejected(loop):
     s.feed(Event(EventKind.PROPOSED, ex(3, Status.PROPOSED)))
     s.feed(Event(EventKind.DECIDED, ex(3, Status.INVALID, reason="rejected by the user")))
     assert ">rejected<" in s.note and "invalid" not in s.note and s.pending is None
-    table = table_html(dataframe([ex(3, Status.INVALID, reason="rejected by the user"),
-                                  ex(4, Status.INVALID, reason="edit does not apply")]))
-    assert ">rejected<" in table and ">invalid<" in table
 
 
 def test_the_setup_line_goes_when_the_setup_is_done(loop):
@@ -119,19 +114,3 @@ def test_the_noise_rule_in_words_with_the_statistics_in_a_tooltip(loop, monkeypa
     s = Screen(loop)
     html = s.status_html()
     assert "a change is kept when it beats the best" in html and "title='noise floor not measured" in html
-
-
-def test_detail_of_a_failed_run_shows_the_reason_and_log_tail():
-    e = ex(5, Status.CRASH, reason="exit code 1: ZeroDivisionError", diff="-A = 1\n+A = 0\n")
-    html = detail_html(e, "score", log_tail="Traceback\nZeroDivisionError: division by zero")
-    assert "why: exit code 1: ZeroDivisionError" in html and "ZeroDivisionError: division by zero" in html
-    assert "arnb-log" in html
-    kept = detail_html(ex(6, Status.KEEP, metric=1.0, runs=[1.0, 1.1]), "score", log_tail="noise")
-    assert "arnb-log" not in kept and "mean of 2 runs" in kept
-
-
-def test_long_descriptions_do_not_wrap_and_keep_their_text_in_a_tooltip():
-    long = "a very long description " * 10
-    html = table_html(dataframe([ex(1, Status.DISCARD, metric=2.0, description=long, reason="worse")]))
-    assert "white-space:nowrap" in html and "text-overflow:ellipsis" in html and f"title='{long}'" in html
-    assert ">reason<" in html and ">worse<" in html
