@@ -46,3 +46,11 @@ def test_the_snapshot_hides_itself_beside_a_live_widget_and_hides_the_missing_mo
     assert snap.startswith("<div class='arnb-snapshot'>") and "as of 12:00" in snap
     assert ".jp-OutputArea:has(.arnb-dashboard) .arnb-snapshot{display:none}" in snap
     assert ".jupyter-widgets:not(:has(*)){display:none}" in snap
+
+
+def test_the_detail_gives_the_evidence_in_units_of_the_noise_floor():
+    e = ex(7, Status.DISCARD, metric=1.01, reason="within the noise", runs=[1.0, 1.02], seeds=[42, 43],
+           noise_sigma=0.01, threshold=0.0231, effect_sigma=1.5)
+    html = detail_html(e, "score")
+    assert "evidence: +1.50σ against the best before it; it needed more than 2.31σ (σ = 0.01)" in html
+    assert "seeds 42, 43" in html

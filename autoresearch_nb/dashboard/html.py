@@ -116,6 +116,13 @@ def detail_html(e: Experiment, metric: str = "metric", log_tail: str = "", noise
              f"<div style='font-size:12px'>{' · '.join(facts)}</div>"]
     if e.reason:
         parts.append(f"<div class='arnb-reason' style='font-size:12px;color:#333'>why: {esc(e.reason)}</div>")
+    if e.effect_sigma is not None:  # the evidence behind the decision, in units of the noise floor
+        need = (f"; it needed more than {e.threshold / e.noise_sigma:.2f}σ" if e.threshold is not None
+                and e.noise_sigma else "")
+        sigma = f" (σ = {e.noise_sigma:.3g})" if e.noise_sigma else ""
+        seeds = f" · seeds {', '.join(map(str, e.seeds))}" if len(e.seeds) > 1 else ""
+        parts.append(f"<div class='arnb-evidence' style='font-size:12px'>evidence: {e.effect_sigma:+.2f}σ "
+                     f"against the best before it{need}{sigma}{seeds}</div>")
     if noise_text and e.status in (Status.KEEP, Status.DISCARD):
         parts.append(f"<div style='font-size:12px;color:#555'>{esc(noise_text)}</div>")
     if log_tail and e.status not in (Status.KEEP, Status.DISCARD, Status.PROPOSED, Status.RUNNING):
