@@ -353,10 +353,10 @@ class Screen:
         if not going:
             parts = [esc(self.setup)] if self.setup else ([f"idle · last run {esc(self.last_run)}"]
                                                           if self.last_run else ["idle"])
-        res = " · ".join(f"{k} {v[1][-1]:.0f}" for k, v in self.res.items() if v[1])
         overall = self.overall_text
-        return ("&nbsp;" + " &nbsp;|&nbsp; ".join(parts) + (f" · {res}" if res and going else "")
-                + (f" &nbsp;·&nbsp; <b>{esc(overall)}</b>" if overall else ""))
+        # One line (resource use is in the curves' lower panel): a wrapped bar text would make the layout jump.
+        return ("<span style='white-space:nowrap'>&nbsp;" + " &nbsp;|&nbsp; ".join(parts)
+                + (f" &nbsp;·&nbsp; <b>{esc(overall)}</b>" if overall else "") + "</span>")
 
     def overall(self, exps: list[Experiment]) -> str:
         """``experiment 4 / 7 · ETA 3 min`` against ``max_experiments`` (the count and pace without one)."""

@@ -83,7 +83,7 @@ class Dashboard:
         box = dict(border="1px solid #ddd", padding="6px", margin="2px")
         half = w.Layout(flex="1 1 420px", min_width="360px", overflow="auto", **box)
         self.status = w.HTML(layout=w.Layout(width="100%"))
-        self.bar = w.FloatProgress(value=0.0, min=0.0, max=self.budget_s, layout=w.Layout(width="45%"))
+        self.bar = w.FloatProgress(value=0.0, min=0.0, max=self.budget_s, layout=w.Layout(width="40%"))
         self.bar_text = w.HTML()
         self.stop_after_button = w.Button(description="Stop after this", icon="pause", disabled=True,
                                           tooltip="finish the running experiment, then stop")
