@@ -346,3 +346,10 @@ def test_the_static_snapshot_holds_the_current_dashboard(loop, dash):
     snap = dash.snapshot()
     assert "arnb-snapshot" in snap and "static copy" in snap and ".jp-OutputArea:has(.arnb-dashboard)" in snap
     assert dash.table.value in snap and dash.progress.value in snap and "<svg" in snap
+
+
+def test_a_stop_click_arriving_after_the_run_ended_does_not_cancel_the_next_run(loop, dash):
+    loop.baseline()   # a cell's run: the kernel took the click only after it
+    dash.stop(force=True)
+    after = loop.run(loop.propose())
+    assert after.status == Status.RUNNING and after.metric is not None

@@ -178,8 +178,11 @@ class Dashboard:
     # -- controls --------------------------------------------------------------------------------------
     def stop(self, force: bool = False) -> None:
         """What the Stop buttons do: stop after the running experiment(s), or (``force``) end them all now."""
+        with self._lock:
+            if not (self.screen.busy or self.loop.running):  # a click queued while a cell held the kernel, arriving after its run ended
+                return
         self.loop.stop(force=force)  # force cancels every worker's run, not only one
-        if force and not self.loop.running:
+        if force and not self.loop.running and self._worker is not None and self._worker.is_alive():
             # A button's single run (no optimize() to clear the flag at its start): once it has ended, the
             # flag must not cancel the next run the moment it starts.
             self._disarm = True
@@ -198,6 +201,8 @@ class Dashboard:
         def baseline_then_propose() -> None:
             if not has_baseline(self.loop.experiments):
                 self.loop.baseline()
+                if not has_baseline(self.loop.experiments):  # stopped, or it crashed: nothing to build on
+                    return
                 with self._lock:
                     self.screen.started(PROPOSING, "baseline done; now asking the agent for a proposal")
                     self._sync()
