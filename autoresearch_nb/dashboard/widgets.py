@@ -26,6 +26,8 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..events import Event, EventKind
+from ..records import is_baseline
+from ..view import best_of
 from . import draw, plotdata, svgplot
 from .html import detail_html, diff_html, snapshot_html, table_html
 from .resources import Sampler
@@ -71,6 +73,7 @@ class Dashboard:
         self._lock = threading.RLock()
         self._draw_lock = threading.Lock()   # one redraw at a time (render thread and loop thread)
         self._ref_curves: dict[int, list] = {}
+        self._refs: tuple | None = None   # (chosen, baseline, best, chosen experiment) as of the last decision
         self._worker: threading.Thread | None = None
         self._last_bar = self._last_curve = self._last_sample = 0.0
         self._closed = threading.Event()
@@ -315,6 +318,7 @@ class Dashboard:
             self.screen.feed(event)
             if event.kind == EventKind.DECIDED:
                 self._ref_curves.clear()  # the best may have changed
+                self._refs = None
             if event.kind == EventKind.LOOP_FINISHED:
                 self.last_message = self.screen.finished
             self._sync()
@@ -441,13 +445,14 @@ class Dashboard:
             going = {n for n, r in self.screen.runs.items() if r.running}
             on_screen = set(self.screen.runs) - ({chosen} - going)  # a chosen run that ended comes from the store
         out: list[plotdata.Curve] = []
-        try:
-            exps = self.loop.experiments
-            best = self.loop.best
-        except Exception:
-            return out
-        base = next((x for x in exps if x.description == "baseline" and x.status.ran), None)
-        picked = next((x for x in exps if x.number == chosen), None)
+        if self._refs is None or self._refs[0] != chosen:  # read the store at decisions, not at every redraw
+            try:
+                exps = self.loop.experiments
+            except Exception:
+                return out
+            self._refs = (chosen, next((x for x in exps if is_baseline(x) and x.status.ran), None),
+                          best_of(exps, self.loop.config.maximize), next((x for x in exps if x.number == chosen), None))
+        _, base, best, picked = self._refs
         for ref, role in ((base, "baseline"), (best, "best"), (picked, "kept")):
             if ref is None or ref.number in on_screen:
                 continue
