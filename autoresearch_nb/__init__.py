@@ -27,7 +27,7 @@ _LAZY = {
     "QueueExhausted": "agents.base", "Edit": "edits", "ConsolePrinter": "console",
     "AutoresearchError": "errors", "ConfigError": "errors", "GitError": "errors", "StoreError": "errors",
     "AgentError": "errors", "BudgetExceeded": "errors", "StateError": "errors",
-    "Dashboard": "dashboard", "make_demo_repo": "dashboard", "report": "dashboard.report",
+    "Dashboard": "dashboard", "make_demo_repo": "dashboard", "report": "dashboard.static",
 }
 
 __all__ = [
@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve l
     from .config import Config
     from .console import ConsolePrinter
     from .dashboard import Dashboard, make_demo_repo
-    from .dashboard.report import report
+    from .dashboard.static import report
     from .edits import Edit
     from .errors import AgentError, AutoresearchError, BudgetExceeded, ConfigError, GitError, StateError, StoreError
     from .events import Event, EventKind

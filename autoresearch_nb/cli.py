@@ -126,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
     from .loop import Loop
 
     loop = Loop.open(args.repo, tag=args.tag, agent=args.agent, **overrides)
-    printer = ConsolePrinter(metric=loop.config.metric)
+    printer = ConsolePrinter.for_loop(loop)  # overall progress; 10 % lines when stdout is not a terminal
     loop.subscribe(printer)
     notifier = None
     if loop.config.notify:

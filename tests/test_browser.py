@@ -1,7 +1,10 @@
 # pytest tests/test_browser.py -m browser -q
-"""JupyterLab in headless Chromium: run notebooks/autoresearch.ipynb on the demo target (a 3-second budget) and
-check that the dashboard shows real content (the diff, a curve with points, a row per experiment, the progress
-chart) and that Stop now ends the background loop. Screenshots go to test-artifacts/.
+"""JupyterLab in headless Chromium: run notebooks/autoresearch.ipynb on the demo target (a 3-second budget) as a
+researcher would (issue 16): Stop during the baseline cell, re-run the open and dashboard cells, Propose in a run
+without a baseline (the baseline runs first), Approve with Stop enabled during the run, the step-by-step cells and
+the background loop (a curve with points, a row per experiment, the progress chart), Stop now, choose an
+experiment, then save, shut the kernel down and reopen: the static copy shows. Screenshots of each state go to
+test-artifacts/.
 
 JupyterLab runs on 127.0.0.1 with a token and its own config, data, runtime, settings and workspace folders; the
 kernelspec ``python3`` there runs this Python (sys.executable) with this checkout on PYTHONPATH. Debian's
@@ -25,7 +28,7 @@ import pytest
 
 from test_notebooks import ROOT, kernel_env
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(480)]
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 QUEUE = '''[[experiment]]
@@ -122,26 +125,23 @@ def test_dashboard_in_jupyterlab(lab):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        context = browser.new_context(viewport={"width": 1500, "height": 1100})
+        page = context.new_page()
         try:
             _run(page, expect, base, token, n_cells)
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "browser-failure.png"))
+            for i, pg in enumerate(context.pages):
+                pg.screenshot(path=str(ARTIFACTS / f"browser-failure-{i}.png"))
             raise
         finally:
             browser.close()
 
 
-def _run(page, expect, base: str, token: str, n: int) -> None:
-    page.goto(f"{base}/lab/tree/autoresearch.ipynb?token={token}")
-    cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
-    expect(cells.first).to_be_visible(timeout=60_000)
-    expect(page.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']")) \
-        .to_have_count(1, timeout=60_000)
-    expect(cells).to_have_count(n, timeout=30_000)  # the notebook renders its cells progressively
-    cells.first.click()
+def _run_cells(page, expect, cells, first: int, last: int) -> None:
+    """Run cells ``first`` .. ``last`` with Shift+Enter (each selects the next cell)."""
+    cells.nth(first).click(position={"x": 5, "y": 5})
     page.keyboard.press("Escape")  # command mode: Shift+Enter runs a cell and selects the next one
-    for i in range(n - 1):
+    for i in range(first, last + 1):
         for _ in range(10):  # a keypress can be lost while the notebook re-renders; check the selection moved
             page.keyboard.press("Shift+Enter")
             try:
@@ -152,14 +152,65 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
                 page.keyboard.press("Escape")
         else:
             raise AssertionError(f"cell {i + 1} does not take Shift+Enter")
-    page.keyboard.press("Control+Enter")  # the last cell: run it without adding a new one
+
+
+def _shot(locator, name: str) -> None:
+    locator.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def _run(page, expect, base: str, token: str, n: int) -> None:
+    page.goto(f"{base}/lab/tree/autoresearch.ipynb?token={token}")
+    cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+    expect(cells.first).to_be_visible(timeout=60_000)
+    expect(page.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']")) \
+        .to_have_count(1, timeout=60_000)
+    expect(cells).to_have_count(n, timeout=30_000)  # the notebook renders its cells progressively
+    baseline_cell = next(i for i in range(n) if "dash.baseline()" in cells.nth(i).inner_text())
+    _run_cells(page, expect, cells, 0, baseline_cell)   # open, dashboard, the baseline (in the background)
 
     dash = page.locator(".arnb-dashboard").first
     expect(dash).to_be_visible(timeout=60_000)
-    # The step-by-step cells: the proposal's diff with its changed lines.
-    expect(dash.locator(".arnb-diff-view")).to_contain_text("LR = 0.003", timeout=60_000)
-    # optimize() in the background: wait for the long run, then check the live curve has points.
     status = dash.locator(".arnb-status")
+    stop_now, propose = dash.locator(".arnb-stop-now"), dash.locator(".arnb-propose")
+    # Stop during the baseline cell: enabled, and it acts.
+    expect(stop_now).to_be_enabled(timeout=60_000)
+    expect(propose).to_be_disabled()
+    _shot(dash, "1-baseline-running")
+    stop_now.click()
+    expect(stop_now).to_be_disabled(timeout=30_000)
+    rows = dash.locator(".arnb-table-view table tbody tr")
+    expect(rows.first).to_contain_text("interrupted", timeout=15_000)
+    _shot(dash, "2-baseline-stopped")
+
+    # Re-running the dashboard cell in the same kernel: no error, one live dashboard (the old one let go).
+    _run_cells(page, expect, cells, 6, 6)
+    expect(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")) \
+        .to_have_count(0, timeout=5_000)
+    dash = page.locator(".arnb-dashboard").last
+    status, propose = dash.locator(".arnb-status"), dash.locator(".arnb-propose")
+    stop_now = dash.locator(".arnb-stop-now")
+
+    # Propose in a run with no (finished) baseline: the baseline runs first, and the status says so.
+    expect(propose).to_be_enabled(timeout=30_000)
+    propose.click()
+    expect(status).to_contain_text("no baseline yet", timeout=30_000)
+    _shot(dash, "3-propose-runs-the-baseline-first")
+    approve = dash.locator(".arnb-approve")
+    expect(approve).to_be_visible(timeout=90_000)
+    expect(dash.locator(".arnb-diff-view")).to_contain_text("LR = 0.003")
+    _shot(dash, "4-proposed")
+    # Approve: Stop is enabled while the approved run goes, the diff's subtitle follows the decision.
+    approve.click()
+    expect(stop_now).to_be_enabled(timeout=30_000)
+    expect(status).not_to_contain_text("approve, reject or edit")
+    expect(stop_now).to_be_disabled(timeout=60_000)
+    expect(dash.locator(".arnb-diff-view .arnb-diff-note")).to_contain_text("keep", timeout=15_000)
+    _shot(dash, "5-approved-and-kept")
+
+    # The step-by-step cells and the background loop.
+    _run_cells(page, expect, cells, baseline_cell + 1, n - 2)
+    page.keyboard.press("Control+Enter")  # the last cell: run it without adding a new one
+    expect(dash.locator(".arnb-diff-view")).to_contain_text("WIDTH = 32", timeout=60_000)
     expect(status).to_contain_text("a very long run", timeout=90_000)
     expect(status).to_contain_text("running", timeout=30_000)
     curve = dash.locator(".arnb-curves svg #curve-running path")
@@ -168,24 +219,53 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     d = dash.locator(".arnb-curves svg #curve-running path").first.get_attribute("d") or ""
     assert len(re.findall(r"[ML]", d)) >= 10, f"the running curve has too few points: {d[:200]}"
     expect(dash.locator(".arnb-curves svg #curve-baseline path").first).to_be_attached()
-    dash.screenshot(path=str(ARTIFACTS / "dashboard-running.png"))
+    expect(rows.first).to_contain_text("running")  # the running experiment is a row
+    _shot(dash, "6-loop-running")
 
     # Stop now: the long run is interrupted and the loop ends.
-    dash.locator(".arnb-stop-now").click()
+    stop_now.click()
     expect(dash.locator(".arnb-finished")).to_contain_text("loop finished", timeout=30_000)
-    rows = dash.locator(".arnb-table-view table tbody tr")
-    expect(rows).to_have_count(4, timeout=15_000)  # baseline, the step-by-step one, halve the width, the long run
+    # interrupted baseline, baseline, the approved one, halve the width, the long run
+    expect(rows).to_have_count(5, timeout=15_000)
     expect(rows.first).to_contain_text("interrupted")
     expect(dash.locator(".arnb-table-view table")).to_contain_text("lower the learning rate to 0.003")
     chart = dash.locator(".arnb-progress svg")
     expect(chart.locator("#progress-kept").first).to_be_attached(timeout=15_000)
     expect(chart.locator("#progress-discarded").first).to_be_attached()
     expect(chart.locator("#progress-best path").first).to_be_attached()
-    expect(dash.locator(".arnb-stop-now")).to_be_disabled()
-    # Drawn at the end, not a redraw later: no curve still labelled running; the floor in the status area.
+    expect(stop_now).to_be_disabled()
+    # Drawn at the end, not a redraw later: no curve still labelled running; the noise rule in words.
     expect(dash.locator(".arnb-curves svg")).not_to_contain_text("running")
     expect(dash.locator(".arnb-curves svg")).to_contain_text("interrupted")
-    expect(status).to_contain_text("noise σ")
-    expect(dash.locator(".arnb-table-view table thead")).to_contain_text("effect")
-    dash.screenshot(path=str(ARTIFACTS / "dashboard-stopped.png"))
+    expect(status).to_contain_text("runs of the same code differ by about")
+    assert "noise σ" in (status.locator(".arnb-floor").get_attribute("title") or "")
+    expect(dash.locator(".arnb-table-view table thead")).to_contain_text("reason")
+    _shot(dash, "7-stopped")
+
+    # Choose an experiment: its reason and diff in the detail panel.
+    dash.locator(".arnb-choose select").select_option(index=1)   # the newest: the interrupted long run
+    expect(dash.locator(".arnb-diff-view .arnb-detail")).to_contain_text("EXTRA_SECONDS", timeout=15_000)
+    expect(dash.locator(".arnb-diff-view .arnb-reason")).to_be_visible()
+    _shot(dash, "8-chosen-experiment")
     page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))
+
+    # Save, shut the kernel down, reopen: the static copy shows instead of "model not found".
+    page.keyboard.press("Control+s")
+    expect(page.locator(".lm-TabBar-tab.jp-mod-dirty")).to_have_count(0, timeout=15_000)
+    req = urllib.request.Request(f"{base}/api/sessions?token={token}")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        sessions = json.load(r)
+    for sess in sessions:
+        urllib.request.urlopen(urllib.request.Request(
+            f"{base}/api/sessions/{sess['id']}?token={token}", method="DELETE"), timeout=30)
+    page.close()
+    page = page.context.new_page()
+    page.set_viewport_size({"width": 1500, "height": 1100})
+    page.goto(f"{base}/lab/tree/autoresearch.ipynb?token={token}&reset")
+    snap = page.locator(".arnb-snapshot").first
+    expect(snap).to_be_visible(timeout=60_000)
+    expect(snap).to_contain_text("loop finished")
+    expect(snap.locator("table")).to_contain_text("lower the learning rate to 0.003")
+    expect(page.locator(".jp-OutputArea-output:visible", has_text="model not found")).to_have_count(0,
+                                                                                                 timeout=10_000)
+    _shot(snap, "9-reopened-static-copy")

@@ -12,7 +12,8 @@ import pytest
 
 from autoresearch_nb import Loop, Status
 from autoresearch_nb.dashboard import Console, display_mode, make_demo_repo
-from autoresearch_nb.dashboard.widgets import Dashboard, diff_html, table_html
+from autoresearch_nb.dashboard.html import diff_html, table_html
+from autoresearch_nb.dashboard.widgets import Dashboard
 from autoresearch_nb.events import Event, EventKind
 from autoresearch_nb.records import CurvePoint, Experiment
 
@@ -281,3 +282,74 @@ def test_two_workers_two_live_curves_and_stop_now_ends_both(tmp_path):
         assert dash.in_flight == [] and not any(c.role == "running" for c in dash.live_curves())
         assert "running" not in dash.curves.value and "loop finished" in dash.status.value
         dash.close()
+
+
+def test_propose_in_a_run_without_a_baseline_runs_the_baseline_first_and_says_so(loop, dash):
+    said: list[str] = []
+    loop.subscribe(lambda ev: ev.kind == EventKind.RUN_STARTED and said.append(dash.status.value))
+    assert not dash.propose_button.disabled and dash.stop_now_button.disabled
+    dash.propose_button.click()
+    dash.wait(60)
+    exps = loop.experiments
+    assert exps[0].description == "baseline" and exps[0].status == Status.KEEP and exps[0].diff == ""
+    assert exps[-1].status == Status.PROPOSED and exps[-1].description == "lower the learning rate to 0.003"
+    assert "no baseline yet" in said[0] and "running the baseline first" in said[0]
+    assert dash.review_box.layout.display == "flex"  # the proposal waits for review, as after a plain Propose
+
+
+def test_stop_now_acts_during_a_run_started_by_approve(tmp_path):
+    queue = SLOW_QUEUE.split("\n\n")
+    repo = make_demo_repo(tmp_path / "target", queue=queue[1] + "\n\n" + queue[0])  # the long run first
+    loop = Loop.open(repo, tag="stop", agent="queue", time_budget_s=1, noise_repeats=1)
+    dash = Dashboard(loop, live=False)
+    loop.baseline()
+    long = loop.propose()   # "a very long run": 60 s over a 1 s budget
+    dash.approve_button.click()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not dash.in_flight:
+        time.sleep(0.02)
+    assert dash.in_flight and not dash.stop_now_button.disabled and dash.propose_button.disabled
+    dash.stop_now_button.click()
+    dash.wait(30)
+    assert loop.store.get(loop.tag, long.number).status == Status.INTERRUPTED
+    assert dash.stop_now_button.disabled and not dash.propose_button.disabled
+    after = loop.run(loop.propose())   # the stop ended that run only: the next one runs
+    assert after.status == Status.RUNNING and after.metric is not None
+    dash.close()
+    loop.close()
+
+
+def test_a_new_dashboard_for_the_same_run_replaces_the_old_one(loop, dash):
+    again = Dashboard(loop, live=False)   # the dashboard cell run a second time
+    before = dash.status.value
+    again(fake(loop, EventKind.RUN_STARTED, 9, description="only the new one hears this"))
+    loop.events.emit(fake(loop, EventKind.RUN_STARTED, 9, description="only the new one hears this"))
+    assert "only the new one hears this" in again.status.value and dash.status.value == before
+    again.close()
+
+
+def test_choose_an_experiment_to_see_its_reason_diff_and_curve(loop, dash):
+    loop.baseline()
+    loop.step()
+    dash.flush()
+    numbers = [v for _, v in dash.chooser.options]
+    assert numbers[0] == -1 and set(numbers[1:]) == {0, 1}
+    dash.chooser.value = 1
+    assert "arnb-detail" in dash.diff.value and "LR = 0.003" in dash.diff.value and "why:" in dash.diff.value
+    assert "#1 chosen" in dash.curves.value
+    dash.chooser.value = -1
+    assert "arnb-detail" not in dash.diff.value
+
+
+def test_the_static_snapshot_holds_the_current_dashboard(loop, dash):
+    loop.baseline()
+    snap = dash.snapshot()
+    assert "arnb-snapshot" in snap and "static copy" in snap and ".jp-OutputArea:has(.arnb-dashboard)" in snap
+    assert dash.table.value in snap and dash.progress.value in snap and "<svg" in snap
+
+
+def test_a_stop_click_arriving_after_the_run_ended_does_not_cancel_the_next_run(loop, dash):
+    loop.baseline()   # a cell's run: the kernel took the click only after it
+    dash.stop(force=True)
+    after = loop.run(loop.propose())
+    assert after.status == Status.RUNNING and after.metric is not None

@@ -14,6 +14,7 @@ import pytest
 
 from autoresearch_nb import load_results
 from autoresearch_nb.dashboard import make_demo_repo
+from autoresearch_nb.dashboard.demo import QUEUE_TOML
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -66,7 +67,9 @@ def test_papermill_runs_the_loop_then_the_analysis(tmp_path, monkeypatch):
     for k, v in kernel_env(tmp_path).items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AUTORESEARCH_NB_DISPLAY", raising=False)
-    repo = make_demo_repo(tmp_path / "target")
+    # "->" in a description: the report must not print it escaped ("-&gt;", issue 16 bug 6)
+    repo = make_demo_repo(tmp_path / "target", queue=QUEUE_TOML.replace('"double the width"',
+                                                                        '"WIDTH 64 -> 128"'))
     out = tmp_path / "autoresearch.out.ipynb"
     papermill.execute_notebook(str(NOTEBOOKS / "autoresearch.ipynb"), str(out), progress_bar=False,
                                parameters=dict(repo=str(repo), tag="pm", agent="queue", time_budget_s=2,
@@ -76,11 +79,14 @@ def test_papermill_runs_the_loop_then_the_analysis(tmp_path, monkeypatch):
     outs = outputs(out)
     text = "".join(o.get("text", "") for o in outs if o["output_type"] == "stream")
     assert "#1    keep" in text and "loop finished" in text  # console progress, not widgets
+    assert "experiment 4 / 4" in text  # the overall progress against max_experiments
+    assert " 10% " in text and " 50% " in text  # not a terminal: a progress line every 10 % of a run
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outs)
     assert sum("image/png" in o.get("data", {}) for o in outs) >= 2  # the static report: chart and curves
     assert any("<table" in o.get("data", {}).get("text/html", "") for o in outs)
     summary = "".join(o.get("data", {}).get("text/markdown", "") for o in outs)
     assert "noise σ" in summary and "keep past" in summary  # the report states the floor and the threshold
+    assert "WIDTH 64 -> 128" in summary and "&gt;" not in summary
 
     ana = tmp_path / "analysis.out.ipynb"
     papermill.execute_notebook(str(NOTEBOOKS / "analysis.ipynb"), str(ana), progress_bar=False,
@@ -88,8 +94,10 @@ def test_papermill_runs_the_loop_then_the_analysis(tmp_path, monkeypatch):
     outs = outputs(ana)
     html = "".join(o.get("data", {}).get("text/html", "") for o in outs)
     assert "halve the width" in html and "WIDTH = 32" in html  # the diff of experiment 2
-    assert sum("image/png" in o.get("data", {}) for o in outs) == 5  # progress, effects, cumulative, curves, cost
+    assert sum("image/png" in o.get("data", {}) for o in outs) == 4  # progress, effects, cumulative, curves
+    assert "no API cost" in "".join(o.get("data", {}).get("text/markdown", "") for o in outs)  # no flat zero line
     text = "".join(o.get("text", "") for o in outs if o["output_type"] == "stream")
+    assert "WIDTH 64 -> 128" in text and "&gt;" not in text  # printed once, unescaped
     assert "noise σ" in text  # the floor, above the effects in units of σ
     assert "effect_sigma" in html and "margin_sigma" in html
 

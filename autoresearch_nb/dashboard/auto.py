@@ -37,8 +37,8 @@ def _kernel() -> Any:
 def _from_frontend(kernel: Any) -> bool:
     """True when the cell being executed came from an interactive notebook frontend."""
     try:
-        parent = kernel.get_parent("shell") if hasattr(kernel, "get_parent") else kernel._parent_header
-    except TypeError:
+        parent = kernel.get_parent("shell")
+    except TypeError:  # an older ipykernel: no channel argument
         parent = kernel.get_parent()
     except Exception:
         return False
@@ -72,8 +72,15 @@ class Console:
 
     def __init__(self, loop: "Loop", stream: Any = None) -> None:
         self.loop = loop
-        self.printer = ConsolePrinter(stream, metric=loop.config.metric)
+        self.printer = ConsolePrinter.for_loop(loop, stream)
         self._unsubscribe = loop.subscribe(self.printer)
+
+    def baseline(self) -> Any:
+        """Run the baseline here (no buttons to keep free: the same as ``loop.baseline()``)."""
+        return self.loop.baseline()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Nothing runs in the background of a console display."""
 
     def close(self) -> None:
         self._unsubscribe()

@@ -10,7 +10,7 @@ import io
 import re
 from typing import TYPE_CHECKING, Sequence
 
-from .plots import COLORS, Cumulative, Curve, Frontier, status_color, y_limits
+from .plotdata import COLORS, Cumulative, Curve, Frontier, status_color, y_limits
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,9 +51,12 @@ def progress_figure(f: Frontier, metric: str = "metric", maximize: bool = False,
     if f.kept_x:
         ax.scatter(f.kept_x, f.kept_y, s=30, color=COLORS["keep"], edgecolor="black", lw=0.4, label="kept",
                    gid="progress-kept", zorder=3)
+        # Labels in the right half of the chart grow leftwards, so none runs off the figure and gets cut.
+        mid = (min(f.kept_x + f.discarded_x) + max(f.kept_x + f.discarded_x)) / 2
         for x, y in zip(f.kept_x, f.kept_y):
-            ax.annotate(f.labels.get(x, "")[:32], (x, y), xytext=(4, 4), textcoords="offset points",
-                        fontsize=7, color="#2a5d2a", rotation=20)
+            left = x > mid
+            ax.annotate(f.labels.get(x, "")[:32], (x, y), xytext=(-4 if left else 4, 4), textcoords="offset points",
+                        fontsize=7, color="#2a5d2a", rotation=20, ha="right" if left else "left")
     if f.best_x:
         ax.step(f.best_x, f.best_y, where="post", color=COLORS["keep"], lw=1.5, alpha=0.8, label="running best",
                 gid="progress-best", zorder=1)

@@ -1,4 +1,4 @@
-"""Static output: images and tables that stay readable in a saved notebook (papermill keeps no widget state),
+"""The static report: images and tables that stay readable in a saved notebook (papermill keeps no widget state),
 and a read-only view of any run for the analysis notebook, safe while another process is running it.
 
 >>> view = RunView.open(".", "nov27")           # doctest: +SKIP
@@ -7,11 +7,11 @@ and a read-only view of any run for the analysis notebook, safe while another pr
 """
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..records import Status
-from . import draw, plots
+from . import draw, plotdata
+from .html import diff_html, table_html
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,24 +33,24 @@ def _sigma(run: Any) -> float | None:
     return (run.noise or {}).get("sigma")
 
 
-def floor(run: Any) -> plots.Floor:
+def floor(run: Any) -> plotdata.Floor:
     """The run's noise floor and keep threshold (for one new run against the current best)."""
     best = run.best
-    return plots.floor(run.noise, float(run.config.noise_k), max(len(best.runs), 1) if best is not None else 1)
+    return plotdata.floor(run.noise, float(run.config.noise_k), max(len(best.runs), 1) if best is not None else 1)
 
 
 def progress_chart(run: Any, fmt: str = "png") -> Any:
     """Karpathy's progress chart of ``run`` (a Loop or a RunView) as an IPython Image (or SVG text), with the
     noise band around the running best when the floor was measured."""
     cfg = run.config
-    f = plots.frontier(run.experiments, cfg.maximize, _sigma(run), float(cfg.noise_k))
+    f = plotdata.frontier(run.experiments, cfg.maximize, _sigma(run), float(cfg.noise_k))
     fig = draw.progress_figure(f, cfg.metric, cfg.maximize, f"progress · run {run.tag}")
     return draw.to_svg(fig) if fmt == "svg" else _png(fig)
 
 
 def effects(run: Any) -> "pd.DataFrame":
     """Each kept or discarded experiment's effect in units of the noise floor, beside its threshold."""
-    return plots.effect_sizes(run.results, _sigma(run), run.config.maximize)
+    return plotdata.effect_sizes(run.results, _sigma(run), run.config.maximize)
 
 
 def effects_chart(run: Any, fmt: str = "png") -> Any:
@@ -62,7 +62,7 @@ def effects_chart(run: Any, fmt: str = "png") -> Any:
 def cumulative_chart(run: Any, fmt: str = "png") -> Any:
     """The best's improvement over the baseline after each experiment, with a ±k·σ band (k = noise_k, or 2)."""
     cfg = run.config
-    c = plots.cumulative(run.experiments, _sigma(run), float(cfg.noise_k) or 2.0, cfg.maximize)
+    c = plotdata.cumulative(run.experiments, _sigma(run), float(cfg.noise_k) or 2.0, cfg.maximize)
     fig = draw.cumulative_figure(c, cfg.metric)
     return draw.to_svg(fig) if fmt == "svg" else _png(fig)
 
@@ -77,13 +77,18 @@ def curves_chart(run: Any, numbers: Iterable[int] | None = None, fmt: str = "png
         e = exps.get(n)
         role = "baseline" if e is not None and e.description == "baseline" else "kept"
         label = f"#{n} {(e.description if e else '')[:28]}"
-        curves.append(plots.curve(run.curve(n), run.config.time_budget_s, label, role))
+        curves.append(plotdata.curve(run.curve(n), run.config.time_budget_s, label, role))
     fig = draw.curves_figure(curves, run.config.time_budget_s, title=f"training curves · run {run.tag}")
     return draw.to_svg(fig) if fmt == "svg" else _png(fig)
 
 
 def cost_chart(run: Any) -> Any:
-    hours, cost = plots.cost_over_time(run.results)
+    """Cumulative agent cost over time; a run that cost nothing (tuner, queue) gets the words "no API cost"."""
+    hours, cost = plotdata.cost_over_time(run.results)
+    if not any(cost):
+        from IPython.display import Markdown
+
+        return Markdown("no API cost: this run's agent spent nothing")
     return _png(draw.cost_figure(hours, cost))
 
 
@@ -91,7 +96,6 @@ def table(run: Any, limit: int | None = 100) -> Any:
     """The experiment table as static HTML (newest first, best highlighted)."""
     from IPython.display import HTML
 
-    from .widgets import table_html
     return HTML(table_html(run.results, run.config.metric, limit or 10**9))
 
 
@@ -99,21 +103,24 @@ def diff(run: Any, number: int) -> Any:
     """The syntax-coloured diff of experiment ``number`` against its parent, as static HTML."""
     from IPython.display import HTML
 
-    from .widgets import diff_html
     e = run.experiment(number) if hasattr(run, "experiment") else run.store.get(run.tag, number)
     metric = f"{e.metric:.6g}" if e.metric is not None else "-"
     return HTML(diff_html(e.diff, f"#{e.number} {e.description}",
                           f"{e.status.value} · {run.config.metric} {metric} · {e.reason}"))
 
 
-def summary(run: Any) -> str:
-    """One paragraph: experiments, keep rate, best and its gain over the baseline, the noise floor, cost."""
+def summary(run: Any, markdown: bool = True) -> str:
+    """One paragraph: experiments, keep rate, best and its gain over the baseline, the noise rule, cost.
+
+    Plain text with ``markdown=False`` (for ``print``); otherwise Markdown, with the agent's words escaped once
+    for it (``DEPTH 4 -> 3`` stays readable in both)."""
     df = run.results
-    rate = plots.keep_rate(df) if len(df) else None
+    rate = plotdata.keep_rate(df) if len(df) else None
     best = run.best
     base = next((e for e in run.experiments if e.description == "baseline" and e.metric is not None), None)
     f = floor(run)
-    parts = [f"run **{run.tag}**: {len(df)} experiments"]
+    b = "**" if markdown else ""
+    parts = [f"run {b}{run.tag}{b}: {len(df)} experiments"]
     if rate is not None:
         parts.append(f"keep rate {rate:.0%}")
     if best is not None:
@@ -122,13 +129,21 @@ def summary(run: Any) -> str:
             better = (best.metric - base.metric) if run.config.maximize else (base.metric - best.metric)
             in_sigma = f", {better / f.sigma:+.1f}σ" if f.sigma and best.number != base.number else ""
             gain = f" ({best.metric - base.metric:+.6g} against the baseline{in_sigma})"
-        parts.append(f"best {run.config.metric} **{best.metric:.6g}** (#{best.number}: "
-                     f"{html.escape(best.description)}){gain}")
-    parts.append(plots.floor_text(f))
+        desc = _markdown_text(best.description) if markdown else best.description
+        parts.append(f"best {run.config.metric} {b}{best.metric:.6g}{b} (#{best.number}: {desc}){gain}")
+    parts.append(f"{plotdata.floor_words(f)} ({plotdata.floor_text(f)})")
     cost = float(df["cost_usd"].fillna(0).sum()) if "cost_usd" in df else 0.0
     if cost:
         parts.append(f"agent cost ${cost:.2f}")
     return ", ".join(parts) + "."
+
+
+def _markdown_text(text: str) -> str:
+    """Text shown literally by a Markdown renderer: HTML's specials and Markdown's emphasis marks escaped."""
+    out = text.replace("&", "&amp;").replace("<", "&lt;")
+    for ch in "\\`*_[]#":
+        out = out.replace(ch, "\\" + ch)
+    return out
 
 
 def report(run: Any, display: bool = True) -> list[Any]:

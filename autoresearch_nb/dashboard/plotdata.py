@@ -1,8 +1,8 @@
 """Plot data as pure functions: the progress frontier, training curves, the experiment table, bar colours, and
 the noise floor's views (effects in units of σ, the cumulative improvement with its band).
 
-Nothing here imports matplotlib or ipywidgets; :mod:`.draw` turns this data into figures, :mod:`.widgets` and
-:mod:`.report` show them. Inputs are :class:`~autoresearch_nb.records.Experiment` lists or the DataFrame of
+Nothing here imports matplotlib or ipywidgets; :mod:`.draw` turns this data into figures, :mod:`.html` renders tables,
+:mod:`.widgets` and :mod:`.static` show them. Inputs are :class:`~autoresearch_nb.records.Experiment` lists or the DataFrame of
 ``loop.results`` / ``load_results`` (anything with ``number``, ``status`` and ``metric``).
 
 >>> from autoresearch_nb.records import Experiment, Status
@@ -170,8 +170,17 @@ def y_limits(curves: Sequence[Curve], head: float = 0.1) -> tuple[float, float] 
     return lo - pad, hi + pad
 
 
-TABLE_COLUMNS = ["number", "status", "metric", "delta", "effect_sigma", "n_runs", "description", "duration_s",
-                 "cost_usd"]
+TABLE_COLUMNS = ["number", "status", "metric", "delta", "effect_sigma", "n_runs", "duration_s", "cost_usd",
+                 "description", "reason"]
+USER_REJECTED = "rejected"
+
+
+def shown_status(status: str, reason: str | None = None) -> str:
+    """The status as people read it: a proposal the user rejected reads ``rejected`` (it is stored as
+    ``invalid``, the status of a proposal that could not run)."""
+    if status == Status.INVALID.value and (reason or "").startswith("rejected"):
+        return USER_REJECTED
+    return status
 
 
 def table(results: "pd.DataFrame", metric: str | None = None, limit: int | None = None) -> "pd.DataFrame":
@@ -193,6 +202,7 @@ def table(results: "pd.DataFrame", metric: str | None = None, limit: int | None 
     if limit is not None:
         out = out.head(limit)
     out = out.reset_index(drop=True)
+    out["status"] = [shown_status(str(s), None if r is None else str(r)) for s, r in zip(out["status"], out["reason"])]
     out["is_best"] = out["is_best"].fillna(False).astype(bool)
     # Runs behind the metric: blank for what never ran (a 0 would read as "ran zero times").
     out["n_runs"] = [int(n) if _num(n) else None for n in out["n_runs"]]
@@ -282,6 +292,17 @@ def floor_text(f: Floor) -> str:
     if f.threshold_sigma is None:
         return f"{head} · plain rule (noise_k=0)"
     return f"{head} · keep past {f.threshold_sigma:.2f}σ ({f.threshold:.3g})"
+
+
+def floor_words(f: Floor) -> str:
+    """The noise rule in plain words (the statistics are in :func:`floor_text`, shown as its tooltip):
+    ``runs of the same code differ by about 0.002; a change must beat the best by more than 0.00462 to be kept``.
+    """
+    if not f.measured or f.sigma == 0 or f.threshold is None:
+        return "a change is kept when it beats the best at all" + (
+            " (the noise between runs is not measured yet)" if not f.measured and f.k > 0 else "")
+    return (f"runs of the same code differ by about {f.sigma:.3g}; a change must beat the best by more than "
+            f"{f.threshold:.3g} to be kept")
 
 
 EFFECT_COLUMNS = ["number", "status", "description", "metric", "n_runs", "effect_sigma", "threshold_sigma",

@@ -1,11 +1,11 @@
-# pytest tests/test_dashboard_plots.py -q
+# pytest tests/test_dashboard_plotdata.py -q
 """Plot data is pure: the frontier, curves, the table and the small helpers, tested without drawing."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from autoresearch_nb.dashboard import draw, plots
+from autoresearch_nb.dashboard import draw, plotdata
 from autoresearch_nb.records import CurvePoint, Experiment, Status
 from autoresearch_nb.results import dataframe
 
@@ -19,14 +19,14 @@ RUN = [exp(0, Status.KEEP, 2.0, "baseline"), exp(1, Status.DISCARD, 2.5), exp(2,
 
 
 def test_frontier_splits_kept_discarded_and_failed():
-    f = plots.frontier(RUN)
+    f = plotdata.frontier(RUN)
     assert f.kept_x == [0, 3, 6] and f.kept_y == [2.0, 1.5, 1.2]
     assert f.discarded_x == [1, 5] and f.failed_x == [2]
     assert 4 not in f.best_x  # a proposal that never ran is not on the chart
 
 
 def test_frontier_running_best_is_monotone_step_line():
-    f = plots.frontier(RUN)
+    f = plotdata.frontier(RUN)
     assert f.best_x == [0, 1, 2, 3, 5, 6]
     assert f.best_y == [2.0, 2.0, 2.0, 1.5, 1.5, 1.2]
     assert all(b <= a for a, b in zip(f.best_y, f.best_y[1:]))
@@ -34,71 +34,71 @@ def test_frontier_running_best_is_monotone_step_line():
 
 def test_frontier_maximize_keeps_the_highest():
     runs = [exp(0, Status.KEEP, 0.5), exp(1, Status.KEEP, 0.7), exp(2, Status.DISCARD, 0.6)]
-    assert plots.frontier(runs, maximize=True).best_y == [0.5, 0.7, 0.7]
+    assert plotdata.frontier(runs, maximize=True).best_y == [0.5, 0.7, 0.7]
 
 
 def test_frontier_accepts_the_results_dataframe():
     df = dataframe(RUN, "val_bpb")
-    assert plots.frontier(df).best_y == plots.frontier(RUN).best_y
+    assert plotdata.frontier(df).best_y == plotdata.frontier(RUN).best_y
 
 
 def test_curve_keeps_points_with_loss_and_fixes_x_to_the_budget():
     pts = [CurvePoint(1, 0.5, 3.0), CurvePoint(2, 1.0, None), CurvePoint(3, 1.5, 2.5), CurvePoint(4, 0.1, 4.0)]
-    c = plots.curve(pts, budget_s=60, label="#1")
+    c = plotdata.curve(pts, budget_s=60, label="#1")
     assert c.x == [0.1, 0.5, 1.5] and c.y == [4.0, 3.0, 2.5]
     assert c.xmax == 60
 
 
 def test_curve_grows_x_bound_when_the_run_overran():
-    assert plots.curve([CurvePoint(1, 75.0, 1.0)], budget_s=60).xmax == 75.0
+    assert plotdata.curve([CurvePoint(1, 75.0, 1.0)], budget_s=60).xmax == 75.0
 
 
 def test_curve_is_thinned_but_keeps_the_last_point():
     pts = [CurvePoint(i, i * 0.01, 10 - i * 0.001) for i in range(5001)]
-    c = plots.curve(pts, budget_s=60, max_points=400)
+    c = plotdata.curve(pts, budget_s=60, max_points=400)
     assert len(c) <= 401 and c.x[-1] == pts[-1].elapsed_s
 
 
 def test_y_limits_ignore_the_initial_drop():
-    c = plots.Curve("a", [0.0, 1.0, 5.0, 9.0], [100.0, 3.0, 2.5, 2.0], xmax=10.0)
-    lo, hi = plots.y_limits([c])
+    c = plotdata.Curve("a", [0.0, 1.0, 5.0, 9.0], [100.0, 3.0, 2.5, 2.0], xmax=10.0)
+    lo, hi = plotdata.y_limits([c])
     assert lo < 2.0 and hi < 10
 
 
 def test_table_is_newest_first_with_duration_and_renamed_metric():
     df = dataframe([exp(0, Status.KEEP, 2.0, wall_seconds=3.0), exp(1, Status.DISCARD, 2.1)], "val_bpb")
-    t = plots.table(df, "val_bpb")
+    t = plotdata.table(df, "val_bpb")
     assert list(t["number"]) == [1, 0]
     assert {"val_bpb", "delta", "duration_s", "cost_usd", "description", "is_best"} <= set(t.columns)
     assert t.loc[t["number"] == 0, "is_best"].item() and t.loc[t["number"] == 0, "duration_s"].item() == 3.0
 
 
 def test_keep_rate_leaves_out_the_baseline_and_proposals():
-    assert plots.keep_rate(dataframe(RUN)) == 2 / 5
+    assert plotdata.keep_rate(dataframe(RUN)) == 2 / 5
 
 
 def test_improvements_rank_by_gain():
-    top = plots.improvements(dataframe(RUN), n=5)
+    top = plotdata.improvements(dataframe(RUN), n=5)
     assert list(top["number"]) == [3, 6]
 
 
 def test_cost_over_time_is_cumulative():
     runs = [exp(i, Status.DISCARD, 1.0, cost_usd=0.5, ended_at=1000.0 + 1800 * i) for i in range(3)]
-    hours, cost = plots.cost_over_time(dataframe(runs))
+    hours, cost = plotdata.cost_over_time(dataframe(runs))
     assert hours == [0.0, 0.5, 1.0] and cost == [0.5, 1.0, 1.5]
-    assert plots.cost_over_time(pd.DataFrame()) == ([], [])
+    assert plotdata.cost_over_time(pd.DataFrame()) == ([], [])
 
 
 def test_status_colours_and_budget_fraction():
-    assert plots.status_color(Status.KEEP) == plots.COLORS["keep"]
-    assert plots.status_color("timeout") == plots.status_color(Status.CRASH)
-    assert plots.budget_fraction(30, 60) == 0.5 and plots.budget_fraction(90, 60) == 1.0
+    assert plotdata.status_color(Status.KEEP) == plotdata.COLORS["keep"]
+    assert plotdata.status_color("timeout") == plotdata.status_color(Status.CRASH)
+    assert plotdata.budget_fraction(30, 60) == 0.5 and plotdata.budget_fraction(90, 60) == 1.0
 
 
 def test_drawing_tags_artists_in_the_svg():
-    svg = draw.to_svg(draw.progress_figure(plots.frontier(RUN), "val_bpb"))
+    svg = draw.to_svg(draw.progress_figure(plotdata.frontier(RUN), "val_bpb"))
     assert svg.startswith("<svg") and 'id="progress-kept"' in svg and 'id="progress-best"' in svg
-    c = plots.curve([CurvePoint(i, i * 0.1, 5 - i * 0.01) for i in range(50)], 10, "#1", "running")
+    c = plotdata.curve([CurvePoint(i, i * 0.1, 5 - i * 0.01) for i in range(50)], 10, "#1", "running")
     svg = draw.to_svg(draw.curves_figure([c], 10, {"CPU %": ([0, 1], [10, 20])}))
     assert 'id="curve-running"' in svg and 'id="resource-cpu"' in svg
 
@@ -111,17 +111,17 @@ NOISY = [exp(0, Status.KEEP, 1.000, "baseline", runs=[0.999, 1.0, 1.001], noise_
 
 
 def test_frontier_band_is_the_keep_threshold_around_the_running_best():
-    f = plots.frontier(NOISY, sigma=0.002, k=2.0)
+    f = plotdata.frontier(NOISY, sigma=0.002, k=2.0)
     assert len(f.band_lo) == len(f.best_x) == 5
     # one new run against the baseline's mean of 3: 2·sqrt(1 + 1/3)·σ; against a single-run best: 2·√2·σ
     assert f.band_hi[0] - f.best_y[0] == pytest.approx(2 * (1 + 1 / 3) ** 0.5 * 0.002)
     assert f.best_y[2] - f.band_lo[2] == pytest.approx(2 * 2 ** 0.5 * 0.002)
     assert f.band_hi[4] - f.best_y[4] == pytest.approx(2 * 1.5 ** 0.5 * 0.002)  # the best is a mean of 2
-    assert plots.frontier(NOISY).band_lo == [] and plots.frontier(NOISY, sigma=0.002, k=0).band_lo == []
+    assert plotdata.frontier(NOISY).band_lo == [] and plotdata.frontier(NOISY, sigma=0.002, k=0).band_lo == []
 
 
 def test_table_shows_effect_in_sigma_and_runs():
-    t = plots.table(dataframe(NOISY + [exp(5, Status.INVALID)]))
+    t = plotdata.table(dataframe(NOISY + [exp(5, Status.INVALID)]))
     assert {"effect_sigma", "n_runs"} <= set(t.columns)
     row = t.set_index("number")
     assert row.loc[2, "effect_sigma"] == 5.0 and row.loc[0, "n_runs"] == 3 and row.loc[4, "n_runs"] == 2
@@ -129,44 +129,44 @@ def test_table_shows_effect_in_sigma_and_runs():
 
 
 def test_floor_text_gives_sigma_and_the_threshold_or_why_none():
-    f = plots.floor({"sigma": 0.002, "mad_sigma": 0.0018, "df": 2}, k=2.0, best_n=3)
+    f = plotdata.floor({"sigma": 0.002, "mad_sigma": 0.0018, "df": 2}, k=2.0, best_n=3)
     assert f.threshold == pytest.approx(f.threshold_sigma * 0.002)
-    assert plots.floor_text(f) == "noise σ 0.002 (2 df, robust 0.0018) · keep past 2.31σ (0.00462)"
-    assert "not measured" in plots.floor_text(plots.floor(None, k=2.0))
-    assert "noise_k=0" in plots.floor_text(plots.floor(None, k=0))
-    assert plots.floor({"sigma": 0.002, "df": 2}, k=0).threshold is None
-    assert "repeats were identical" in plots.floor_text(plots.floor({"sigma": 0.0, "df": 2}, k=2.0))
+    assert plotdata.floor_text(f) == "noise σ 0.002 (2 df, robust 0.0018) · keep past 2.31σ (0.00462)"
+    assert "not measured" in plotdata.floor_text(plotdata.floor(None, k=2.0))
+    assert "noise_k=0" in plotdata.floor_text(plotdata.floor(None, k=0))
+    assert plotdata.floor({"sigma": 0.002, "df": 2}, k=0).threshold is None
+    assert "repeats were identical" in plotdata.floor_text(plotdata.floor({"sigma": 0.0, "df": 2}, k=2.0))
 
 
 def test_effect_sizes_use_the_decision_and_fill_in_from_delta():
-    e = plots.effect_sizes(dataframe(NOISY)).set_index("number")
+    e = plotdata.effect_sizes(dataframe(NOISY)).set_index("number")
     assert list(e.index) == [1, 2, 4]  # no baseline, no crash
     assert e.loc[2, "effect_sigma"] == 5.0 and e.loc[2, "threshold_sigma"] == pytest.approx(2.3)
     assert e.loc[1, "margin_sigma"] == pytest.approx(0.5 - 2.3) and e.loc[4, "n_runs"] == 2
     plain = [exp(0, Status.KEEP, 1.0, "baseline"), exp(1, Status.KEEP, 0.99)]  # decided without a floor
-    e = plots.effect_sizes(dataframe(plain), sigma=0.002)
+    e = plotdata.effect_sizes(dataframe(plain), sigma=0.002)
     assert e["effect_sigma"].tolist() == [pytest.approx(5.0)] and e["threshold_sigma"].isna().all()
-    assert plots.effect_sizes(dataframe(plain))["effect_sigma"].isna().all()
+    assert plotdata.effect_sizes(dataframe(plain))["effect_sigma"].isna().all()
 
 
 def test_cumulative_improvement_has_a_band_from_the_floor():
-    c = plots.cumulative(NOISY, sigma=0.002, k=2.0)
+    c = plotdata.cumulative(NOISY, sigma=0.002, k=2.0)
     assert c.x == [0, 1, 2, 3, 4]
     assert c.improvement == pytest.approx([0.0, 0.0, 0.010, 0.010, 0.015])
     assert c.low[0] == c.high[0] == 0.0  # the baseline against itself
     half = 2 * 0.002 * (1 / 3 + 1 / 2) ** 0.5  # baseline mean of 3 runs vs best mean of 2
     assert c.high[4] - c.improvement[4] == pytest.approx(half)
-    assert plots.cumulative(dataframe(NOISY), 0.002).improvement == c.improvement
-    assert plots.cumulative(NOISY, None).low == c.improvement
-    assert plots.cumulative([exp(0, Status.INVALID)], 0.1).empty
+    assert plotdata.cumulative(dataframe(NOISY), 0.002).improvement == c.improvement
+    assert plotdata.cumulative(NOISY, None).low == c.improvement
+    assert plotdata.cumulative([exp(0, Status.INVALID)], 0.1).empty
 
 
 def test_noise_drawings_tag_their_artists():
-    svg = draw.to_svg(draw.progress_figure(plots.frontier(NOISY, sigma=0.002, k=2.0)))
+    svg = draw.to_svg(draw.progress_figure(plotdata.frontier(NOISY, sigma=0.002, k=2.0)))
     assert 'id="progress-threshold"' in svg and "within the noise" in svg
-    svg = draw.to_svg(draw.effects_figure(plots.effect_sizes(dataframe(NOISY))))
+    svg = draw.to_svg(draw.effects_figure(plotdata.effect_sizes(dataframe(NOISY))))
     assert 'id="effects-bars"' in svg and 'id="effects-threshold"' in svg
-    svg = draw.to_svg(draw.cumulative_figure(plots.cumulative(NOISY, 0.002), "val_bpb"))
+    svg = draw.to_svg(draw.cumulative_figure(plotdata.cumulative(NOISY, 0.002), "val_bpb"))
     assert 'id="cumulative-band"' in svg and 'id="cumulative-line"' in svg
-    c = plots.curve([CurvePoint(i, i * 0.1, 5 - i * 0.01) for i in range(5)], 10, "#2 w1", color="#9467bd")
+    c = plotdata.curve([CurvePoint(i, i * 0.1, 5 - i * 0.01) for i in range(5)], 10, "#2 w1", color="#9467bd")
     assert "#9467bd" in draw.to_svg(draw.curves_figure([c], 10))

@@ -1,0 +1,151 @@
+"""HTML rendering as pure functions: the diff, the experiment table, an experiment's detail panel and the static
+snapshot of the dashboard. The live widgets and the static report both use these; nothing here imports
+ipywidgets or matplotlib.
+
+Every text that came from the agent, a log or the user is escaped exactly once, here.
+
+>>> "<b>" in diff_html("", "#1 a <b> change")
+False
+"""
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+from ..records import Experiment, Status
+from . import plotdata
+
+# Cells never wrap: long texts are cut with an ellipsis and read whole in their tooltip.
+_CELL = "padding:2px 6px;border-bottom:1px solid #eee;white-space:nowrap;vertical-align:top"
+_CUT = "max-width:22em;overflow:hidden;text-overflow:ellipsis"
+MONO = "font-family:var(--jp-code-font-family, monospace);font-size:12px"
+
+
+def esc(text: Any) -> str:
+    """``text`` escaped for HTML (None is empty)."""
+    return html.escape("" if text is None else str(text))
+
+
+def diff_html(diff: str, title: str = "", note: str = "") -> str:
+    """A unified diff as syntax-coloured HTML (Pygments, inline styles, a monospace font), under a title and a
+    note (both plain text)."""
+    if not diff.strip():
+        body = "<div style='color:grey'>(no change: the file as it is)</div>"
+    else:
+        try:
+            from pygments import highlight
+            from pygments.formatters import HtmlFormatter
+            from pygments.lexers import DiffLexer
+
+            body = highlight(diff, DiffLexer(), HtmlFormatter(noclasses=True, nobackground=True))
+        except ImportError:  # pragma: no cover - pygments ships with IPython
+            body = f"<pre>{esc(diff)}</pre>"
+    head = f"<div style='font-weight:600'>{esc(title)}</div>" if title else ""
+    sub = f"<div class='arnb-diff-note' style='color:#555;font-size:12px'>{esc(note)}</div>" if note else ""
+    return (f"<div class='arnb-diff'>{head}{sub}<div style='max-height:340px;overflow:auto;{MONO}'>"
+            f"{body}</div></div>")
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    try:
+        return spec.format(value)
+    except (TypeError, ValueError):
+        return esc(value)
+
+
+_FORMATS = {"delta": "{:+.6f}", "effect_sigma": "{:+.2f}σ", "duration_s": "{:.1f}", "cost_usd": "${:.3f}",
+            "n_runs": "{}"}
+_HEADS = {"number": "#", "effect_sigma": "effect", "n_runs": "runs", "duration_s": "seconds", "cost_usd": "cost"}
+
+
+def table_html(results: Any, metric: str = "metric", limit: int = 50) -> str:
+    """The experiment table (newest first, the best row highlighted, the running one included): status,
+    metric, change against the best, effect in units of the noise floor, runs behind the metric, the
+    description and the reason for the outcome. Long texts are cut on one line, whole in their tooltip."""
+    df = plotdata.table(results, metric, limit=limit)
+    if df.empty:
+        return "<div style='color:grey'>no experiments yet</div>"
+    cols = [c for c in df.columns if c != "is_best"]
+    if not df["cost_usd"].fillna(0).any():  # the tuner and the queue cost nothing: no column of zeros
+        cols.remove("cost_usd")
+    head = "".join(f"<th style='text-align:left;padding:2px 6px;border-bottom:1px solid #ccc'>"
+                   f"{esc(_HEADS.get(c, c))}</th>" for c in cols)
+    rows = []
+    for r in df.to_dict("records"):
+        cells = []
+        for c in cols:
+            v = r[c]
+            style, title = _CELL, ""
+            if c == "status":
+                style += f";color:{plotdata.status_color(str(v))}"
+                text = esc(v)
+            elif c == metric:
+                text = _fmt(v, "{:.6f}")
+            elif c in ("description", "reason"):
+                style += ";" + _CUT
+                text = esc(v)
+                title = f" title='{text}'" if text else ""
+            else:
+                text = _fmt(v, _FORMATS.get(c, "{}"))
+            cells.append(f"<td style='{style}'{title}>{text}</td>")
+        best = "background-color:#d8f5d0;font-weight:600" if r["is_best"] else ""
+        rows.append(f"<tr data-number='{int(r['number'])}' style='{best}'>{''.join(cells)}</tr>")
+    return (f"<div class='arnb-table' style='max-height:340px;overflow:auto'><table style='border-collapse:"
+            f"collapse;font-size:12px'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            "</div>")
+
+
+def detail_html(e: Experiment, metric: str = "metric", log_tail: str = "", noise_text: str = "") -> str:
+    """One experiment's page: its outcome and reason, the evidence behind the decision (runs, effect), its
+    diff, and for a failed run the last lines of its log."""
+    shown = plotdata.shown_status(e.status.value, e.reason)
+    value = f"{e.metric:.6g}" if e.metric is not None else "-"
+    facts = [f"<b style='color:{plotdata.status_color(e.status)}'>{esc(shown)}</b>", f"{esc(metric)} {value}"]
+    if len(e.runs) > 1:
+        facts.append(f"mean of {len(e.runs)} runs ({', '.join(f'{x:.6g}' for x in e.runs)})")
+    if e.wall_seconds is not None:
+        facts.append(f"{e.wall_seconds:.1f} s")
+    if e.seed is not None:
+        facts.append(f"seed {e.seed}")
+    if e.sha:
+        facts.append(f"commit {esc(e.sha[:10])}")
+    parts = [f"<div style='font-weight:600'>#{e.number} {esc(e.description)}</div>",
+             f"<div style='font-size:12px'>{' · '.join(facts)}</div>"]
+    if e.reason:
+        parts.append(f"<div class='arnb-reason' style='font-size:12px;color:#333'>why: {esc(e.reason)}</div>")
+    if e.effect_sigma is not None:  # the evidence behind the decision, in units of the noise floor
+        need = (f"; it needed more than {e.threshold / e.noise_sigma:.2f}σ" if e.threshold is not None
+                and e.noise_sigma else "")
+        sigma = f" (σ = {e.noise_sigma:.3g})" if e.noise_sigma else ""
+        seeds = f" · seeds {', '.join(map(str, e.seeds))}" if len(e.seeds) > 1 else ""
+        parts.append(f"<div class='arnb-evidence' style='font-size:12px'>evidence: {e.effect_sigma:+.2f}σ "
+                     f"against the best before it{need}{sigma}{seeds}</div>")
+    if noise_text and e.status in (Status.KEEP, Status.DISCARD):
+        parts.append(f"<div style='font-size:12px;color:#555'>{esc(noise_text)}</div>")
+    if log_tail and e.status not in (Status.KEEP, Status.DISCARD, Status.PROPOSED, Status.RUNNING):
+        parts.append(f"<div style='font-size:12px;margin-top:4px'>last lines of the log</div><pre class="
+                     f"'arnb-log' style='max-height:220px;overflow:auto;background:#f6f6f6;padding:4px;"
+                     f"{MONO}'>{esc(log_tail)}</pre>")
+    parts.append(diff_html(e.diff, "", "diff against its parent"))
+    return f"<div class='arnb-detail'>{''.join(parts)}</div>"
+
+
+# A saved notebook keeps this copy beside the widget view: while the widget is live (its model exists) the copy is
+# hidden; reopened without the kernel, JupyterLab cannot find the model, so the copy shows and the renderer's
+# "Error displaying widget: model not found" line is hidden. Needs a trusted output (a notebook you saved).
+_SNAPSHOT_CSS = (".jp-OutputArea:has(.arnb-dashboard) .arnb-snapshot{display:none}"
+                 ".jp-OutputArea:has(.arnb-snapshot) .jp-OutputArea-output.jupyter-widgets:not(:has(*)){display:none}")
+
+
+def snapshot_html(status: str, diff: str, curves: str, progress: str, table: str, when: str = "") -> str:
+    """A static copy of the dashboard's parts (HTML and inline SVG) for a saved notebook."""
+    half = "flex:1 1 420px;min-width:360px;overflow:auto;border:1px solid #ddd;padding:6px;margin:2px"
+    stamp = f"<div style='color:#777;font-size:11px'>static copy{(' as of ' + esc(when)) if when else ''}" \
+            " (the live dashboard needs the kernel)</div>"
+    return (f"<div class='arnb-snapshot'><style>{_SNAPSHOT_CSS}</style>{stamp}{status}"
+            f"<div style='display:flex;flex-flow:row wrap'><div style='{half}'>{diff}</div>"
+            f"<div style='{half}'>{curves}</div><div style='{half}'>{progress}</div>"
+            f"<div style='{half}'>{table}</div></div></div>")

@@ -1,0 +1,56 @@
+# pytest tests/test_dashboard_html.py -q
+"""HTML rendering is pure: the table (reason column, one line per row, rejected), an experiment's detail page,
+the diff (escaped once), the static snapshot."""
+from __future__ import annotations
+
+from autoresearch_nb.dashboard.html import detail_html, diff_html, snapshot_html, table_html
+from autoresearch_nb.records import Experiment, Status
+from autoresearch_nb.results import dataframe
+
+
+def ex(number, status=Status.RUNNING, **kw):
+    kw.setdefault("description", f"idea {number}")
+    return Experiment(number, "h", status, **kw)
+
+
+def test_a_user_rejection_reads_rejected_and_a_broken_proposal_invalid():
+    table = table_html(dataframe([ex(3, Status.INVALID, reason="rejected by the user"),
+                                  ex(4, Status.INVALID, reason="edit does not apply")]))
+    assert ">rejected<" in table and ">invalid<" in table
+
+
+def test_text_from_the_agent_is_escaped_once():
+    html = diff_html("-DEPTH = 4\n+DEPTH = 3\n", "#1 DEPTH 4 -> 3", "keep · <b>")
+    assert "DEPTH 4 -&gt; 3" in html and "&amp;gt;" not in html and "<b>" not in html
+    assert "monospace" in html
+
+
+def test_detail_of_a_failed_run_shows_the_reason_and_log_tail():
+    e = ex(5, Status.CRASH, reason="exit code 1: ZeroDivisionError", diff="-A = 1\n+A = 0\n")
+    html = detail_html(e, "score", log_tail="Traceback\nZeroDivisionError: division by zero")
+    assert "why: exit code 1: ZeroDivisionError" in html and "ZeroDivisionError: division by zero" in html
+    assert "arnb-log" in html
+    kept = detail_html(ex(6, Status.KEEP, metric=1.0, runs=[1.0, 1.1]), "score", log_tail="noise")
+    assert "arnb-log" not in kept and "mean of 2 runs" in kept
+
+
+def test_long_descriptions_do_not_wrap_and_keep_their_text_in_a_tooltip():
+    long = "a very long description " * 10
+    html = table_html(dataframe([ex(1, Status.DISCARD, metric=2.0, description=long, reason="worse")]))
+    assert "white-space:nowrap" in html and "text-overflow:ellipsis" in html and f"title='{long}'" in html
+    assert ">reason<" in html and ">worse<" in html
+
+
+def test_the_snapshot_hides_itself_beside_a_live_widget_and_hides_the_missing_model_line():
+    snap = snapshot_html("<div>status</div>", "diff", "<svg></svg>", "<svg></svg>", "<table></table>", "12:00")
+    assert snap.startswith("<div class='arnb-snapshot'>") and "as of 12:00" in snap
+    assert ".jp-OutputArea:has(.arnb-dashboard) .arnb-snapshot{display:none}" in snap
+    assert ".jupyter-widgets:not(:has(*)){display:none}" in snap
+
+
+def test_the_detail_gives_the_evidence_in_units_of_the_noise_floor():
+    e = ex(7, Status.DISCARD, metric=1.01, reason="within the noise", runs=[1.0, 1.02], seeds=[42, 43],
+           noise_sigma=0.01, threshold=0.0231, effect_sigma=1.5)
+    html = detail_html(e, "score")
+    assert "evidence: +1.50σ against the best before it; it needed more than 2.31σ (σ = 0.01)" in html
+    assert "seeds 42, 43" in html

@@ -1,0 +1,116 @@
+# pytest tests/test_dashboard_screen.py -q
+"""The dashboard's state without widgets: events in, what the screen says out (issue 16's stale texts and
+controls). A real loop opened on the demo target is the source; events are built by hand."""
+from __future__ import annotations
+
+import pytest
+
+from autoresearch_nb import Loop, Status
+from autoresearch_nb.console import overall_progress
+from autoresearch_nb.dashboard import make_demo_repo
+from autoresearch_nb.dashboard.screen import Screen
+from autoresearch_nb.events import Event, EventKind
+from autoresearch_nb.records import CurvePoint, Experiment
+
+
+@pytest.fixture
+def loop(tmp_path):
+    repo = make_demo_repo(tmp_path / "target")
+    lp = Loop.open(repo, tag="scr", agent="queue", time_budget_s=20, max_experiments=7)
+    yield lp
+    lp.close()
+
+
+def ex(number, status=Status.RUNNING, **kw):
+    kw.setdefault("description", f"idea {number}")
+    return Experiment(number, "scr", status, **kw)
+
+
+def test_stop_is_enabled_while_a_cell_runs_the_baseline(loop):
+    s = Screen(loop)
+    idle = {"stop_after": False, "stop_now": False, "propose": True, "review": False}
+    assert s.controls() == idle
+    base = ex(0, description="baseline", agent="baseline")
+    s.feed(Event(EventKind.PROPOSED, base.with_(status=Status.PROPOSED)))
+    s.feed(Event(EventKind.RUN_STARTED, base))
+    assert s.controls()["stop_now"] and not s.controls()["propose"]   # no loop started: the cell's own run
+    s.stopping(force=False)   # Stop after this: pressed once; Stop now still there
+    assert not s.controls()["stop_after"] and s.controls()["stop_now"]
+    s.feed(Event(EventKind.DECIDED, base.with_(status=Status.KEEP, metric=1.0, reason="baseline")))
+    assert s.controls() == idle
+    s.feed(Event(EventKind.RUN_STARTED, ex(1)))
+    assert s.controls()["stop_after"]   # a new run: the earlier stop is spent
+
+
+def test_stop_is_enabled_while_a_button_runs_something(loop):
+    s = Screen(loop)
+    s.started("#3", "")
+    assert s.controls()["stop_now"] and not s.controls()["review"]
+    s.done()
+    assert not s.controls()["stop_now"]
+
+
+def test_a_running_experiment_is_not_also_waiting_for_review(loop):
+    s = Screen(loop)
+    s.feed(Event(EventKind.PROPOSED, ex(1, Status.PROPOSED, diff="-A\n+B\n")))
+    assert s.pending is not None and "approve, reject or edit" in s.status_html() and s.controls()["review"]
+    s.feed(Event(EventKind.RUN_STARTED, ex(1)))
+    html = s.status_html()
+    assert "approve, reject or edit" not in html and "running" in html and not s.controls()["review"]
+    assert s.diff_view()[2].startswith("running")
+
+
+def test_the_diff_subtitle_follows_the_decision(loop):
+    s = Screen(loop)
+    s.feed(Event(EventKind.PROPOSED, ex(2, Status.PROPOSED)))
+    assert s.diff_view()[2].startswith("proposed")
+    s.feed(Event(EventKind.RUN_STARTED, ex(2)))
+    s.feed(Event(EventKind.DECIDED, ex(2, Status.DISCARD, metric=2.0, reason="worse than #0")))
+    assert s.diff_view()[2] == "discard · worse than #0"
+
+
+def test_a_user_rejection_reads_rejected(loop):
+    s = Screen(loop)
+    s.feed(Event(EventKind.PROPOSED, ex(3, Status.PROPOSED)))
+    s.feed(Event(EventKind.DECIDED, ex(3, Status.INVALID, reason="rejected by the user")))
+    assert ">rejected<" in s.note and "invalid" not in s.note and s.pending is None
+
+
+def test_the_setup_line_goes_when_the_setup_is_done(loop):
+    s = Screen(loop)
+    s.feed(Event(EventKind.SETUP_STARTED, message="setup: python prepare.py"))
+    assert "setup: python prepare.py" in s.status_html() and s.controls()["stop_now"]
+    s.feed(Event(EventKind.SETUP_FINISHED))
+    assert "prepare.py" not in s.status_html() and "prepare.py" not in s.bar_text()
+
+
+def test_an_idle_bar_reads_in_the_past_tense(loop):
+    s = Screen(loop)
+    s.feed(Event(EventKind.RUN_STARTED, ex(0)))
+    s.feed(Event(EventKind.PROGRESS, ex(0), CurvePoint(92, 20.2, 3.1)))
+    s.move_bar()
+    assert "20.2 / 20 s · step 92" in s.bar_text()
+    s.feed(Event(EventKind.DECIDED, ex(0, Status.KEEP, metric=1.0, wall_seconds=20.2)))
+    text = s.bar_text()
+    assert "20.2 / 20 s" not in text and "step 92" not in text and "idle · last run #0 keep after 20.2 s" in text
+
+
+def test_overall_progress_and_eta():
+    assert overall_progress(3, 7, 45.0, running=True) == "experiment 4 / 7 · ETA 3 min"
+    assert overall_progress(7, 7, 45.0) == "experiment 7 / 7"
+    assert overall_progress(2, None, 30.0, running=True) == "experiment 3 · 30 s each"
+
+
+def test_the_status_shows_overall_progress_against_max_experiments(loop):
+    s = Screen(loop)
+    s.status_html()
+    assert s.overall_text == ""   # nothing yet
+    s.feed(Event(EventKind.RUN_STARTED, ex(0)))
+    s.status_html()
+    assert "experiment 1 / 7" in s.bar_text()
+
+
+def test_the_noise_rule_in_words_with_the_statistics_in_a_tooltip(loop, monkeypatch):
+    s = Screen(loop)
+    html = s.status_html()
+    assert "a change is kept when it beats the best" in html and "title='noise floor not measured" in html
