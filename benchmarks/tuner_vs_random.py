@@ -45,10 +45,13 @@ from autoresearch_nb.config import Config  # noqa: E402
 from autoresearch_nb.edits import content_hash  # noqa: E402
 from autoresearch_nb.records import Experiment, Status  # noqa: E402
 
-TARGET = '''\
-"""A stand-in for train.py: the constants below decide the score (see benchmarks/tuner_vs_random.py)."""
+def stand_in(what: str, constants: str) -> str:
+    """A stand-in for train.py: a docstring, ``constants`` under the hyperparameter banner, an empty main()."""
+    return f'"""{what}"""\n\n# Hyperparameters\n{constants}\n\ndef main():\n    print("---")\n'
 
-# Hyperparameters
+
+TARGET = stand_in("A stand-in for train.py: the constants below decide the score (see benchmarks/tuner_vs_random.py).",
+                  """\
 LEARNING_RATE = 0.01
 EMBED_LR = 0.05
 DEPTH = 4
@@ -58,11 +61,7 @@ WARMUP_RATIO = 0.1
 WEIGHT_DECAY = 0.1
 USE_NORM = True
 ACTIVATION = "relu"  # choices: relu, gelu, tanh
-
-
-def main():
-    print("---")
-'''
+""")
 OPTIMUM = dict(LEARNING_RATE=0.003, EMBED_LR=0.1, DEPTH=6, WIDTH=2**9, BATCH_SIZE=2**4, WARMUP_RATIO=0.05,
                WEIGHT_DECAY=0.02, USE_NORM=False, ACTIVATION="gelu")
 NOISE = 0.01
@@ -117,24 +116,11 @@ def run_once(strategy: dict, seed: int, n: int, target: str = TARGET,
 
 
 # -- the held-out set ----------------------------------------------------------------------------------------
-HELD_OUT = '''\
-"""Another stand-in for train.py, with other constants (see benchmarks/tuner_vs_random.py, held-out set)."""
-
-# Hyperparameters
-PEAK_LR = 0.0006
-WARMUP_RATIO = 0.05
-N_LAYER = 6
-N_EMBD = 2**8
-BATCH_SIZE = 2**6
-WEIGHT_DECAY = 0.1
-DROPOUT = 0.1
-GRAD_CLIP = 1.0
-OPTIMIZER = "adamw"  # choices: adamw, lion, sgd
-
-
-def main():
-    print("---")
-'''
+HELD_OUT = stand_in("Another stand-in for train.py, with other constants (see benchmarks/tuner_vs_random.py, "
+                    "held-out set).", "".join(f"{line}\n" for line in (
+                        "PEAK_LR = 0.0006", "WARMUP_RATIO = 0.05", "N_LAYER = 6", "N_EMBD = 2**8", "BATCH_SIZE = 2**6",
+                        "WEIGHT_DECAY = 0.1", "DROPOUT = 0.1", "GRAD_CLIP = 1.0",
+                        'OPTIMIZER = "adamw"  # choices: adamw, lion, sgd')))
 HELD_SPACE = discover(HELD_OUT)
 _START = HELD_SPACE.values(HELD_OUT)
 _LOG4 = ("PEAK_LR", "WEIGHT_DECAY", "GRAD_CLIP")  # log units: a factor of 4 is one unit
