@@ -1,0 +1,64 @@
+# python -m pytest tests/test_benchmarks.py -q
+"""The benchmarks run, print the honest case beside the easy one, and the held-out problems are what
+benchmarks/tuner_vs_random.py says they are (rotated, off the probe grid, a crash region the baseline is out of).
+Each script runs as a real subprocess at a toy scale."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import tuner_vs_random as tvr  # noqa: E402
+
+
+def _run(*args: str, timeout: float = 600) -> str:
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_held_out_problems_are_rotated_off_grid_and_the_baseline_runs(seed: int) -> None:
+    problem = tvr.make_problem(seed)
+    assert problem.metric(tvr.HELD_OUT) is not None and problem.metric(tvr.HELD_OUT) > 1.0
+    start = problem.coords(tvr._START)
+    for name in ("PEAK_LR", "WEIGHT_DECAY", "GRAD_CLIP", "N_EMBD", "BATCH_SIZE"):
+        steps = (problem.optimum[name] - start[name]) / 0.5     # probe steps (x2, one power of two) from the start
+        assert abs(steps - round(steps)) >= 0.2, name
+    n = len(problem.a)
+    off = max(abs(problem.a[i][j]) for i in range(n) for j in range(n) if i != j)
+    assert off > 0.05  # not separable: the axes are rotated
+    assert sorted(problem.cost.values())[0] == 0.0 and sorted(problem.cost.values())[1] > 0.0
+
+
+def test_random_search_walks_into_the_crash_region_and_crashes_are_counted() -> None:
+    runs = [tvr.run_once({"sampler": "random", "mode": "global"}, seed, 12, tvr.HELD_OUT, tvr.make_problem(p).metric)
+            for p in range(2) for seed in range(2)]
+    assert sum(trace[-1][2] for trace in runs) > 0
+    assert all(trace[i][2] <= trace[i + 1][2] for trace in runs for i in range(len(trace) - 1))
+
+
+def test_tuner_vs_random_prints_the_bowl_and_the_held_out_set() -> None:
+    out = _run("benchmarks/tuner_vs_random.py", "--seeds", "1", "--experiments", "4", "--problems", "1")
+    bowl, held = out.split("held-out set:")
+    for table in (bowl, held):
+        assert sum(line.strip().startswith(("tuner (", "random search")) for line in table.splitlines()) == 4
+    shares = [float(x) for x in re.findall(r"(-?\d+\.\d+) \[", held)]
+    assert len(shares) == 4 and all(s <= 1.0 for s in shares)
+
+
+@pytest.mark.slow
+def test_parallel_throughput_prints_the_honest_case() -> None:
+    out = _run("benchmarks/parallel_throughput.py", "--no-ray", "--only", "honest", "--work", "5")
+    rows = [line.split() for line in out.splitlines() if line.startswith("local")]
+    assert len(rows) == 3, out
+    for row in rows:
+        keeps = int(row[-7])
+        assert keeps >= 1, row  # four changes of 4σ each: the rule keeps at least one
+    assert "speed-up: against one worker held to one thread" in out
