@@ -49,13 +49,16 @@ class Outcome:
     result: RunResult
     changed: tuple[str, ...] = ()       # paths the run changed besides committed content (violations)
     lost: bool = False                  # the worker or node died; the result is a stand-in
-    log_text: str | None = None         # a remote worker's log, written locally by the driver
 
 
 class Executor(Protocol):
+    """What the parallel driver needs of an executor (local threads or Ray tasks)."""
+
     slots: int
 
+    def free(self) -> int: ...                                       # workers without a job
     def submit(self, job: Job, on_point: PointSink) -> int: ...      # returns the worker index
+    def pid(self, number: int) -> int | None: ...                    # the run's process group, if local
     def poll(self, timeout: float) -> list[Outcome]: ...
     def cancel(self, number: int | None = None) -> None: ...         # None: every job
     def close(self) -> None: ...
@@ -160,10 +163,6 @@ class LocalExecutor:
         with self._lock:
             slot = next((s for s in self._slots if s.number == number), None)
             return slot.run.pid if slot and slot.run else None
-
-    def running(self) -> list[int]:
-        with self._lock:
-            return [s.number for s in self._slots if s.number is not None]
 
     def close(self) -> None:
         self.cancel()

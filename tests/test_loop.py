@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch_nb import ConfigError, EventKind, Loop, Proposal, Status, load_results
+from autoresearch_nb.errors import StateError
 from autoresearch_nb.agents.base import QueueExhausted
 
 # A target whose score is a function of two constants: the agent under test edits them.
@@ -222,10 +223,42 @@ def test_resume_uses_stored_config(repo: Path) -> None:
         assert loop.config.metric == "score"
 
 
-def test_second_loop_on_same_tag_refused(repo: Path) -> None:
-    with open_loop(repo, ScriptedAgent([])):
-        with pytest.raises(ConfigError, match="already open"):
+HOLDER = textwrap.dedent("""\
+    import sys, time
+    from autoresearch_nb import Loop
+    class A:
+        name = "a"
+        def propose(self, context):
+            raise RuntimeError("never asked")
+    loop = Loop.open(sys.argv[1], tag="t", agent=A(), metric="score")
+    print("OPEN", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_second_loop_on_same_tag_in_another_process_refused(repo: Path, tmp_path: Path) -> None:
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    proc = subprocess.Popen([sys.executable, str(script), str(repo)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "OPEN"
+        with pytest.raises(StateError, match=f"already open in another process \\(pid {proc.pid}\\)"):
             open_loop(repo, ScriptedAgent([]))
+    finally:
+        proc.kill()
+        proc.wait(10)
+    with open_loop(repo, ScriptedAgent([])) as loop:  # the OS released the dead holder's lock
+        assert loop.tag == "t"
+
+
+def test_reopening_a_tag_in_the_same_process_closes_the_earlier_loop(repo: Path) -> None:
+    """Issue 16 bug 3: a notebook's Loop.open cell run twice must not say the kernel itself holds the run."""
+    first = open_loop(repo, ScriptedAgent([]))
+    first.baseline()
+    with open_loop(repo, ScriptedAgent([])) as second:
+        assert [e.status for e in second.experiments] == [Status.KEEP]
+        assert first.running is False
+    first.close()  # closing the earlier one again is harmless
 
 
 def test_stop_force_interrupts_running_experiment(repo: Path) -> None:
