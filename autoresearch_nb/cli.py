@@ -48,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop when the run holds this many experiments (baseline included)")
     run.add_argument("--n", type=int, default=None, help="run this many more experiments in this call")
     run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    run.add_argument("--no-baseline", action="store_true", help="(resume only) do not run a baseline first")
     run.add_argument("--notebook", default=None, help="execute this notebook with papermill instead")
     run.add_argument("--output", default=None, help="the executed notebook (with --notebook)")
     _add_config_flags(run)
@@ -118,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"run {loop.tag}: {loop.config.command!r} in {loop.workspace.path} "
               f"(agent {getattr(loop.agent, 'name', '?')}, budget {loop.config.time_budget_s:g}s, "
               f"{loop.config.metric} {loop.config.direction})")
-        loop.optimize(n=args.n, timeout_s=args.duration)
+        loop.optimize(n=args.n, max_seconds=args.duration)
         best = loop.best
         if best is not None:
             print(f"best: #{best.number} {loop.config.metric} {best.metric:.6f}  {best.description}  "
