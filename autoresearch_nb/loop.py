@@ -21,17 +21,18 @@ from typing import TYPE_CHECKING, Any
 
 from . import results as _results
 from .agents import Agent, Context, QueueExhausted, make_agent
-from .budget import MAX_IDLE_PROPOSALS, Limits
 from .config import Config, make_config
-from .edits import EditError, apply_edits, check_python, content_hash, unified_diff
+from .edits import EditError, check_python, content_hash, unified_diff
+from .proposals import judge_proposal
 from .errors import AgentError, AutoresearchError, BudgetExceeded, ConfigError, StateError
 from .events import EventBus, EventKind, Listener
 from .git import STATE_DIR, Workspace, commit_message, find_repo
-from .recorder import Recorder
-from .records import CurvePoint, Experiment, Status, is_baseline
+from .recorder import PointBuffer, Recorder
+from .records import CurvePoint, Experiment, RunResult, Status, is_baseline
 from .repeats import Repeats
 from .results import ResultsFile
 from .runner import log_tail
+from .serial import Limits, optimize_serially
 from .session import RunLock, check_tag, recover
 from .store import Store
 from .trial import Plan, StopSignal, execute, finished
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger("autoresearch_nb")
-MAX_STORED_POINTS = 5000  # curve points stored per experiment before thinning
 SETUP_TIMEOUT_S = 1800.0
 
 
@@ -65,12 +65,11 @@ class Loop:
         self._stop = StopSignal()
         self._plan = Plan(repo_root, tag, config)
         results = ResultsFile(self.results_tsv, config.metric, config.memory_key)
-        self._recorder = Recorder(store, tag, self.events, results, self._tell, config.maximize)
+        tell = getattr(agent, "tell", None) or (lambda e: None)
+        self._recorder = Recorder(store, tag, self.events, results, tell, config.maximize)
         self._repeats = Repeats(self._recorder, self._plan, workspace, self._stop)
         self._thread: threading.Thread | None = None
         self._lock: RunLock | None = None
-        self._pending_points: list[CurvePoint] = []
-        self._points_flushed_at = 0.0
         self._setup_done = False
         self._baseline: Experiment | None = None  # the baseline, once it ran
 
@@ -123,7 +122,7 @@ class Loop:
         self._lock = None
         self.store.close()
 
-    def __enter__(self) -> "Loop":
+    def __enter__(self) -> "Loop":  # noqa: D105
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -224,7 +223,7 @@ class Loop:
         history = tuple(rec.experiments)
         last = history[-1] if history else None
         tail = log_tail(last.log_path) if last and last.status in (Status.CRASH, Status.TIMEOUT) else None
-        context = Context(program=self._program(), editable=self.config.editable, source=source,
+        context = Context(program=_read(self.repo_root / self.config.program), editable=self.config.editable, source=source,
                           in_flight=tuple(in_flight), history=history, config=self.config, best=rec.best,
                           last_log_tail=tail, cost_so_far_usd=rec.total_cost_usd)
         agent_name = getattr(self.agent, "name", type(self.agent).__name__)
@@ -239,29 +238,9 @@ class Loop:
                                    decided_at=time.time()))
             rec.emit(EventKind.PROPOSED, exp)
             return exp
-        usage = proposal.usage
-        common = dict(description=(proposal.description or "").strip() or "(no description)",
-                      parent_sha=parent, agent=agent_name, model=proposal.model,
-                      input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                      cache_write_tokens=usage.cache_write_tokens, cache_read_tokens=usage.cache_read_tokens,
-                      cost_usd=usage.cost_usd)
-        status, reason, content = Status.PROPOSED, "", None
-        try:
-            if proposal.error:
-                raise EditError(proposal.error)
-            content = proposal.content if proposal.content is not None else apply_edits(source, proposal.edits)
-            if content == source:
-                raise EditError("the proposal changes nothing")
-            check_python(self.config.editable, content)
-        except EditError as e:
-            status, reason = Status.INVALID, str(e)
-        diff = unified_diff(source, content, self.config.editable) if content is not None else ""
-        digest = content_hash(content) if content is not None else None
-        twin = rec.twin(digest) if status == Status.PROPOSED else None
-        if twin is not None:
-            status, reason = Status.SKIPPED, f"same file as experiment {twin.number} ({twin.status.value})"
-        exp = rec.save(rec.new(status, diff=diff, content=content, content_hash=digest, reason=reason,
-                               decided_at=None if status == Status.PROPOSED else time.time(), **common))
+        status, reason, fields = judge_proposal(proposal, source, self.config.editable, rec.twin)
+        exp = rec.save(rec.new(status, parent_sha=parent, agent=agent_name, reason=reason,
+                               decided_at=None if status == Status.PROPOSED else time.time(), **fields))
         rec.emit(EventKind.PROPOSED, exp)
         if status != Status.PROPOSED:
             rec.tell(exp)
@@ -317,15 +296,10 @@ class Loop:
         running = rec.save(exp.with_(status=Status.RUNNING, sha=sha, started_at=time.time(), seed=seed,
                                      log_path=str(log_path)))
         self.store.clear_points(self.tag, exp.number)
-        seen = [0]
+        points = PointBuffer(self.store, self.tag, exp.number)
 
         def on_point(point: CurvePoint) -> None:
-            seen[0] += 1
-            # A chatty target must not write a million rows: past MAX_STORED_POINTS keep every 10th.
-            if seen[0] <= MAX_STORED_POINTS or seen[0] % 10 == 0:
-                self._pending_points.append(point)
-            if time.monotonic() - self._points_flushed_at > 1.0 or len(self._pending_points) >= 200:
-                self._flush_points(running.number)
+            points.add(point)
             rec.emit(EventKind.PROGRESS, running, point, repeat=0, seed=seed)
 
         def on_start(pid: int) -> None:
@@ -335,16 +309,13 @@ class Loop:
         rec.emit(EventKind.RUN_STARTED, running)
         result = execute(self.config.command, self.workspace.path, log_path, env=self._plan.env(seed, exp.number),
                          timeout_s=self.config.hard_timeout_s, stop=self._stop, on_point=on_point,
-                         on_start=on_start, on_interrupt=lambda r: self._finish_run(running, r))
-        return self._finish_run(running, result)
+                         on_start=on_start, on_interrupt=lambda r: self._finish_run(running, r, points))
+        return self._finish_run(running, result, points)
 
     def setup(self) -> None:
-        """Run the configured ``setup`` command once per session (data preparation, tokenizer training).
-
-        It runs in the worktree before the first experiment, outside any experiment's timeout (30 min of its
-        own), so a one-time cost never turns the baseline into a timeout. A failing setup raises: the harness,
-        not an experiment, is broken.
-        """
+        """Run the configured ``setup`` command once per session (data preparation, tokenizer training), in the
+        worktree before the first experiment with 30 min of its own (so it never makes the baseline a timeout).
+        A failing setup raises: the harness, not an experiment, is broken."""
         if not self.config.setup or self._setup_done:
             return
         log_path = self._plan.log_path("setup")
@@ -404,42 +375,9 @@ class Loop:
             cfg = self.config
             return ParallelDriver(
                 self._recorder, self._plan, self.workspace, self._repeats, self._stop, setup=self.setup,
-                baseline=self._baseline_if_missing, propose=self.propose,
+                baseline=lambda: None if self._baseline_row(ran=True) else self.baseline(), propose=self.propose,
                 executor=make_executor(self.workspace, cfg.executor, cfg.workers, cfg.ray_address)).optimize(limits)
-        done: list[Experiment] = []
-        idle = 0
-        self._recorder.emit(EventKind.LOOP_STARTED, message=f"run {self.tag}")
-        reason = "done"
-        try:
-            while True:
-                if self._stop.is_set():
-                    reason = self._stop.reason or "stopped"
-                    break
-                why = limits.reason(len(done))
-                if why:
-                    reason = why
-                    break
-                try:
-                    exp = self.step()
-                except QueueExhausted as e:
-                    reason = str(e) or "the agent has no more proposals"
-                    break
-                except BudgetExceeded as e:
-                    reason = f"cost limit: {e}"
-                    break
-                done.append(exp)
-                idle = 0 if exp.status.ran or exp.status == Status.INTERRUPTED else idle + 1
-                if exp.status == Status.INTERRUPTED:
-                    reason = "interrupted"
-                    break
-                if idle >= MAX_IDLE_PROPOSALS:
-                    reason = f"{idle} proposals in a row could not run; stopping (see their reasons)"
-                    break
-        except BaseException as e:
-            self._recorder.emit(EventKind.LOOP_FINISHED, message=f"{type(e).__name__}: {e}", error=True)
-            raise
-        self._recorder.emit(EventKind.LOOP_FINISHED, message=reason)
-        return done
+        return optimize_serially(self.step, limits, self._stop, self._recorder.emit, f"run {self.tag}")
 
     def stop(self, force: bool = False, reason: str = "stopped by the user") -> None:
         """Stop after the current experiment; with ``force`` also end the running one now (as interrupted)."""
@@ -495,34 +433,18 @@ class Loop:
                 return rows[-1] if rows else None
         return self._baseline
 
-    def _baseline_if_missing(self) -> Experiment | None:
-        return None if self._baseline_row(ran=True) is not None else self.baseline()
-
-    def _finish_run(self, exp: Experiment, result: Any) -> Experiment:
-        self._flush_points(exp.number)
+    def _finish_run(self, exp: Experiment, result: RunResult, points: PointBuffer) -> Experiment:
+        points.flush()
         changed = self.workspace.changed_paths()
         exp = self._recorder.save(finished(exp, result, self.config.metric, changed, self.config.editable))
         self._recorder.emit(EventKind.RUN_FINISHED, exp)
         return exp
 
-    def _flush_points(self, number: int) -> None:
-        points, self._pending_points = self._pending_points, []
-        self._points_flushed_at = time.monotonic()
-        try:
-            self.store.add_points(self.tag, number, points)
-        except Exception:
-            log.exception("could not store curve points")
-
-    def _program(self) -> str:
-        path = self.repo_root / self.config.program
-        return path.read_text() if path.is_file() else ""
-
-    def _tell(self, exp: Experiment) -> None:
-        tell = getattr(self.agent, "tell", None)
-        if callable(tell):
-            tell(exp)
-
     def __repr__(self) -> str:
         best = self.best
         return (f"<Loop tag={self.tag!r} experiments={len(self.experiments)} "
                 f"best={best.metric if best else None} agent={getattr(self.agent, 'name', '?')}>")
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.is_file() else ""

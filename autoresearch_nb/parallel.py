@@ -18,18 +18,17 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable
 
 from .agents import QueueExhausted
-from .budget import MAX_IDLE_PROPOSALS, Limits
+from .serial import MAX_IDLE_PROPOSALS, Limits
 from .edits import content_hash, unified_diff
 from .errors import BudgetExceeded
 from .events import EventKind
 from .executors import Executor, Job, LocalExecutor, Outcome
 from .git import Workspace, commit_message
-from .recorder import Recorder
+from .recorder import PointBuffer, Recorder
 from .records import CurvePoint, Experiment, Status
 from .repeats import Repeats
 from .trial import Plan, StopSignal, finished
@@ -102,8 +101,7 @@ class ParallelDriver:
         self.executor = executor
         self.in_flight: dict[int, Experiment] = {}
         self.retry: list[Experiment] = []  # re-applied proposals waiting for a free worker
-        self._points: dict[int, list[CurvePoint]] = {}
-        self._lock = threading.Lock()
+        self._points: dict[int, PointBuffer] = {}
         self._generation: dict[int, int] = {}  # how many times an experiment's change was re-applied
 
     # -- launching -----------------------------------------------------------------------------------
@@ -119,7 +117,7 @@ class ParallelDriver:
         rec.store.clear_points(rec.tag, exp.number)
         job = Job(exp.number, sha, cfg.command, cfg.editable, cfg.hard_timeout_s, self.plan.env(seed, exp.number),
                   str(log_path), tuple(cfg.env_allow))
-        self._points[exp.number] = []
+        self._points[exp.number] = PointBuffer(rec.store, rec.tag, exp.number)
         worker = self.executor.submit(job, self._on_point)
         exp = rec.save(exp.with_(worker=worker, pid=self.executor.pid(exp.number)))  # a reopened loop kills it
         self.in_flight[exp.number] = exp
@@ -127,14 +125,9 @@ class ParallelDriver:
         return exp
 
     def _on_point(self, number: int, point: CurvePoint) -> None:
-        with self._lock:
-            buf = self._points.setdefault(number, [])
-            buf.append(point)
-            flush = len(buf) >= 200
-            if flush:
-                self._points[number] = []
-        if flush:
-            self.recorder.store.add_points(self.recorder.tag, number, buf)
+        buffer = self._points.get(number)
+        if buffer is not None:
+            buffer.add(point)
         exp = self.in_flight.get(number)
         self.recorder.emit(EventKind.PROGRESS, exp, point, worker=exp.worker if exp else None)
 
@@ -142,9 +135,9 @@ class ParallelDriver:
     def finish(self, outcome: Outcome) -> Experiment:
         rec = self.recorder
         exp = self.in_flight.pop(outcome.number)
-        with self._lock:
-            rest = self._points.pop(outcome.number, [])
-        rec.store.add_points(rec.tag, outcome.number, rest)
+        buffer = self._points.pop(outcome.number, None)
+        if buffer is not None:
+            buffer.flush()
         if outcome.lost:
             exp = rec.save(exp.with_(status=Status.INTERRUPTED, ended_at=time.time(), error=outcome.result.error,
                                      reason=outcome.result.error or "worker lost"))

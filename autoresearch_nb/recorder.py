@@ -20,6 +20,7 @@ from .results import ResultsFile
 from .store import Store
 
 log = logging.getLogger("autoresearch_nb")
+MAX_STORED_POINTS = 5000  # curve points stored per experiment before thinning
 
 
 class Recorder:
@@ -148,3 +149,33 @@ class Recorder:
     def _last_kept(self) -> Experiment | None:
         kept = [e for e in self._rows.values() if e.status == Status.KEEP and e.sha]
         return max(kept, key=lambda e: e.number) if kept else None
+
+
+class PointBuffer:
+    """One run's curve points on their way to the store: written in batches (each second, or 200 points),
+    and past :data:`MAX_STORED_POINTS` only every 10th, so a chatty target cannot write a million rows."""
+
+    def __init__(self, store: Store, tag: str, number: int) -> None:
+        self.store, self.tag, self.number = store, tag, number
+        self._pending: list[CurvePoint] = []
+        self._seen = 0
+        self._flushed_at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def add(self, point: CurvePoint) -> None:
+        with self._lock:
+            self._seen += 1
+            if self._seen <= MAX_STORED_POINTS or self._seen % 10 == 0:
+                self._pending.append(point)
+            due = time.monotonic() - self._flushed_at > 1.0 or len(self._pending) >= 200
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            points, self._pending = self._pending, []
+            self._flushed_at = time.monotonic()
+        try:
+            self.store.add_points(self.tag, self.number, points)
+        except Exception:  # a lost curve point must never end an experiment
+            log.exception("could not store curve points")
