@@ -168,7 +168,7 @@ class Repeats:
         first = exp.seeds[0] if exp.seeds else (exp.seed if exp.seed is not None else self.plan.seed())
         if not exp.runs:
             exp = exp.with_(runs=[exp.metric], seeds=[first])
-        exp = self.recorder.save(exp.with_(status=Status.RUNNING, reason=""))
+        exp = self.recorder.save(exp.with_(status=Status.RUNNING, reason="", decided_at=None))
         for i in range(exp.seeds[-1] - first + 1, repeats):  # on a resume: after the last repeat that ran
             value, error, interrupted = self._rerun(exp.sha or self.recorder.head_sha(), first + i,
                                                     f"{exp.number:04d}.{i}", exp, purpose="noise", track=True,

@@ -6,6 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import git
+from conftest import make_repo as new_repo
 
 from autoresearch_nb.errors import ConfigError, GitError
 from autoresearch_nb.git import Workspace, find_repo, parse_porcelain
@@ -13,24 +15,12 @@ from autoresearch_nb.git import Workspace, find_repo, parse_porcelain
 TRAIN = "LR = 0.01\nprint('---')\nprint('val_bpb: 1.0')\n"
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
 def exists(cwd: Path, sha: str) -> bool:
     return subprocess.run(["git", "cat-file", "-e", f"{sha}^{{commit}}"], cwd=cwd, capture_output=True).returncode == 0
 
 
 def make_repo(root: Path) -> Path:
-    root.mkdir(parents=True)
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.email", "t@example.com")
-    git(root, "config", "user.name", "t")
-    (root / "train.py").write_text(TRAIN)
-    (root / "prepare.py").write_text("DATA = 'fixed'\n")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "init")
-    return root
+    return new_repo(root, {"train.py": TRAIN, "prepare.py": "DATA = 'fixed'\n"})
 
 
 @pytest.fixture()

@@ -12,48 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import DEMO_TARGET, git
 
 from autoresearch_nb import ConfigError, EventKind, Loop, Proposal, Status, load_results
-from autoresearch_nb.errors import StateError
 from autoresearch_nb.agents.base import QueueExhausted
-
-# A target whose score is a function of two constants: the agent under test edits them.
-TARGET = textwrap.dedent("""\
-    import os, sys, time
-    X = 3.0
-    Y = 2.0
-    SLEEP = 0.0
-    time.sleep(SLEEP)
-    for step in range(1, 4):
-        print(f"step {step} | loss: {1.0 / step:.3f} | elapsed: {step * 0.1:.1f}s", end="\\r", flush=True)
-    print()
-    print("---")
-    print(f"score: {(X - 1) ** 2 + (Y + 1) ** 2:.6f}")
-    print("peak_memory_mb: 2048")
-    print(f"seed_seen: {os.environ.get('AUTORESEARCH_SEED')}")
-    print(f"budget_seen: {os.environ.get('AUTORESEARCH_TIME_BUDGET')}")
-""")
+from autoresearch_nb.errors import StateError
 
 # Settings that make a run fast and the decision rule the plain one (strictly better).
 FAST = dict(metric="score", time_budget_s=5, timeout_s=20)
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-@pytest.fixture()
-def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "research"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.email", "t@example.com")
-    git(root, "config", "user.name", "t")
-    (root / "train.py").write_text(TARGET)
-    (root / "program.md").write_text("Make the score small.\n")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "init")
-    return root
 
 
 class ScriptedAgent:
@@ -109,7 +75,7 @@ def test_keep_when_maximizing(repo: Path) -> None:
 
 def test_user_checkout_untouched(repo: Path) -> None:
     (repo / "notes.txt").write_text("untracked user file\n")
-    (repo / "train.py").write_text(TARGET + "# my uncommitted edit\n")
+    (repo / "train.py").write_text(DEMO_TARGET + "# my uncommitted edit\n")
     agent = ScriptedAgent([("X to 1", "X = 3.0", "X = 1.0")])
     with open_loop(repo, agent) as loop:
         loop.optimize(n=2)
