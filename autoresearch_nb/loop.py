@@ -53,7 +53,8 @@ class Loop:
     """
 
     def __init__(self, repo_root: Path, tag: str, config: Config, agent: Agent, store: Store,
-                 workspace: Workspace) -> None:
+                 workspace: Workspace, lock: RunLock | None = None) -> None:
+        """Use :meth:`open`. With the run's ``lock`` (held), the loop owns the run and recovers it."""
         self.repo_root = repo_root
         self.tag = tag
         self.config = config
@@ -69,9 +70,12 @@ class Loop:
         self._recorder = Recorder(store, tag, self.events, results, tell, config.maximize)
         self._repeats = Repeats(self._recorder, self._plan, workspace, self._stop)
         self._thread: threading.Thread | None = None
-        self._lock: RunLock | None = None
         self._setup_done = False
         self._baseline: Experiment | None = None  # the baseline, once it ran
+        self._lock = lock
+        if lock is not None:
+            lock.owned_by(self.close)
+            recover(repo_root, tag, self._recorder, workspace, self._recorder.base_sha())
 
     # -- opening -------------------------------------------------------------------------------------
     @classmethod
@@ -100,10 +104,7 @@ class Loop:
             stored_cfg = {**cfg.to_dict(), "_agent": getattr(agent_obj, "name", None)}
             store.create_run(tag, stored_cfg, ws.head())
             store.set_config(tag, stored_cfg)  # on resume, what this session uses becomes the stored config
-            loop = cls(root, tag, cfg, agent_obj, store, ws)
-            loop._lock = lock
-            lock.owned_by(loop.close)
-            recover(root, tag, loop._recorder, ws, loop._recorder.base_sha())
+            loop = cls(root, tag, cfg, agent_obj, store, ws, lock)
         except BaseException:
             if store is not None:
                 store.close()
