@@ -191,10 +191,9 @@ class Loop:
         found = self._baseline_row()
         if found is not None and found.status.ran:
             return found
-        if found is not None and found.status == Status.INTERRUPTED and found.runs and found.sha:
-            self.workspace.restore(found.sha)
-            return self.decide(self._repeats.baseline(found))
         self.setup()  # before the row exists: a broken setup leaves nothing half-done behind
+        if found is not None and found.status == Status.INTERRUPTED and found.runs and found.sha:
+            return self.decide(self._repeats.baseline(found))
         base = self._recorder.base_sha()
         source = self.workspace.read(base)
         exp = self._recorder.save(self._recorder.new(Status.PROPOSED, description="baseline", parent_sha=base,
@@ -420,7 +419,7 @@ class Loop:
     def _stored(self, exp: Experiment) -> Experiment:
         """The stored state of ``exp`` (the caller's copy may be stale); StateError if it was never proposed."""
         stored = self._recorder.get(exp.number)
-        if stored is None or stored.tag != self.tag:
+        if stored is None or exp.tag != self.tag:
             raise StateError(f"experiment {exp.number} was never proposed in run {self.tag!r}")
         return stored
 

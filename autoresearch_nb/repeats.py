@@ -163,8 +163,8 @@ class Repeats:
         repeats = int(self.config.noise_repeats)
         if exp.metric is None or float(self.config.noise_k) <= 0 or repeats < 2:
             return exp
-        if exp.status not in (Status.RUNNING, Status.INTERRUPTED):
-            return exp
+        if exp.status != Status.RUNNING and not (exp.status == Status.INTERRUPTED and exp.runs):
+            return exp  # a failed first run, or one stopped before any repeat: nothing to add to
         first = exp.seeds[0] if exp.seeds else (exp.seed if exp.seed is not None else self.plan.seed())
         if not exp.runs:
             exp = exp.with_(runs=[exp.metric], seeds=[first])
