@@ -41,6 +41,7 @@ class Recorder:
         self._best = best_of(self._rows.values(), maximize)
         self._head = self._last_kept()
         self._base: str | None = None
+        self._cost = sum(e.cost_usd or 0.0 for e in self._rows.values())
 
     # -- reading -------------------------------------------------------------------------------------
     @property
@@ -82,7 +83,7 @@ class Recorder:
 
     @property
     def total_cost_usd(self) -> float:
-        return sum(e.cost_usd or 0.0 for e in self._rows.values())
+        return self._cost
 
     def noise(self) -> dict[str, Any] | None:
         """The run's noise floor from the store's run state."""
@@ -105,6 +106,7 @@ class Recorder:
             old = self._rows.get(exp.number)
             last = next(reversed(self._rows), -1)
             self._rows[exp.number] = exp
+            self._cost += (exp.cost_usd or 0.0) - ((old.cost_usd or 0.0) if old is not None else 0.0)
             if old is None and exp.number < last:  # rare: numbers are saved in increasing order
                 self._rows = dict(sorted(self._rows.items()))
             if exp.content_hash and exp.status != Status.INVALID:

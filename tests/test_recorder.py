@@ -25,9 +25,11 @@ def test_best_head_and_history_match_the_store_through_random_saves(tmp_path: Pa
     for _ in range(200):
         number = rng.randrange(40)
         status = rng.choice([Status.KEEP, Status.DISCARD, Status.CRASH, Status.RUNNING])
-        rec.save(Experiment(number=number, tag="t", status=status, metric=rng.random(), sha=f"{number:07d}"))
+        rec.save(Experiment(number=number, tag="t", status=status, metric=rng.random(), sha=f"{number:07d}",
+                            cost_usd=rng.choice([0.0, 0.25, 1.5])))
         stored = rec.store.experiments("t")
         assert rec.experiments == stored
+        assert rec.total_cost_usd == sum(e.cost_usd for e in stored)
         assert rec.best == best_of(stored)
         kept = [e for e in stored if e.status == Status.KEEP]
         assert rec.head_sha() == (kept[-1].sha if kept else "base0000")
