@@ -150,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"run {loop.tag}: {loop.config.command!r} in {loop.workspace.path} "
               f"(agent {getattr(loop.agent, 'name', '?')}, budget {loop.config.time_budget_s:g}s, "
               f"{loop.config.metric} {loop.config.direction})")
-        loop.optimize(n=args.n, timeout_s=args.duration)
+        loop.optimize(n=args.n, max_seconds=args.duration)
         best = loop.best
         if best is not None:
             print(f"best: #{best.number} {loop.config.metric} {best.metric:.6f}  {best.description}  "

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .records import CurvePoint, RunResult
-from .runner import Run
+from .trial import StopSignal, execute
 
 PointSink = Callable[[int, CurvePoint], None]
 
@@ -50,13 +50,16 @@ class Outcome:
     result: RunResult
     changed: tuple[str, ...] = ()       # paths the run changed besides committed content (violations)
     lost: bool = False                  # the worker or node died; the result is a stand-in
-    log_text: str | None = None         # a remote worker's log, written locally by the driver
 
 
 class Executor(Protocol):
+    """What the parallel driver needs of an executor (local threads or Ray tasks)."""
+
     slots: int
 
+    def free(self) -> int: ...                                       # workers without a job
     def submit(self, job: Job, on_point: PointSink) -> int: ...      # returns the worker index
+    def pid(self, number: int) -> int | None: ...                    # the run's process group, if local
     def poll(self, timeout: float) -> list[Outcome]: ...
     def cancel(self, number: int | None = None) -> None: ...         # None: every job
     def close(self) -> None: ...
@@ -91,10 +94,10 @@ class _Slot:
     index: int
     path: Path
     number: int | None = None
-    run: Run | None = None
+    pid: int | None = None
+    stop: StopSignal = field(default_factory=StopSignal)
+    started: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
-    cancelled: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class LocalExecutor:
@@ -117,25 +120,31 @@ class LocalExecutor:
             slot = next((s for s in self._slots if s.number is None), None)
             if slot is None:
                 raise RuntimeError("no free worker")
-            slot.number, slot.cancelled = job.number, False
+            slot.number, slot.pid = job.number, None
+            slot.stop.clear()
+            slot.started.clear()
         self.workspace.checkout_worker(slot.index, job.sha)
         env = {**job.env, **self._env_for(slot.index), "AUTORESEARCH_WORKER": str(slot.index)}
-        slot.run = Run(job.command, slot.path, job.log_path, timeout_s=job.timeout_s, env=env,
-                       on_point=lambda p, n=job.number: on_point(n, p), stall_s=job.stall_s)
-        if slot.cancelled:
-            slot.run.cancel()
-        slot.thread = threading.Thread(target=self._wait, args=(slot, job), daemon=True,
+        slot.thread = threading.Thread(target=self._run, args=(slot, job, env, on_point), daemon=True,
                                        name=f"autoresearch-worker-{slot.index}")
         slot.thread.start()
+        slot.started.wait(10)  # so pid() names the run as soon as submit returns
         return slot.index
 
-    def _wait(self, slot: _Slot, job: Job) -> None:
-        assert slot.run is not None
-        result = slot.run.wait()
+    def _run(self, slot: _Slot, job: Job, env: dict[str, str], on_point: PointSink) -> None:
+        def on_start(pid: int) -> None:
+            slot.pid = pid
+            slot.started.set()
+
+        try:
+            result = execute(job.command, slot.path, job.log_path, env=env, timeout_s=job.timeout_s, stop=slot.stop,
+                             on_point=lambda p: on_point(job.number, p), on_start=on_start, stall_s=job.stall_s)
+        finally:
+            slot.started.set()  # a command that could not start never called on_start
         changed = tuple(self.workspace.worker_changes(slot.index))
         self.workspace.checkout_worker(slot.index, job.sha)  # undo whatever the run changed
         with self._lock:
-            slot.number, slot.run = None, None
+            slot.number, slot.pid = None, None
         self._done.put(Outcome(job.number, slot.index, result, changed))
 
     def poll(self, timeout: float) -> list[Outcome]:
@@ -152,19 +161,13 @@ class LocalExecutor:
         with self._lock:
             for s in self._slots:
                 if s.number is not None and (number is None or s.number == number):
-                    s.cancelled = True
-                    if s.run is not None:
-                        s.run.cancel()
+                    s.stop.set(force=True, reason="cancelled")
 
     def pid(self, number: int) -> int | None:
         """The process (group) id of experiment ``number``'s run, while it runs here."""
         with self._lock:
             slot = next((s for s in self._slots if s.number == number), None)
-            return slot.run.pid if slot and slot.run else None
-
-    def running(self) -> list[int]:
-        with self._lock:
-            return [s.number for s in self._slots if s.number is not None]
+            return slot.pid if slot else None
 
     def close(self) -> None:
         self.cancel()

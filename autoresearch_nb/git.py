@@ -10,12 +10,19 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import git as gitpython
 
 from .errors import ConfigError, GitError
 
+if TYPE_CHECKING:
+    from .records import Experiment
+
 STATE_DIR = ".autoresearch"
+# Who commits when the repository has no identity configured (a fresh container, CI): a commit must not fail.
+IDENTITY = {"GIT_AUTHOR_NAME": "autoresearch_nb", "GIT_AUTHOR_EMAIL": "autoresearch_nb@localhost",
+            "GIT_COMMITTER_NAME": "autoresearch_nb", "GIT_COMMITTER_EMAIL": "autoresearch_nb@localhost"}
 _GIT_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR")
 
 
@@ -23,6 +30,33 @@ def _output(text: object) -> str:
     """What the command printed: gitpython wraps it as ``\n  stderr: '...'``."""
     m = re.fullmatch(r"\s*std(?:out|err): '(.*)'\s*", str(text or ""), re.S)
     return m.group(1) if m else str(text or "")
+
+
+def parse_porcelain(out: str) -> list[str]:
+    """The paths in ``git status --porcelain -z`` output; a rename or copy gives both its new and old path."""
+    paths = []
+    entries = out.split("\0")
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        code, path = entry[:2], entry[3:]
+        paths.append(path)
+        if code[0] in "RC" and i < len(entries):  # renames carry the old path as the next entry
+            paths.append(entries[i])
+            i += 1
+    return paths
+
+
+STATUS_ARGS = ("status", "--porcelain", "-z", "--untracked-files=all")
+
+
+def commit_message(exp: "Experiment") -> str:
+    """The commit message of an experiment: its number and description, then the run's tag."""
+    first = " ".join(exp.description.split())[:72] or "experiment"
+    return f"exp {exp.number}: {first}\n\nautoresearch_nb tag {exp.tag}"
 
 
 def _call(repo: gitpython.Repo, *args: str) -> str:
@@ -118,28 +152,9 @@ class Workspace:
             raise GitError(f"cannot read {self.editable} at {sha}", command="git cat-file",
                            code=e.status, stderr=_output(e.stderr)) from None
 
-    def diff(self, parent: str, sha: str) -> str:
-        return self.repo.git.execute(["git", "diff", parent, sha, "--", self.editable],
-                                     strip_newline_in_stdout=False)
-
     def changed_paths(self) -> list[str]:
         """Paths that differ from HEAD in the worktree (modified, deleted or new and not ignored)."""
-        out = self.repo.git.execute(["git", "status", "--porcelain", "-z", "--untracked-files=all"],
-                                    strip_newline_in_stdout=False)
-        paths = []
-        entries = out.split("\0")
-        i = 0
-        while i < len(entries):
-            entry = entries[i]
-            i += 1
-            if len(entry) < 4:
-                continue
-            code, path = entry[:2], entry[3:]
-            paths.append(path)
-            if code[0] in "RC":  # renames carry the old path as the next entry
-                paths.append(entries[i])
-                i += 1
-        return paths
+        return parse_porcelain(self.repo.git.execute(["git", *STATUS_ARGS], strip_newline_in_stdout=False))
 
     # -- writing -----------------------------------------------------------------------------------
     def commit(self, content: str, message: str) -> str:
@@ -147,42 +162,38 @@ class Workspace:
         target = self.file_path()
         target.write_text(content)
         _call(self.repo, "add", "--", self.editable)
-        ident = []
-        if not self._has_identity():
-            ident = ["-c", "user.name=autoresearch_nb", "-c", "user.email=autoresearch_nb@localhost"]
         # Never sign: an unattended run must not wait on a passphrase prompt or fail on a missing key.
-        args = [*ident, "-c", "commit.gpgsign=false", "commit", "--no-verify", "--allow-empty", "-q",
+        args = ["git", "-c", "commit.gpgsign=false", "commit", "--no-verify", "--allow-empty", "-q",
                 "-m", message, "--", self.editable]
-        _call(self.repo, *args)
+        try:
+            self.repo.git.execute(args, env=self._identity())
+        except gitpython.GitCommandError as e:
+            raise GitError("git commit failed", command=" ".join(args), code=e.status,
+                           stdout=_output(e.stdout), stderr=_output(e.stderr)) from None
         return self.head()
 
-    def _has_identity(self) -> bool:
+    def _identity(self) -> dict[str, str]:
+        """:data:`IDENTITY` where the repository has no user configured, else nothing (the user's own)."""
         try:
             _call(self.repo, "config", "user.email")
             _call(self.repo, "config", "user.name")
-            return True
+            return {}
         except GitError:
-            return False
+            return IDENTITY
+
+    def restore(self, sha: str) -> None:
+        """Put the worktree on ``sha`` with nothing else in it, if it is not there already."""
+        if self.head() != sha or self.changed_paths():
+            self.reset(sha)
 
     def reset(self, sha: str) -> None:
         """Move the branch and worktree to ``sha`` and remove untracked, not-ignored files."""
         _call(self.repo, "reset", "--hard", "-q", sha)
         _call(self.repo, "clean", "-fdq")
 
-    def clean(self) -> None:
-        """Undo every uncommitted change in the worktree."""
-        self.reset("HEAD")
-
     def keep_ref(self, number: int, sha: str) -> None:
         """Keep experiment ``number``'s commit reachable whatever happens to the branch."""
         _call(self.repo, "update-ref", f"refs/autoresearch/{self.tag}/{number}", sha)
-
-    def exists(self, sha: str) -> bool:
-        try:
-            _call(self.repo, "cat-file", "-e", f"{sha}^{{commit}}")
-            return True
-        except GitError:
-            return False
 
     # -- parallel workers ----------------------------------------------------------------------------
     def commit_on(self, parent: str, content: str, message: str) -> str:
@@ -208,11 +219,9 @@ class Workspace:
                            code=e.status, stderr=str(e.stderr or "")) from None
         finally:
             index.unlink(missing_ok=True)
-        ident = {} if self._has_identity() else {
-            "GIT_AUTHOR_NAME": "autoresearch_nb", "GIT_AUTHOR_EMAIL": "autoresearch_nb@localhost",
-            "GIT_COMMITTER_NAME": "autoresearch_nb", "GIT_COMMITTER_EMAIL": "autoresearch_nb@localhost"}
         try:
-            return self.repo.git.execute(["git", "commit-tree", tree, "-p", parent, "-m", message], env=ident)
+            return self.repo.git.execute(["git", "commit-tree", tree, "-p", parent, "-m", message],
+                                         env=self._identity())
         except gitpython.GitCommandError as e:
             raise GitError("git commit-tree failed", command="git commit-tree", code=e.status,
                            stderr=str(e.stderr or "")) from None
@@ -234,16 +243,9 @@ class Workspace:
     def worker_changes(self, index: int) -> list[str]:
         """Paths a run changed in worker ``index``'s worktree (modified, deleted or new and not ignored)."""
         wt = _open(self.worker_path(index))
-        out = wt.git.execute(["git", "status", "--porcelain", "-z", "--untracked-files=all"],
-                             strip_newline_in_stdout=False)
-        return [entry[3:] for entry in out.split("\0") if len(entry) > 3]
+        return parse_porcelain(wt.git.execute(["git", *STATUS_ARGS], strip_newline_in_stdout=False))
 
     def archive(self, sha: str) -> bytes:
         """The tree of ``sha`` as a tar archive (what a remote worker needs to run it)."""
         return self.repo.git.execute(["git", "archive", "--format=tar", sha], as_process=False,
                                      stdout_as_string=False)
-
-    def advance(self, sha: str) -> None:
-        """Move the run's branch and worktree to ``sha`` (a kept experiment whose parent is the head)."""
-        self.reset(sha)
-

@@ -18,32 +18,32 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from .agents import QueueExhausted
+from .serial import MAX_IDLE_PROPOSALS, Limits
 from .edits import content_hash, unified_diff
 from .errors import BudgetExceeded
 from .events import EventKind
-from .executors import Job, LocalExecutor, Outcome
-from .loop import commit_message
+from .executors import Executor, Job, LocalExecutor, Outcome
+from .git import Workspace, commit_message
+from .recorder import PointBuffer, Recorder
 from .records import CurvePoint, Experiment, Status
-
-if TYPE_CHECKING:
-    from .loop import Loop
+from .repeats import Repeats
+from .trial import Plan, StopSignal, finished
 
 log = logging.getLogger("autoresearch_nb")
 MAX_REAPPLY = 3
 _REAPPLIED = re.compile(r"^(re-applied #\d+ onto \S+: )+")
 
 
-def make_executor(loop: "Loop") -> Any:
-    cfg = loop.config
-    if cfg.executor == "ray":
+def make_executor(workspace: Workspace, executor: str, workers: int, ray_address: str | None = None) -> Executor:
+    """The configured executor: ``ray`` (lazily imported) or ``local``."""
+    if executor == "ray":
         from .ray_executor import RayExecutor
-        return RayExecutor(loop.workspace, cfg.workers, address=cfg.ray_address)
-    return LocalExecutor(loop.workspace, cfg.workers)
+        return RayExecutor(workspace, workers, address=ray_address)
+    return LocalExecutor(workspace, workers)
 
 
 def _hunks(base: list[str], other: list[str]) -> list[tuple[int, int, list[str]]]:
@@ -79,104 +79,105 @@ def merge_file(base: str, ours: str, theirs: str) -> str | None:
 
 
 class ParallelDriver:
-    """Runs :meth:`Loop.optimize` with several experiments in flight."""
+    """Runs an ``optimize`` call with several experiments in flight.
 
-    def __init__(self, loop: "Loop", executor: Any | None = None) -> None:
-        self.loop = loop
-        self.executor = executor or make_executor(loop)
+    It gets the run's narrow parts, never the loop: the recorder (every write), the run plan (seeds, logs,
+    environments), the worktree (commits, the branch), the repeats (the keep rule and confirmations), the stop
+    signal, and three verbs of the loop as plain callables (``setup``, ``baseline``, ``propose``).
+    """
+
+    def __init__(self, recorder: Recorder, plan: Plan, workspace: Workspace, repeats: Repeats, stop: StopSignal,
+                 *, setup: Callable[[], None], baseline: Callable[[], Experiment | None],
+                 propose: Callable[..., Experiment], executor: Executor) -> None:
+        self.recorder = recorder
+        self.plan = plan
+        self.config = plan.config
+        self.workspace = workspace
+        self.repeats = repeats
+        self.stop = stop
+        self.setup = setup
+        self.baseline = baseline
+        self.propose = propose
+        self.executor = executor
         self.in_flight: dict[int, Experiment] = {}
         self.retry: list[Experiment] = []  # re-applied proposals waiting for a free worker
-        self._points: dict[int, list[CurvePoint]] = {}
-        self._lock = threading.Lock()
+        self._points: dict[int, PointBuffer] = {}
         self._generation: dict[int, int] = {}  # how many times an experiment's change was re-applied
 
     # -- launching -----------------------------------------------------------------------------------
     def launch(self, exp: Experiment) -> Experiment:
-        loop, cfg = self.loop, self.loop.config
-        loop.setup()
-        sha = loop.workspace.commit_on(exp.parent_sha, exp.content, commit_message(exp))
-        loop.workspace.keep_ref(exp.number, sha)
-        seed = loop._seed()
-        log_path = loop._log_path(f"{exp.number:04d}")
+        cfg, rec = self.config, self.recorder
+        self.setup()
+        sha = self.workspace.commit_on(exp.parent_sha, exp.content, commit_message(exp))
+        self.workspace.keep_ref(exp.number, sha)
+        seed = self.plan.seed()
+        log_path = self.plan.log_path(f"{exp.number:04d}")
         exp = exp.with_(status=Status.RUNNING, sha=sha, seed=seed, started_at=time.time(), log_path=str(log_path),
                         runs=[], seeds=[])
-        loop.store.clear_points(loop.tag, exp.number)
-        env = loop._run_env(seed, exp.number)
-        job = Job(exp.number, sha, cfg.command, cfg.editable, cfg.hard_timeout_s, env, str(log_path),
-                  tuple(cfg.env_allow))
-        self._points[exp.number] = []
+        rec.store.clear_points(rec.tag, exp.number)
+        job = Job(exp.number, sha, cfg.command, cfg.editable, cfg.hard_timeout_s, self.plan.env(seed, exp.number),
+                  str(log_path), tuple(cfg.env_allow), stall_s=cfg.stall_s)
+        self._points[exp.number] = PointBuffer(rec.store, rec.tag, exp.number)
         worker = self.executor.submit(job, self._on_point)
-        pid = getattr(self.executor, "pid", lambda _n: None)(exp.number)  # so a reopened loop can kill it
-        exp = loop._save(exp.with_(worker=worker, pid=pid))
+        exp = rec.save(exp.with_(worker=worker, pid=self.executor.pid(exp.number)))  # a reopened loop kills it
         self.in_flight[exp.number] = exp
-        loop._emit(EventKind.RUN_STARTED, exp, worker=worker)
+        rec.emit(EventKind.RUN_STARTED, exp, worker=worker)
         return exp
 
     def _on_point(self, number: int, point: CurvePoint) -> None:
-        with self._lock:
-            buf = self._points.setdefault(number, [])
-            buf.append(point)
-            flush = len(buf) >= 200
-            if flush:
-                self._points[number] = []
-        if flush:
-            self.loop.store.add_points(self.loop.tag, number, buf)
+        buffer = self._points.get(number)
+        if buffer is not None:
+            buffer.add(point)
         exp = self.in_flight.get(number)
-        self.loop._emit(EventKind.PROGRESS, exp, point, worker=exp.worker if exp else None)
+        self.recorder.emit(EventKind.PROGRESS, exp, point, worker=exp.worker if exp else None)
 
     # -- finishing -----------------------------------------------------------------------------------
     def finish(self, outcome: Outcome) -> Experiment:
-        loop = self.loop
+        rec = self.recorder
         exp = self.in_flight.pop(outcome.number)
-        with self._lock:
-            rest = self._points.pop(outcome.number, [])
-        loop.store.add_points(loop.tag, outcome.number, rest)
+        buffer = self._points.pop(outcome.number, None)
+        if buffer is not None:
+            buffer.flush()
         if outcome.lost:
-            exp = loop._save(exp.with_(status=Status.INTERRUPTED, ended_at=time.time(), error=outcome.result.error,
-                                       reason=outcome.result.error or "worker lost"))
-            loop._emit(EventKind.RUN_FINISHED, exp)
-            loop._emit(EventKind.DECIDED, exp)
-            loop._write_tsv()
-            loop._tell(exp)
-            return exp
-        exp = loop._finish_run(exp, outcome.result, changed=list(outcome.changed))
+            exp = rec.save(exp.with_(status=Status.INTERRUPTED, ended_at=time.time(), error=outcome.result.error,
+                                     reason=outcome.result.error or "worker lost"))
+            rec.emit(EventKind.RUN_FINISHED, exp)
+            return rec.record(exp)
+        exp = rec.save(finished(exp, outcome.result, self.config.metric, outcome.changed, self.config.editable))
+        rec.emit(EventKind.RUN_FINISHED, exp)
         return self.decide(exp)
 
     def decide(self, exp: Experiment) -> Experiment:
-        loop = self.loop
-        head = loop._best_sha()
+        head = self.recorder.head_sha()
         if exp.status == Status.RUNNING:
             if exp.parent_sha == head:
-                exp = loop._judge(exp, loop.best)
+                exp = self.repeats.judge(exp, self.recorder.best)
             else:
                 exp = self._stale(exp, head)
-        exp = loop._save(exp)  # the record first, then git
-        loop._write_tsv()
+        exp = self.recorder.record(exp)  # the record first, then git
         if exp.status == Status.KEEP:
-            loop.workspace.advance(exp.sha)
-        elif loop.workspace.head() != head or loop.workspace.changed_paths():
-            loop.workspace.reset(head)  # confirmation runs may have left the worktree elsewhere
-        loop._emit(EventKind.DECIDED, exp)
-        loop._tell(exp)
+            self.workspace.reset(exp.sha)
+        else:
+            self.workspace.restore(head)  # confirmation runs may have left the worktree elsewhere
         return exp
 
     def _stale(self, exp: Experiment, head: str) -> Experiment:
         """A result measured on an older best: discard it, and re-apply a promising change onto the head."""
-        loop = self.loop
-        parent = next((e for e in loop.experiments if e.status == Status.KEEP and e.sha == exp.parent_sha), None)
-        best = loop.best
-        verdict = loop._decision(exp, parent)  # promising = would pass (or need confirming) against its parent
+        rec = self.recorder
+        parent = next((e for e in rec.experiments if e.status == Status.KEEP and e.sha == exp.parent_sha), None)
+        best = rec.best
+        verdict = self.repeats.decision(exp, parent)  # promising = would pass (or need confirming) vs its parent
         why = verdict.reason
         if verdict.verdict not in ("keep", "confirm"):
             return exp.with_(status=Status.DISCARD, reason=f"stale parent #{parent.number if parent else '?'}: {why}")
-        base = loop.workspace.read(exp.parent_sha)
-        ours = loop.workspace.read(head)
+        base = self.workspace.read(exp.parent_sha)
+        ours = self.workspace.read(head)
         merged = merge_file(base, ours, exp.content or "")
         label = f"#{best.number}" if best else head[:7]
         if merged is None:
             return exp.with_(status=Status.DISCARD,
                              reason=f"stale parent: {why}; its change conflicts with the new best {label}")
-        if merged == ours or content_hash(merged) in {e.content_hash for e in loop.experiments}:
+        if merged == ours or rec.twin(content_hash(merged)) is not None:
             return exp.with_(status=Status.DISCARD,
                              reason=f"stale parent: {why}; the new best {label} already has this change")
         generation = self._generation.get(exp.number, 0) + 1
@@ -184,45 +185,45 @@ class ParallelDriver:
             return exp.with_(status=Status.DISCARD, reason=f"stale parent: {why}; re-applied {MAX_REAPPLY} times "
                                                            "already, every time overtaken by another keep")
         original = _REAPPLIED.sub("", exp.description)
-        again = loop._save(loop._new(
+        again = rec.save(rec.new(
             Status.PROPOSED, description=f"re-applied #{exp.number} onto {label}: {original}"[:500],
             parent_sha=head, content=merged, content_hash=content_hash(merged),
-            diff=unified_diff(ours, merged, loop.config.editable), agent=exp.agent, model=exp.model))
+            diff=unified_diff(ours, merged, self.config.editable), agent=exp.agent, model=exp.model))
         self._generation[again.number] = generation
         self.retry.append(again)
-        loop._emit(EventKind.PROPOSED, again)
+        rec.emit(EventKind.PROPOSED, again)
         return exp.with_(status=Status.DISCARD,
                          reason=f"stale parent: {why}; re-applied onto the new best {label} as #{again.number}")
 
     # -- the loop ------------------------------------------------------------------------------------
-    def optimize(self, n: int | None = None, timeout_s: float | None = None) -> list[Experiment]:
-        loop = self.loop
+    def optimize(self, limits: Limits) -> list[Experiment]:
+        rec, stop = self.recorder, self.stop
         done: list[Experiment] = []
-        start = time.monotonic()
         proposing, reason, idle = True, "done", 0
-        loop._emit(EventKind.LOOP_STARTED, message=f"run {loop.tag} with {self.executor.slots} workers")
+        rec.emit(EventKind.LOOP_STARTED, message=f"run {rec.tag} with {self.executor.slots} workers")
         try:
-            if not any(e.status.ran for e in loop.experiments):
-                done.append(loop.baseline())  # the baseline (and the noise floor) first, on its own
+            first = self.baseline()  # the baseline (and the noise floor) first, on its own; None: it ran before
+            if first is not None:
+                done.append(first)
             while True:
-                if loop._stop.is_set():
-                    reason = loop._stop_reason or "stopped"
-                    if loop._force:
+                if stop.is_set():
+                    reason = stop.reason or "stopped"
+                    if stop.forced:
                         self.executor.cancel()
                     proposing = False
                 elif proposing:
-                    stop = loop._limit(n, timeout_s, start, len(done))
-                    if stop:
-                        proposing, reason = False, stop
+                    why = limits.reason(len(done))
+                    if why:
+                        proposing, reason = False, why
                 # Fill free workers: re-applied changes first (even when the agent has run dry), then proposals.
-                while self.retry and self.executor.free() > 0 and not loop._stop.is_set() and \
-                        not loop._limit(n, timeout_s, start, len(done) + len(self.in_flight)):
+                while self.retry and self.executor.free() > 0 and not stop.is_set() and \
+                        not limits.reason(len(done) + len(self.in_flight)):
                     self.launch(self.retry.pop(0))
-                while proposing and self.executor.free() > 0 and not loop._stop.is_set():
-                    if loop._limit(n, timeout_s, start, len(done) + len(self.in_flight)):
+                while proposing and self.executor.free() > 0 and not stop.is_set():
+                    if limits.reason(len(done) + len(self.in_flight)):
                         break
                     try:
-                        exp = loop.propose(in_flight=tuple(self.in_flight.values()))
+                        exp = self.propose(in_flight=tuple(self.in_flight.values()))
                     except QueueExhausted as e:
                         proposing, reason = False, str(e) or "the agent has no more proposals"
                         break
@@ -235,12 +236,11 @@ class ParallelDriver:
                     else:
                         done.append(exp)
                         idle += 1
-                        if idle >= 10:
+                        if idle >= MAX_IDLE_PROPOSALS:
                             proposing, reason = False, f"{idle} proposals in a row could not run"
                             break
                 if not self.in_flight:
-                    can_retry = bool(self.retry) and not loop._stop.is_set() and \
-                        not loop._limit(n, timeout_s, start, len(done))
+                    can_retry = bool(self.retry) and not stop.is_set() and not limits.reason(len(done))
                     if not proposing and not can_retry:
                         break
                 for outcome in self.executor.poll(0.2):
@@ -248,14 +248,14 @@ class ParallelDriver:
         except BaseException as e:
             self.executor.cancel()
             self._drain_after_error()
-            loop._emit(EventKind.LOOP_FINISHED, message=f"{type(e).__name__}: {e}", error=True)
+            rec.emit(EventKind.LOOP_FINISHED, message=f"{type(e).__name__}: {e}", error=True)
             raise
         finally:
             for exp in self.retry:  # never ran: say so
-                loop._save(exp.with_(status=Status.INTERRUPTED, reason="re-applied, but the loop ended first"))
+                rec.save(exp.with_(status=Status.INTERRUPTED, reason="re-applied, but the loop ended first"))
             self.retry.clear()
             self.executor.close()
-        loop._emit(EventKind.LOOP_FINISHED, message=reason)
+        rec.emit(EventKind.LOOP_FINISHED, message=reason)
         return done
 
     def _drain_after_error(self) -> None:
@@ -266,4 +266,3 @@ class ParallelDriver:
                     self.finish(outcome)
                 except Exception:
                     log.exception("could not record experiment %s", outcome.number)
-

@@ -49,15 +49,15 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
 
 def _run_task(job: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
     """Runs on a Ray worker: unpack the tree, run the command under the guard, report back."""
+    from autoresearch_nb.git import IDENTITY, STATUS_ARGS, parse_porcelain
     from autoresearch_nb.runner import Run, scrub_env
 
     root = Path(tempfile.mkdtemp(prefix="autoresearch-ray-"))
     try:
         with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
             tf.extractall(root, filter="data")
-        git = ["git", "-c", "user.name=w", "-c", "user.email=w@localhost"]
         for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "tree", "--no-verify"]):
-            subprocess.run([*git, *args], cwd=root, check=True, capture_output=True)
+            subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, env={**os.environ, **IDENTITY})
         log_path = root.parent / f"{root.name}.log"
         last = [0.0]
 
@@ -79,9 +79,8 @@ def _run_task(job: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
         except BaseException:  # ray.cancel: end the command, report it as interrupted
             run.cancel()
             result = run.wait()
-        status = subprocess.run(["git", "status", "--porcelain", "-z", "--untracked-files=all"], cwd=root,
-                                capture_output=True, text=True).stdout
-        changed = [entry[3:] for entry in status.split("\0") if len(entry) > 3]
+        status = subprocess.run(["git", *STATUS_ARGS], cwd=root, capture_output=True, text=True).stdout
+        changed = parse_porcelain(status)
         data = log_path.read_bytes()[-MAX_LOG:] if log_path.exists() else b""
         log_path.unlink(missing_ok=True)
         out = asdict(result)
@@ -111,10 +110,13 @@ class RayExecutor:
         self._remote = self.ray.remote(_run_task).options(num_gpus=gpus, num_cpus=cpus, max_retries=0)
         self._refs: dict[Any, tuple[int, int, Job]] = {}
         self._on_point: dict[int, PointSink] = {}
-        self.started_at = time.monotonic()
 
     def free(self) -> int:
         return self.slots - len(self._refs)
+
+    def pid(self, number: int) -> int | None:
+        """None: the run's process lives on a Ray worker (the guard ends it if that worker dies)."""
+        return None
 
     def submit(self, job: Job, on_point: PointSink) -> int:
         used = {w for _, w, _ in self._refs.values()}
@@ -164,16 +166,13 @@ class RayExecutor:
             r["log_path"] = job.log_path
             Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)
             Path(job.log_path).write_text(data["log"])
-            out.append(Outcome(number, worker, RunResult(**r), tuple(data["changed"]), log_text=data["log"]))
+            out.append(Outcome(number, worker, RunResult(**r), tuple(data["changed"])))
         return out
 
     def cancel(self, number: int | None = None) -> None:
         for ref, (n, _, _) in list(self._refs.items()):
             if number is None or n == number:
                 self.ray.cancel(ref, force=False)
-
-    def running(self) -> list[int]:
-        return [n for n, _, _ in self._refs.values()]
 
     def close(self) -> None:
         self.cancel()

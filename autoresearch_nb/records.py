@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, fields, replace
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -92,6 +93,7 @@ class Experiment:
     cache_read_tokens: int = 0
     cost_usd: float = 0.0
     created_at: float | None = None
+    decided_at: float | None = None  # when the decision (or a rejection, or a failed run) was recorded
     # The evidence behind the decision (autoresearch_nb.noise): every run's metric and seed (metric is their
     # mean), the noise floor σ and the threshold used (metric units), and the improvement in units of σ.
     runs: list[float] = field(default_factory=list)
@@ -112,3 +114,14 @@ class Experiment:
 def is_baseline(exp: Experiment) -> bool:
     """The run's first experiment, the unmodified file (the loop records it as description and agent "baseline")."""
     return exp.description == "baseline" and exp.agent == "baseline"
+
+
+def best_of(experiments: Iterable[Experiment], maximize: bool = False) -> Experiment | None:
+    """The kept experiment with the best metric (the earliest on a tie), or None before any keep."""
+    best: Experiment | None = None
+    for e in experiments:
+        if e.status != Status.KEEP or e.metric is None:
+            continue
+        if best is None or (e.metric > best.metric if maximize else e.metric < best.metric):  # type: ignore[operator]
+            best = e
+    return best

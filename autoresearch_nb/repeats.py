@@ -1,7 +1,8 @@
 """The loop's side of honest decisions: baseline repeats, confirmation runs, ``measure_noise``, ``revalidate``.
 
-:class:`NoiseMixin` is part of :class:`autoresearch_nb.Loop`; the statistics and the rule are the pure
-functions of :mod:`autoresearch_nb.noise`. Seeds: repeat ``i`` of a commit runs with ``seed + i`` (the
+:class:`Repeats` is a collaborator the :class:`autoresearch_nb.Loop` owns (given the run's recorder, run plan,
+worktree and stop signal, nothing else); the statistics and the rule are the pure functions of
+:mod:`autoresearch_nb.noise`. Seeds: repeat ``i`` of a commit runs with ``seed + i`` (the
 baseline's three runs get 42, 43, 44; a confirmation of an experiment first run with 42 gets 43), passed as
 ``AUTORESEARCH_SEED``; ``measure_noise`` and ``revalidate`` take seeds not yet used on that commit. A repeat
 is no new experiment: its value and seed go into its experiment's ``runs`` and ``seeds`` (``metric`` becomes
@@ -11,21 +12,29 @@ their mean), its log is ``<number>.<i>.log``, its curve is not stored. The floor
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
 from . import noise as _noise
-from .errors import AutoresearchError, ConfigError
+from .errors import AutoresearchError
 from .events import EventKind
-from .records import CurvePoint, Experiment, Status, is_baseline
-from .runner import Run
+from .git import Workspace
+from .recorder import Recorder
+from .records import CurvePoint, Experiment, RunResult, Status, is_baseline
+from .trial import Plan, StopSignal, classify, execute
 
 log = logging.getLogger("autoresearch_nb")
 
 
-class NoiseMixin:
-    """Noise-floor verbs of :class:`~autoresearch_nb.Loop` (which provides store, config, workspace, events)."""
+class Repeats:
+    """Repeat runs of commits in the loop's worktree: the noise floor, confirmations and re-validations."""
+
+    def __init__(self, recorder: Recorder, plan: Plan, workspace: Workspace, stop: StopSignal) -> None:
+        self.recorder = recorder
+        self.plan = plan
+        self.config = plan.config
+        self.workspace = workspace
+        self.stop = stop
 
     @property
     def noise(self) -> dict[str, Any] | None:
@@ -33,8 +42,7 @@ class NoiseMixin:
 
         Kept in the store's run state, so a resumed run keeps it.
         """
-        run = self.store.get_run(self.tag)
-        return ((run or {}).get("state") or {}).get("noise")
+        return self.recorder.noise()
 
     def measure_noise(self, repeats: int | None = None) -> dict[str, Any]:
         """Run the best commit ``repeats`` more times (fresh seeds) and pool their spread into the noise floor.
@@ -42,10 +50,8 @@ class NoiseMixin:
         >>> loop.measure_noise(3)["sigma"]   # doctest: +SKIP
         0.0021
         """
-        if self.running and threading.current_thread() is not self._thread:
-            raise ConfigError("the loop is running in the background; stop() it before measuring the noise")
         repeats = max(int(repeats or self.config.noise_repeats), 2)
-        sha = self._best_sha()
+        sha = self.recorder.head_sha()
         values: list[float] = []
         seeds: list[int] = []
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -61,8 +67,7 @@ class NoiseMixin:
                 values.append(value)
                 seeds.append(seed)
         finally:
-            if self.workspace.head() != sha or self.workspace.changed_paths():
-                self.workspace.reset(sha)
+            self.workspace.restore(sha)
         if len(values) < 2:
             raise AutoresearchError(f"only {len(values)} of {repeats} noise repeats gave a metric; the floor "
                                     "is unchanged (see the logs under .autoresearch/logs)")
@@ -73,12 +78,11 @@ class NoiseMixin:
 
         The entry is added to the run state's ``revalidations``; the best's record is left as it was.
         """
-        best = self.best
+        best = self.recorder.best
         if best is None or not best.sha:
             return None
         seed = self._fresh_seeds(best.sha, 1)[0]
-        state = (self.store.get_run(self.tag) or {}).get("state") or {}
-        done = list(state.get("revalidations", []))
+        done = list(self.recorder.state().get("revalidations", []))
         value, error, _ = self._rerun(best.sha, seed, f"{best.number:04d}.revalidate{len(done)}", best,
                                       purpose="revalidation", repeat=len(done))
         sigma = (self.noise or {}).get("sigma")
@@ -95,20 +99,21 @@ class NoiseMixin:
                       f"{entry['drift']:+.6g}{sig}, {verdict}"
         else:
             message = f"re-validation of #{best.number} failed: {error}"
-        self.store.update_run_state(self.tag, revalidations=done + [entry])
+        self.recorder.store.update_run_state(self.recorder.tag, revalidations=done + [entry])
         log.info(message)
-        self._emit(EventKind.REVALIDATED, best, message=message, revalidation=entry)
+        self.recorder.emit(EventKind.REVALIDATED, best, message=message, revalidation=entry)
         return entry
 
-    def _maybe_revalidate(self) -> None:
+    def maybe_revalidate(self, kept: Experiment) -> None:
+        """After a keep: re-validate the best every ``revalidate_every`` keeps."""
         every = self.config.revalidate_every
-        if not every:
+        if not every or kept.status != Status.KEEP or is_baseline(kept):
             return
-        keeps = sum(1 for e in self.experiments if e.status == Status.KEEP and not is_baseline(e))
+        keeps = sum(1 for e in self.recorder.experiments if e.status == Status.KEEP and not is_baseline(e))
         if keeps and keeps % int(every) == 0:
             self.revalidate()
 
-    def _decision(self, exp: Experiment, best: Experiment | None) -> _noise.Decision:
+    def decision(self, exp: Experiment, best: Experiment | None) -> _noise.Decision:
         values = exp.runs or ([exp.metric] if exp.metric is not None else [])
         return _noise.judge(values, best.metric if best else None,
                             best_n=max(len(best.runs), 1) if best else 1,
@@ -117,7 +122,7 @@ class NoiseMixin:
                             below=float(self.config.confirm_below),
                             maximize=self.config.maximize, best_label=f"#{best.number}" if best else "the best")
 
-    def _judge(self, exp: Experiment, best: Experiment | None) -> Experiment:
+    def judge(self, exp: Experiment, best: Experiment | None) -> Experiment:
         """Decide a clean run: keep, discard, or first confirm a marginal pass with more runs (seed + i)."""
         if not exp.runs and exp.metric is not None:
             exp = exp.with_(runs=[exp.metric], seeds=[exp.seed] if exp.seed is not None else [])
@@ -129,15 +134,15 @@ class NoiseMixin:
                           f"robust σ={floor['mad_sigma']:.3g})"
             return exp.with_(status=Status.KEEP, reason=reason, noise_sigma=(floor or {}).get("sigma"))
         while True:
-            d = self._decision(exp, best)
+            d = self.decision(exp, best)
             exp = exp.with_(reason=d.reason, threshold=d.threshold, effect_sigma=d.effect_sigma,
                             noise_sigma=d.noise_sigma)
             if d.verdict != _noise.CONFIRM:
                 return exp.with_(status=Status.KEEP if d.keep else Status.DISCARD)
             i = len(exp.runs)
-            seed = (exp.seeds[0] if exp.seeds else self._seed()) + i
-            exp = self._save(exp)
-            value, error, interrupted = self._rerun(exp.sha or self._best_sha(), seed, f"{exp.number:04d}.{i}",
+            seed = (exp.seeds[0] if exp.seeds else self.plan.seed()) + i
+            exp = self.recorder.save(exp)
+            value, error, interrupted = self._rerun(exp.sha or self.recorder.head_sha(), seed, f"{exp.number:04d}.{i}",
                                                     exp, purpose="confirmation", track=True, repeat=i)
             if interrupted:
                 return exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
@@ -146,29 +151,38 @@ class NoiseMixin:
                 return exp.with_(status=Status.DISCARD, reason=f"confirmation run {i + 1} failed ({error}); "
                                                                f"{d.reason}")
             runs = [*exp.runs, value]
-            exp = self._save(exp.with_(runs=runs, seeds=[*exp.seeds, seed], metric=sum(runs) / len(runs),
-                                       ended_at=time.time()))
+            exp = self.recorder.save(exp.with_(runs=runs, seeds=[*exp.seeds, seed], metric=sum(runs) / len(runs),
+                                               ended_at=time.time()))
 
-    def _repeat_baseline(self, exp: Experiment) -> Experiment:
-        """Run the baseline ``noise_repeats - 1`` more times and record the noise floor (noise_k > 0 only)."""
+    def baseline(self, exp: Experiment) -> Experiment:
+        """Run the baseline ``noise_repeats - 1`` more times and record the noise floor (noise_k > 0 only).
+
+        A baseline stopped part-way keeps the runs it has (status ``interrupted``); called again on it (a
+        resumed run), it runs only the repeats still missing.
+        """
         repeats = int(self.config.noise_repeats)
-        if exp.status != Status.RUNNING or exp.metric is None or float(self.config.noise_k) <= 0 or repeats < 2:
+        if exp.metric is None or float(self.config.noise_k) <= 0 or repeats < 2:
             return exp
-        first = exp.seed if exp.seed is not None else self._seed()
-        exp = self._save(exp.with_(runs=[exp.metric], seeds=[first]))
-        for i in range(1, repeats):
-            value, error, interrupted = self._rerun(exp.sha or self._best_sha(), first + i,
+        if exp.status != Status.RUNNING and not (exp.status == Status.INTERRUPTED and exp.runs):
+            return exp  # a failed first run, or one stopped before any repeat: nothing to add to
+        first = exp.seeds[0] if exp.seeds else (exp.seed if exp.seed is not None else self.plan.seed())
+        if not exp.runs:
+            exp = exp.with_(runs=[exp.metric], seeds=[first])
+        exp = self.recorder.save(exp.with_(status=Status.RUNNING, reason="", decided_at=None))
+        for i in range(exp.seeds[-1] - first + 1, repeats):  # on a resume: after the last repeat that ran
+            value, error, interrupted = self._rerun(exp.sha or self.recorder.head_sha(), first + i,
                                                     f"{exp.number:04d}.{i}", exp, purpose="noise", track=True,
                                                     repeat=i)
             if interrupted:
-                return self._save(exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
-                                            reason=f"stopped during baseline repeat {i + 1}"))
+                return self.recorder.save(exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
+                                                    reason=f"stopped during baseline repeat {i + 1} of {repeats}; "
+                                                           "reopening the run completes the noise floor"))
             if value is None:
                 log.warning("baseline repeat %d failed: %s", i + 1, error)
                 continue
             runs = [*exp.runs, value]
-            exp = self._save(exp.with_(runs=runs, seeds=[*exp.seeds, first + i], metric=sum(runs) / len(runs),
-                                       ended_at=time.time()))
+            exp = self.recorder.save(exp.with_(runs=runs, seeds=[*exp.seeds, first + i],
+                                               metric=sum(runs) / len(runs), ended_at=time.time()))
         if len(exp.runs) > 1:
             self._record_floor({"source": f"baseline #{exp.number}", "sha": exp.sha, "values": exp.runs,
                                 "seeds": exp.seeds})
@@ -180,9 +194,9 @@ class NoiseMixin:
         floor = {"sigma": pooled.sigma if pooled else None, "mad_sigma": pooled.mad_sigma if pooled else None,
                  "df": pooled.df if pooled else 0, "n": pooled.n if pooled else 0, "k": self.config.noise_k,
                  "groups": groups, "measured_at": time.time()}
-        self.store.update_run_state(self.tag, noise=floor)
+        self.recorder.store.update_run_state(self.recorder.tag, noise=floor)
         if pooled:
-            self._emit(EventKind.NOISE_FLOOR, message=f"noise floor σ={pooled.std:.3g} (robust {pooled.mad_sigma:.3g}) "
+            self.recorder.emit(EventKind.NOISE_FLOOR, message=f"noise floor σ={pooled.std:.3g} (robust {pooled.mad_sigma:.3g}) "
                                                   f"from {pooled.n} runs, {pooled.df} degrees of freedom",
                        noise=floor)
         return floor
@@ -190,15 +204,15 @@ class NoiseMixin:
     def _fresh_seeds(self, sha: str, count: int) -> list[int]:
         """Seeds not yet used on commit ``sha``: a repeat with an old seed would only replay the same run."""
         used: set[int] = set()
-        for e in self.experiments:
+        for e in self.recorder.experiments:
             if e.sha == sha:
                 used.update(e.seeds or ([e.seed] if e.seed is not None else []))
-        state = (self.store.get_run(self.tag) or {}).get("state") or {}
+        state = self.recorder.state()
         for g in [*((state.get("noise") or {}).get("groups") or []), *(state.get("revalidations") or [])]:
             if g.get("sha") == sha:
                 used.update(g.get("seeds") or [])
         out: list[int] = []
-        seed = self._seed()
+        seed = self.plan.seed()
         while len(out) < count:
             if seed not in used:
                 out.append(seed)
@@ -212,47 +226,32 @@ class NoiseMixin:
         Repeats keep one record (their experiment's ``runs``), their own log (``<number>.<i>.log``) and no
         curve in the store; observers get their progress events with ``purpose`` in the event data.
         """
-        if self.workspace.head() != sha or self.workspace.changed_paths():
-            self.workspace.reset(sha)
-        log_path = self._log_path(label)
-        env = self._run_env(seed, exp.number if exp is not None else "noise")
-        self._emit(EventKind.REPEAT_STARTED, exp, message=f"{purpose} run of {sha[:7]}, seed {seed}",
-                   purpose=purpose, seed=seed, repeat=repeat)
+        self.workspace.restore(sha)
+        number = exp.number if exp is not None else "noise"
+        self.recorder.emit(EventKind.REPEAT_STARTED, exp, message=f"{purpose} run of {sha[:7]}, seed {seed}",
+                           purpose=purpose, seed=seed, repeat=repeat)
 
         def on_point(point: CurvePoint) -> None:
-            self._emit(EventKind.PROGRESS, exp, point, purpose=purpose, repeat=repeat, seed=seed)
+            self.recorder.emit(EventKind.PROGRESS, exp, point, purpose=purpose, repeat=repeat, seed=seed)
 
         def on_start(pid: int) -> None:
             if track and exp is not None:
-                self._save(exp.with_(pid=pid))  # so a resumed loop can kill an orphaned repeat
+                self.recorder.save(exp.with_(pid=pid))  # so a resumed loop can kill an orphaned repeat
 
-        run = Run(self.config.command, self.workspace.path, log_path, timeout_s=self.config.hard_timeout_s,
-                  env=env, on_point=on_point, on_start=on_start)
-        self._current = run
-        if self._stop.is_set() and self._force:
-            run.cancel()
-        try:
-            result = run.wait()
-        except KeyboardInterrupt:
-            run.cancel()
-            run.wait()
+        def on_interrupt(_result: RunResult) -> None:
             if track and exp is not None:
-                self._save(exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
-                                     reason=f"interrupted during a {purpose} run"))
-            raise
-        finally:
-            self._current = None
+                self.recorder.save(exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
+                                             reason=f"interrupted during a {purpose} run"))
+
+        result = execute(self.config.command, self.workspace.path, self.plan.log_path(label),
+                         env=self.plan.env(seed, number), timeout_s=self.config.hard_timeout_s, stop=self.stop,
+                         on_point=on_point, on_start=on_start, on_interrupt=on_interrupt, stall_s=self.config.stall_s)
         if result.interrupted:
             return None, "interrupted", True
-        metric = result.summary.get(self.config.metric)
-        metric = float(metric) if isinstance(metric, (int, float)) and metric == metric else None
-        error = None
-        if result.timed_out or result.exit_code != 0 or result.failed:
-            error = result.error or f"exit code {result.exit_code}"
-        elif metric is None:
-            error = f"no {self.config.metric!r} in the summary"
-        changed = self._violations()
+        changed = self.workspace.changed_paths()
+        verdict = classify(result, self.config.metric, changed, self.config.editable)
         if changed:
             self.workspace.reset(sha)
-            error = f"the run changed {', '.join(changed[:10])} (reverted)"
-        return (metric if error is None else None), error, False
+        if verdict.status == Status.RUNNING:
+            return verdict.metric, None, False
+        return None, verdict.reason, False

@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from .records import Experiment, Status
+from .records import Experiment, Status, best_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,8 +45,9 @@ def rows(experiments: list[Experiment], metric: str = "val_bpb", maximize: bool 
             if best is None or (e.metric > best if maximize else e.metric < best):
                 best = e.metric
         out.append(row)
-    for row in out:
-        row["is_best"] = row["status"] == "keep" and row["metric"] is not None and row["metric"] == best
+    top = best_of(experiments, maximize)
+    for row in out:  # ties with the best are best too
+        row["is_best"] = row["status"] == "keep" and top is not None and row["metric"] == top.metric
     return out
 
 
@@ -65,21 +66,28 @@ def dataframe(experiments: list[Experiment], metric: str = "val_bpb", maximize: 
     return df.set_index("number", drop=False).rename_axis(None)
 
 
+TSV_HEADER = "commit\t{metric}\tmemory_gb\tstatus\tdescription"
+
+
+def tsv_line(e: Experiment, memory_key: str = "peak_memory_mb") -> str | None:
+    """One results.tsv line, or None for an experiment that never ran (invalid, skipped, proposed)."""
+    status = _TSV_STATUS.get(e.status)
+    if status is None:
+        return None
+    value = e.metric if (e.metric is not None and status != "crash") else 0.0
+    mem = e.summary.get(memory_key)
+    mem_gb = float(mem) / 1024 if isinstance(mem, (int, float)) and status != "crash" else 0.0
+    desc = " ".join(e.description.split()).replace("\t", " ")
+    return f"{(e.sha or '0000000')[:7]}\t{value:.6f}\t{mem_gb:.1f}\t{status}\t{desc}"
+
+
 def tsv_text(experiments: list[Experiment], metric: str = "val_bpb", memory_key: str = "peak_memory_mb") -> str:
     """Karpathy's five columns, tab-separated: commit, <metric>, memory_gb, status, description.
 
     Experiments that never ran (invalid, skipped, proposed) have no commit and are left out, as in his loop.
     """
-    lines = [f"commit\t{metric}\tmemory_gb\tstatus\tdescription"]
-    for e in experiments:
-        status = _TSV_STATUS.get(e.status)
-        if status is None:
-            continue
-        value = e.metric if (e.metric is not None and status != "crash") else 0.0
-        mem = e.summary.get(memory_key)
-        mem_gb = float(mem) / 1024 if isinstance(mem, (int, float)) and status != "crash" else 0.0
-        desc = " ".join(e.description.split()).replace("\t", " ")
-        lines.append(f"{(e.sha or '0000000')[:7]}\t{value:.6f}\t{mem_gb:.1f}\t{status}\t{desc}")
+    lines = [TSV_HEADER.format(metric=metric)]
+    lines += [line for line in (tsv_line(e, memory_key) for e in experiments) if line is not None]
     return "\n".join(lines) + "\n"
 
 
@@ -98,3 +106,35 @@ def write_tsv(path: Path, experiments: list[Experiment], metric: str = "val_bpb"
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class ResultsFile:
+    """A run's results.tsv kept current at a cost that does not grow with the run.
+
+    :meth:`rewrite` writes the whole file (on open); :meth:`add` appends one decided experiment's line when
+    it is the newest in the file, and rewrites only when an older experiment changes (parallel workers can
+    finish out of order), so the file always lists experiments in number order.
+    """
+
+    def __init__(self, path: Path, metric: str = "val_bpb", memory_key: str = "peak_memory_mb") -> None:
+        self.path = Path(path)
+        self.metric = metric
+        self.memory_key = memory_key
+        self._last = -1  # the highest experiment number in the file
+
+    def rewrite(self, experiments: list[Experiment]) -> None:
+        write_tsv(self.path, experiments, self.metric, self.memory_key)
+        ran = [e.number for e in experiments if _TSV_STATUS.get(e.status) is not None]
+        self._last = max(ran, default=-1)
+
+    def add(self, exp: Experiment, experiments: Callable[[], list[Experiment]]) -> None:
+        """Record ``exp`` (just decided); ``experiments`` gives the whole run when a rewrite is needed."""
+        line = tsv_line(exp, self.memory_key)
+        if line is None:
+            return
+        if exp.number <= self._last or not self.path.exists():
+            self.rewrite(experiments())
+            return
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+        self._last = exp.number

@@ -64,9 +64,7 @@ class Store:
                 self.db.close()
             raise StoreError(f"{self.path} is not a readable experiment store: {e}. Move it aside to start "
                              "afresh; nothing in it has been changed") from None
-        hints = typing.get_type_hints(Experiment)
         self._fields = [f.name for f in fields(Experiment)]
-        self._hints = hints
 
     def _migrate(self) -> None:
         hints = typing.get_type_hints(Experiment)

@@ -9,7 +9,6 @@ while another process runs the loop.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .config import Config
 from .errors import AutoresearchError
 from .git import STATE_DIR, find_repo
-from .records import CurvePoint, Experiment, Status
+from .records import CurvePoint, Experiment, best_of
 from .store import Store
 
 if TYPE_CHECKING:
@@ -27,17 +26,6 @@ if TYPE_CHECKING:
 def store_path(repo_root: Path) -> Path:
     """Where a repository's experiment store lives."""
     return Path(repo_root) / STATE_DIR / "store.db"
-
-
-def best_of(experiments: Iterable[Experiment], maximize: bool = False) -> Experiment | None:
-    """The kept experiment with the best metric (the earliest on a tie), or None before any keep."""
-    best: Experiment | None = None
-    for e in experiments:
-        if e.status != Status.KEEP or e.metric is None:
-            continue
-        if best is None or (e.metric > best.metric if maximize else e.metric < best.metric):  # type: ignore[operator]
-            best = e
-    return best
 
 
 def _config_of(stored: dict[str, Any]) -> Config:

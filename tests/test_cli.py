@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import make_repo
 
 TARGET = textwrap.dedent("""\
     import time
@@ -37,18 +38,12 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess
     return subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout)
 
+FILES = {"train.py": TARGET, "queue.toml": QUEUE}
+
 
 @pytest.fixture()
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "r"
-    root.mkdir()
-    for args in (["init", "-q"], ["config", "user.email", "t@e"], ["config", "user.name", "t"]):
-        subprocess.run(["git", *args], cwd=root, check=True)
-    (root / "train.py").write_text(TARGET)
-    (root / "queue.toml").write_text(QUEUE)
-    subprocess.run(["git", "add", "."], cwd=root, check=True)
-    subprocess.run(["git", "commit", "-qm", "init"], cwd=root, check=True)
-    return root
+    return make_repo(tmp_path / "r", FILES)
 
 
 def test_run_prints_a_line_per_experiment_and_exits_0(repo: Path) -> None:

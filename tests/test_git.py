@@ -6,27 +6,21 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import git
+from conftest import make_repo as new_repo
 
 from autoresearch_nb.errors import ConfigError, GitError
-from autoresearch_nb.git import Workspace, find_repo
+from autoresearch_nb.git import Workspace, find_repo, parse_porcelain
 
 TRAIN = "LR = 0.01\nprint('---')\nprint('val_bpb: 1.0')\n"
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+def exists(cwd: Path, sha: str) -> bool:
+    return subprocess.run(["git", "cat-file", "-e", f"{sha}^{{commit}}"], cwd=cwd, capture_output=True).returncode == 0
 
 
 def make_repo(root: Path) -> Path:
-    root.mkdir(parents=True)
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.email", "t@example.com")
-    git(root, "config", "user.name", "t")
-    (root / "train.py").write_text(TRAIN)
-    (root / "prepare.py").write_text("DATA = 'fixed'\n")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "init")
-    return root
+    return new_repo(root, {"train.py": TRAIN, "prepare.py": "DATA = 'fixed'\n"})
 
 
 @pytest.fixture()
@@ -195,7 +189,7 @@ def test_keep_ref_keeps_a_discarded_commit_reachable(ws: Workspace) -> None:
     ws.reset(parent)
     git(ws.path, "reflog", "expire", "--expire=now", "--all")
     git(ws.path, "gc", "-q", "--prune=now")
-    assert ws.exists(sha) and git(ws.path, "rev-parse", "refs/autoresearch/t/1") == sha
+    assert exists(ws.path, sha) and git(ws.path, "rev-parse", "refs/autoresearch/t/1") == sha
 
 
 def test_without_keep_ref_gc_drops_the_discarded_commit(ws: Workspace) -> None:
@@ -205,14 +199,23 @@ def test_without_keep_ref_gc_drops_the_discarded_commit(ws: Workspace) -> None:
     ws.reset(parent)
     git(ws.path, "reflog", "expire", "--expire=now", "--all")
     git(ws.path, "gc", "-q", "--prune=now")
-    assert not ws.exists(sha)
+    assert not exists(ws.path, sha)
 
 
-def test_diff_between_parent_and_commit(ws: Workspace) -> None:
+def test_read_gives_the_file_of_each_commit(ws: Workspace) -> None:
     parent = ws.head()
     sha = ws.commit(TRAIN.replace("0.01", "0.02"), "exp 1")
-    diff = ws.diff(parent, sha)
-    assert "-LR = 0.01" in diff and "+LR = 0.02" in diff
+    assert ws.read(parent) == TRAIN and ws.read(sha) == TRAIN.replace("0.01", "0.02")
+
+
+def test_restore_puts_the_worktree_back_on_a_commit(ws: Workspace) -> None:
+    parent = ws.head()
+    sha = ws.commit("LR = 0.02\n", "exp 1")
+    (ws.path / "junk.txt").write_text("left by a run")
+    ws.restore(sha)
+    assert ws.head() == sha and ws.changed_paths() == []
+    ws.restore(parent)
+    assert ws.head() == parent and (ws.path / "train.py").read_text() == TRAIN
 
 
 # -- changed_paths ----------------------------------------------------------------------------------------------
@@ -227,6 +230,18 @@ def test_changed_paths_sees_modified_new_and_deleted(ws: Workspace) -> None:
     (ws.path / "out" / "deep" / "new file.txt").write_text("x")
     (ws.path / "train.py").unlink()
     assert sorted(ws.changed_paths()) == ["out/deep/new file.txt", "prepare.py", "train.py"]
+
+
+def test_changed_paths_reports_both_sides_of_a_rename(ws: Workspace) -> None:
+    git(ws.path, "mv", "prepare.py", "renamed.py")
+    assert sorted(ws.changed_paths()) == ["prepare.py", "renamed.py"]
+    assert parse_porcelain("R  new.py\0old.py\0 M a.py\0?? b c.txt\0") == ["new.py", "old.py", "a.py", "b c.txt"]
+
+
+def test_worker_changes_see_a_rename_too(ws: Workspace) -> None:
+    path = ws.checkout_worker(0, ws.head())
+    git(path, "mv", "prepare.py", "renamed.py")
+    assert sorted(ws.worker_changes(0)) == ["prepare.py", "renamed.py"]
 
 
 def test_changed_paths_ignores_ignored_files(repo: Path) -> None:

@@ -12,47 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import DEMO_TARGET, git
 
 from autoresearch_nb import ConfigError, EventKind, Loop, Proposal, Status, load_results
 from autoresearch_nb.agents.base import QueueExhausted
-
-# A target whose score is a function of two constants: the agent under test edits them.
-TARGET = textwrap.dedent("""\
-    import os, sys, time
-    X = 3.0
-    Y = 2.0
-    SLEEP = 0.0
-    time.sleep(SLEEP)
-    for step in range(1, 4):
-        print(f"step {step} | loss: {1.0 / step:.3f} | elapsed: {step * 0.1:.1f}s", end="\\r", flush=True)
-    print()
-    print("---")
-    print(f"score: {(X - 1) ** 2 + (Y + 1) ** 2:.6f}")
-    print("peak_memory_mb: 2048")
-    print(f"seed_seen: {os.environ.get('AUTORESEARCH_SEED')}")
-    print(f"budget_seen: {os.environ.get('AUTORESEARCH_TIME_BUDGET')}")
-""")
+from autoresearch_nb.errors import StateError
 
 # Settings that make a run fast and the decision rule the plain one (strictly better).
 FAST = dict(metric="score", time_budget_s=5, timeout_s=20)
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-@pytest.fixture()
-def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "research"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.email", "t@example.com")
-    git(root, "config", "user.name", "t")
-    (root / "train.py").write_text(TARGET)
-    (root / "program.md").write_text("Make the score small.\n")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "init")
-    return root
 
 
 class ScriptedAgent:
@@ -108,7 +75,7 @@ def test_keep_when_maximizing(repo: Path) -> None:
 
 def test_user_checkout_untouched(repo: Path) -> None:
     (repo / "notes.txt").write_text("untracked user file\n")
-    (repo / "train.py").write_text(TARGET + "# my uncommitted edit\n")
+    (repo / "train.py").write_text(DEMO_TARGET + "# my uncommitted edit\n")
     agent = ScriptedAgent([("X to 1", "X = 3.0", "X = 1.0")])
     with open_loop(repo, agent) as loop:
         loop.optimize(n=2)
@@ -222,10 +189,42 @@ def test_resume_uses_stored_config(repo: Path) -> None:
         assert loop.config.metric == "score"
 
 
-def test_second_loop_on_same_tag_refused(repo: Path) -> None:
-    with open_loop(repo, ScriptedAgent([])):
-        with pytest.raises(ConfigError, match="already open"):
+HOLDER = textwrap.dedent("""\
+    import sys, time
+    from autoresearch_nb import Loop
+    class A:
+        name = "a"
+        def propose(self, context):
+            raise RuntimeError("never asked")
+    loop = Loop.open(sys.argv[1], tag="t", agent=A(), metric="score")
+    print("OPEN", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_second_loop_on_same_tag_in_another_process_refused(repo: Path, tmp_path: Path) -> None:
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    proc = subprocess.Popen([sys.executable, str(script), str(repo)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "OPEN"
+        with pytest.raises(StateError, match=f"already open in another process \\(pid {proc.pid}\\)"):
             open_loop(repo, ScriptedAgent([]))
+    finally:
+        proc.kill()
+        proc.wait(10)
+    with open_loop(repo, ScriptedAgent([])) as loop:  # the OS released the dead holder's lock
+        assert loop.tag == "t"
+
+
+def test_reopening_a_tag_in_the_same_process_closes_the_earlier_loop(repo: Path) -> None:
+    """Issue 16 bug 3: a notebook's Loop.open cell run twice must not say the kernel itself holds the run."""
+    first = open_loop(repo, ScriptedAgent([]))
+    first.baseline()
+    with open_loop(repo, ScriptedAgent([])) as second:
+        assert [e.status for e in second.experiments] == [Status.KEEP]
+        assert first.running is False
+    first.close()  # closing the earlier one again is harmless
 
 
 def test_stop_force_interrupts_running_experiment(repo: Path) -> None:

@@ -11,10 +11,10 @@ import math
 import random
 import re
 import statistics
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import make_repo
 
 from autoresearch_nb import Loop, Proposal, QueueExhausted, Status
 from autoresearch_nb.noise import judge
@@ -64,14 +64,7 @@ class Scripted:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "target"
-    root.mkdir()
-    (root / "train.py").write_text(TRAIN)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
-    subprocess.run([*git, "init", "-q"], cwd=root, check=True)
-    subprocess.run([*git, "add", "train.py"], cwd=root, check=True)
-    subprocess.run([*git, "commit", "-qm", "synthetic target"], cwd=root, check=True)
-    return root
+    return make_repo(tmp_path / "target", {"train.py": TRAIN})
 
 
 def open_loop(repo: Path, changes=(), tag: str = "t", **config) -> Loop:

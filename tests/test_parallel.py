@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import textwrap
 import threading
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import git, make_repo
 
 from autoresearch_nb import Edit, EventKind, Loop, Proposal, Status
 from autoresearch_nb.agents.base import QueueExhausted
@@ -34,21 +34,12 @@ TARGET = textwrap.dedent("""\
 PLAIN = dict(metric="score", time_budget_s=5, timeout_s=60, noise_repeats=1, noise_k=0)
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+FILES = {"train.py": TARGET}
 
 
 @pytest.fixture()
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "r"
-    root.mkdir()
-    git(root, "init", "-q")
-    git(root, "config", "user.email", "t@e")
-    git(root, "config", "user.name", "t")
-    (root / "train.py").write_text(TARGET)
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "init")
-    return root
+    return make_repo(tmp_path / "r", FILES)
 
 
 class Agent:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from autoresearch_nb.records import Experiment, Status
-from autoresearch_nb.results import dataframe, tsv_text, write_tsv
+from autoresearch_nb.results import ResultsFile, dataframe, tsv_text, write_tsv
 
 
 def exp(number: int, status: Status, metric: float | None = None, description: str = "", **kw) -> Experiment:
@@ -149,3 +149,28 @@ def test_written_tsv_is_readable_by_others(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "results.tsv").stat().st_mode) == 0o644
+
+
+# -- ResultsFile: appends, rewrites only when an older experiment changes ------------------------------------
+
+def test_results_file_appends_the_newest_experiment(tmp_path: Path) -> None:
+    f = ResultsFile(tmp_path / "results.tsv", metric="score")
+    f.rewrite(MINIMIZE[:2])
+    first = (tmp_path / "results.tsv").stat().st_ino
+    f.add(MINIMIZE[2], lambda: pytest.fail("no rewrite needed"))
+    assert (tmp_path / "results.tsv").read_text() == tsv_text(MINIMIZE[:3], "score")
+    assert (tmp_path / "results.tsv").stat().st_ino == first  # appended in place, not rewritten
+
+
+def test_results_file_rewrites_when_an_older_experiment_finishes_late(tmp_path: Path) -> None:
+    f = ResultsFile(tmp_path / "results.tsv", metric="score")
+    f.rewrite([MINIMIZE[0], exp(1, Status.RUNNING), MINIMIZE[2]])
+    f.add(MINIMIZE[1], lambda: MINIMIZE[:3])
+    assert (tmp_path / "results.tsv").read_text() == tsv_text(MINIMIZE[:3], "score")
+
+
+def test_results_file_leaves_out_what_never_ran(tmp_path: Path) -> None:
+    f = ResultsFile(tmp_path / "results.tsv")
+    f.rewrite(MINIMIZE[:1])
+    f.add(exp(1, Status.INVALID), lambda: pytest.fail("nothing to write"))
+    assert (tmp_path / "results.tsv").read_text() == tsv_text(MINIMIZE[:1])

@@ -1,0 +1,41 @@
+"""An agent's proposal becomes an experiment record: the file it makes, its diff, and whether it can run."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .agents import Proposal
+from .edits import EditError, apply_edits, check_python, content_hash, unified_diff
+from .records import Experiment, Status
+
+
+def judge_proposal(proposal: Proposal, source: str, editable: str,
+                   twin: Callable[[str | None], Experiment | None]) -> tuple[Status, str, dict[str, Any]]:
+    """(status, reason, record fields) for ``proposal`` made on ``source``.
+
+    ``invalid`` when it does not apply, changes nothing or does not compile; ``skipped`` when ``twin`` finds
+    an experiment that already had the same file; else ``proposed``.
+    """
+    usage = proposal.usage
+    fields: dict[str, Any] = dict(
+        description=(proposal.description or "").strip() or "(no description)", model=proposal.model,
+        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+        cache_write_tokens=usage.cache_write_tokens, cache_read_tokens=usage.cache_read_tokens,
+        cost_usd=usage.cost_usd)
+    status, reason, content = Status.PROPOSED, "", None
+    try:
+        if proposal.error:
+            raise EditError(proposal.error)
+        content = proposal.content if proposal.content is not None else apply_edits(source, proposal.edits)
+        if content == source:
+            raise EditError("the proposal changes nothing")
+        check_python(editable, content)
+    except EditError as e:
+        status, reason = Status.INVALID, str(e)
+    digest = content_hash(content) if content is not None else None
+    fields.update(content=content, content_hash=digest,
+                  diff=unified_diff(source, content, editable) if content is not None else "")
+    same = twin(digest) if status == Status.PROPOSED else None
+    if same is not None:
+        status, reason = Status.SKIPPED, f"same file as experiment {same.number} ({same.status.value})"
+    return status, reason, fields

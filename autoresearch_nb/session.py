@@ -1,0 +1,151 @@
+"""Opening a run safely: the tag check, the run's lock, and recovery after a loop process died.
+
+The lock is an ``flock`` on ``.autoresearch/locks/<tag>.lock``: the OS releases it when the process dies, so a
+``kill -9`` leaves none behind. A second process opening the same tag is refused; the *same* process opening
+it again (a notebook's ``Loop.open`` cell run twice) closes its earlier loop first.
+
+Recovery finds every process of a dead loop's runs by the ``AUTORESEARCH_RUN=<tag>/<n>`` marker each run's
+environment carries (the current user's processes only, working in this repository's state directory), so a
+run whose pid was never saved (a kill between the row and the pid) is found too.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from .errors import ConfigError, StateError
+from .git import STATE_DIR, Workspace
+from .records import Status
+from .recorder import Recorder
+from .runner import kill_group
+
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_open_here: dict[str, Callable[[], None]] = {}  # lock path -> close() of the loop holding it in this process
+_registry_lock = threading.Lock()
+
+
+def check_tag(tag: str | None) -> str:
+    """``tag``, or today's date (``nov27``) when none is given; a clear error for a tag git or a path can't take."""
+    if not tag:
+        tag = time.strftime("%b%d").lower()
+    if not _TAG.match(tag):
+        raise ConfigError(f"tag {tag!r} must be letters, digits, '.', '_' or '-' (at most 64)")
+    return tag
+
+
+class RunLock:
+    """The exclusive lock on one run, held while a loop has it open."""
+
+    def __init__(self, root: Path, tag: str, close_earlier: bool = True) -> None:
+        self.path = Path(root) / STATE_DIR / "locks" / f"{tag}.lock"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        key = str(self.path.resolve())
+        with _registry_lock:
+            earlier = _open_here.get(key)
+        if earlier is not None and close_earlier:
+            earlier()  # this process already has the run open: close that loop, then take the lock
+        self._file: IO[str] | None = _take(self.path, tag)
+        self._key = key
+
+    def owned_by(self, close: Callable[[], None]) -> None:
+        """Register the loop that holds this lock, so reopening the tag in this process closes it."""
+        with _registry_lock:
+            _open_here[self._key] = close
+
+    def release(self) -> None:
+        with _registry_lock:
+            _open_here.pop(self._key, None)
+        f, self._file = self._file, None
+        if f is not None:
+            try:
+                fcntl.flock(f, fcntl.LOCK_UN)
+            finally:
+                f.close()
+
+
+def _take(path: Path, tag: str) -> IO[str]:
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip()
+        f.close()
+        raise StateError(f"run {tag!r} is already open in another process ({holder or 'unknown'}); "
+                         "close that loop first, or read results with autoresearch_nb.load_results") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def marked_processes(root: Path, tag: str, known: dict[int, int] | None = None) -> list[int]:
+    """Pids of this user's processes carrying ``AUTORESEARCH_RUN=<tag>/...`` and running in ``root``'s state
+    directory (the run's worktrees): what is left of runs of ``tag`` whose loop process died. ``known`` maps
+    saved pids to their experiment numbers: those count wherever they run, if their marker matches exactly."""
+    import psutil
+
+    state = str((Path(root) / STATE_DIR).resolve()) + os.sep
+    me, uid = os.getpid(), os.getuid()
+    found = []
+    for proc in psutil.process_iter(["pid", "uids"]):
+        try:
+            if proc.pid == me or proc.info["uids"] is None or proc.info["uids"].real != uid:
+                continue
+            marker = proc.environ().get("AUTORESEARCH_RUN", "")
+            if not marker.startswith(f"{tag}/"):
+                continue
+            number = (known or {}).get(proc.pid)
+            if marker != f"{tag}/{number}" and not (proc.cwd() + os.sep).startswith(state):
+                continue  # the same tag in another repository
+            found.append(proc.pid)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def kill_orphans(root: Path, tag: str, known: dict[int, int] | None = None) -> list[int]:
+    """Kill every process group of a dead loop's runs of ``tag``; returns the pids found."""
+    pids = marked_processes(root, tag, known)
+    own = os.getpgrp()
+    groups = set()
+    for pid in pids:
+        try:
+            groups.add(os.getpgid(pid))
+        except OSError:
+            continue
+    for group in groups - {own}:
+        kill_group(group, grace_s=1.0)
+    for pid in pids:  # a process that left the run's group (never ours: own group excluded above)
+        try:
+            if os.getpgid(pid) == own:
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return pids
+
+
+def recover(root: Path, tag: str, recorder: Recorder, workspace: Workspace, base: str) -> None:
+    """Clean up after a loop process that died mid-experiment: orphans killed, rows closed, worktree reset."""
+    kill_orphans(root, tag, {e.pid: e.number for e in recorder.experiments if e.status == Status.RUNNING and e.pid})
+    now = time.time()
+    for exp in recorder.experiments:
+        if exp.status == Status.RUNNING:
+            recorder.save(exp.with_(status=Status.INTERRUPTED, ended_at=exp.ended_at or now, decided_at=now,
+                                    reason="the loop process ended while this experiment was running"))
+            if exp.sha:
+                workspace.keep_ref(exp.number, exp.sha)
+        elif exp.status == Status.PROPOSED:
+            recorder.save(exp.with_(status=Status.INTERRUPTED, decided_at=now,
+                                    reason="proposed, but the loop ended before it ran"))
+    head = recorder.head()
+    workspace.restore(head.sha if head and head.sha else base)
+    recorder.write_results()

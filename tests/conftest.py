@@ -1,0 +1,55 @@
+"""Shared fixtures: a real git repository in a temp dir holding a target, and the demo target itself.
+
+Test files import the helpers directly (``from conftest import DEMO_TARGET, git, make_repo``); the ``repo``
+fixture gives a repository with the demo target as ``train.py`` and a ``program.md``.
+"""
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+# A target whose score is a function of two constants (the agents under test edit them); it reports the seed
+# and the time budget it was given, so tests can check what the loop passed to the run.
+DEMO_TARGET = textwrap.dedent("""\
+    import os, sys, time
+    X = 3.0
+    Y = 2.0
+    SLEEP = 0.0
+    time.sleep(SLEEP)
+    for step in range(1, 4):
+        print(f"step {step} | loss: {1.0 / step:.3f} | elapsed: {step * 0.1:.1f}s", end="\\r", flush=True)
+    print()
+    print("---")
+    print(f"score: {(X - 1) ** 2 + (Y + 1) ** 2:.6f}")
+    print("peak_memory_mb: 2048")
+    print(f"seed_seen: {os.environ.get('AUTORESEARCH_SEED')}")
+    print(f"budget_seen: {os.environ.get('AUTORESEARCH_TIME_BUDGET')}")
+""")
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` and return its output, stripped; a failing command fails the test."""
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_repo(root: Path, files: dict[str, str]) -> Path:
+    """A new repository at ``root`` (branch main, a local identity) with ``files`` in its first commit."""
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.email", "t@example.com")
+    git(root, "config", "user.name", "t")
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "init")
+    return root
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    """A research repository with the demo target as ``train.py``."""
+    return make_repo(tmp_path / "research", {"train.py": DEMO_TARGET, "program.md": "Make the score small.\n"})
