@@ -45,21 +45,14 @@ class RunView:
     @classmethod
     def open(cls, repo: str | Path = ".", tag: str | None = None) -> "RunView":
         """Open run ``tag`` of ``repo`` read-only; without a tag, the most recently created run."""
-        root = find_repo(repo)
-        path = store_path(root)
-        if not path.exists():
-            raise AutoresearchError(f"no experiment store in {root} yet (expected {path})")
-        store = Store(path)
+        root, store = _open_store(repo)
         try:
-            runs = store.runs()
             if tag is None:
+                runs = store.runs()
                 if not runs:
                     raise AutoresearchError(f"no runs in {root} yet")
                 tag = runs[-1]["tag"]
-            run = store.get_run(tag)
-            if run is None:
-                raise AutoresearchError(f"no run tagged {tag!r} in {root}; runs: "
-                                        f"{', '.join(r['tag'] for r in runs) or 'none'}")
+            run = _run(store, root, tag)
         except BaseException:
             store.close()
             raise
@@ -112,6 +105,22 @@ class RunView:
         self.close()
 
 
+def _open_store(repo: str | Path) -> tuple[Path, Store]:
+    root = find_repo(repo)
+    path = store_path(root)
+    if not path.exists():
+        raise AutoresearchError(f"no experiment store in {root} yet (expected {path})")
+    return root, Store(path)
+
+
+def _run(store: Store, root: Path, tag: str) -> dict[str, Any]:
+    run = store.get_run(tag)
+    if run is None:
+        raise AutoresearchError(f"no run tagged {tag!r} in {root}; runs: "
+                                f"{', '.join(r['tag'] for r in store.runs()) or 'none'}")
+    return run
+
+
 def load_results(repo: str | Path = ".", tag: str | None = None) -> "pd.DataFrame":
     """Read a run's experiments as a DataFrame without opening (or locking) the run; safe while it runs.
 
@@ -121,21 +130,12 @@ def load_results(repo: str | Path = ".", tag: str | None = None) -> "pd.DataFram
 
     from . import results as _results
 
-    root = find_repo(repo)
-    path = store_path(root)
-    if not path.exists():
-        raise AutoresearchError(f"no experiment store in {root} yet (expected {path})")
-    store = Store(path)
+    root, store = _open_store(repo)
     try:
-        runs = store.runs()
-        tags = [tag] if tag else [r["tag"] for r in runs]
+        tags = [tag] if tag else [r["tag"] for r in store.runs()]
         frames = []
         for t in tags:
-            run = store.get_run(t)
-            if run is None:
-                raise AutoresearchError(f"no run tagged {t!r} in {root}; runs: "
-                                        f"{', '.join(r['tag'] for r in runs) or 'none'}")
-            cfg = _config_of(run["config"])
+            cfg = _config_of(_run(store, root, t)["config"])
             frames.append(_results.dataframe(store.experiments(t), cfg.metric, cfg.maximize, cfg.record))
         return pd.concat(frames) if len(frames) > 1 else (frames[0] if frames else _results.dataframe([]))
     finally:
