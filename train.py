@@ -25,7 +25,7 @@ CUDA = DEVICE_CLASS == "cuda"       # the big-GPU branch (forced on a CPU by tes
 # Hyperparameters: edit these
 # ---------------------------------------------------------------------------
 DEPTH = 8 if CUDA else 4            # the one dial: transformer layers; width follows
-ASPECT_RATIO = 64 if CUDA else 32   # model_dim = DEPTH * ASPECT_RATIO
+ASPECT_RATIO = 64 if CUDA else 32   # model_dim = DEPTH * ASPECT_RATIO, rounded up to a multiple of HEAD_DIM
 HEAD_DIM = 64 if CUDA else 32
 MLP_RATIO = 4
 TOKENIZER = "bpe-8192" if CUDA else "bpe-2048"  # or "byte"; a BPE is trained once on the corpus, then cached
@@ -50,6 +50,11 @@ SEED = H.seed()                     # the loop sets AUTORESEARCH_SEED
 # ---------------------------------------------------------------------------
 # Model
 # ---------------------------------------------------------------------------
+def model_dim(depth, aspect_ratio, head_dim):
+    """The width: depth * aspect_ratio rounded up to whole heads, so any DEPTH, ASPECT_RATIO, HEAD_DIM is valid."""
+    return -(-depth * aspect_ratio // head_dim) * head_dim
+
+
 def norm(x):
     # Parameter-free LayerNorm, not rms_norm: the same per-token result in our runs, but one fused kernel forward
     # and backward on a CPU, where F.rms_norm runs as a chain of small ops at about 3x the cost.
@@ -193,7 +198,7 @@ def main():
     corpus = H.load_corpus()
     tokenizer = H.get_tokenizer(corpus, TOKENIZER)
     batches = H.Batches(corpus, tokenizer, BATCH_SIZE, SEQ_LEN, DEVICE, SEED)
-    model = GPT(tokenizer.vocab_size, DEPTH, DEPTH * ASPECT_RATIO, HEAD_DIM, SEQ_LEN).to(DEVICE)
+    model = GPT(tokenizer.vocab_size, DEPTH, model_dim(DEPTH, ASPECT_RATIO, HEAD_DIM), HEAD_DIM, SEQ_LEN).to(DEVICE)
     optimizer = make_optimizer(model)
     step_model = torch.compile(model) if COMPILE else model
     dtype = torch.bfloat16 if AUTOCAST else None
