@@ -92,6 +92,28 @@ class BPETokenizer:
         return self._lengths
 
 
+# BPE merges are learnt from at most this many train bytes (evenly spaced slices), so training memory and time
+# stay bounded on corpora of any size; corpora below it (stdlib: ~11 MB) are learnt from whole.
+BPE_SAMPLE_BYTES = 32 * 2**20
+_SAMPLE_SLICES = 64
+
+
+def tokenizer_path(corpus: Corpus, name: str) -> Path:
+    return corpus.path / "tokenizers" / f"{name}-{corpus.fingerprint}.json"
+
+
+def training_sample(train: np.ndarray, limit: int = BPE_SAMPLE_BYTES) -> list[bytes]:
+    """The documents BPE learns from: all of ``train`` if it fits ``limit``, else evenly spaced slices."""
+    if len(train) <= limit:
+        return bytes(train).split(C.DOC_SEPARATOR)
+    size = limit // _SAMPLE_SLICES
+    stride = (len(train) - size) // (_SAMPLE_SLICES - 1)
+    docs = []
+    for i in range(_SAMPLE_SLICES):
+        docs.extend(bytes(train[i * stride: i * stride + size]).split(C.DOC_SEPARATOR))
+    return docs
+
+
 def get_tokenizer(corpus: Corpus | None = None, name: str = "byte"):
     """``byte`` or ``bpe-N`` (N in 257..65536). A BPE is trained on the corpus's train split the first time
     (seconds to a minute) and reused after."""
@@ -102,11 +124,10 @@ def get_tokenizer(corpus: Corpus | None = None, name: str = "byte"):
         raise ValueError(f"tokenizer must be 'byte' or 'bpe-N' with 257 <= N <= 65536, not {name!r}")
     if corpus is None:
         raise ValueError("a BPE tokenizer needs the corpus it is trained on")
-    path = corpus.path / "tokenizers" / f"{name}-{corpus.fingerprint}.json"
+    path = tokenizer_path(corpus, name)
     if path.exists():
         return BPETokenizer.load(path, name)
-    texts = bytes(corpus.split_bytes("train")).split(C.DOC_SEPARATOR)
-    tok = BPETokenizer.train(texts, int(match.group(1)), name)
+    tok = BPETokenizer.train(training_sample(corpus.split_bytes("train")), int(match.group(1)), name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tok.save(path)
     return tok
