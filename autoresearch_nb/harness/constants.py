@@ -31,6 +31,7 @@ EVAL_BYTES = {"cpu": 2**16, "mps": 2**19, "cuda": 2**20}
 EVAL_CHUNKS = 16
 
 VAL_FRACTION = 0.10        # share of the corpus bytes (whole documents) held out for validation
+HOLDOUT_FRACTION = 0.05    # of a folder corpus's bytes, kept out of train and val for a later verified metric
 DOC_SEPARATOR = b"\x00"    # between documents in train.bin / val.bin; a real byte the model must predict
 
 # A loss above this (nats/token) is "exploding"; train.py prints FAIL and stops.
