@@ -40,7 +40,9 @@ def test_chunks_end_at_document_boundaries_and_cover_the_file(tmp_path):
     assert all(data[end - 1:end] == b"\x00" for _, end in bounds[:-1])
 
 
-def test_an_interrupted_run_keeps_finished_shards(tmp_path):
+def test_an_interrupted_run_keeps_finished_shards(tmp_path, monkeypatch):
+    from autoresearch_nb.harness import shards as module
+    monkeypatch.setattr(module, "ENCODE_BYTES", 700)  # several encode pieces per shard, in this process
     c = corpus(tmp_path)
     tok = get_tokenizer(c, "bpe-300")
     first = tokenize_split(c, tok, "train", workers=1, chunk_bytes=4096)

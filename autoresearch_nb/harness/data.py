@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
@@ -34,12 +36,19 @@ class Batches:
         self.batch_size, self.seq_len = batch_size, seq_len
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
+        self.drawn, self._warned = 0, False
 
     def __iter__(self):
         return self
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         rows = torch.from_numpy(self.tokens.windows(self.rng, self.batch_size, self.seq_len + 1))
+        self.drawn += self.batch_size * self.seq_len
+        if not self._warned and self.drawn > len(self.tokens):
+            self._warned = True  # said once, on stderr, so the protocol on stdout is untouched
+            print(f"\nwarning: this run has now drawn more tokens than the training split holds "
+                  f"({len(self.tokens):,}): it repeats data from here on; prepare a bigger corpus "
+                  f"(autoresearch-nb prepare --dataset tinystories|climbmix|FOLDER)", file=sys.stderr, flush=True)
         if self.device.type == "cuda":
             rows = rows.pin_memory().to(self.device, non_blocking=True)
         else:

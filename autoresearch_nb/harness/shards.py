@@ -24,7 +24,8 @@ import numpy as np
 from . import constants as C
 from .corpus import Corpus, CorpusError
 
-CHUNK_BYTES = 8 * 2**20
+CHUNK_BYTES = 8 * 2**20  # bytes of the split per shard
+ENCODE_BYTES = 2**20
 MANIFEST = "manifest.json"
 
 
@@ -83,10 +84,15 @@ def _encode_chunk(split_file: str, start: int, end: int, tokenizer_file: str, na
     key = (tokenizer_file, name)
     if key not in _TOKENIZERS:
         _TOKENIZERS[key] = BPETokenizer.load(Path(tokenizer_file), name)
+    tokenizer, parts = _TOKENIZERS[key], []
     with open(split_file, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        data = mm[start:end]
-    ids = _TOKENIZERS[key].encode(data).astype(dtype)
-    del data
+        # encode ~1 MB at a time: the tokenizers library holds ~300 bytes per token while encoding
+        while start < end:
+            cut = mm.find(C.DOC_SEPARATOR, start + ENCODE_BYTES, end)
+            piece_end = end if cut < 0 else cut + 1
+            parts.append(tokenizer.encode(mm[start:piece_end]).astype(dtype))
+            start = piece_end
+    ids = np.concatenate(parts)
     tmp = f"{out}.{os.getpid()}.tmp"
     ids.tofile(tmp)
     os.replace(tmp, out)
