@@ -46,10 +46,11 @@ def run(script: Path, data, device_class="cpu", budget="2", **env) -> subprocess
                           text=True, timeout=240)
 
 
-@pytest.mark.parametrize("device_class", ["cpu", "cuda"])
-def test_summary_holds_every_key(tmp_path, data, device_class):
+@pytest.mark.parametrize("device_class,optimizer", [("cpu", "adamw"), ("cuda", "adamw"), ("cuda", "muon")])
+def test_summary_holds_every_key(tmp_path, data, device_class, optimizer):
     tokenizer = '"bpe-300"' if device_class == "cuda" else '"byte"'
-    result = run(tiny_copy(tmp_path, TOKENIZER=tokenizer), data, device_class, AUTORESEARCH_SEED="3")
+    script = tiny_copy(tmp_path, TOKENIZER=tokenizer, OPTIMIZER=f'"{optimizer}"')
+    result = run(script, data, device_class, AUTORESEARCH_SEED="3")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "step 00001 (" in result.stdout and "elapsed: " in result.stdout
     summary = parse_summary(result.stdout)
@@ -129,3 +130,27 @@ def test_norm_rotary_and_relu_squared_match_their_textbook_forms(monkeypatch):
     pairs = lambda t: t.unflatten(-1, (-1, 2)).norm(dim=-1)  # noqa: E731
     assert torch.allclose(pairs(rotated), pairs(x)) and torch.allclose(rotated[:, 0], x[:, 0])
     assert not torch.allclose(rotated[:, 1], x[:, 1])
+
+
+def test_muon_orthogonalizes_and_lowers_the_loss(monkeypatch):
+    import torch
+
+    train = load_train_module(monkeypatch)
+    g = torch.randn(64, 16)
+    singular = torch.linalg.svdvals(train.orthogonalize(g))
+    assert singular.min() > 0.5 and singular.max() < 1.5  # about 1 in every direction
+    torch.manual_seed(0)
+    model = train.GPT(64, 1, 32, 16, 16)
+    monkeypatch.setattr(train, "OPTIMIZER", "muon")
+    optimizers = train.make_optimizers(model)
+    assert isinstance(optimizers[0], train.Muon)
+    idx = torch.randint(0, 64, (4, 16))
+    losses = []
+    for _ in range(30):
+        loss = model(idx, idx)
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+            opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
