@@ -20,6 +20,7 @@ from .corpus import Corpus
 
 # Pre-tokenization (GPT-2's idea, our pattern): words with one leading space, digit runs, punctuation runs,
 # whitespace runs. Applied to latin-1 text so that one character is always one byte.
+_ENCODE_BATCH_BYTES = 2**20
 _SPLIT = r" ?[A-Za-z_\u00c0-\u00ff]+| ?[0-9]{1,3}| ?[^\sA-Za-z_0-9\u00c0-\u00ff]+|\s+(?!\S)|\s+"
 
 
@@ -76,13 +77,17 @@ class BPETokenizer:
 
     def encode(self, data: bytes) -> np.ndarray:
         docs = bytes(data).split(C.DOC_SEPARATOR)
-        encoded = self._tok.encode_batch([d.decode("latin-1") for d in docs], add_special_tokens=False)
-        parts = []
-        for i, enc in enumerate(encoded):
-            if i:
-                parts.append(np.array([self._sep], dtype=np.int64))
-            parts.append(np.asarray(enc.ids, dtype=np.int64))
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        parts, batch, size = [], [], 0
+        sep = np.array([self._sep], dtype=np.int64)
+        for i, doc in enumerate(docs):
+            batch.append(doc.decode("latin-1"))
+            size += len(doc)
+            # ~1 MB per call: the library holds a few hundred bytes per token until the batch is done
+            if size >= _ENCODE_BATCH_BYTES or i == len(docs) - 1:
+                for enc in self._tok.encode_batch(batch, add_special_tokens=False):
+                    parts.extend((sep, np.asarray(enc.ids, dtype=np.int64)))
+                batch, size = [], 0
+        return np.concatenate(parts[1:]) if parts else np.zeros(0, dtype=np.int64)
 
     def decode(self, ids) -> bytes:
         return b"".join(self._tok.id_to_token(int(i)).encode("latin-1") for i in ids)
