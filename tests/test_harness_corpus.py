@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from autoresearch_nb.harness import constants as C
-from autoresearch_nb.harness.corpus import (CorpusError, load_corpus, prepare_folder, prepare_stdlib,
+from autoresearch_nb.harness.corpus import (CorpusError, assign_splits, load_corpus, prepare_folder, prepare_stdlib,
                                             split_documents, stdlib_documents)
 
 
@@ -66,7 +66,7 @@ def test_folder_reads_text_and_parquet_rows(tmp_path):
     (src / "notes.txt").write_text("hello world\n" * 50)
     pq.write_table(pa.table({"text": [f"story {i} " * 20 for i in range(40)]}), src / "stories.parquet")
     corpus = prepare_folder(src, tmp_path / "out")
-    assert corpus.meta["train_docs"] + corpus.meta["val_docs"] == 41
+    assert corpus.meta["train_docs"] + corpus.meta["val_docs"] + corpus.meta["holdout_docs"] == 41
     assert b"story" in bytes(corpus.split_bytes("train")) + bytes(corpus.split_bytes("val"))
 
 
@@ -88,3 +88,29 @@ def test_load_corpus_auto_prepares_only_the_default(tmp_path, monkeypatch):
     monkeypatch.setenv(C.ENV_DATA, str(tmp_path / "nowhere"))
     with pytest.raises(CorpusError):
         load_corpus()
+
+
+def test_folder_corpus_keeps_a_disjoint_holdout_with_a_hash_manifest(tmp_path):
+    import hashlib
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(200):
+        (src / f"doc{i:03d}.txt").write_text(f"document {i} " * (20 + i % 13))
+    corpus = prepare_folder(src, tmp_path / "out")
+    keys = {split: set(corpus.meta[f"{split}_keys"]) for split in ("train", "val", "holdout")}
+    assert keys["holdout"] and not keys["holdout"] & (keys["train"] | keys["val"])
+    assert len(keys["train"] | keys["val"] | keys["holdout"]) == 200
+    total = sum(corpus.meta[f"{s}_bytes"] for s in keys)
+    assert C.HOLDOUT_FRACTION <= corpus.meta["holdout_bytes"] / total < C.HOLDOUT_FRACTION + 0.02
+    for split in keys:
+        data = bytes(corpus.split_bytes(split))
+        assert hashlib.sha256(data).hexdigest() == corpus.meta[f"{split}_sha256"]
+    from autoresearch_nb.harness.data import Batches
+    from autoresearch_nb.harness.tokenizer import ByteTokenizer
+    with pytest.raises(ValueError, match="split"):
+        Batches(corpus, ByteTokenizer(), 2, 8, "cpu", 0, split="holdout")
+
+
+def test_assign_splits_leaves_train_a_document():
+    split = assign_splits([("a", 10), ("b", 1000), ("c", 5)], 0.5, 0.5)
+    assert sorted(split.values()).count("train") == 1 and "val" in split.values()

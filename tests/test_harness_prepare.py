@@ -29,7 +29,7 @@ def test_folder_dataset_end_to_end(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "cache" / "local-texts"
     assert f"AUTORESEARCH_DATA={folder}" in out
     corpus = load_corpus(folder)
-    assert corpus.meta["train_docs"] + corpus.meta["val_docs"] == 5
+    assert corpus.meta["train_docs"] + corpus.meta["val_docs"] + corpus.meta["holdout_docs"] == 5
     assert list((folder / "tokenizers").glob("bpe-300-*.json"))
 
 

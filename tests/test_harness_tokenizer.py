@@ -41,3 +41,14 @@ def test_get_tokenizer_trains_once_and_caches(tmp_path):
 def test_bad_tokenizer_names_are_refused(name):
     with pytest.raises(ValueError):
         get_tokenizer(None, name)
+
+
+def test_bpe_encodes_in_bounded_batches_with_the_same_ids(monkeypatch):
+    from autoresearch_nb.harness import tokenizer as module
+    docs = [f"document {i} holds some words\n".encode() * (i + 1) for i in range(30)]
+    tok = BPETokenizer.train(docs, 300, "bpe-300")
+    data = b"\x00".join(docs)
+    whole = tok.encode(data)
+    monkeypatch.setattr(module, "_ENCODE_BATCH_BYTES", 100)  # a flush every few documents
+    assert np.array_equal(tok.encode(data), whole) and tok.decode(whole) == data
+    assert len(tok.encode(b"")) == 0 and tok.decode(tok.encode(b"\x00\x00")) == b"\x00\x00"

@@ -46,10 +46,11 @@ def run(script: Path, data, device_class="cpu", budget="2", **env) -> subprocess
                           text=True, timeout=240)
 
 
-@pytest.mark.parametrize("device_class", ["cpu", "cuda"])
-def test_summary_holds_every_key(tmp_path, data, device_class):
+@pytest.mark.parametrize("device_class,optimizer", [("cpu", "adamw"), ("cuda", "adamw"), ("cuda", "muon")])
+def test_summary_holds_every_key(tmp_path, data, device_class, optimizer):
     tokenizer = '"bpe-300"' if device_class == "cuda" else '"byte"'
-    result = run(tiny_copy(tmp_path, TOKENIZER=tokenizer), data, device_class, AUTORESEARCH_SEED="3")
+    script = tiny_copy(tmp_path, TOKENIZER=tokenizer, OPTIMIZER=f'"{optimizer}"')
+    result = run(script, data, device_class, AUTORESEARCH_SEED="3")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "step 00001 (" in result.stdout and "elapsed: " in result.stdout
     summary = parse_summary(result.stdout)
@@ -72,3 +73,98 @@ def test_exploding_learning_rate_prints_FAIL(tmp_path, data):
     result = run(tiny_copy(tmp_path, LR="1e6", EMBED_LR="1e6", GRAD_CLIP="1e9", WARMUP_FRAC="0.0"), data,
                  budget="20")
     assert result.returncode != 0 and "FAIL" in result.stdout.splitlines()
+
+
+def load_train_module(monkeypatch, path: Path = ROOT / "train.py"):
+    """train.py imported as a module (its model code, no training), on the CPU."""
+    import importlib.util
+    monkeypatch.setenv("AUTORESEARCH_DEVICE", "cpu")
+    spec = importlib.util.spec_from_file_location("train_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_shape_the_tuner_may_try_builds_and_trains(monkeypatch):
+    import itertools
+
+    import torch
+
+    from autoresearch_nb.agents.space import discover
+
+    train = load_train_module(monkeypatch)
+    space = {p.name: p for p in discover((ROOT / "train.py").read_text())}
+
+    def values(name):
+        p = space[name]
+        return [p.decode(x) for x in range(int(p.low), int(p.high) + 1)]
+
+    grid = list(itertools.product(values("DEPTH"), values("ASPECT_RATIO"), values("HEAD_DIM")))
+    uneven = [g for g in grid if (g[0] * g[1]) % g[2]]
+    assert uneven, "the grid should hold widths that are not whole heads (the old crash)"
+    for depth, aspect, head_dim in grid:
+        dim = train.model_dim(depth, aspect, head_dim)
+        assert dim % head_dim == 0 and depth * aspect <= dim < depth * aspect + head_dim
+    mlp = space["MLP_RATIO"]
+    for (depth, aspect, head_dim), mlp_ratio in zip(uneven, itertools.cycle([int(mlp.low), int(mlp.high)])):
+        monkeypatch.setattr(train, "MLP_RATIO", mlp_ratio)
+        model = train.GPT(64, depth, train.model_dim(depth, aspect, head_dim), head_dim, 16)
+        idx = torch.randint(0, 64, (2, 16))
+        loss = model(idx, idx)
+        loss.backward()
+        assert torch.isfinite(loss), (depth, aspect, head_dim)
+
+
+def test_norm_rotary_and_relu_squared_match_their_textbook_forms(monkeypatch):
+    import torch
+    import torch.nn.functional as F
+
+    train = load_train_module(monkeypatch)
+    x = torch.randn(3, 5, 2, 4, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(train.ReluSquared.apply, (x[0, 0].detach().clone().requires_grad_(),))
+    relu2 = train.ReluSquared.apply(x)
+    assert torch.allclose(relu2, F.relu(x).square())
+    table = train.rotary_table(5, 8).double()
+    rotated = train.rotate(x, table)
+    # a rotation keeps each channel pair's length, and position 0 is not rotated at all
+    pairs = lambda t: t.unflatten(-1, (-1, 2)).norm(dim=-1)  # noqa: E731
+    assert torch.allclose(pairs(rotated), pairs(x)) and torch.allclose(rotated[:, 0], x[:, 0])
+    assert not torch.allclose(rotated[:, 1], x[:, 1])
+
+
+def test_muon_orthogonalizes_and_lowers_the_loss(monkeypatch):
+    import torch
+
+    train = load_train_module(monkeypatch)
+    g = torch.randn(64, 16)
+    singular = torch.linalg.svdvals(train.orthogonalize(g))
+    assert singular.min() > 0.5 and singular.max() < 1.5  # about 1 in every direction
+    torch.manual_seed(0)
+    model = train.GPT(64, 1, 32, 16, 16)
+    monkeypatch.setattr(train, "OPTIMIZER", "muon")
+    optimizers = train.make_optimizers(model)
+    assert isinstance(optimizers[0], train.Muon)
+    idx = torch.randint(0, 64, (4, 16))
+    losses = []
+    for _ in range(30):
+        loss = model(idx, idx)
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+            opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_gpu_check_dry_runs_every_stage_on_the_cpu(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    env.update(PYTHONPATH=str(ROOT), AUTORESEARCH_CACHE=str(tmp_path / "cache"))
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry", "--budget", "1",
+                             "--work", str(tmp_path / "work")], capture_output=True, text=True, env=env, timeout=600)
+    import json
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [line["stage"] for line in lines] == ["env", "prepare", "train", "loop", "done"], result.stderr[-2000:]
+    assert result.returncode == 0 and lines[-1]["ok"]
+    train, loop = lines[2], lines[3]
+    assert 0 < train["val_bpb"] < 10 and train["tokens_per_s"] > 0 and train["eval_bytes"] > 0
+    assert loop["experiments"] == 3 and len(loop["statuses"]) == 3

@@ -12,6 +12,7 @@ import os
 import sys
 import sysconfig
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from . import constants as C
 from .runtime import dataset_dir
 
 META = "meta.json"
+SPLITS = ("train", "val", "holdout")  # the holdout is prepared for a later verified metric; train.py never reads it
 _TEST_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 
 
@@ -44,77 +46,112 @@ class Corpus:
 
     def split_bytes(self, split: str) -> np.ndarray:
         """The split as a read-only uint8 array (memory-mapped)."""
-        if split not in ("train", "val"):
-            raise ValueError(f"split must be 'train' or 'val', not {split!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
         path = self.path / f"{split}.bin"
-        if path.stat().st_size == 0:
+        if not path.exists() or path.stat().st_size == 0:
             return np.zeros(0, dtype=np.uint8)
         return np.memmap(path, dtype=np.uint8, mode="r")
 
 
 # ---- splitting and writing ----
 
+def assign_splits(sizes: Iterable[tuple[str, int]], val_fraction: float = C.VAL_FRACTION,
+                  holdout_fraction: float = 0.0) -> dict[str, str]:
+    """Each document key -> ``train``, ``val`` or ``holdout``, from keys and sizes only (so a corpus bigger than
+    memory can be split in one pass). Documents are ranked by sha1 of their key: the first go to validation
+    until it holds ``val_fraction`` of the bytes, the next to the holdout until it holds ``holdout_fraction``;
+    every split keeps at least one document when it can. Same keys and sizes, same split, on any machine."""
+    sizes = list(sizes)
+    keys = [key for key, _ in sizes]
+    if len(set(keys)) != len(keys):
+        raise CorpusError("document keys must be unique")
+    total = sum(size for _, size in sizes)
+    ranked = sorted(sizes, key=lambda d: hashlib.sha1(d[0].encode()).hexdigest())
+    split = dict.fromkeys(keys, "train")
+    left, i = len(ranked), 0
+    for name, fraction in (("val", val_fraction), ("holdout", holdout_fraction)):
+        size = 0
+        while i < len(ranked) and fraction > 0 and size < fraction * total and left > 1:
+            split[ranked[i][0]] = name
+            size, i, left = size + ranked[i][1], i + 1, left - 1
+    return split
+
+
 def split_documents(docs: Iterable[tuple[str, bytes]], val_fraction: float = C.VAL_FRACTION
                     ) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
-    """Deterministic split by document key: documents are ranked by sha1 of their key and the first ones go to
-    validation until it holds ``val_fraction`` of the bytes. Same keys and sizes, same split, on any machine.
-    Each split comes back sorted by key."""
+    """In-memory train/val split (see :func:`assign_splits`); each split comes back sorted by key."""
     docs = sorted(docs)
-    if len({key for key, _ in docs}) != len(docs):
-        raise CorpusError("document keys must be unique")
-    total = sum(len(text) for _, text in docs)
-    ranked = sorted(docs, key=lambda d: hashlib.sha1(d[0].encode()).hexdigest())
-    val, size = [], 0
-    for doc in ranked:
-        if size >= val_fraction * total or len(val) == len(docs) - 1:
-            break
-        val.append(doc)
-        size += len(doc[1])
-    val_keys = {key for key, _ in val}
-    train = [d for d in docs if d[0] not in val_keys]
-    return train, sorted(val)
+    split = assign_splits(((key, len(text)) for key, text in docs), val_fraction)
+    return [d for d in docs if split[d[0]] == "train"], [d for d in docs if split[d[0]] == "val"]
 
 
 def write_corpus(out: Path, name: str, train: Iterable[tuple[str, bytes]], val: Iterable[tuple[str, bytes]],
-                 *, source: str, fingerprint_prefix: str | None = None) -> Corpus:
-    """Write both splits then ``meta.json``; every file lands by atomic rename, so an interrupted run leaves
+                 *, holdout: Iterable[tuple[str, bytes]] = (), source: str,
+                 fingerprint_prefix: str | None = None) -> Corpus:
+    """Write the splits then ``meta.json``; every file lands by atomic rename, so an interrupted run leaves
     either the old corpus or no corpus, never a half-written one."""
+    stream = chain(((s, k, t) for s, docs in (("train", train), ("val", val), ("holdout", holdout))
+                    for k, t in docs))
+    return write_stream(out, name, stream, source=source, fingerprint_prefix=fingerprint_prefix)
+
+
+def write_stream(out: Path, name: str, docs: Iterable[tuple[str, str, bytes]], *, source: str,
+                 fingerprint_prefix: str | None = None) -> Corpus:
+    """Write ``(split, key, text)`` documents, in any order of splits, to ``<split>.bin`` as they come.
+    ``meta.json`` records each split's size and sha256 (the hash manifest) and the fingerprint."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / META).unlink(missing_ok=True)
-    digest = hashlib.sha256()
-    meta: dict = {"name": name, "source": source, "format": 1, "separator": C.DOC_SEPARATOR.hex()}
-    for split, docs in (("train", train), ("val", val)):
-        count, size, keys = _write_split(out / f"{split}.bin", docs, digest, split)
-        meta[f"{split}_docs"], meta[f"{split}_bytes"] = count, size
-        if len(keys) <= 20_000:
-            meta[f"{split}_keys"] = keys
+    meta: dict = {"name": name, "source": source, "format": 2, "separator": C.DOC_SEPARATOR.hex()}
+    writers = {split: _SplitWriter(out / f"{split}.bin") for split in SPLITS}
+    try:
+        for split, key, text in docs:
+            writers[split].add(key, text)
+        for writer in writers.values():
+            writer.commit()
+    finally:
+        for writer in writers.values():
+            writer.discard()
+    fingerprint = hashlib.sha256()
+    for split, w in writers.items():
+        meta[f"{split}_docs"], meta[f"{split}_bytes"], meta[f"{split}_sha256"] = w.count, w.size, w.digest.hexdigest()
+        if len(w.keys) <= 20_000:
+            meta[f"{split}_keys"] = w.keys
+        if w.count or split != "holdout":  # a corpus without a holdout keeps its format-1 fingerprint
+            fingerprint.update(f"{split}\n".encode() + w.digest.digest())
     if meta["val_bytes"] == 0 or meta["train_bytes"] == 0:
         raise CorpusError(f"{name}: a split is empty ({meta['train_bytes']} train, {meta['val_bytes']} val bytes)")
-    meta["fingerprint"] = f"{fingerprint_prefix or name}-{digest.hexdigest()[:12]}"
+    meta["fingerprint"] = f"{fingerprint_prefix or name}-{fingerprint.hexdigest()[:12]}"
     _atomic_write(out / META, json.dumps(meta, indent=1).encode())
     return Corpus(out, meta)
 
 
-def _write_split(path: Path, docs: Iterable[tuple[str, bytes]], digest, split: str) -> tuple[int, int, list[str]]:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    count, size, keys = 0, 0, []
-    digest.update(split.encode() + b"\n")
-    try:
-        with open(tmp, "wb") as f:
-            for key, text in docs:
-                if count:
-                    f.write(C.DOC_SEPARATOR)
-                    digest.update(C.DOC_SEPARATOR)
-                    size += len(C.DOC_SEPARATOR)
-                f.write(text)
-                digest.update(text)
-                count, size = count + 1, size + len(text)
-                keys.append(key)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return count, size, keys
+class _SplitWriter:
+    """One split file, written to a temporary name and renamed into place by ``commit``."""
+
+    def __init__(self, path: Path):
+        self.path, self.tmp = path, path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.file = open(self.tmp, "wb")
+        self.digest, self.count, self.size, self.keys = hashlib.sha256(), 0, 0, []
+
+    def add(self, key: str, text: bytes) -> None:
+        if self.count:
+            self.file.write(C.DOC_SEPARATOR)
+            self.digest.update(C.DOC_SEPARATOR)
+            self.size += len(C.DOC_SEPARATOR)
+        self.file.write(text)
+        self.digest.update(text)
+        self.count, self.size = self.count + 1, self.size + len(text)
+        self.keys.append(key)
+
+    def commit(self) -> None:
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -179,14 +216,17 @@ def prepare_stdlib(out: Path | None = None, root: Path | None = None) -> Corpus:
 
 
 def prepare_folder(folder: Path, out: Path, name: str | None = None) -> Corpus:
+    """A folder of text/parquet files as a corpus, in two streaming passes (keys and sizes, then the text), so
+    memory stays flat whatever the folder's size. Splits: val, holdout (``HOLDOUT_FRACTION``) and train."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CorpusError(f"{folder} is not a folder")
-    docs = list(folder_documents(folder))
-    if len(docs) < 2:
-        raise CorpusError(f"{folder} holds {len(docs)} text document(s); need at least 2 to split")
-    train, val = split_documents(docs)
-    return write_corpus(out, name or folder.name, train, val, source=str(folder.resolve()))
+    sizes = [(key, len(text)) for key, text in folder_documents(folder)]
+    if len(sizes) < 2:
+        raise CorpusError(f"{folder} holds {len(sizes)} text document(s); need at least 2 to split")
+    split = assign_splits(sizes, C.VAL_FRACTION, C.HOLDOUT_FRACTION)
+    docs = ((split[key], key, text) for key, text in folder_documents(folder))
+    return write_stream(out, name or folder.name, docs, source=str(folder.resolve()))
 
 
 # ---- loading ----

@@ -5,30 +5,21 @@
 """
 from __future__ import annotations
 
-import os
+import sys
 
 import numpy as np
 import torch
 
 from .corpus import Corpus
+from .shards import Shards, tokenize_split
 
 
-def token_stream(corpus: Corpus, tokenizer, split: str) -> np.ndarray:
-    """The split as token ids. Bytes need no work (a memory map); other tokenizers are encoded once and cached
-    under ``tokens/`` with the corpus fingerprint in the name."""
-    raw = corpus.split_bytes(split)
+def token_stream(corpus: Corpus, tokenizer, split: str) -> Shards:
+    """The split as token ids. Bytes need no work (the split file itself, memory-mapped); other tokenizers are
+    encoded once, in parallel, into shards cached under ``tokens/`` (see :mod:`.shards`)."""
     if tokenizer.name == "byte":
-        return raw
-    path = corpus.path / "tokens" / f"{tokenizer.name}-{corpus.fingerprint}-{split}.npy"
-    if path.exists():
-        return np.load(path, mmap_mode="r")
-    ids = tokenizer.encode(bytes(raw))
-    ids = ids.astype(np.uint16 if tokenizer.vocab_size <= 2**16 else np.int32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, ids)
-    os.replace(tmp, path)
-    return ids
+        return Shards(corpus.path / f"{split}.bin", (corpus.split_bytes(split),))
+    return tokenize_split(corpus, tokenizer, split)
 
 
 class Batches:
@@ -37,20 +28,27 @@ class Batches:
 
     def __init__(self, corpus: Corpus, tokenizer, batch_size: int, seq_len: int, device, seed: int,
                  split: str = "train"):
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', not {split!r}")  # never the holdout
         self.tokens = token_stream(corpus, tokenizer, split)
-        if len(self.tokens) <= seq_len + 1:
+        if max((len(a) for a in self.tokens.arrays), default=0) <= seq_len + 1:
             raise ValueError(f"the {split} split has {len(self.tokens)} tokens, fewer than seq_len + 1")
         self.batch_size, self.seq_len = batch_size, seq_len
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
-        self._window = np.arange(seq_len + 1)
+        self.drawn, self._warned = 0, False
 
     def __iter__(self):
         return self
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        starts = self.rng.integers(0, len(self.tokens) - self.seq_len - 1, size=self.batch_size)
-        rows = torch.from_numpy(np.asarray(self.tokens[starts[:, None] + self._window], dtype=np.int64))
+        rows = torch.from_numpy(self.tokens.windows(self.rng, self.batch_size, self.seq_len + 1))
+        self.drawn += self.batch_size * self.seq_len
+        if not self._warned and self.drawn > len(self.tokens):
+            self._warned = True  # said once, on stderr, so the protocol on stdout is untouched
+            print(f"\nwarning: this run has now drawn more tokens than the training split holds "
+                  f"({len(self.tokens):,}): it repeats data from here on; prepare a bigger corpus "
+                  f"(autoresearch-nb prepare --dataset tinystories|climbmix|FOLDER)", file=sys.stderr, flush=True)
         if self.device.type == "cuda":
             rows = rows.pin_memory().to(self.device, non_blocking=True)
         else:

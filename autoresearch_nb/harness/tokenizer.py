@@ -20,6 +20,7 @@ from .corpus import Corpus
 
 # Pre-tokenization (GPT-2's idea, our pattern): words with one leading space, digit runs, punctuation runs,
 # whitespace runs. Applied to latin-1 text so that one character is always one byte.
+_ENCODE_BATCH_BYTES = 2**20
 _SPLIT = r" ?[A-Za-z_\u00c0-\u00ff]+| ?[0-9]{1,3}| ?[^\sA-Za-z_0-9\u00c0-\u00ff]+|\s+(?!\S)|\s+"
 
 
@@ -76,13 +77,17 @@ class BPETokenizer:
 
     def encode(self, data: bytes) -> np.ndarray:
         docs = bytes(data).split(C.DOC_SEPARATOR)
-        encoded = self._tok.encode_batch([d.decode("latin-1") for d in docs], add_special_tokens=False)
-        parts = []
-        for i, enc in enumerate(encoded):
-            if i:
-                parts.append(np.array([self._sep], dtype=np.int64))
-            parts.append(np.asarray(enc.ids, dtype=np.int64))
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        parts, batch, size = [], [], 0
+        sep = np.array([self._sep], dtype=np.int64)
+        for i, doc in enumerate(docs):
+            batch.append(doc.decode("latin-1"))
+            size += len(doc)
+            # ~1 MB per call: the library holds a few hundred bytes per token until the batch is done
+            if size >= _ENCODE_BATCH_BYTES or i == len(docs) - 1:
+                for enc in self._tok.encode_batch(batch, add_special_tokens=False):
+                    parts.extend((sep, np.asarray(enc.ids, dtype=np.int64)))
+                batch, size = [], 0
+        return np.concatenate(parts[1:]) if parts else np.zeros(0, dtype=np.int64)
 
     def decode(self, ids) -> bytes:
         return b"".join(self._tok.id_to_token(int(i)).encode("latin-1") for i in ids)
@@ -90,6 +95,28 @@ class BPETokenizer:
     @property
     def token_bytes(self) -> np.ndarray:
         return self._lengths
+
+
+# BPE merges are learnt from at most this many train bytes (evenly spaced slices), so training memory and time
+# stay bounded on corpora of any size; corpora below it (stdlib: ~11 MB) are learnt from whole.
+BPE_SAMPLE_BYTES = 32 * 2**20
+_SAMPLE_SLICES = 64
+
+
+def tokenizer_path(corpus: Corpus, name: str) -> Path:
+    return corpus.path / "tokenizers" / f"{name}-{corpus.fingerprint}.json"
+
+
+def training_sample(train: np.ndarray, limit: int = BPE_SAMPLE_BYTES) -> list[bytes]:
+    """The documents BPE learns from: all of ``train`` if it fits ``limit``, else evenly spaced slices."""
+    if len(train) <= limit:
+        return bytes(train).split(C.DOC_SEPARATOR)
+    size = limit // _SAMPLE_SLICES
+    stride = (len(train) - size) // (_SAMPLE_SLICES - 1)
+    docs = []
+    for i in range(_SAMPLE_SLICES):
+        docs.extend(bytes(train[i * stride: i * stride + size]).split(C.DOC_SEPARATOR))
+    return docs
 
 
 def get_tokenizer(corpus: Corpus | None = None, name: str = "byte"):
@@ -102,11 +129,10 @@ def get_tokenizer(corpus: Corpus | None = None, name: str = "byte"):
         raise ValueError(f"tokenizer must be 'byte' or 'bpe-N' with 257 <= N <= 65536, not {name!r}")
     if corpus is None:
         raise ValueError("a BPE tokenizer needs the corpus it is trained on")
-    path = corpus.path / "tokenizers" / f"{name}-{corpus.fingerprint}.json"
+    path = tokenizer_path(corpus, name)
     if path.exists():
         return BPETokenizer.load(path, name)
-    texts = bytes(corpus.split_bytes("train")).split(C.DOC_SEPARATOR)
-    tok = BPETokenizer.train(texts, int(match.group(1)), name)
+    tok = BPETokenizer.train(training_sample(corpus.split_bytes("train")), int(match.group(1)), name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tok.save(path)
     return tok
