@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .. import noise as _noise
-from ..records import CurvePoint, Status
+from ..records import REJECTED, CurvePoint, Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,6 +29,7 @@ COLORS = {"running": "#1f77b4", "keep": "#2ca02c", "discard": "#9e9e9e", "crash"
 # Live curves in flight at once, one colour each (by worker), none of them an outcome colour.
 LIVE_COLORS = ["#1f77b4", "#9467bd", "#17becf", "#e377c2", "#bcbd22", "#393b79"]
 FAILED = {Status.CRASH.value, Status.TIMEOUT.value, Status.VIOLATION.value}
+REJECTED_BY_CHECKS = {s.value for s in REJECTED}
 
 
 def status_color(status: Status | str) -> str:
@@ -38,6 +39,8 @@ def status_color(status: Status | str) -> str:
         return COLORS["crash"]
     if s == Status.INTERRUPTED.value:
         return COLORS["stopped"]
+    if s in REJECTED_BY_CHECKS:  # ran, but verification or the guard refused it: light red, not a crash
+        return "#ff9896"
     return COLORS.get(s, COLORS["discard"])
 
 
