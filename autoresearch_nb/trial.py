@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from .git import STATE_DIR
 from .records import CurvePoint, Experiment, RunResult, Status
 from .runner import Run, scrub_env
-from .verify import Verification
+from .verify import ENV_EXPORT, MODEL, Verification, artifact_dir
 
 if TYPE_CHECKING:
     from .config import Config
@@ -191,4 +191,6 @@ class Plan:
         extra = {"AUTORESEARCH_RUN": f"{self.tag}/{number}", "PYTHONUNBUFFERED": "1"}
         if seed is not None:  # the setup command gets neither a seed nor a budget
             extra.update(AUTORESEARCH_TIME_BUDGET=f"{self.config.time_budget_s:g}", AUTORESEARCH_SEED=str(seed))
+            if self.verification is not None and self.verification.command == MODEL:
+                extra[ENV_EXPORT] = str(artifact_dir(self.repo_root, self.tag, number))
         return scrub_env(allow=self.config.env_allow, extra=extra)

@@ -25,17 +25,20 @@ import math
 import shlex
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .git import STATE_DIR
 from .records import RunResult, Status
 from .runner import log_tail, run_command
 
 if TYPE_CHECKING:
     from .config import Config
 
+ENV_EXPORT = "AUTORESEARCH_EXPORT"  # = harness.export.ENV_EXPORT (not imported: the harness imports torch)
 MODEL = "model"          # verify = "model": the built-in verifier of the harness's exported model
 AUTO = "auto"            # the default: "model" when the editable file is a harness train.py, else off
 OFF = ("off", "none", "false", "")
@@ -73,13 +76,21 @@ def _number(summary: Mapping[str, object], key: str) -> float | None:
     return float(value)
 
 
-def model_command(run_dir: str | Path, budget_s: float, budget_tolerance: float) -> list[str]:
+def model_command(artifact_dir: str | Path, budget_s: float, budget_tolerance: float,
+                  not_before: float | None = None) -> list[str]:
     """The built-in verifier's command: this package's own copy (never the run directory's), isolated mode."""
     package_parent = str(Path(__file__).resolve().parent.parent)
     boot = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from autoresearch_nb.verifier import main; "
             "raise SystemExit(main(sys.argv[1:]))")
-    return [sys.executable, "-I", "-c", boot, package_parent, "--run-dir", str(Path(run_dir).resolve()),
+    argv = [sys.executable, "-I", "-c", boot, package_parent, "--artifact-dir", str(Path(artifact_dir).resolve()),
             "--budget", f"{budget_s:g}", "--budget-tolerance", f"{budget_tolerance:g}"]
+    return argv + (["--not-before", f"{not_before:.3f}"] if not_before is not None else [])
+
+
+def artifact_dir(repo_root: str | Path, tag: str, number: int | str) -> Path:
+    """Where run ``number`` exports its model (``AUTORESEARCH_EXPORT``): under the loop's state, not the
+    checkout, so the export is not a change to the repository."""
+    return Path(repo_root) / STATE_DIR / "artifacts" / tag / str(number)
 
 
 @dataclass(frozen=True)
@@ -121,10 +132,12 @@ class Verification:
                   log: Path) -> RunResult:
         claimed = _number(result.summary, self.metric)
         if self.command == MODEL:
+            folder = (env or {}).get(ENV_EXPORT, "")
+            not_before = time.time() - result.wall_s - 1.0  # an older artifact is a leftover, not this run's
             # cwd outside the run directory, so nothing the run left there is imported or read by accident
             with tempfile.TemporaryDirectory(prefix="autoresearch-verify-") as cwd:
-                checked = run_command(model_command(run_dir, self.budget_s, self.budget_tolerance), cwd, log,
-                                      timeout_s=self.timeout_s, env=env)
+                checked = run_command(model_command(folder, self.budget_s, self.budget_tolerance, not_before),
+                                      cwd, log, timeout_s=self.timeout_s, env=env)
         else:
             checked = run_command(self.command or "", run_dir, log, timeout_s=self.timeout_s, env=env)
         verified = _number(checked.summary, self.metric)
@@ -157,4 +170,4 @@ class Verification:
                        flag_reason=f"guard {shlex.quote(self.guard or '')} failed ({how}):\n{tail}")
 
 
-__all__ = ["Verification", "resolve", "close_enough", "model_command", "MODEL", "AUTO"]
+__all__ = ["Verification", "resolve", "close_enough", "model_command", "artifact_dir", "MODEL", "AUTO"]
