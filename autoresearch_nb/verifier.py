@@ -89,18 +89,24 @@ def check_ops(program: Any) -> int:
 
 
 def read_facts(folder: Path, not_before: float | None) -> dict[str, Any]:
-    path = folder / "facts.json"
-    model = folder / "model.pt2"
-    if not model.is_file() or not path.is_file():
+    """The run's facts.json, checked: present, fresh, an object, and with the model beside it."""
+    path, model = folder / "facts.json", folder / "model.pt2"
+    if not path.is_file():
         raise Refused(f"no exported model in {folder}: train.py must call H.export(model) after training")
-    if not_before is not None and min(model.stat().st_mtime, path.stat().st_mtime) < not_before:
+    if not_before is not None and path.stat().st_mtime < not_before:
+        # a leftover of an earlier run with the same number (a repeat, a resume) must not stand in for this one
         raise Refused("the exported model is older than this run (a leftover): H.export(model) was not called")
     try:
-        facts = json.loads(path.read_text())
+        facts = json.loads(path.read_text()[:1_000_000])
     except (OSError, ValueError) as e:
         raise Refused(f"facts.json is unreadable: {e}") from None
     if not isinstance(facts, dict):
         raise Refused("facts.json is not an object")
+    if facts.get("export_error"):
+        raise Refused(f"the model could not be exported ({str(facts['export_error'])[:600]}): the forward pass "
+                      "must be torch.export-able (token ids -> logits, no data-dependent Python control flow)")
+    if not model.is_file() or (not_before is not None and model.stat().st_mtime < not_before):
+        raise Refused(f"no fresh exported model in {folder}: train.py must call H.export(model) after training")
     return facts
 
 

@@ -66,18 +66,22 @@ def export(model: torch.nn.Module, seq_len: int | None = None) -> Path | None:
     device = next(model.parameters()).device
     length = int(seq_len or C.SEQ_LEN[device_class(device)])
     example = torch.zeros(EXPORT_BATCH, length, dtype=torch.long, device=device)
+    facts = {"training_seconds": seconds, "tokens": tokens, "tokenizer": CLOCK.tokenizer, "seq_len": length,
+             "batch": EXPORT_BATCH, "device": str(device), "torch": torch.__version__}
+    (out / ARTIFACT).unlink(missing_ok=True)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             program = torch.export.export(model, (example,), strict=False)
+        torch.export.save(program, str(out / ARTIFACT))
+    except Exception as e:  # the run still reports; the verifier turns this into the row's reason
+        facts["export_error"] = f"{type(e).__name__}: {' '.join(str(e).split())[:600]}"
+        print(f"H.export: the model could not be exported: {facts['export_error']}", flush=True)
     finally:
         model.train(was_training)
-    torch.export.save(program, str(out / ARTIFACT))
-    facts = {"training_seconds": seconds, "tokens": tokens, "tokenizer": CLOCK.tokenizer, "seq_len": length, "batch": EXPORT_BATCH,
-             "device": str(device), "torch": torch.__version__}
     (out / FACTS).write_text(json.dumps(facts))
-    return out / ARTIFACT
+    return None if "export_error" in facts else out / ARTIFACT
 
 
 __all__ = ["export", "ENV_EXPORT", "ARTIFACT", "FACTS", "EXPORT_BATCH", "CLOCK"]
