@@ -55,6 +55,8 @@ class Config:
                                       "exit 0 for a keep (e.g. the project's tests); else 'guard_failed'")
     budget_tolerance: float = setting(0.1, "a run that trains past the time budget by more than this share "
                                            "(the harness's clock) is 'over_budget'")
+    keep_artifacts: int = setting(3, "exported models (verify = 'model') kept per run, the newest; older ones "
+                                     "are deleted after each verification")
     # limits of one run
     time_budget_s: float = setting(300.0, "seconds of training per experiment (passed to the run as "
                                           "AUTORESEARCH_TIME_BUDGET)")
@@ -170,8 +172,8 @@ class Config:
                 raise ConfigError(f"notify command {self.notify!r} cannot be parsed: {e}") from None
         if int(self.gc_keep_last) < 0 or float(self.gc_keep_days) < 0:
             raise ConfigError("gc_keep_last and gc_keep_days must be >= 0")
-        if float(self.verify_tolerance) < 0 or float(self.budget_tolerance) < 0:
-            raise ConfigError("verify_tolerance and budget_tolerance must be >= 0")
+        if float(self.verify_tolerance) < 0 or float(self.budget_tolerance) < 0 or int(self.keep_artifacts) < 0:
+            raise ConfigError("verify_tolerance, budget_tolerance and keep_artifacts must be >= 0")
         for name in ("verify", "guard"):
             value = getattr(self, name)
             try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -93,6 +94,20 @@ def artifact_dir(repo_root: str | Path, tag: str, number: int | str) -> Path:
     return Path(repo_root) / STATE_DIR / "artifacts" / tag / str(number)
 
 
+def prune(folder: Path, keep: int, min_age_s: float = 0.0) -> list[Path]:
+    """Delete all but the ``keep`` newest experiment folders of exported models under ``folder``; folders
+    younger than ``min_age_s`` stay too (a parallel worker's verifier may be reading one)."""
+    try:
+        runs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+        now = time.time()
+        old = [p for p in runs[keep:] if now - p.stat().st_mtime >= min_age_s]
+    except OSError:
+        return []
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return old
+
+
 @dataclass(frozen=True)
 class Verification:
     """What one loop verifies after each clean run (see the module docstring). Picklable, so a remote
@@ -105,6 +120,7 @@ class Verification:
     budget_s: float = 300.0
     budget_tolerance: float = 0.1
     timeout_s: float = VERIFY_TIMEOUT_S
+    keep_artifacts: int = 3          # exported models kept per run (the newest), so a night of runs fits on disk
 
     @classmethod
     def of(cls, config: "Config", repo_root: str | Path) -> "Verification | None":
@@ -114,7 +130,8 @@ class Verification:
         if command is None and guard is None:
             return None
         return cls(metric=config.metric, command=command, guard=guard, tolerance=float(config.verify_tolerance),
-                   budget_s=float(config.time_budget_s), budget_tolerance=float(config.budget_tolerance))
+                   budget_s=float(config.time_budget_s), budget_tolerance=float(config.budget_tolerance),
+                   keep_artifacts=int(config.keep_artifacts))
 
     def check(self, result: RunResult, run_dir: str | Path, env: Mapping[str, str] | None,
               log_path: str | Path) -> RunResult:
@@ -138,6 +155,8 @@ class Verification:
             with tempfile.TemporaryDirectory(prefix="autoresearch-verify-") as cwd:
                 checked = run_command(model_command(folder, self.budget_s, self.budget_tolerance, not_before),
                                       cwd, log, timeout_s=self.timeout_s, env=env)
+            if folder:
+                prune(Path(folder).parent, self.keep_artifacts, min_age_s=self.timeout_s)
         else:
             checked = run_command(self.command or "", run_dir, log, timeout_s=self.timeout_s, env=env)
         verified = _number(checked.summary, self.metric)
@@ -170,4 +189,4 @@ class Verification:
                        flag_reason=f"guard {shlex.quote(self.guard or '')} failed ({how}):\n{tail}")
 
 
-__all__ = ["Verification", "resolve", "close_enough", "model_command", "artifact_dir", "MODEL", "AUTO"]
+__all__ = ["Verification", "resolve", "close_enough", "model_command", "artifact_dir", "prune", "MODEL", "AUTO"]

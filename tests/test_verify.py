@@ -13,7 +13,7 @@ from autoresearch_nb.config import Config
 from autoresearch_nb.errors import ConfigError
 from autoresearch_nb.records import RunResult, Status
 from autoresearch_nb.trial import classify
-from autoresearch_nb.verify import MODEL, Verification, close_enough, resolve
+from autoresearch_nb.verify import MODEL, Verification, close_enough, prune, resolve
 from autoresearch_nb.view import load_results
 from research_repo import cli, make_repo
 
@@ -122,3 +122,13 @@ def test_auto_is_decided_from_the_file_as_the_loop_opens(tmp_path: Path) -> None
 def test_the_verify_command_cannot_be_the_editable_file() -> None:
     with pytest.raises(ConfigError, match="editable"):
         Config(editable="score.py", verify="python score.py")
+
+
+def test_only_the_newest_exported_models_are_kept(tmp_path: Path) -> None:
+    import os
+
+    for i in range(5):
+        (tmp_path / str(i)).mkdir()
+        os.utime(tmp_path / str(i), (1000 + i, 1000 + i))
+    removed = prune(tmp_path, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["3", "4"] and len(removed) == 3
