@@ -67,9 +67,8 @@ def test_a_faked_score_is_tampered_a_failing_guard_refuses_and_an_honest_change_
     assert "X must not be negative, got -0.5" in negative.reason
     honest = by["X to 1"]
     assert honest.status == "keep" and honest.verified and honest.metric == pytest.approx(10.0)
-    tsv = (root / "results.tsv").read_text() if (root / "results.tsv").exists() else ""
-    if tsv:
-        assert "\tdiscard\tfake the score" in tsv
+    tsv = (root / ".autoresearch" / "results" / "v" / "results.tsv").read_text()
+    assert "\tdiscard\tfake the score" in tsv and "\tdiscard\tX negative" in tsv  # Karpathy's five statuses
 
 
 def test_without_verification_the_faked_score_is_kept_and_marked_unverified(tmp_path: Path) -> None:
