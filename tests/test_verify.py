@@ -131,3 +131,13 @@ def test_only_the_newest_exported_models_are_kept(tmp_path: Path) -> None:
         os.utime(tmp_path / str(i), (1000 + i, 1000 + i))
     removed = prune(tmp_path, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["3", "4"] and len(removed) == 3
+
+
+def test_parallel_workers_verify_and_guard_too(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"solve.py": SOLVE, "check.py": CHECK, "guard_check.py": GUARD,
+                                         "queue.toml": QUEUE})
+    done = run(root, "--verify", "python check.py", "--guard", "python guard_check.py", "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    statuses = dict(zip(load_results(root, "v")["description"], load_results(root, "v")["status"]))
+    assert statuses["fake the score"] == "tampered" and statuses["X negative"] == "guard_failed"
+    assert statuses["X to 1"] == "keep"
