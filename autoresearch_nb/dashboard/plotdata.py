@@ -173,8 +173,8 @@ def y_limits(curves: Sequence[Curve], head: float = 0.1) -> tuple[float, float] 
     return lo - pad, hi + pad
 
 
-TABLE_COLUMNS = ["number", "status", "metric", "delta", "effect_sigma", "n_runs", "duration_s", "cost_usd",
-                 "description", "reason"]
+TABLE_COLUMNS = ["number", "status", "metric", "verified", "delta", "effect_sigma", "n_runs", "duration_s",
+                 "cost_usd", "description", "reason"]
 USER_REJECTED = "rejected"
 
 
@@ -210,6 +210,9 @@ def table(results: "pd.DataFrame", metric: str | None = None, limit: int | None 
     # Runs behind the metric: blank for what never ran (a 0 would read as "ran zero times").
     out["n_runs"] = [int(n) if _num(n) else None for n in out["n_runs"]]
     out["n_runs"] = out["n_runs"].astype("Int64")
+    # whose number it is: the loop's verifier ("yes") or the run's own print ("unverified"); blank without one
+    out["verified"] = ["yes" if v is True or v == 1 else "unverified" if _num(m) is not None else ""
+                       for v, m in zip(out["verified"], out["metric"])]
     if metric and metric != "metric":
         out = out.rename(columns={"metric": metric})
     return pd.DataFrame(out)
