@@ -307,11 +307,10 @@ class Loop:
             running = rec.save(running.with_(pid=pid))
 
         rec.emit(EventKind.RUN_STARTED, running)
-        env = self._plan.env(seed, exp.number)
-        result = execute(self.config.command, self.workspace.path, log_path, env=env,
-                         timeout_s=self.config.hard_timeout_s, stop=self._stop, on_point=on_point,
-                         on_start=on_start, on_interrupt=lambda r: self._finish_run(running, r, points),
-                         stall_s=self.config.stall_s, verify=self._plan.verifier(self.workspace.path, env, log_path))
+        result = execute(self.config.command, self.workspace.path, log_path, env=self._plan.env(seed, exp.number),
+                         timeout_s=self.config.hard_timeout_s, stop=self._stop, on_point=on_point, on_start=on_start,
+                         on_interrupt=lambda r: self._finish_run(running, r, points), stall_s=self.config.stall_s,
+                         verify=self._plan.verifier(self.workspace.path, self._plan.env(seed, exp.number), log_path))
         return self._finish_run(running, result, points)
 
     def setup(self) -> None:
