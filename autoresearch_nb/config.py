@@ -43,6 +43,20 @@ class Config:
     record: tuple[str, ...] = setting(("peak_memory_mb",), "other summary keys shown as table columns "
                                                            "(comma-separated)")
     memory_key: str = setting("peak_memory_mb", "the summary key (MB) behind results.tsv's memory_gb column")
+    # verification (autoresearch_nb.verify): the loop, not the experiment, produces the number it decides on
+    verify: str | None = setting("auto", "a command run after each experiment in its run directory whose '---' "
+                                         "summary gives the metric; the run's printed number becomes a "
+                                         "cross-check. 'model': the built-in verifier of the harness's exported "
+                                         "model; 'auto' (default): 'model' for a harness train.py, else off; "
+                                         "'off': the run's own number")
+    verify_tolerance: float = setting(0.005, "a run whose printed metric differs from the verified one by more "
+                                             "than this (relative) is 'tampered'")
+    guard: str | None = setting(None, "a command run after each clean experiment in its run directory that must "
+                                      "exit 0 for a keep (e.g. the project's tests); else 'guard_failed'")
+    budget_tolerance: float = setting(0.1, "a run that trains past the time budget by more than this share "
+                                           "(the harness's clock) is 'over_budget'")
+    keep_artifacts: int = setting(3, "exported models (verify = 'model') kept per run, the newest; older ones "
+                                     "are deleted after each verification")
     # limits of one run
     time_budget_s: float = setting(300.0, "seconds of training per experiment (passed to the run as "
                                           "AUTORESEARCH_TIME_BUDGET)")
@@ -158,6 +172,16 @@ class Config:
                 raise ConfigError(f"notify command {self.notify!r} cannot be parsed: {e}") from None
         if int(self.gc_keep_last) < 0 or float(self.gc_keep_days) < 0:
             raise ConfigError("gc_keep_last and gc_keep_days must be >= 0")
+        if float(self.verify_tolerance) < 0 or float(self.budget_tolerance) < 0 or int(self.keep_artifacts) < 0:
+            raise ConfigError("verify_tolerance, budget_tolerance and keep_artifacts must be >= 0")
+        for name in ("verify", "guard"):
+            value = getattr(self, name)
+            try:
+                words = shlex.split(value) if value else []
+            except ValueError as e:
+                raise ConfigError(f"{name} command {value!r} cannot be parsed: {e}") from None
+            if self.editable in words and name == "verify":  # the verifier must not be the file under test
+                raise ConfigError(f"verify must run from a fixed file, not the editable {self.editable!r}")
         if self.max_cost_usd is not None and float(self.max_cost_usd) < 0:
             raise ConfigError(f"max_cost_usd must be >= 0, not {self.max_cost_usd!r}")
 

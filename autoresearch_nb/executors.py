@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from .records import CurvePoint, RunResult
 from .trial import StopSignal, execute
+from .verify import Verification
 
 PointSink = Callable[[int, CurvePoint], None]
 
@@ -39,6 +40,7 @@ class Job:
     log_path: str
     allow: tuple[str, ...] = ()        # secret-looking variables passed through on purpose (env_allow)
     stall_s: float | None = None       # the runner's stall watchdog (Config.stall_s); None: off
+    verification: Verification | None = None  # verify and guard after the run (autoresearch_nb.verify)
 
 
 @dataclass(frozen=True)
@@ -137,8 +139,11 @@ class LocalExecutor:
             slot.started.set()
 
         try:
+            check = job.verification
+            verify = None if check is None else (lambda r: check.check(r, slot.path, env, job.log_path))
             result = execute(job.command, slot.path, job.log_path, env=env, timeout_s=job.timeout_s, stop=slot.stop,
-                             on_point=lambda p: on_point(job.number, p), on_start=on_start, stall_s=job.stall_s)
+                             on_point=lambda p: on_point(job.number, p), on_start=on_start, stall_s=job.stall_s,
+                             verify=verify)
         finally:
             slot.started.set()  # a command that could not start never called on_start
         changed = tuple(self.workspace.worker_changes(slot.index))

@@ -308,9 +308,9 @@ class Loop:
 
         rec.emit(EventKind.RUN_STARTED, running)
         result = execute(self.config.command, self.workspace.path, log_path, env=self._plan.env(seed, exp.number),
-                         timeout_s=self.config.hard_timeout_s, stop=self._stop, on_point=on_point,
-                         on_start=on_start, on_interrupt=lambda r: self._finish_run(running, r, points),
-                         stall_s=self.config.stall_s)
+                         timeout_s=self.config.hard_timeout_s, stop=self._stop, on_point=on_point, on_start=on_start,
+                         on_interrupt=lambda r: self._finish_run(running, r, points), stall_s=self.config.stall_s,
+                         verify=self._plan.verifier(self.workspace.path, self._plan.env(seed, exp.number), log_path))
         return self._finish_run(running, result, points)
 
     def setup(self) -> None:

@@ -20,6 +20,11 @@ class Status(str, enum.Enum):
     INTERRUPTED = "interrupted"  # stopped by the user, a signal, or a dead loop process
     INVALID = "invalid"        # the proposal could not be applied (never ran)
     SKIPPED = "skipped"        # the proposal equals a file already tried in this run
+    # ran to the end, but the number cannot be trusted or the change must not be kept (autoresearch_nb.verify)
+    TAMPERED = "tampered"      # the run's printed metric disagrees with the verifier's beyond the tolerance
+    UNVERIFIED = "unverified"  # verification is on but the verifier gave no number (no artifact, no summary)
+    GUARD_FAILED = "guard_failed"  # the guard command (e.g. the project's tests) failed
+    OVER_BUDGET = "over_budget"  # trained longer than the time budget allows (the harness's clock)
 
     @property
     def finished(self) -> bool:
@@ -27,10 +32,18 @@ class Status(str, enum.Enum):
 
     @property
     def ran(self) -> bool:
-        return self in (Status.KEEP, Status.DISCARD, Status.CRASH, Status.TIMEOUT, Status.VIOLATION)
+        return self in (Status.KEEP, Status.DISCARD, Status.CRASH, Status.TIMEOUT, Status.VIOLATION) + REJECTED
+
+    @property
+    def rejected(self) -> bool:
+        """Ran cleanly, but verification or the guard refused it (never kept)."""
+        return self in REJECTED
 
     def __str__(self) -> str:  # so f-strings print "keep", not "Status.KEEP"
         return self.value
+
+
+REJECTED = (Status.TAMPERED, Status.UNVERIFIED, Status.GUARD_FAILED, Status.OVER_BUDGET)
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,12 @@ class RunResult:
     interrupted: bool = False
     stalled: bool = False        # killed by the stall watchdog (no output for stall_s); timed_out is True too
     points: tuple[CurvePoint, ...] = ()
+    # set by a verifier (autoresearch_nb.verify): the summary's metric is then the verifier's, ``claimed`` the
+    # run's own printed number, and ``flag`` a status that refuses the run (tampered, guard_failed...) with why
+    verified: bool = False
+    claimed: float | None = None
+    flag: Status | None = None
+    flag_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,10 @@ class Experiment:
     noise_sigma: float | None = None
     threshold: float | None = None
     effect_sigma: float | None = None
+    # verification (autoresearch_nb.verify): True when ``metric`` is the verifier's number, not the run's own;
+    # ``claimed`` is what the run printed (the cross-check)
+    verified: bool = False
+    claimed: float | None = None
 
     def with_(self, **changes: Any) -> "Experiment":
         """A copy with some fields changed."""

@@ -243,9 +243,11 @@ class Repeats:
                 self.recorder.save(exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
                                              reason=f"interrupted during a {purpose} run"))
 
-        result = execute(self.config.command, self.workspace.path, self.plan.log_path(label),
-                         env=self.plan.env(seed, number), timeout_s=self.config.hard_timeout_s, stop=self.stop,
-                         on_point=on_point, on_start=on_start, on_interrupt=on_interrupt, stall_s=self.config.stall_s)
+        env, log_path = self.plan.env(seed, number), self.plan.log_path(label)
+        result = execute(self.config.command, self.workspace.path, log_path, env=env,
+                         timeout_s=self.config.hard_timeout_s, stop=self.stop, on_point=on_point, on_start=on_start,
+                         on_interrupt=on_interrupt, stall_s=self.config.stall_s,
+                         verify=self.plan.verifier(self.workspace.path, env, log_path))
         if result.interrupted:
             return None, "interrupted", True
         changed = self.workspace.changed_paths()

@@ -12,7 +12,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _TSV_STATUS = {Status.KEEP: "keep", Status.DISCARD: "discard", Status.CRASH: "crash", Status.TIMEOUT: "crash",
-               Status.VIOLATION: "crash", Status.INTERRUPTED: "crash"}
+               Status.VIOLATION: "crash", Status.INTERRUPTED: "crash",
+               # refused by verification or the guard: ran and gave a number, but it is not kept
+               Status.TAMPERED: "discard", Status.GUARD_FAILED: "discard", Status.OVER_BUDGET: "discard",
+               Status.UNVERIFIED: "crash"}  # no trusted number at all
 
 
 def rows(experiments: list[Experiment], metric: str = "val_bpb", maximize: bool = False,
@@ -36,6 +39,9 @@ def rows(experiments: list[Experiment], metric: str = "val_bpb", maximize: bool 
             # the evidence behind the decision: each run's value, the floor σ, the threshold, effect in σ
             "n_runs": len(e.runs) or (1 if e.metric is not None else 0), "runs": list(e.runs),
             "noise_sigma": e.noise_sigma, "threshold": e.threshold, "effect_sigma": e.effect_sigma,
+            # verification: was the metric re-measured by the loop's verifier ("unverified" when off), and
+            # what the run itself printed
+            "verified": bool(e.verified), "claimed": e.claimed,
         }
         for key in record:
             row[key] = e.summary.get(key)

@@ -26,6 +26,8 @@ _DEFAULTS = {f.name: f.default for f in fields(Experiment) if f.default is not M
 
 def _sql_type(hint: Any) -> str:
     text = str(hint)
+    if "bool" in text:
+        return "INTEGER"
     if "dict" in text or "list" in text or "tuple" in text:
         return "TEXT"
     if "float" in text:
@@ -158,6 +160,8 @@ class Store:
                 v = json.loads(v) if v else ([] if name in _JSON_LISTS else {})
             elif name == "status":
                 v = Status(v)
+            elif name == "verified":
+                v = bool(v)
             elif v is None and name in ("input_tokens", "output_tokens", "cache_write_tokens",
                                         "cache_read_tokens"):
                 v = 0

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from .git import STATE_DIR
 from .records import CurvePoint, Experiment, RunResult, Status
 from .runner import Run, scrub_env
+from .verify import ENV_EXPORT, MODEL, Verification, artifact_dir
 
 if TYPE_CHECKING:
     from .config import Config
@@ -139,6 +140,8 @@ def classify(result: RunResult, metric: str, changed: Sequence[str] = (), editab
         status, reason = Status.TIMEOUT, result.error or "timeout"
     elif result.exit_code != 0 or result.failed:
         status, reason = Status.CRASH, result.error or f"exit code {result.exit_code}"
+    elif result.flag is not None:  # verification or the guard refused a clean run (autoresearch_nb.verify)
+        status, reason = result.flag, result.flag_reason
     elif value is None:
         status, reason = Status.CRASH, missing
     changed = violations(changed, editable)
@@ -154,7 +157,8 @@ def finished(exp: Experiment, result: RunResult, metric: str, changed: Sequence[
     training = result.summary.get("training_seconds")
     return exp.with_(status=verdict.status, reason=verdict.reason, metric=verdict.metric,
                      summary=dict(result.summary), exit_code=result.exit_code, error=result.error,
-                     ended_at=time.time(), wall_seconds=result.wall_s,
+                     ended_at=time.time(), wall_seconds=result.wall_s, verified=result.verified,
+                     claimed=result.claimed,
                      training_seconds=float(training) if isinstance(training, (int, float)) else None)
 
 
@@ -165,6 +169,13 @@ class Plan:
         self.repo_root = Path(repo_root)
         self.tag = tag
         self.config = config
+        self.verification = Verification.of(config, repo_root)  # decided once, from the file as the loop opens
+
+    def verifier(self, run_dir: str | Path, env: Mapping[str, str] | None,
+                 log_path: str | Path) -> Callable[[RunResult], RunResult] | None:
+        """:func:`execute`'s ``verify`` hook for one run, or None when verification and the guard are off."""
+        check = self.verification
+        return None if check is None else lambda result: check.check(result, run_dir, env, log_path)
 
     def seed(self, seed: int | None = None) -> int:
         """The seed a run gets: the one asked for, else the configured one, else the default."""
@@ -180,4 +191,6 @@ class Plan:
         extra = {"AUTORESEARCH_RUN": f"{self.tag}/{number}", "PYTHONUNBUFFERED": "1"}
         if seed is not None:  # the setup command gets neither a seed nor a budget
             extra.update(AUTORESEARCH_TIME_BUDGET=f"{self.config.time_budget_s:g}", AUTORESEARCH_SEED=str(seed))
+            if self.verification is not None and self.verification.command == MODEL:
+                extra[ENV_EXPORT] = str(artifact_dir(self.repo_root, self.tag, number))
         return scrub_env(allow=self.config.env_allow, extra=extra)

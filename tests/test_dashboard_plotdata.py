@@ -170,3 +170,13 @@ def test_noise_drawings_tag_their_artists():
     assert 'id="cumulative-band"' in svg and 'id="cumulative-line"' in svg
     c = plotdata.curve([CurvePoint(i, i * 0.1, 5 - i * 0.01) for i in range(5)], 10, "#2 w1", color="#9467bd")
     assert "#9467bd" in draw.to_svg(draw.curves_figure([c], 10))
+
+
+def test_table_says_whose_number_it_is_and_refused_rows_are_not_crash_red():
+    exps = [Experiment(0, "t", Status.KEEP, metric=1.0, verified=True),
+            Experiment(1, "t", Status.TAMPERED, metric=1.2, verified=True, claimed=0.5),
+            Experiment(2, "t", Status.DISCARD, metric=1.1),
+            Experiment(3, "t", Status.CRASH)]
+    out = plotdata.table(dataframe(exps))
+    assert list(out["verified"]) == ["", "unverified", "yes", "yes"]
+    assert plotdata.status_color("tampered") not in (plotdata.status_color("crash"), plotdata.status_color("keep"))

@@ -28,6 +28,8 @@ def sample(hint: object, i: int) -> object:
     text = str(hint)
     if "Status" in text:
         return Status.CRASH
+    if "bool" in text:
+        return True
     if "dict" in text:
         return {"val_bpb": 0.9979, "device": "cpu", "num_steps": 953}
     if "list[int]" in text:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .. import noise as _noise
-from ..records import CurvePoint, Status
+from ..records import REJECTED, CurvePoint, Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,6 +29,7 @@ COLORS = {"running": "#1f77b4", "keep": "#2ca02c", "discard": "#9e9e9e", "crash"
 # Live curves in flight at once, one colour each (by worker), none of them an outcome colour.
 LIVE_COLORS = ["#1f77b4", "#9467bd", "#17becf", "#e377c2", "#bcbd22", "#393b79"]
 FAILED = {Status.CRASH.value, Status.TIMEOUT.value, Status.VIOLATION.value}
+REJECTED_BY_CHECKS = {s.value for s in REJECTED}
 
 
 def status_color(status: Status | str) -> str:
@@ -38,6 +39,8 @@ def status_color(status: Status | str) -> str:
         return COLORS["crash"]
     if s == Status.INTERRUPTED.value:
         return COLORS["stopped"]
+    if s in REJECTED_BY_CHECKS:  # ran, but verification or the guard refused it: light red, not a crash
+        return "#ff9896"
     return COLORS.get(s, COLORS["discard"])
 
 
@@ -170,8 +173,8 @@ def y_limits(curves: Sequence[Curve], head: float = 0.1) -> tuple[float, float] 
     return lo - pad, hi + pad
 
 
-TABLE_COLUMNS = ["number", "status", "metric", "delta", "effect_sigma", "n_runs", "duration_s", "cost_usd",
-                 "description", "reason"]
+TABLE_COLUMNS = ["number", "status", "metric", "verified", "delta", "effect_sigma", "n_runs", "duration_s",
+                 "cost_usd", "description", "reason"]
 USER_REJECTED = "rejected"
 
 
@@ -207,6 +210,9 @@ def table(results: "pd.DataFrame", metric: str | None = None, limit: int | None 
     # Runs behind the metric: blank for what never ran (a 0 would read as "ran zero times").
     out["n_runs"] = [int(n) if _num(n) else None for n in out["n_runs"]]
     out["n_runs"] = out["n_runs"].astype("Int64")
+    # whose number it is: the loop's verifier ("yes") or the run's own print ("unverified"); blank without one
+    out["verified"] = ["yes" if v is True or v == 1 else "unverified" if _num(m) is not None else ""
+                       for v, m in zip(out["verified"], out["metric"])]
     if metric and metric != "metric":
         out = out.rename(columns={"metric": metric})
     return pd.DataFrame(out)

@@ -1,0 +1,87 @@
+"""The trained model, saved where the loop's verifier can score it without train.py's code.
+
+``H.export(model)`` at the end of training writes, into the directory the loop names in
+``AUTORESEARCH_EXPORT``:
+
+* ``model.pt2``: ``torch.export`` of the forward pass, token ids ``(EXPORT_BATCH, seq_len)`` -> logits, with the
+  harness's sequence length (weights and graph; no Python code of the run is needed to run it);
+* ``facts.json``: the training facts as the harness counted them: seconds and tokens from the first batch
+  ``H.Batches`` handed out to the export, the device, the tokenizer, torch's version.
+
+Run by hand (no ``AUTORESEARCH_EXPORT``), it does nothing. :mod:`autoresearch_nb.verifier` reads both.
+
+    >>> H.export(model)      # train.py, after the training loop, before H.report(...)    # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from . import constants as C
+from .runtime import device_class
+
+ENV_EXPORT = "AUTORESEARCH_EXPORT"   # the folder the loop gives a run for its exported model
+ARTIFACT = "model.pt2"
+FACTS = "facts.json"
+EXPORT_BATCH = 32                    # rows per call of the exported forward pass (the verifier pads the last)
+
+
+class _Clock:
+    """Seconds and tokens from the first training batch on, counted by :class:`~.data.Batches`."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.tokens = 0
+        self.tokenizer: str | None = None
+
+    def start(self, tokenizer: str) -> None:
+        """A training stream exists (``Batches``): remember its tokenizer, the one the verifier must use."""
+        self.tokenizer = tokenizer
+
+    def tick(self, tokens: int) -> None:
+        if self.first is None:
+            self.first = time.monotonic()
+        self.tokens += int(tokens)
+
+    def seconds(self) -> float | None:
+        return None if self.first is None else time.monotonic() - self.first
+
+
+CLOCK = _Clock()
+
+
+def export(model: torch.nn.Module, seq_len: int | None = None) -> Path | None:
+    """Export ``model`` (``model(ids) -> logits``) for the loop's verifier; returns the artifact's path, or None
+    when not run by the loop. Training time stops counting here."""
+    seconds, tokens = CLOCK.seconds(), CLOCK.tokens
+    folder = os.environ.get(ENV_EXPORT)
+    if not folder:
+        return None
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    device = next(model.parameters()).device
+    length = int(seq_len or C.SEQ_LEN[device_class(device)])
+    example = torch.zeros(EXPORT_BATCH, length, dtype=torch.long, device=device)
+    facts = {"training_seconds": seconds, "tokens": tokens, "tokenizer": CLOCK.tokenizer, "seq_len": length,
+             "batch": EXPORT_BATCH, "device": str(device), "torch": torch.__version__}
+    (out / ARTIFACT).unlink(missing_ok=True)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            program = torch.export.export(model, (example,), strict=False)
+        torch.export.save(program, str(out / ARTIFACT))
+    except Exception as e:  # the run still reports; the verifier turns this into the row's reason
+        facts["export_error"] = f"{type(e).__name__}: {' '.join(str(e).split())[:600]}"
+        print(f"H.export: the model could not be exported: {facts['export_error']}", flush=True)
+    finally:
+        model.train(was_training)
+    (out / FACTS).write_text(json.dumps(facts))
+    return None if "export_error" in facts else out / ARTIFACT
+
+
+__all__ = ["export", "ENV_EXPORT", "ARTIFACT", "FACTS", "EXPORT_BATCH", "CLOCK"]

@@ -1,0 +1,204 @@
+"""The loop's own scorer of a run's exported model: ``python -I -m autoresearch_nb.verifier --artifact-dir D``.
+
+Started by the loop (:mod:`autoresearch_nb.verify`, ``verify = "model"``) after a run, from the installed
+package, in isolated mode (``-I``: no ``PYTHONPATH``, no current directory on ``sys.path``), with its working
+directory outside the run directory. It
+
+1. reads the run's ``facts.json`` (written by ``H.export``: the harness's training clock, the tokenizer);
+2. loads ``model.pt2`` **weights-only**: ``torch.load`` is forced to ``weights_only=True`` and a request for
+   anything else (``torch.export.load``'s pickle fallback) raises, so loading never runs code from the run;
+3. checks every op of the graph against an allow-list (the ``aten`` and ``prims`` namespaces, without the
+   ops that touch files; higher-order ops only for autocast and grad mode);
+4. computes val_bpb with the pristine harness (``evaluate_bpb`` on the fixed evaluation bytes, the harness's
+   sequence length and precision), and prints it as the ``---`` summary with the facts and versions it used.
+
+A model that is missing, cannot load, uses a refused op or the wrong shapes gives ``verdict: unverified`` and a
+``reason``; training longer than the budget (the harness's clock) gives ``verdict: over_budget``. Exit 0 only
+with a number. Not covered: the training process itself runs the agent's code, so it could patch the harness's
+clock or write a model trained on anything it can read; see the README's "Verification" section.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import operator
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REFUSED_ATEN = {"from_file", "_print", "save", "load", "_debug_has_internal_overlap"}
+HIGHER_ORDER = {"wrap_with_autocast", "wrap_with_set_grad_enabled"}
+ALLOWED_NAMESPACES = {"aten", "prims"}
+# Seconds past the budget the harness's clock may show, per device class, before the budget tolerance applies:
+# the untimed warm-up (compilation on CUDA) and the first batch, which a run cannot skip.
+UNTIMED_ALLOWANCE_S = {"cpu": 10.0, "mps": 20.0, "cuda": 60.0}
+
+
+class Refused(Exception):
+    """The artifact cannot be verified: the reason goes to the row."""
+
+
+class OverBudget(Exception):
+    """The harness's clock shows training past the budget."""
+
+
+def strict_torch_load() -> None:
+    """Make ``torch.load`` weights-only in this process, with no way back (no pickle fallback)."""
+    import torch
+
+    original = torch.load
+
+    def load(*args: Any, weights_only: Any = True, **kwargs: Any) -> Any:
+        if weights_only is not True:
+            raise Refused("the artifact needs a full (pickle) load; only weights-only loading is allowed")
+        return original(*args, weights_only=True, **kwargs)
+
+    torch.load = load  # type: ignore[assignment]
+
+
+def op_name(target: Any) -> str:
+    if target is operator.getitem:
+        return "getitem"
+    return str(getattr(target, "__name__", None) if not hasattr(target, "_schema") else target)
+
+
+def check_ops(program: Any) -> int:
+    """Raise :class:`Refused` for an op outside the allow-list; return how many calls were checked."""
+    count = 0
+    for module in program.graph_module.modules():
+        graph = getattr(module, "graph", None)
+        for node in graph.nodes if graph is not None else ():
+            if node.op != "call_function":
+                continue
+            count += 1
+            target = node.target
+            if target is operator.getitem:
+                continue
+            if hasattr(target, "_schema"):  # an OpOverload: "aten.linear.default"
+                namespace, name = str(target).split(".")[:2]
+                if namespace in ALLOWED_NAMESPACES and name not in REFUSED_ATEN:
+                    continue
+                raise Refused(f"the exported graph calls {target}, which is not allowed")
+            if getattr(target, "__name__", None) in HIGHER_ORDER:
+                continue
+            raise Refused(f"the exported graph calls {op_name(target)!r}, which is not allowed")
+    return count
+
+
+def read_facts(folder: Path, not_before: float | None) -> dict[str, Any]:
+    """The run's facts.json, checked: present, fresh, an object, and with the model beside it."""
+    path, model = folder / "facts.json", folder / "model.pt2"
+    if not path.is_file():
+        raise Refused(f"no exported model in {folder}: train.py must call H.export(model) after training")
+    if not_before is not None and path.stat().st_mtime < not_before:
+        # a leftover of an earlier run with the same number (a repeat, a resume) must not stand in for this one
+        raise Refused("the exported model is older than this run (a leftover): H.export(model) was not called")
+    try:
+        facts = json.loads(path.read_text()[:1_000_000])
+    except (OSError, ValueError) as e:
+        raise Refused(f"facts.json is unreadable: {e}") from None
+    if not isinstance(facts, dict):
+        raise Refused("facts.json is not an object")
+    if facts.get("export_error"):
+        raise Refused(f"the model could not be exported ({str(facts['export_error'])[:600]}): the forward pass "
+                      "must be torch.export-able (token ids -> logits, no data-dependent Python control flow)")
+    if not model.is_file() or (not_before is not None and model.stat().st_mtime < not_before):
+        raise Refused(f"no fresh exported model in {folder}: train.py must call H.export(model) after training")
+    return facts
+
+
+class Padded:
+    """The exported forward pass on any number of rows: pads a short batch to the exported one."""
+
+    def __init__(self, forward: Any, batch: int) -> None:
+        self.forward, self.batch = forward, batch
+
+    def __call__(self, x: Any) -> Any:
+        import torch
+
+        n = x.size(0)
+        if n > self.batch:
+            return torch.cat([self(x[i:i + self.batch]) for i in range(0, n, self.batch)])
+        if n < self.batch:
+            x = torch.cat([x, x.new_zeros(self.batch - n, x.size(1))])
+        return self.forward(x)[:n]
+
+
+def verify(folder: Path, budget_s: float | None, tolerance: float, not_before: float | None) -> dict[str, Any]:
+    """The summary of one artifact (see the module docstring)."""
+    import torch
+
+    from . import harness as H
+    from .harness import constants as C
+    from .harness.export import EXPORT_BATCH
+
+    facts = read_facts(folder, not_before)
+    device = H.device()
+    cls = H.device_class(device)
+    seconds = facts.get("training_seconds")
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        raise Refused("the harness counted no training: draw the training data through H.Batches")
+    if budget_s is not None:
+        limit = budget_s * (1 + tolerance) + UNTIMED_ALLOWANCE_S[cls]
+        if seconds > limit:
+            raise OverBudget(f"trained {seconds:.1f} s by the harness's clock, over the budget of {budget_s:g} s "
+                             f"(limit {limit:.1f} s with the tolerance and warm-up allowance)")
+    seq_len = C.SEQ_LEN[cls]
+    if facts.get("seq_len") != seq_len or facts.get("batch") != EXPORT_BATCH:
+        raise Refused(f"the model was exported for rows of {facts.get('seq_len')} tokens, the harness's are "
+                      f"{seq_len}: call H.export(model) without changing its shape")
+    tokenizer_name = facts.get("tokenizer")
+    if not isinstance(tokenizer_name, str):
+        raise Refused("no harness tokenizer was used (H.Batches records it)")
+    strict_torch_load()
+    started = time.perf_counter()
+    try:
+        program = torch.export.load(str(folder / "model.pt2"))
+    except Refused:
+        raise
+    except Exception as e:  # a broken or hostile file: whatever it raises is the reason
+        raise Refused(f"the exported model does not load: {type(e).__name__}: {e}") from None
+    ops = check_ops(program)
+    corpus = H.load_corpus()
+    tokenizer = H.get_tokenizer(corpus, tokenizer_name)
+    forward = program.module()
+    dtype = torch.bfloat16 if H.fast_bf16(device) else None
+    try:
+        bpb = H.evaluate_bpb(Padded(forward, EXPORT_BATCH), corpus, tokenizer, seq_len=seq_len,
+                             batch_size=EXPORT_BATCH, device=device, dtype=dtype)
+    except Exception as e:
+        raise Refused(f"the exported model does not run on the evaluation rows: {type(e).__name__}: {e}") from None
+    if not math.isfinite(bpb):
+        raise Refused(f"the exported model scores val_bpb = {bpb}")
+    return {"val_bpb": round(bpb, 6), "training_seconds": round(float(seconds), 1),
+            "verify_seconds": round(time.perf_counter() - started, 2), "graph_ops": ops,
+            "corpus": corpus.fingerprint, "tokenizer": tokenizer_name, "eval_bytes": len(H.eval_bytes(corpus, device)),
+            "torch": torch.__version__, "verifier": "autoresearch_nb.verifier/1"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -I -m autoresearch_nb.verifier")
+    parser.add_argument("--artifact-dir", required=True, type=Path)
+    parser.add_argument("--budget", type=float, default=None, help="the run's training budget, in seconds")
+    parser.add_argument("--budget-tolerance", type=float, default=0.1)
+    parser.add_argument("--not-before", type=float, default=None, help="an artifact older than this is stale")
+    args = parser.parse_args(argv)
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"  # belt and braces with strict_torch_load
+    try:
+        summary = verify(args.artifact_dir, args.budget, args.budget_tolerance, args.not_before)
+    except (Refused, OverBudget) as e:
+        verdict = "over_budget" if isinstance(e, OverBudget) else "unverified"
+        print(f"---\nverdict: {verdict}\nreason: {' '.join(str(e).split())}", flush=True)
+        return 1
+    print("---")
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

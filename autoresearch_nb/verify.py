@@ -1,0 +1,192 @@
+"""The number the loop decides on comes from the loop, not from the experiment: verification and the guard.
+
+After a clean run, :meth:`Verification.check` runs
+
+* the **verify** command (a setting): in the run's directory, with the run's environment, after the run has
+  ended; its ``---`` summary gives the metric the loop decides on. The run's own printed number becomes a
+  cross-check: beyond ``verify_tolerance`` the row is ``tampered``, with both numbers in its reason. A verify
+  command that gives no number makes the row ``unverified`` (never kept), with its error as the reason.
+  ``verify = "model"`` is the built-in verifier of the repository's ``train.py``: a fresh
+  ``python -I`` process of this package (:mod:`autoresearch_nb.verifier`), started outside the run directory,
+  that re-scores the model the harness exported (``H.export(model)``) on the fixed evaluation bytes.
+* the **guard** command (a setting): must exit 0 for a keep (the project's tests, "the optimised function still
+  returns the right answer"); otherwise the row is ``guard_failed`` with the tail of its output.
+
+What this does not protect against: a verify or guard command that reads files the run wrote (it runs in the
+run directory by design), and a run that rewrites the verify script itself is caught only as a ``violation``
+(the loop's check for files changed besides the editable one). See the README's "Verification" section.
+
+>>> v = Verification(metric="score", command="python check.py", guard=None)   # doctest: +SKIP
+>>> result = v.check(result, run_dir, env, log_path)                           # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import math
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .git import STATE_DIR
+from .records import RunResult, Status
+from .runner import log_tail, run_command
+
+if TYPE_CHECKING:
+    from .config import Config
+
+ENV_EXPORT = "AUTORESEARCH_EXPORT"  # = harness.export.ENV_EXPORT (not imported: the harness imports torch)
+MODEL = "model"          # verify = "model": the built-in verifier of the harness's exported model
+AUTO = "auto"            # the default: "model" when the editable file is a harness train.py, else off
+OFF = ("off", "none", "false", "")
+VERIFY_TIMEOUT_S = 600.0  # a verify or guard command's own hard limit (the run's budget does not cover it)
+GUARD_TAIL_LINES = 20
+
+
+def resolve(config: "Config", repo_root: str | Path) -> str | None:
+    """The verify command a run uses: ``config.verify``, with ``auto`` decided once from the editable file as
+    it is when the loop opens (so an agent cannot turn verification off by editing it)."""
+    value = (config.verify or "").strip()
+    if value.lower() in OFF:
+        return None
+    if value.lower() != AUTO:
+        return value
+    path = Path(repo_root) / config.editable
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    uses_harness = "autoresearch_nb" in text and "harness" in text and "H.export(" in text
+    return MODEL if uses_harness and config.metric == "val_bpb" else None
+
+
+def close_enough(claimed: float, verified: float, tolerance: float) -> bool:
+    """True when the run's printed number agrees with the verified one: within ``tolerance`` relative to the
+    verified value (absolute for values under 1 in magnitude)."""
+    return abs(claimed - verified) <= tolerance * max(abs(verified), 1.0)
+
+
+def _number(summary: Mapping[str, object], key: str) -> float | None:
+    value = summary.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        return None
+    return float(value)
+
+
+def model_command(artifact_dir: str | Path, budget_s: float, budget_tolerance: float,
+                  not_before: float | None = None) -> list[str]:
+    """The built-in verifier's command: this package's own copy (never the run directory's), isolated mode."""
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    boot = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from autoresearch_nb.verifier import main; "
+            "raise SystemExit(main(sys.argv[1:]))")
+    argv = [sys.executable, "-I", "-c", boot, package_parent, "--artifact-dir", str(Path(artifact_dir).resolve()),
+            "--budget", f"{budget_s:g}", "--budget-tolerance", f"{budget_tolerance:g}"]
+    return argv + (["--not-before", f"{not_before:.3f}"] if not_before is not None else [])
+
+
+def artifact_dir(repo_root: str | Path, tag: str, number: int | str) -> Path:
+    """Where run ``number`` exports its model (``AUTORESEARCH_EXPORT``): under the loop's state, not the
+    checkout, so the export is not a change to the repository."""
+    return Path(repo_root) / STATE_DIR / "artifacts" / tag / str(number)
+
+
+def prune(folder: Path, keep: int, min_age_s: float = 0.0) -> list[Path]:
+    """Delete all but the ``keep`` newest experiment folders of exported models under ``folder``; folders
+    younger than ``min_age_s`` stay too (a parallel worker's verifier may be reading one)."""
+    try:
+        runs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+        now = time.time()
+        old = [p for p in runs[keep:] if now - p.stat().st_mtime >= min_age_s]
+    except OSError:
+        return []
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return old
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What one loop verifies after each clean run (see the module docstring). Picklable, so a remote
+    executor can carry it."""
+
+    metric: str
+    command: str | None = None       # a verify command, MODEL, or None (the run's own number stands)
+    guard: str | None = None
+    tolerance: float = 0.005
+    budget_s: float = 300.0
+    budget_tolerance: float = 0.1
+    timeout_s: float = VERIFY_TIMEOUT_S
+    keep_artifacts: int = 3          # exported models kept per run (the newest), so a night of runs fits on disk
+
+    @classmethod
+    def of(cls, config: "Config", repo_root: str | Path) -> "Verification | None":
+        """The verification a config asks for, or None when neither verify nor guard is set."""
+        command = resolve(config, repo_root)
+        guard = (config.guard or "").strip() or None
+        if command is None and guard is None:
+            return None
+        return cls(metric=config.metric, command=command, guard=guard, tolerance=float(config.verify_tolerance),
+                   budget_s=float(config.time_budget_s), budget_tolerance=float(config.budget_tolerance),
+                   keep_artifacts=int(config.keep_artifacts))
+
+    def check(self, result: RunResult, run_dir: str | Path, env: Mapping[str, str] | None,
+              log_path: str | Path) -> RunResult:
+        """``result`` verified and guarded; a run that crashed, timed out or was stopped is left as it is."""
+        if result.interrupted or result.timed_out or result.exit_code != 0 or result.failed:
+            return result
+        log = Path(log_path)
+        if self.command is not None:
+            result = self._verified(result, run_dir, env, log.with_suffix(".verify.log"))
+        if result.flag is None and self.guard is not None:
+            result = self._guarded(result, run_dir, env, log.with_suffix(".guard.log"))
+        return result
+
+    def _verified(self, result: RunResult, run_dir: str | Path, env: Mapping[str, str] | None,
+                  log: Path) -> RunResult:
+        claimed = _number(result.summary, self.metric)
+        if self.command == MODEL:
+            folder = (env or {}).get(ENV_EXPORT, "")
+            not_before = time.time() - result.wall_s - 1.0  # an older artifact is a leftover, not this run's
+            # cwd outside the run directory, so nothing the run left there is imported or read by accident
+            with tempfile.TemporaryDirectory(prefix="autoresearch-verify-") as cwd:
+                checked = run_command(model_command(folder, self.budget_s, self.budget_tolerance, not_before),
+                                      cwd, log, timeout_s=self.timeout_s, env=env)
+            if folder:
+                prune(Path(folder).parent, self.keep_artifacts, min_age_s=self.timeout_s)
+        else:
+            checked = run_command(self.command or "", run_dir, log, timeout_s=self.timeout_s, env=env)
+        verified = _number(checked.summary, self.metric)
+        summary = {k: v for k, v in result.summary.items() if k != self.metric}
+        if checked.summary.get("verdict") == Status.OVER_BUDGET.value:
+            return replace(result, summary=summary, claimed=claimed, flag=Status.OVER_BUDGET,
+                           flag_reason=str(checked.summary.get("reason") or "trained past the time budget"))
+        if verified is None or checked.exit_code != 0 or checked.timed_out:
+            why = checked.summary.get("reason") or checked.error or f"no {self.metric!r} in its summary"
+            tail = log_tail(log, 5)
+            return replace(result, summary=summary, claimed=claimed, flag=Status.UNVERIFIED,
+                           flag_reason=f"verification failed: {why} (see {log})" + (f":\n{tail}" if tail else ""))
+        summary.update(checked.summary)  # the verifier's facts (training time, holdout, versions) win
+        summary[self.metric] = verified
+        out = replace(result, summary=summary, verified=True, claimed=claimed)
+        if claimed is not None and not close_enough(claimed, verified, self.tolerance):
+            return replace(out, flag=Status.TAMPERED,
+                           flag_reason=f"the run printed {self.metric} = {claimed:.6g}, the verifier measured "
+                                       f"{verified:.6g} (tolerance {self.tolerance:g})")
+        return out
+
+    def _guarded(self, result: RunResult, run_dir: str | Path, env: Mapping[str, str] | None,
+                 log: Path) -> RunResult:
+        checked = run_command(self.guard or "", run_dir, log, timeout_s=self.timeout_s, env=env)
+        if checked.exit_code == 0 and not checked.timed_out:
+            return result
+        how = checked.error or f"exit code {checked.exit_code}"
+        tail = log_tail(log, GUARD_TAIL_LINES)
+        return replace(result, flag=Status.GUARD_FAILED,
+                       flag_reason=f"guard {shlex.quote(self.guard or '')} failed ({how}):\n{tail}")
+
+
+__all__ = ["Verification", "resolve", "close_enough", "model_command", "artifact_dir", "prune", "MODEL", "AUTO"]

@@ -1,0 +1,105 @@
+"""PYTHONPATH=. python -m pytest -q tests/test_verifier.py
+
+The model verifier on the repository's own train.py (a tiny copy, 2 s budgets): every cheat of
+benchmarks/integrity.py goes through the real CLI and gets its status, an honest change is still kept; and the
+verifier's own refusals (pickle, refused ops, leftovers, no harness clock) one by one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from autoresearch_nb.harness.export import ENV_EXPORT as HARNESS_ENV_EXPORT
+from autoresearch_nb.verifier import Refused, check_ops, read_facts
+from autoresearch_nb.verify import ENV_EXPORT
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import integrity  # noqa: E402
+
+
+def test_every_cheat_is_caught_and_an_honest_change_is_kept(tmp_path: Path) -> None:
+    rows, overhead = integrity.table(2, tmp_path, control=False)
+    got = {r["description"]: r for r in rows}
+    assert got["baseline"]["status"] == "keep" and got["baseline"]["verified"] is not None
+    for description, _, _, expected in integrity.CHEATS:
+        assert got[description]["status"] == expected, got[description]
+    monkeypatched = got["evaluate_bpb monkeypatched"]
+    assert monkeypatched["printed"] == pytest.approx(monkeypatched["verified"] / 2, rel=1e-3)
+    assert "printed val_bpb" in monkeypatched["reason"] and "verifier measured" in monkeypatched["reason"]
+    assert "H.export" in got["fake summary without training"]["reason"]
+    assert "could not be exported" in got["model that cannot be exported"]["reason"]
+    assert "by the harness's clock" in got["training past the budget"]["reason"]
+    honest = got[integrity.HONEST[0]]
+    assert honest["status"] == "keep" and honest["verified"] == pytest.approx(honest["printed"], rel=0.005)
+    assert overhead is not None and overhead > 0
+
+
+def test_without_verification_the_fake_summary_is_kept(tmp_path: Path) -> None:
+    # the control: the loop believes the run when verify is off, so the test above can fail
+    env = integrity.env_for(tmp_path, integrity.corpus(tmp_path))
+    df = integrity.run_loop(integrity.make_repo(tmp_path / "off", [integrity.CHEATS[0]]), env, 2, "--verify", "off")
+    row = df[df["description"] == integrity.CHEATS[0][0]].iloc[0]
+    assert row["status"] == "keep" and row["metric"] == 0.5 and not row["verified"]
+
+
+def test_the_loop_and_the_harness_name_the_same_export_variable() -> None:
+    assert ENV_EXPORT == HARNESS_ENV_EXPORT
+
+
+def _facts(folder: Path, **facts: object) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.pt2").write_bytes(b"not a model")
+    (folder / "facts.json").write_text(json.dumps(facts))
+    return folder
+
+
+def test_a_leftover_artifact_is_refused(tmp_path: Path) -> None:
+    folder = _facts(tmp_path / "a", training_seconds=1.0)
+    assert read_facts(folder, None)["training_seconds"] == 1.0
+    with pytest.raises(Refused, match="older than this run"):
+        read_facts(folder, time.time() + 5)
+
+
+def test_an_export_error_is_the_reason(tmp_path: Path) -> None:
+    folder = _facts(tmp_path / "a", export_error="GuardOnDataDependentSymNode: idx.sum() > 0")
+    with pytest.raises(Refused, match="could not be exported .*idx.sum"):
+        read_facts(folder, None)
+
+
+def test_refused_ops_are_named() -> None:
+    graph = torch.fx.Graph()
+    x = graph.placeholder("x")
+    y = graph.call_function(torch.ops.aten.relu.default, (x,))
+    graph.output(y)
+    program = type("P", (), {"graph_module": torch.fx.GraphModule(torch.nn.Module(), graph)})()
+    assert check_ops(program) == 1
+    bad = torch.fx.Graph()
+    x = bad.placeholder("x")
+    bad.call_function(torch.ops.aten.from_file.default, ("/etc/passwd",))
+    bad.call_function(os.system, ("true",))
+    bad.output(x)
+    program = type("P", (), {"graph_module": torch.fx.GraphModule(torch.nn.Module(), bad)})()
+    with pytest.raises(Refused, match="aten.from_file"):
+        check_ops(program)
+
+
+def test_loading_never_falls_back_to_pickle(tmp_path: Path) -> None:
+    # a real process, as the verifier runs: after strict_torch_load a full unpickling request raises
+    code = ("import io, torch, collections\n"
+            "from autoresearch_nb.verifier import strict_torch_load, Refused\n"
+            "buf = io.BytesIO(); torch.save(collections.Counter(a=1), buf); buf.seek(0)\n"
+            "strict_torch_load()\n"
+            "try:\n    torch.load(buf, weights_only=False)\nexcept Refused as e:\n    print('refused:', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "refused: the artifact needs a full (pickle) load" in out.stdout
