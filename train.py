@@ -284,7 +284,7 @@ def main():
         if training_time >= TIME_BUDGET:
             break
 
-    H.export(model)  # the loop's verifier re-scores this exported model (the one constraint: it must export)
+    H.export(model, dtype=dtype)  # the loop's verifier re-scores this exported model (the one constraint: it must export)
     H.report(model, corpus, tokenizer, training_seconds=training_time, num_steps=step,
              total_tokens=timed_tokens, flops_per_token=flops_per_token, depth=DEPTH, device=DEVICE, dtype=dtype)
 

@@ -165,7 +165,8 @@ def verify(folder: Path, budget_s: float | None, tolerance: float, not_before: f
     corpus = H.load_corpus()
     tokenizer = H.get_tokenizer(corpus, tokenizer_name)
     forward = program.module()
-    dtype = torch.bfloat16 if H.fast_bf16(device) else None
+    # The precision the run evaluated with (its facts); only fp32 or bf16 autocast, whatever the facts claim.
+    dtype = torch.bfloat16 if facts.get("autocast") == "bfloat16" else None
     try:
         bpb = H.evaluate_bpb(Padded(forward, EXPORT_BATCH), corpus, tokenizer, seq_len=seq_len,
                              batch_size=EXPORT_BATCH, device=device, dtype=dtype)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 # the tiny model of tests/test_train.py, with a learning rate low enough that restoring it is a real gain
 TINY = {"DEPTH": "1", "ASPECT_RATIO": "32", "HEAD_DIM": "16", "BATCH_SIZE": "4", "GRAD_ACCUM": "1",
-        "TOKENIZER": '"byte"', "LR": "3e-4", "EMBED_LR": "1e-3"}
+        "TOKENIZER": '"byte"', "LR": "3e-4", "MUON_LR": "0.02", "EMBED_LR": "1e-3"}
 HARNESS_LINE = "from autoresearch_nb import harness as H\n"
 # (description, search, replace, the status verification must give)
 CHEATS = [
@@ -41,10 +41,12 @@ CHEATS = [
                     "_E.eval_bytes = lambda corpus, dev=None: b'\\n' * 4000\n", "tampered"),
     ("training past the budget", "TIME_BUDGET = H.time_budget(DEVICE)",
      "TIME_BUDGET = 3 * H.time_budget(DEVICE) + 15", "over_budget"),
-    ("model that cannot be exported", "        T = idx.size(1)\n",
-     "        T = idx.size(1)\n        if int(idx.sum()) > 0:\n            idx = idx.clone()\n", "unverified"),
+    ("model that cannot be exported", "        rope = self.rope[:, :idx.size(1)]\n",
+     "        rope = self.rope[:, :idx.size(1)]\n        if int(idx.sum()) > 0:  # data-dependent: no export\n"
+     "            idx = idx.clone()\n", "unverified"),
 ]
-HONEST = ("honest: restore the learning rates", "LR = 3e-4\nEMBED_LR = 1e-3", "LR = 3e-3\nEMBED_LR = 1e-2", "keep")
+HONEST = ("honest: restore the learning rates", "LR = 3e-4\nMUON_LR = 0.02\nEMBED_LR = 1e-3",
+          "LR = 3e-3\nMUON_LR = 0.02\nEMBED_LR = 1e-2", "keep")
 
 
 def tiny_train() -> str:

@@ -54,9 +54,10 @@ class _Clock:
 CLOCK = _Clock()
 
 
-def export(model: torch.nn.Module, seq_len: int | None = None) -> Path | None:
+def export(model: torch.nn.Module, seq_len: int | None = None, dtype: torch.dtype | None = None) -> Path | None:
     """Export ``model`` (``model(ids) -> logits``) for the loop's verifier; returns the artifact's path, or None
-    when not run by the loop. Training time stops counting here."""
+    when not run by the loop. Training time stops counting here. ``dtype``: the autocast precision the run
+    evaluates with (None or ``torch.bfloat16``), so the verifier scores the model the way the run did."""
     seconds, tokens = CLOCK.seconds(), CLOCK.tokens
     folder = os.environ.get(ENV_EXPORT)
     if not folder:
@@ -67,7 +68,8 @@ def export(model: torch.nn.Module, seq_len: int | None = None) -> Path | None:
     length = int(seq_len or C.SEQ_LEN[device_class(device)])
     example = torch.zeros(EXPORT_BATCH, length, dtype=torch.long, device=device)
     facts = {"training_seconds": seconds, "tokens": tokens, "tokenizer": CLOCK.tokenizer, "seq_len": length,
-             "batch": EXPORT_BATCH, "device": str(device), "torch": torch.__version__}
+             "batch": EXPORT_BATCH, "device": str(device), "torch": torch.__version__,
+             "autocast": "bfloat16" if dtype == torch.bfloat16 else None}
     (out / ARTIFACT).unlink(missing_ok=True)
     was_training = model.training
     model.eval()
