@@ -31,10 +31,14 @@ TARGET = textwrap.dedent("""\
     print(f"worker: {os.environ.get('AUTORESEARCH_WORKER')}")
     print(f"threads: {os.environ.get('OMP_NUM_THREADS')}")
 """)
+# The same target held open until GATE (set by an edit) names a file that exists: a test decides when a run
+# ends, without a clock.
+GATED = TARGET.replace("import os, time\n", "import os, time\nGATE = ''\n").replace(
+    "time.sleep(SLEEP)\n", "time.sleep(SLEEP)\nwhile GATE and not os.path.exists(GATE):\n    time.sleep(0.02)\n")
 PLAIN = dict(metric="score", time_budget_s=5, timeout_s=60, noise_repeats=1, noise_k=0)
 
 
-FILES = {"train.py": TARGET}
+FILES = {"train.py": GATED}
 
 
 @pytest.fixture()
@@ -60,6 +64,12 @@ class Agent:
         raise QueueExhausted("done")
 
 
+def release_when_decided(loop: Loop, description: str, gate: Path) -> None:
+    """Create ``gate`` once the experiment ``description`` is decided (a run waiting on it is then stale)."""
+    loop.subscribe(lambda e: e.kind == EventKind.DECIDED and e.experiment.description == description
+                   and gate.touch())
+
+
 def assert_linear_chain(repo: Path, loop: Loop) -> None:
     """Kept commits form one chain on the branch, each measured on exactly its own code."""
     kept = [e for e in loop.experiments if e.status == Status.KEEP]
@@ -74,9 +84,17 @@ def assert_linear_chain(repo: Path, loop: Loop) -> None:
 
 def test_two_workers_run_at_once_and_keep_a_linear_chain(repo: Path) -> None:
     agent = Agent([("A", "A = 0", "A = 1"), ("B", "B = 0", "B = 1"), ("C", "C = 0", "C = 1")])
-    starts: list[float] = []
+    flying: set[int] = set()
+    most = [0]
+
+    def count(e) -> None:
+        if e.kind == EventKind.RUN_STARTED:
+            flying.add(e.experiment.number)
+            most[0] = max(most[0], len(flying))
+        elif e.kind == EventKind.RUN_FINISHED:
+            flying.discard(e.experiment.number)
     with Loop.open(repo, tag="p", agent=agent, workers=2, **PLAIN) as loop:
-        loop.subscribe(lambda e: e.kind == EventKind.RUN_STARTED and starts.append(time.monotonic()))
+        loop.subscribe(count)
         loop.optimize()
         exps = loop.experiments
         assert_linear_chain(repo, loop)
@@ -85,13 +103,14 @@ def test_two_workers_run_at_once_and_keep_a_linear_chain(repo: Path) -> None:
         assert workers == {0, 1}
         assert exps[1].summary["threads"] == max(1, (os.cpu_count() or 1) // 2)
     assert 1 in agent.in_flight_seen  # the agent saw an experiment in flight when asked for the next
-    # Two experiments started within one run's time of each other: they overlapped.
-    assert any(b - a < 0.5 for a, b in zip(starts[1:], starts[2:]))
+    assert most[0] == 2  # two experiments were in flight at once (with one worker this is 1)
 
 
-def test_simultaneous_improvements_are_reapplied_not_combined_blindly(repo: Path) -> None:
-    agent = Agent([("A", "A = 0", "A = 1"), ("B", "B = 0", "B = 1")])
+def test_simultaneous_improvements_are_reapplied_not_combined_blindly(repo: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"  # B finishes only after A is decided: B is stale by construction
+    agent = Agent([("A", "A = 0", "A = 1"), ("B", "B = 0", f"B = 1\nGATE = {str(gate)!r}")])
     with Loop.open(repo, tag="s", agent=agent, workers=2, **PLAIN) as loop:
+        release_when_decided(loop, "A", gate)
         loop.optimize()
         exps = {e.description: e for e in loop.experiments}
         first, second = exps["A"], exps["B"]
@@ -103,11 +122,17 @@ def test_simultaneous_improvements_are_reapplied_not_combined_blindly(repo: Path
         assert_linear_chain(repo, loop)
 
 
-def test_stale_result_that_did_not_improve_is_discarded(repo: Path) -> None:
-    agent = Agent([("A", "A = 0", "A = 1"), ("B worse", "B = 0", "B = -5")])
+def test_stale_result_that_did_not_improve_is_discarded(repo: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    agent = Agent([("A", "A = 0", "A = 1"), ("B worse", "B = 0", f"B = -5\nGATE = {str(gate)!r}")])
     with Loop.open(repo, tag="w", agent=agent, workers=2, **PLAIN) as loop:
+        release_when_decided(loop, "A", gate)
         loop.optimize()
+        a = next(e for e in loop.experiments if e.description == "A")
         worse = next(e for e in loop.experiments if e.description == "B worse")
+        assert a.status == Status.KEEP
+        assert worse.parent_sha == loop.experiments[0].sha != a.sha
+        assert worse.reason.startswith("stale parent #0: "), worse.reason
         assert worse.status == Status.DISCARD and "re-applied" not in worse.reason
         assert not any(e.description.startswith("re-applied") for e in loop.experiments)
 
@@ -127,7 +152,9 @@ def test_workers_running_together_are_both_stopped(repo: Path) -> None:
         loop.subscribe(on)
         thread = loop.start()
         assert running.wait(20)
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30  # both train.py processes exist before the stop
+        while len(runs_of("y/")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         t0 = time.monotonic()
         loop.stop(force=True)
         thread.join(20)
@@ -224,5 +251,5 @@ def test_ray_worker_killed_mid_run_is_interrupted(repo: Path, ray_instance) -> N
         exps = {e.number: e for e in loop.experiments}
         assert exps[1].status == Status.INTERRUPTED and "lost" in exps[1].reason
         assert exps[2].status == Status.KEEP  # the other worker went on
-        time.sleep(1.5)
+        psutil.wait_procs([guard], timeout=30)  # returns as soon as it is gone
         assert not guard.is_running() or guard.status() == psutil.STATUS_ZOMBIE
