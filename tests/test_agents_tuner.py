@@ -49,6 +49,7 @@ class MiniLoop:
     def __init__(self, agent, source, metric, config, editable="target.py"):
         self.agent, self.metric, self.config, self.editable = agent, metric, config, editable
         self.source, self.history, self.best = source, [], None
+        self.proposals: list = []
 
     def context(self, **kw) -> Context:
         return Context(program="", editable=self.editable, source=self.source, history=tuple(self.history),
@@ -76,6 +77,7 @@ class MiniLoop:
         for i in range(1, n):
             p = self.agent.propose(self.context())
             assert p.error is None
+            self.proposals.append(p)
             content = p.content if p.content is not None else apply_edits(self.source, p.edits)
             self.record(i, content, p.description, crash=crash_if(p))
         return self
@@ -212,11 +214,18 @@ def test_works_on_a_non_ml_target_and_maximizes():
 
 
 def test_random_sampler_and_global_mode_also_work():
-    rng = random.Random(3)
-    for kw in ({"sampler": "random"}, {"mode": "global"}):
+    def proposals(**kw) -> list:
+        rng = random.Random(3)
         config = Config(editable="target.py")
-        loop = MiniLoop(TunerAgent(config, Path("."), **kw), TARGET, lambda c: bowl(c, rng), config).run(6)
-        assert len(loop.history) == 6
+        return MiniLoop(TunerAgent(config, Path("."), **kw), TARGET, lambda c: bowl(c, rng), config).run(8).proposals
+
+    def changed(p) -> int:  # constants one proposal moves: its description reads "A x -> y, B u -> v"
+        return p.description.count(", ") + 1
+
+    default = proposals()
+    assert "probe" in {p.meta["strategy"] for p in default} and max(map(changed, default)) <= 2
+    assert {p.meta["strategy"] for p in proposals(sampler="random")} == {"random"}  # no probes, no TPE
+    assert max(map(changed, proposals(mode="global"))) >= 3  # global TPE moves many dials at once
 
 
 def test_each_run_tag_gets_its_own_search_path_unless_seeded():
