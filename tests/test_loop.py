@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import DEMO_TARGET, git
 
@@ -272,20 +273,26 @@ def test_results_dataframe_and_tsv(repo: Path) -> None:
     assert tsv[4].split("\t")[1] == "0.000000"
 
 
-def test_load_results_while_running(repo: Path) -> None:
-    agent = ScriptedAgent([("slow", "SLEEP = 0.0", "SLEEP = 1.5")])
+def test_load_results_while_running(repo: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"  # the run is held open until both reads are done
+    agent = ScriptedAgent([("held", "time.sleep(SLEEP)",
+                            f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.02)")])
     with open_loop(repo, agent) as loop:
         loop.baseline()
+        started = threading.Event()
+        loop.subscribe(lambda e: e.kind == EventKind.RUN_STARTED and e.experiment.number == 1 and started.set())
         thread = loop.start()
-        time.sleep(0.5)
+        assert started.wait(60)
         df = load_results(repo, "t")  # from the same process, a separate connection, no lock
         out = subprocess.run([sys.executable, "-c", "import autoresearch_nb as a, sys;"
                               f"df=a.load_results({str(repo)!r}, 't'); print(len(df), list(df.status))"],
                              capture_output=True, text=True, timeout=60)
-        thread.join(30)
+        gate.touch()
+        thread.join(60)
+        assert not thread.is_alive() and loop.experiments[1].status == Status.DISCARD  # ran to the end, no gain
     assert len(df) == 2 and df.iloc[-1]["status"] == "running"
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("2 ")
+    assert out.stdout.startswith("2 ") and "'running'" in out.stdout
 
 
 def test_secrets_not_in_child_env(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -340,9 +347,10 @@ def test_kill_9_mid_run_then_reopen(repo: Path, tmp_path: Path) -> None:
         time.sleep(0.05)
     store.close()
     assert child is not None
+    run = psutil.Process(child)  # taken before the kill: os.kill(pid, 0) would succeed on a zombie
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    os.kill(child, 0)  # the orphaned run is still alive until the loop reopens
+    assert alive(run)  # the orphaned run is still alive until the loop reopens
 
     with Loop.open(repo, tag="k", agent=ScriptedAgent([])) as loop:
         exps = loop.experiments
@@ -350,14 +358,16 @@ def test_kill_9_mid_run_then_reopen(repo: Path, tmp_path: Path) -> None:
         assert loop.workspace.head() == exps[0].parent_sha
         assert loop.workspace.changed_paths() == []
         assert git(repo, "rev-parse", "refs/autoresearch/k/1") == exps[1].sha
-    for _ in range(50):
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("the orphaned run was not killed on reopen")
+    psutil.wait_procs([run], timeout=30)  # returns as soon as it is gone
+    assert not alive(run), "the orphaned run was not killed on reopen"
+
+
+def alive(p: psutil.Process) -> bool:
+    """Running and not a zombie (a container whose PID 1 does not reap leaves zombies)."""
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_non_ml_target_maximize_function_speed(tmp_path: Path) -> None:
