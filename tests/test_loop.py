@@ -316,50 +316,137 @@ def test_bad_tag(repo: Path) -> None:
         Loop.open(repo, tag="../evil", agent=ScriptedAgent([]))
 
 
-KILLER = textwrap.dedent("""\
-    import sys
+# A loop process for the crash tests: it runs the baseline, then does ``then`` (Python, with ``loop`` and the
+# ``Proposal`` and ``Edit`` names) while the test kills it. Its agent proposes ``steps`` in order.
+DRIVER = textwrap.dedent("""\
+    import os, sys, time
     from autoresearch_nb import Loop, Proposal, Edit
+    from autoresearch_nb.git import Workspace
     class A:
         name = "a"
+        steps = {steps!r}
         def propose(self, context):
-            return Proposal("slow", edits=(Edit("SLEEP = 0.0", "SLEEP = 60.0"),))
-    loop = Loop.open(sys.argv[1], tag="k", agent=A(), metric="score", time_budget_s=5, timeout_s=120)
+            desc, search, replace = self.steps.pop(0)
+            return Proposal(desc, edits=(Edit(search, replace),))
+    loop = Loop.open(sys.argv[1], tag="k", agent=A(), metric="score", time_budget_s=5, timeout_s=120, **{config!r})
     loop.baseline()
     print("BASELINE_DONE", flush=True)
-    loop.step()
+    {then}
 """)
+SLOW = ("slow", "SLEEP = 0.0", "SLEEP = 60.0")
 
 
-def test_kill_9_mid_run_then_reopen(repo: Path, tmp_path: Path) -> None:
+def start_driver(repo: Path, tmp_path: Path, steps=(SLOW,), then: str = "loop.optimize()",
+                 config: dict | None = None, wait_baseline: bool = True) -> subprocess.Popen:
     script = tmp_path / "driver.py"
-    script.write_text(KILLER)
+    script.write_text(DRIVER.format(steps=list(steps), then=then, config=config or {}))
     proc = subprocess.Popen([sys.executable, str(script), str(repo)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "BASELINE_DONE"
-    # Wait until the slow experiment is running (its row holds the child's pid).
+    if wait_baseline:
+        assert proc.stdout.readline().strip() == "BASELINE_DONE"
+    return proc
+
+
+def wait_for_row(repo: Path, number: int, status: Status, tag: str = "k"):
+    """Experiment ``number`` once the store has it in ``status`` (with a pid, when running)."""
     from autoresearch_nb.store import Store
     store = Store(repo / ".autoresearch" / "store.db")
-    child = None
-    for _ in range(200):
-        rows = store.experiments("k")
-        if len(rows) == 2 and rows[1].status == Status.RUNNING and rows[1].pid:
-            child = rows[1].pid
-            break
-        time.sleep(0.05)
-    store.close()
-    assert child is not None
-    run = psutil.Process(child)  # taken before the kill: os.kill(pid, 0) would succeed on a zombie
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = [e for e in store.experiments(tag) if e.number == number]
+            if rows and rows[0].status == status and (status != Status.RUNNING or rows[0].pid):
+                return rows[0]
+            time.sleep(0.05)
+    finally:
+        store.close()
+    raise AssertionError(f"experiment #{number} never became {status.value}")
+
+
+@pytest.mark.parametrize("kept_first", [False, True])  # the best is the baseline, or a kept experiment
+def test_kill_9_mid_run_then_reopen(repo: Path, tmp_path: Path, kept_first: bool) -> None:
+    steps = [("X to 1", "X = 3.0", "X = 1.0"), SLOW] if kept_first else [SLOW]
+    proc = start_driver(repo, tmp_path, steps)
+    slow = len(steps)
+    run = psutil.Process(wait_for_row(repo, slow, Status.RUNNING).pid)  # before the kill: see alive()
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     assert alive(run)  # the orphaned run is still alive until the loop reopens
 
     with Loop.open(repo, tag="k", agent=ScriptedAgent([])) as loop:
         exps = loop.experiments
-        assert [e.status for e in exps] == [Status.KEEP, Status.INTERRUPTED]
-        assert loop.workspace.head() == exps[0].parent_sha
+        assert [e.status for e in exps] == [Status.KEEP] * slow + [Status.INTERRUPTED]
+        assert loop.workspace.head() == exps[slow - 1].sha == exps[slow].parent_sha  # back on the best
+        assert ("X = 1.0" in loop.workspace.read(loop.workspace.head())) is kept_first
         assert loop.workspace.changed_paths() == []
-        assert git(repo, "rev-parse", "refs/autoresearch/k/1") == exps[1].sha
+        assert git(repo, "rev-parse", f"refs/autoresearch/k/{slow}") == exps[slow].sha
     psutil.wait_procs([run], timeout=30)  # returns as soon as it is gone
     assert not alive(run), "the orphaned run was not killed on reopen"
+
+
+def test_a_row_left_proposed_by_a_dead_loop_is_closed_on_reopen(repo: Path, tmp_path: Path) -> None:
+    proc = start_driver(repo, tmp_path, [("X to 1", "X = 3.0", "X = 1.0")],
+                        then='loop.propose(); print("PROPOSED", flush=True); time.sleep(600)')
+    assert proc.stdout.readline().strip() == "PROPOSED"
+    proc.kill()
+    proc.wait(10)
+    with Loop.open(repo, tag="k", agent=ScriptedAgent([])) as loop:
+        base, left = loop.experiments
+        assert left.status == Status.INTERRUPTED and "before it ran" in left.reason and left.sha is None
+        assert loop.workspace.head() == base.sha and loop.workspace.changed_paths() == []
+        with pytest.raises(QueueExhausted):
+            loop.step()  # the loop goes on from the best; the closed row is not run
+        assert loop.experiments[1].status == Status.INTERRUPTED
+
+
+def test_kill_9_during_the_noise_repeats_kills_the_orphaned_repeat_on_reopen(repo: Path, tmp_path: Path) -> None:
+    # The baseline's first run (seed 42) is quick, its noise repeats (seeds 43, 44) hang.
+    slow_repeats = DEMO_TARGET.replace("SLEEP = 0.0", "SLEEP = 0.0 if os.environ['AUTORESEARCH_SEED'] == '42' else 60")
+    (repo / "train.py").write_text(slow_repeats)
+    git(repo, "commit", "-qam", "slow repeats")
+    proc = start_driver(repo, tmp_path, [], then="", config={"noise_repeats": 3}, wait_baseline=False)
+    deadline = time.monotonic() + 60
+    while not (repeats := runs_of("k/0", seed="43")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert repeats, "the noise repeat never started"
+    proc.kill()
+    proc.wait(10)
+    assert all(alive(p) for p in repeats)  # orphaned: the loop is gone, the repeat is not
+    with Loop.open(repo, tag="k", agent=ScriptedAgent([])) as loop:
+        (base,) = loop.experiments
+        assert base.status == Status.INTERRUPTED and base.runs and base.seeds == [42]
+        assert loop.workspace.changed_paths() == []
+    psutil.wait_procs(repeats, timeout=30)
+    assert not [p for p in repeats if alive(p)], "the orphaned repeat run was not killed on reopen"
+
+
+def runs_of(marker: str, seed: str) -> list[psutil.Process]:
+    """Live train.py processes of one experiment (the loop marks them with AUTORESEARCH_RUN) and seed."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            env = p.environ()
+            if (env.get("AUTORESEARCH_RUN"), env.get("AUTORESEARCH_SEED")) == (marker, seed) and \
+                    "train.py" in " ".join(p.cmdline()) and alive(p):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_the_row_is_committed_before_the_git_reset(repo: Path, tmp_path: Path) -> None:
+    # Fault injection: the loop process dies at the first git reset after the run, i.e. while discarding.
+    proc = start_driver(repo, tmp_path, [("Y to 5 (worse)", "Y = 2.0", "Y = 5.0")], then=(
+        "exp = loop.run(loop.propose()); "
+        "Workspace.restore = lambda self, sha: os._exit(3); "
+        "loop.decide(exp)"))
+    assert proc.wait(60) == 3
+    worse = wait_for_row(repo, 1, Status.DISCARD)  # the decision survived the crash that cut the reset
+    assert worse.decided_at is not None and worse.metric == pytest.approx(36.0)
+    with Loop.open(repo, tag="k", agent=ScriptedAgent([])) as loop:
+        base, again = loop.experiments
+        assert again == worse and again.status == Status.DISCARD  # not re-run, not interrupted
+        assert loop.workspace.head() == base.sha and loop.workspace.changed_paths() == []
+        assert git(repo, "rev-parse", "refs/autoresearch/k/1") == worse.sha  # its diff is kept
 
 
 def alive(p: psutil.Process) -> bool:
