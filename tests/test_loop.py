@@ -142,6 +142,109 @@ def test_violation_reverted(repo: Path) -> None:
         assert not (loop.workspace.path / "stray.txt").exists()
 
 
+def test_a_run_that_rewrites_the_editable_file_itself_is_a_violation(repo: Path) -> None:
+    agent = ScriptedAgent([("self-edit", "X = 3.0", "X = 1.0\nopen('train.py', 'a').write('X = -100.0\\n')"),
+                           ("X to 2", "X = 3.0", "X = 2.0")])
+    with open_loop(repo, agent) as loop:
+        base = loop.baseline()
+        exp = loop.step()
+        assert exp.status == Status.VIOLATION and "train.py (rewritten by the run)" in exp.reason
+        assert loop.workspace.head() == base.sha and loop.workspace.changed_paths() == []
+        assert "X = -100.0" not in loop.workspace.read(loop.workspace.head())
+        after = loop.step()  # the next proposal starts from the best, not from the rewritten file
+        assert after.status == Status.KEEP and "X = -100.0" not in after.content
+
+
+class Failing:
+    """An agent with a bug on its first call, then one good proposal."""
+
+    name = "failing"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def propose(self, context):
+        self.calls += 1
+        if self.calls == 1:
+            raise ZeroDivisionError("a bug in the agent")
+        if self.calls == 2:
+            return Proposal("X to 1", content=context.source.replace("X = 3.0", "X = 1.0"))
+        raise QueueExhausted("done")
+
+
+def test_an_agent_that_raises_is_a_row_and_the_run_goes_on(repo: Path) -> None:
+    with open_loop(repo, Failing()) as loop:
+        loop.optimize()
+        base, broken, kept = loop.experiments
+    assert broken.status == Status.INVALID and broken.sha is None
+    assert broken.reason == "the agent raised ZeroDivisionError: a bug in the agent"
+    assert kept.status == Status.KEEP and kept.metric == pytest.approx(9.0)
+
+
+def test_a_run_without_the_metric_is_a_crash_row(repo: Path) -> None:
+    agent = ScriptedAgent([("no score", 'print(f"score:', 'print(f"other:')])
+    with open_loop(repo, agent) as loop:
+        base = loop.baseline()
+        exp = loop.step()
+    assert exp.status == Status.CRASH and exp.metric is None and "score" in exp.reason
+    assert exp.exit_code == 0 and loop.workspace.head() == base.sha
+
+
+class Unusable:
+    """Proposes edits that never apply, forever, at a price per proposal."""
+
+    name = "unusable"
+
+    def __init__(self, cost_usd: float = 0.0) -> None:
+        self.cost_usd, self.calls = cost_usd, 0
+
+    def propose(self, context):
+        from autoresearch_nb import Edit
+        from autoresearch_nb.agents import Usage
+        self.calls += 1
+        return Proposal(f"idea {self.calls}", edits=(Edit("NOT IN THE FILE", "X = 0"),),
+                        usage=Usage(cost_usd=self.cost_usd))
+
+
+def test_optimize_stops_after_ten_proposals_in_a_row_that_could_not_run(repo: Path) -> None:
+    from autoresearch_nb.serial import MAX_IDLE_PROPOSALS
+    finished: list[str] = []
+    with open_loop(repo, Unusable()) as loop:
+        loop.subscribe(lambda e: e.kind == EventKind.LOOP_FINISHED and finished.append(e.message))
+        loop.optimize()
+        exps = loop.experiments
+    assert [e.status for e in exps] == [Status.KEEP] + [Status.INVALID] * MAX_IDLE_PROPOSALS
+    assert finished and f"{MAX_IDLE_PROPOSALS} proposals in a row could not run" in finished[-1]
+
+
+def test_max_cost_usd_stops_the_run_before_the_next_proposal(repo: Path) -> None:
+    finished: list[str] = []
+    agent = Unusable(cost_usd=0.4)
+    with open_loop(repo, agent, max_cost_usd=1.0) as loop:
+        loop.subscribe(lambda e: e.kind == EventKind.LOOP_FINISHED and finished.append(e.message))
+        loop.optimize()
+        assert loop.total_cost_usd == pytest.approx(1.2)
+        assert len(loop.experiments) == 4  # baseline + 3 proposals: $0.80 < $1, then $1.20 stops it
+    assert agent.calls == 3 and finished[-1].startswith("cost limit: ")
+
+
+def test_secrets_are_withheld_from_the_setup_command_and_env_allow_passes_one(repo: Path, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-" + "test-should-not-leak")
+    monkeypatch.setenv("HF_TOKEN", "hf-allowed-on-purpose")
+    seen = tmp_path / "setup-env.txt"
+    setup = f"python -c \"import os; open({str(seen)!r}, 'w').write(' '.join(sorted(os.environ)))\""
+    agent = ScriptedAgent([("print env", 'print("peak_memory_mb: 2048")',
+                            "print('key:', int('ANTHROPIC_API_KEY' in os.environ)); "
+                            "print('hf:', int(os.environ.get('HF_TOKEN') == 'hf-allowed-on-purpose'))")])
+    with open_loop(repo, agent, setup=setup, env_allow=("HF_TOKEN",)) as loop:
+        loop.baseline()
+        exp = loop.step()
+    names = seen.read_text().split()
+    assert "ANTHROPIC_API_KEY" not in names and "HF_TOKEN" in names and "PATH" in names
+    assert (exp.summary.get("key"), exp.summary.get("hf")) == (0, 1)
+
+
 def test_events_in_order(repo: Path) -> None:
     agent = ScriptedAgent([("X to 1", "X = 3.0", "X = 1.0")])
     seen: list[EventKind] = []
