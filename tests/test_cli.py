@@ -155,6 +155,57 @@ def test_kill_9_of_the_cli_leaves_the_run_until_the_tag_is_reopened(repo: Path) 
     assert [d["status"] for d in data][:2] == ["keep", "interrupted"]
 
 
+
+@pytest.mark.parametrize("key,agent", [(None, "tuner"), ("sk-ant-" + "test-not-real", "claude")])
+def test_the_default_agent_is_claude_with_a_key_and_the_tuner_without(repo: Path, key: str | None,
+                                                                      agent: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    if key:
+        env["ANTHROPIC_API_KEY"] = key
+    r = subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "d", "--repo", str(repo),
+                        "--metric", "score", "--max-experiments", "1", "--noise-repeats", "1"],
+                       capture_output=True, text=True, timeout=120, env=env)  # only the baseline: no API call
+    assert r.returncode == 0, r.stderr
+    assert f"(agent {agent}, " in r.stdout
+    assert "test-not-real" not in r.stdout + r.stderr
+
+
+TINY_TRAIN = {"DEPTH": "1", "ASPECT_RATIO": "32", "HEAD_DIM": "16", "BATCH_SIZE": "4", "GRAD_ACCUM": "2",
+              "TOKENIZER": '"byte"'}
+
+
+@pytest.mark.slow
+def test_the_tuner_runs_the_real_train_py_through_the_cli(tmp_path: Path) -> None:
+    """The main job: the tuner proposes, the real train.py trains for a second on a tiny corpus, the loop decides."""
+    import re
+
+    from autoresearch_nb.harness.corpus import prepare_folder
+
+    text = (Path(__file__).resolve().parents[1] / "train.py").read_text()
+    for name, value in TINY_TRAIN.items():
+        text, n = re.subn(rf"^{name} = .*$", f"{name} = {value}", text, count=1, flags=re.M)
+        assert n == 1, name
+    repo = make_repo(tmp_path / "research", {"train.py": text})
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(12):
+        (src / f"mod{i}.py").write_text(f"def function_{i}(value):\n    return value + {i}\n\n" * 60)
+    corpus = prepare_folder(src, tmp_path / "corpus")
+    env = {**os.environ, "AUTORESEARCH_DATA": str(corpus.path), "AUTORESEARCH_DEVICE": "cpu",
+           "AUTORESEARCH_PEAK_FLOPS": "1e11", "AUTORESEARCH_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "tune", "--repo", str(repo),
+                        "--agent", "tuner", "--time-budget", "1", "--max-experiments", "3",
+                        "--noise-repeats", "1", "--seed", "3"],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    data = json.loads(cli("results", "--tag", "tune", "--repo", str(repo), "--format", "json").stdout)
+    assert len(data) == 3 and data[0]["status"] == "keep" and data[0]["description"] == "baseline"
+    for row in data[1:]:  # each proposal moved CAPS dials of train.py and was trained and judged
+        assert row["status"] in ("keep", "discard"), row
+        assert re.fullmatch(r"[A-Z_]+ \S+ -> \S+(, [A-Z_]+ \S+ -> \S+)*", row["description"]), row["description"]
+        assert 0 < row["val_bpb"] < 9
+    assert all(" -> " in line for line in r.stdout.splitlines() if line.startswith(("#1 ", "#2 ")) and "running" not in line)
+
 def running_pid(repo: Path, tag: str, number: int, proc: subprocess.Popen) -> int:
     """The pid the store records for experiment ``number`` once it is running (the run's group leader)."""
     from autoresearch_nb.records import Status
