@@ -241,3 +241,38 @@ def test_each_run_tag_gets_its_own_search_path_unless_seeded():
     assert first_proposal("nov27", unseeded) == first_proposal("nov27", unseeded)  # a resume repeats its own
     seeded = Config(editable="target.py", seed=3)
     assert first_proposal("a", seeded) == first_proposal("b", seeded)      # an explicit seed wins
+
+
+# The bowl as a real target the loop runs: the same score, printed by the file itself, without noise.
+BOWL_TARGET = TARGET.replace("def main():\n    pass\n", """import math
+d = (math.log(LEARNING_RATE / 0.003) / math.log(4)) ** 2 + ((DEPTH - 7) / 3) ** 2 + (math.log2(WIDTH / 512) / 2) ** 2
+d += ((WARMUP_RATIO - 0.25) / 0.2) ** 2 + 0.3 * (USE_NORM != False) + {"relu": 0.3, "gelu": 0.0, "tanh": 0.6}[ACTIVATION]
+print("---")
+print(f"score: {1.0 + 0.1 * d:.9f}")
+""")
+
+
+class NoNoise:
+    def gauss(self, mu: float, sigma: float) -> float:
+        return mu
+
+
+def test_the_tuner_through_the_real_loop_improves_on_the_baseline(tmp_path):
+    from conftest import make_repo
+
+    from autoresearch_nb import Loop
+
+    repo = make_repo(tmp_path / "r", {"train.py": BOWL_TARGET})
+    with Loop.open(repo, tag="t", agent="tuner", metric="score", time_budget_s=5, noise_repeats=1, noise_k=0,
+                   seed=3) as loop:
+        assert isinstance(loop.agent, TunerAgent)
+        loop.optimize(n=8)
+        exps = loop.experiments
+        best = loop.best
+    for e in exps:  # each row's metric is its own file's score: the bowl without its noise term
+        assert e.status in (Status.KEEP, Status.DISCARD), e.reason
+        assert e.metric == pytest.approx(bowl(e.content, NoNoise()), abs=1e-6)
+    assert len(exps) == 8 and best.number > 0 and best.metric < exps[0].metric
+    kept = [e for e in exps if e.status == Status.KEEP]
+    assert all(b.metric < a.metric for a, b in zip(kept, kept[1:]))  # the plain rule: strictly better
+    assert (repo / ".autoresearch" / "optuna" / "t.db").exists()  # the study, for optuna-dashboard

@@ -204,7 +204,8 @@ def test_the_tuner_runs_the_real_train_py_through_the_cli(tmp_path: Path) -> Non
         assert row["status"] in ("keep", "discard"), row
         assert re.fullmatch(r"[A-Z_]+ \S+ -> \S+(, [A-Z_]+ \S+ -> \S+)*", row["description"]), row["description"]
         assert 0 < row["val_bpb"] < 9
-    assert all(" -> " in line for line in r.stdout.splitlines() if line.startswith(("#1 ", "#2 ")) and "running" not in line)
+    printed = [line for line in r.stdout.splitlines() if line.startswith(("#1 ", "#2 ")) and "running" not in line]
+    assert len(printed) == 2 and all(" -> " in line for line in printed)
 
 def running_pid(repo: Path, tag: str, number: int, proc: subprocess.Popen) -> int:
     """The pid the store records for experiment ``number`` once it is running (the run's group leader)."""
