@@ -31,10 +31,11 @@ TARGET = textwrap.dedent("""\
     print(f"worker: {os.environ.get('AUTORESEARCH_WORKER')}")
     print(f"threads: {os.environ.get('OMP_NUM_THREADS')}")
 """)
-# The same target held open until GATE (set by an edit) names a file that exists: a test decides when a run
-# ends, without a clock.
-GATED = TARGET.replace("import os, time\n", "import os, time\nGATE = ''\n").replace(
-    "time.sleep(SLEEP)\n", "time.sleep(SLEEP)\nwhile GATE and not os.path.exists(GATE):\n    time.sleep(0.02)\n")
+# The same target, held open while a file named for its values (hold-A-B-C) exists in TEST_HOLD_DIR: a test
+# decides when a run ends, without a clock and without a line in the file that a merge would see.
+GATED = TARGET.replace("time.sleep(SLEEP)\n", "time.sleep(SLEEP)\n"
+                       "HOLD = os.path.join(os.environ.get('TEST_HOLD_DIR', '/nonexistent'), f'hold-{A}-{B}-{C}')\n"
+                       "while os.path.exists(HOLD):\n    time.sleep(0.02)\n")
 PLAIN = dict(metric="score", time_budget_s=5, timeout_s=60, noise_repeats=1, noise_k=0)
 
 
@@ -64,10 +65,20 @@ class Agent:
         raise QueueExhausted("done")
 
 
-def release_when_decided(loop: Loop, description: str, gate: Path) -> None:
-    """Create ``gate`` once the experiment ``description`` is decided (a run waiting on it is then stale)."""
-    loop.subscribe(lambda e: e.kind == EventKind.DECIDED and e.experiment.description == description
-                   and gate.touch())
+@pytest.fixture()
+def holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``hold(loop, (a, b, c), description)``: a run of the file with those values ends only once the experiment
+    ``description`` is decided (so it is measured on a parent that is no longer the best)."""
+    folder = tmp_path / "holds"
+    folder.mkdir()
+    monkeypatch.setenv("TEST_HOLD_DIR", str(folder))
+
+    def hold(loop: Loop, values: tuple[int, int, int], description: str) -> None:
+        gate = folder / "hold-{}-{}-{}".format(*values)
+        gate.touch()
+        loop.subscribe(lambda e: e.kind == EventKind.DECIDED and e.experiment.description == description
+                       and gate.unlink(missing_ok=True))
+    return hold
 
 
 def assert_linear_chain(repo: Path, loop: Loop) -> None:
@@ -106,11 +117,10 @@ def test_two_workers_run_at_once_and_keep_a_linear_chain(repo: Path) -> None:
     assert most[0] == 2  # two experiments were in flight at once (with one worker this is 1)
 
 
-def test_simultaneous_improvements_are_reapplied_not_combined_blindly(repo: Path, tmp_path: Path) -> None:
-    gate = tmp_path / "gate"  # B finishes only after A is decided: B is stale by construction
-    agent = Agent([("A", "A = 0", "A = 1"), ("B", "B = 0", f"B = 1\nGATE = {str(gate)!r}")])
+def test_simultaneous_improvements_are_reapplied_not_combined_blindly(repo: Path, holds) -> None:
+    agent = Agent([("A", "A = 0", "A = 1"), ("B", "B = 0", "B = 1")])
     with Loop.open(repo, tag="s", agent=agent, workers=2, **PLAIN) as loop:
-        release_when_decided(loop, "A", gate)
+        holds(loop, (0, 1, 0), "A")  # B finishes only after A is decided: B is stale by construction
         loop.optimize()
         exps = {e.description: e for e in loop.experiments}
         first, second = exps["A"], exps["B"]
@@ -122,11 +132,10 @@ def test_simultaneous_improvements_are_reapplied_not_combined_blindly(repo: Path
         assert_linear_chain(repo, loop)
 
 
-def test_stale_result_that_did_not_improve_is_discarded(repo: Path, tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
-    agent = Agent([("A", "A = 0", "A = 1"), ("B worse", "B = 0", f"B = -5\nGATE = {str(gate)!r}")])
+def test_stale_result_that_did_not_improve_is_discarded(repo: Path, holds) -> None:
+    agent = Agent([("A", "A = 0", "A = 1"), ("B worse", "B = 0", "B = -5")])
     with Loop.open(repo, tag="w", agent=agent, workers=2, **PLAIN) as loop:
-        release_when_decided(loop, "A", gate)
+        holds(loop, (0, -5, 0), "A")
         loop.optimize()
         a = next(e for e in loop.experiments if e.description == "A")
         worse = next(e for e in loop.experiments if e.description == "B worse")
@@ -135,6 +144,47 @@ def test_stale_result_that_did_not_improve_is_discarded(repo: Path, tmp_path: Pa
         assert worse.reason.startswith("stale parent #0: "), worse.reason
         assert worse.status == Status.DISCARD and "re-applied" not in worse.reason
         assert not any(e.description.startswith("re-applied") for e in loop.experiments)
+
+
+def stale_outcome(repo: Path, holds, items: list, held: tuple[int, int, int], tag: str) -> list:
+    """Run ``items`` on two workers, the second held until the first is decided; returns the experiments."""
+    with Loop.open(repo, tag=tag, agent=Agent(items), workers=2, **PLAIN) as loop:
+        holds(loop, held, items[0][0])
+        loop.optimize()
+        assert_linear_chain(repo, loop)
+        return loop.experiments
+
+
+def test_a_stale_change_that_conflicts_with_the_new_best_is_discarded(repo: Path, holds) -> None:
+    exps = stale_outcome(repo, holds, [("A", "A = 0", "A = 1"), ("A too", "A = 0", "A = 2")], (2, 0, 0), "c")
+    assert [e.status for e in exps] == [Status.KEEP, Status.KEEP, Status.DISCARD]
+    assert "its change conflicts with the new best #1" in exps[2].reason
+    assert not any(e.description.startswith("re-applied") for e in exps)
+
+
+def test_a_stale_change_the_new_best_already_has_is_discarded(repo: Path, holds) -> None:
+    exps = stale_outcome(repo, holds, [("A and C", "A = 0\nB = 0\nC = 0", "A = 1\nB = 0\nC = 1"),
+                                       ("C", "C = 0", "C = 1")], (0, 0, 1), "h")
+    assert [e.status for e in exps] == [Status.KEEP, Status.KEEP, Status.DISCARD]
+    assert "the new best #1 already has this change" in exps[2].reason
+    assert not any(e.description.startswith("re-applied") for e in exps)
+
+
+def test_a_change_overtaken_again_and_again_stops_being_reapplied(repo: Path, holds,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from autoresearch_nb import parallel
+    monkeypatch.setattr(parallel, "MAX_REAPPLY", 1)
+    agent = Agent([("A", "A = 0", "A = 1"), ("B", "B = 0", "B = 1"), ("C", "C = 0", "C = 1")])
+    with Loop.open(repo, tag="l", agent=agent, workers=2, **PLAIN) as loop:
+        holds(loop, (0, 1, 0), "A")  # B is overtaken by A, re-applied onto A ...
+        holds(loop, (1, 1, 0), "C")  # ... and overtaken again, by C
+        loop.optimize()
+        assert_linear_chain(repo, loop)
+        exps = {e.description: e for e in loop.experiments}
+    again = exps[next(d for d in exps if d.startswith("re-applied"))]
+    assert exps["B"].status == Status.DISCARD and f"as #{again.number}" in exps["B"].reason
+    assert again.status == Status.DISCARD and "re-applied 1 times already" in again.reason
+    assert exps["C"].status == Status.KEEP and len(exps) == 5  # no third try
 
 
 def test_workers_running_together_are_both_stopped(repo: Path) -> None:
