@@ -3,8 +3,10 @@
 the bottleneck), the linear-chain invariant, a worker killed mid-run, and the store's shape."""
 from __future__ import annotations
 
+import math
 import os
 import signal
+import statistics
 import textwrap
 import threading
 import time
@@ -30,6 +32,8 @@ TARGET = textwrap.dedent("""\
     print(f"score: {10 - A - B - C}")
     print(f"worker: {os.environ.get('AUTORESEARCH_WORKER')}")
     print(f"threads: {os.environ.get('OMP_NUM_THREADS')}")
+    print(f"gpu: gpu{os.environ.get('CUDA_VISIBLE_DEVICES')}")
+    print(f"key_seen: {int('ANTHROPIC_API_KEY' in os.environ)}")
 """)
 # The same target, held open while a file named for its values (hold-A-B-C) exists in TEST_HOLD_DIR: a test
 # decides when a run ends, without a clock and without a line in the file that a merge would see.
@@ -185,6 +189,51 @@ def test_a_change_overtaken_again_and_again_stops_being_reapplied(repo: Path, ho
     assert exps["B"].status == Status.DISCARD and f"as #{again.number}" in exps["B"].reason
     assert again.status == Status.DISCARD and "re-applied 1 times already" in again.reason
     assert exps["C"].status == Status.KEEP and len(exps) == 5  # no third try
+
+
+def test_each_worker_gets_its_own_gpu_and_no_secret(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autoresearch_nb import executors
+    monkeypatch.setattr(executors, "gpu_count", lambda: 2)  # the edge: NVML on a machine with two GPUs
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-" + "test-should-not-leak")
+    agent = Agent([("A", "A = 0", "A = 1"), ("B", "B = 0", "B = 1"), ("C", "C = 0", "C = 1")])
+    with Loop.open(repo, tag="g", agent=agent, workers=2, **PLAIN) as loop:
+        loop.optimize()
+        ran = [e for e in loop.experiments if e.worker is not None]
+    assert {e.worker for e in ran} == {0, 1}
+    for e in ran:  # seen by the child itself
+        assert e.summary["gpu"] == f"gpu{e.worker}" and e.summary["key_seen"] == 0, (e.number, e.summary)
+
+
+def test_a_violation_in_a_worker_is_recorded_and_reverted(repo: Path) -> None:
+    agent = Agent([("A", "A = 0", "A = 1"), ("stray", "C = 0", "C = 1\nopen('stray.txt', 'w').write('x')")])
+    with Loop.open(repo, tag="v", agent=agent, workers=2, **PLAIN) as loop:
+        loop.optimize()
+        exps = {e.description: e for e in loop.experiments}
+        assert exps["stray"].status == Status.VIOLATION and "stray.txt" in exps["stray"].reason
+        assert exps["A"].status == Status.KEEP and loop.best.metric == 9
+        for i in range(2):
+            assert loop.workspace.worker_changes(i) == []
+        assert_linear_chain(repo, loop)
+
+
+def test_the_noise_rule_and_confirmation_runs_with_two_workers(tmp_path: Path) -> None:
+    from test_loop_noise import SIGMA, TRAIN, Scripted, _marginal_effect, value
+
+    repo = make_repo(tmp_path / "noisy", {"train.py": TRAIN})
+    effect = _marginal_effect(1, 0.5)  # passes by 0.5σ̂ on its first run: confirmed with a second seed
+    with Loop.open(repo, tag="n", agent=Scripted([(1, effect), (2, 5 * SIGMA)]), workers=2, time_budget_s=10,
+                   timeout_s=60) as loop:
+        loop.optimize()
+        base, marginal, worse = loop.experiments
+        sigma = loop.noise["sigma"]
+    assert base.runs == [value(0, 0.0, 42 + i) for i in range(3)] and base.seeds == [42, 43, 44]
+    assert marginal.seeds == [42, 43] and marginal.runs == pytest.approx([value(1, effect, s) for s in (42, 43)])
+    expected_keep = (base.metric - statistics.mean(marginal.runs)) / sigma > 2 * math.sqrt(1 / 2 + 1 / 3)
+    assert (marginal.status == Status.KEEP) == expected_keep and "mean of 2 runs" in marginal.reason
+    assert worse.status == Status.DISCARD and "worse" in worse.reason  # fresh or stale, never kept
+    assert worse.metric == pytest.approx(value(2, 5 * SIGMA, 42))
+    assert marginal.worker is not None and worse.worker is not None
+    assert marginal.noise_sigma == sigma and marginal.threshold > 0
 
 
 def test_workers_running_together_are_both_stopped(repo: Path) -> None:
