@@ -7,6 +7,8 @@ import math
 import os
 import signal
 import statistics
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -263,6 +265,41 @@ def test_workers_running_together_are_both_stopped(repo: Path) -> None:
         for i in range(2):
             assert loop.workspace.worker_changes(i) == []
     assert runs_of("y/") == []
+
+
+def test_kill_9_with_two_workers_running_then_reopen(repo: Path, tmp_path: Path) -> None:
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent("""\
+        import sys
+        from autoresearch_nb import Edit, Loop, Proposal
+        class A:
+            name = "a"
+            steps = [("A slow", "A = 0", "A = 1\\nSLEEP = 60"), ("B slow", "B = 0", "B = 1\\nSLEEP = 61")]
+            def propose(self, context):
+                if not self.steps:
+                    import time; time.sleep(600)
+                desc, search, replace = self.steps.pop(0)
+                return Proposal(desc, edits=(Edit(search, replace),))
+        loop = Loop.open(sys.argv[1], tag="k9", agent=A(), workers=2, metric="score", time_budget_s=5,
+                         timeout_s=120, noise_repeats=1, noise_k=0)
+        loop.optimize()
+    """))
+    proc = subprocess.Popen([sys.executable, str(driver), str(repo)])
+    deadline = time.monotonic() + 60
+    while len(running := runs_of("k9/")) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert len(running) == 2, "the two slow runs never ran together"
+    proc.kill()
+    proc.wait(10)
+    assert all(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in running)  # orphaned
+    with Loop.open(repo, tag="k9", agent=Agent([]), workers=2, **PLAIN) as loop:
+        base, a, b = loop.experiments
+        assert (a.status, b.status) == (Status.INTERRUPTED, Status.INTERRUPTED)
+        assert loop.workspace.head() == base.sha and loop.workspace.changed_paths() == []
+        for i in range(2):
+            assert loop.workspace.worker_changes(i) == []
+    psutil.wait_procs(running, timeout=30)
+    assert runs_of("k9/") == []
 
 
 def runs_of(prefix: str) -> list[psutil.Process]:
