@@ -486,6 +486,24 @@ def test_kill_9_mid_run_then_reopen(repo: Path, tmp_path: Path, kept_first: bool
     assert not alive(run), "the orphaned run was not killed on reopen"
 
 
+def test_a_notebook_interrupt_ends_the_run_as_interrupted_and_the_loop_goes_on(repo: Path, tmp_path: Path) -> None:
+    # A kernel interrupt is SIGINT to the kernel process: KeyboardInterrupt in the cell running loop.step().
+    proc = start_driver(repo, tmp_path, [SLOW, ("X to 1", "X = 3.0", "X = 1.0")], then=textwrap.dedent("""\
+        try:
+            loop.step()
+        except KeyboardInterrupt:
+            print("STOPPED", [e.status.value for e in loop.experiments], loop.workspace.changed_paths(), flush=True)
+        print("NEXT", loop.step().status.value, flush=True)
+    """))
+    run = psutil.Process(wait_for_row(repo, 1, Status.RUNNING).pid)
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout.readline().strip() == "STOPPED ['keep', 'interrupted'] []"
+    assert proc.stdout.readline().strip() == "NEXT keep"  # the same loop, in the same kernel, goes on
+    assert proc.wait(60) == 0
+    psutil.wait_procs([run], timeout=30)
+    assert not alive(run)  # the interrupted run's process was ended, not left behind
+
+
 def test_a_row_left_proposed_by_a_dead_loop_is_closed_on_reopen(repo: Path, tmp_path: Path) -> None:
     proc = start_driver(repo, tmp_path, [("X to 1", "X = 3.0", "X = 1.0")],
                         then='loop.propose(); print("PROPOSED", flush=True); time.sleep(600)')

@@ -360,6 +360,20 @@ def test_ray_two_workers_linear_chain(repo: Path, ray_instance) -> None:
 
 
 @pytest.mark.slow
+def test_ray_tasks_see_no_secret_and_a_violation_is_reverted(repo: Path, ray_instance,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-" + "test-should-not-leak")
+    agent = Agent([("A", "A = 0", "A = 1"), ("stray", "C = 0", "C = 1\nopen('stray.txt', 'w').write('x')")])
+    with Loop.open(repo, tag="rv", agent=agent, workers=2, executor="ray", **PLAIN) as loop:
+        loop.optimize()
+        exps = {e.description: e for e in loop.experiments}
+        assert exps["stray"].status == Status.VIOLATION and "stray.txt" in exps["stray"].reason
+        assert exps["A"].status == Status.KEEP and exps["A"].summary["key_seen"] == 0
+        assert loop.workspace.changed_paths() == []
+        assert_linear_chain(repo, loop)
+
+
+@pytest.mark.slow
 def test_ray_worker_killed_mid_run_is_interrupted(repo: Path, ray_instance) -> None:
     agent = Agent([("A slow", "SLEEP = 0.6", "SLEEP = 60"), ("B", "B = 0", "B = 1")])
     with Loop.open(repo, tag="k", agent=agent, workers=2, executor="ray", **{**PLAIN, "timeout_s": 120}) as loop:
