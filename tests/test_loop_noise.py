@@ -254,3 +254,34 @@ def test_revalidation_reports_drift_of_the_best(repo):
     assert entry["drift"] == pytest.approx(again - recorded)
     assert entry["drift_sigma"] == pytest.approx((again - recorded) / sigma)
     assert entry["within_noise"] is ((again - recorded) / sigma <= 2.0 * math.sqrt(2))
+
+
+# A file that writes outside itself only on seed 43: the first run is clean, the repeat is not.
+STRAY_ON_43 = "\nif seed == 43:\n    open('stray.txt', 'w').write('x')\n"
+
+
+class StrayOn43(Scripted):
+    def propose(self, context) -> Proposal:
+        p = super().propose(context)
+        return Proposal(p.description, content=p.content + STRAY_ON_43)
+
+
+def test_a_violation_in_a_confirmation_run_is_reverted_and_never_kept(repo):
+    effect = _marginal_effect(1, 0.5)  # the first run passes narrowly: a confirmation run (seed 43) follows
+    with Loop.open(repo, tag="t", agent=StrayOn43([(1, effect)]), time_budget_s=10) as loop:
+        loop.optimize()
+        base, exp = loop.experiments
+        assert loop.workspace.head() == base.sha and loop.workspace.changed_paths() == []
+        assert not (loop.workspace.path / "stray.txt").exists()
+    assert exp.status == Status.DISCARD and exp.seeds == [42]  # the violating run adds no evidence
+    assert "confirmation run 2 failed" in exp.reason and "stray.txt (reverted)" in exp.reason
+
+
+def test_a_violation_in_a_baseline_noise_repeat_is_reverted_and_left_out_of_the_floor(tmp_path):
+    repo = make_repo(tmp_path / "target", {"train.py": TRAIN + STRAY_ON_43})
+    with open_loop(repo) as loop:
+        base = loop.baseline()
+        assert loop.workspace.changed_paths() == [] and not (loop.workspace.path / "stray.txt").exists()
+        floor = loop.noise
+    assert base.seeds == [42, 44] and base.runs == [value(0, 0.0, 42), value(0, 0.0, 44)]
+    assert floor["sigma"] == pytest.approx(statistics.stdev(base.runs))
