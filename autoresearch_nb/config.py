@@ -302,4 +302,5 @@ def with_overrides(config: Config, **changes: Any) -> Config:
     return dataclasses.replace(config, **{k: coerce(k, v) for k, v in changes.items()})
 
 
-__all__ = ["Config", "make_config", "config_names", "coerce", "looks_secret", "check_tag", "refuse_secret_parameters", "setting", "CONFIG_FILE"]
+__all__ = ["Config", "make_config", "config_names", "coerce", "looks_secret", "check_tag", "refuse_secret_parameters",
+           "setting", "CONFIG_FILE"]

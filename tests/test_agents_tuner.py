@@ -245,8 +245,9 @@ def test_each_run_tag_gets_its_own_search_path_unless_seeded():
 
 # The bowl as a real target the loop runs: the same score, printed by the file itself, without noise.
 BOWL_TARGET = TARGET.replace("def main():\n    pass\n", """import math
-d = (math.log(LEARNING_RATE / 0.003) / math.log(4)) ** 2 + ((DEPTH - 7) / 3) ** 2 + (math.log2(WIDTH / 512) / 2) ** 2
-d += ((WARMUP_RATIO - 0.25) / 0.2) ** 2 + 0.3 * (USE_NORM != False) + {"relu": 0.3, "gelu": 0.0, "tanh": 0.6}[ACTIVATION]
+d = (math.log(LEARNING_RATE / 0.003) / math.log(4)) ** 2 + ((DEPTH - 7) / 3) ** 2
+d += (math.log2(WIDTH / 512) / 2) ** 2 + ((WARMUP_RATIO - 0.25) / 0.2) ** 2 + 0.3 * (USE_NORM != False)
+d += {"relu": 0.3, "gelu": 0.0, "tanh": 0.6}[ACTIVATION]
 print("---")
 print(f"score: {1.0 + 0.1 * d:.9f}")
 """)

@@ -1,7 +1,6 @@
 # Run: python -m pytest tests/test_harness_corpus.py -q
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys

@@ -1,7 +1,6 @@
 # Run: python -m pytest tests/test_harness_tokenizer.py -q
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import tokenizers
 
