@@ -248,7 +248,7 @@ def make_config(repo: Path, overrides: dict[str, Any] | None = None) -> Config:
         for name, value in source.items():
             if value is None:
                 continue
-            refuse_secret_parameters([name])
+            check_parameters([name])
             merged[name] = coerce(name, value)
     try:
         return Config(**merged)
@@ -256,7 +256,7 @@ def make_config(repo: Path, overrides: dict[str, Any] | None = None) -> Config:
         raise ConfigError(str(e)) from None
 
 
-def refuse_secret_parameters(names: Iterable[str]) -> None:
+def check_parameters(names: Iterable[str]) -> None:
     """Raise :class:`ConfigError` for a setting or notebook parameter named like a secret (``api_key``,
     ``hf_token``): keys are read from the environment only. The notebook calls it on its parameters."""
     for name in names:
@@ -302,5 +302,5 @@ def with_overrides(config: Config, **changes: Any) -> Config:
     return dataclasses.replace(config, **{k: coerce(k, v) for k, v in changes.items()})
 
 
-__all__ = ["Config", "make_config", "config_names", "coerce", "looks_secret", "check_tag", "refuse_secret_parameters",
+__all__ = ["Config", "make_config", "config_names", "coerce", "looks_secret", "check_tag", "check_parameters",
            "setting", "CONFIG_FILE"]

@@ -209,16 +209,24 @@ def test_the_tuner_runs_the_real_train_py_through_the_cli(tmp_path: Path) -> Non
 
 def running_pid(repo: Path, tag: str, number: int, proc: subprocess.Popen) -> int:
     """The pid the store records for experiment ``number`` once it is running (the run's group leader)."""
+    from autoresearch_nb.errors import StoreError
     from autoresearch_nb.records import Status
     from autoresearch_nb.store import Store
 
     db = repo / ".autoresearch" / "store.db"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
+        rows = []
         if db.exists():
-            rows = [e for e in Store(db).experiments(tag) if e.number == number]
-            if rows and rows[0].status == Status.RUNNING and rows[0].pid:
-                return rows[0].pid
+            try:
+                store = Store(db)
+            except StoreError:  # the CLI has created the file but not yet its tables
+                store = None
+            if store is not None:
+                rows = [e for e in store.experiments(tag) if e.number == number]
+                store.close()
+        if rows and rows[0].status == Status.RUNNING and rows[0].pid:
+            return rows[0].pid
         time.sleep(0.05)
     raise AssertionError(f"experiment #{number} never ran (exit {proc.poll()})")
 
