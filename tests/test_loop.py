@@ -113,6 +113,7 @@ def test_crash_fail_and_timeout_are_recorded_and_reverted(repo: Path) -> None:
         crash, fail, hang = (loop.step() for _ in range(3))
         assert crash.status == Status.CRASH and "RuntimeError: boom" in crash.error
         assert fail.status == Status.CRASH
+        # generous: killed at the 2 s timeout, far from the 60 s it would sleep
         assert hang.status == Status.TIMEOUT and hang.wall_seconds < 10
         assert loop.workspace.head() == base.parent_sha
         assert loop.workspace.changed_paths() == []
