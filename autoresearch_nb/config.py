@@ -13,7 +13,7 @@ import math
 import re
 import shlex
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -272,15 +272,22 @@ def make_config(repo: Path, overrides: dict[str, Any] | None = None) -> Config:
         for name, value in source.items():
             if value is None:
                 continue
-            if name not in _FIELDS and _SECRET_NAME.search(name):  # max_tokens is a setting, api_key is not
-                raise ConfigError(
-                    f"refusing setting {name!r}: secrets are read from the environment only "
-                    "(set ANTHROPIC_API_KEY before starting Jupyter or the CLI), never passed as parameters")
+            check_parameters([name])
             merged[name] = coerce(name, value)
     try:
         return Config(**merged)
     except TypeError as e:
         raise ConfigError(str(e)) from None
+
+
+def check_parameters(names: Iterable[str]) -> None:
+    """Raise :class:`ConfigError` for a setting or notebook parameter named like a secret (``api_key``,
+    ``hf_token``): keys are read from the environment only. The notebook calls it on its parameters."""
+    for name in names:
+        if not name.startswith("_") and name not in _FIELDS and _SECRET_NAME.search(name):  # max_tokens is a setting
+            raise ConfigError(
+                f"refusing setting {name!r}: secrets are read from the environment only "
+                "(set ANTHROPIC_API_KEY before starting Jupyter or the CLI), never passed as parameters")
 
 
 _SECRET_WORDS = {"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PWD", "CREDENTIAL", "CREDENTIALS",
@@ -319,4 +326,5 @@ def with_overrides(config: Config, **changes: Any) -> Config:
     return dataclasses.replace(config, **{k: coerce(k, v) for k, v in changes.items()})
 
 
-__all__ = ["Config", "make_config", "config_names", "coerce", "looks_secret", "check_tag", "setting", "CONFIG_FILE"]
+__all__ = ["Config", "make_config", "config_names", "coerce", "looks_secret", "check_tag", "check_parameters",
+           "setting", "CONFIG_FILE"]

@@ -56,8 +56,9 @@ def parse_progress(line: str, elapsed_s: float) -> CurvePoint | None:
     return None if found is None else CurvePoint(*found)
 
 
-def kill_group(pgid: int, grace_s: float = GRACE_S, poll: Callable[[], object] | None = None) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is still alive after ``grace_s``.
+def kill_group(pgid: int, grace_s: float | None = None, poll: Callable[[], object] | None = None) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is still alive after ``grace_s`` (default ``GRACE_S``,
+    read at call time so a test can lengthen it).
 
     ``poll`` (e.g. ``Popen.poll``) reaps a group member that is our own child: until it is reaped it stays
     in the group as a zombie, and the wait would always last the whole grace period.
@@ -66,7 +67,7 @@ def kill_group(pgid: int, grace_s: float = GRACE_S, poll: Callable[[], object] |
         os.killpg(pgid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return
-    deadline = time.monotonic() + grace_s
+    deadline = time.monotonic() + (GRACE_S if grace_s is None else grace_s)
     while time.monotonic() < deadline:
         if poll is not None:
             poll()

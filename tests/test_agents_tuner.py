@@ -49,6 +49,7 @@ class MiniLoop:
     def __init__(self, agent, source, metric, config, editable="target.py"):
         self.agent, self.metric, self.config, self.editable = agent, metric, config, editable
         self.source, self.history, self.best = source, [], None
+        self.proposals: list = []
 
     def context(self, **kw) -> Context:
         return Context(program="", editable=self.editable, source=self.source, history=tuple(self.history),
@@ -76,6 +77,7 @@ class MiniLoop:
         for i in range(1, n):
             p = self.agent.propose(self.context())
             assert p.error is None
+            self.proposals.append(p)
             content = p.content if p.content is not None else apply_edits(self.source, p.edits)
             self.record(i, content, p.description, crash=crash_if(p))
         return self
@@ -212,11 +214,18 @@ def test_works_on_a_non_ml_target_and_maximizes():
 
 
 def test_random_sampler_and_global_mode_also_work():
-    rng = random.Random(3)
-    for kw in ({"sampler": "random"}, {"mode": "global"}):
+    def proposals(**kw) -> list:
+        rng = random.Random(3)
         config = Config(editable="target.py")
-        loop = MiniLoop(TunerAgent(config, Path("."), **kw), TARGET, lambda c: bowl(c, rng), config).run(6)
-        assert len(loop.history) == 6
+        return MiniLoop(TunerAgent(config, Path("."), **kw), TARGET, lambda c: bowl(c, rng), config).run(8).proposals
+
+    def changed(p) -> int:  # constants one proposal moves: its description reads "A x -> y, B u -> v"
+        return p.description.count(", ") + 1
+
+    default = proposals()
+    assert "probe" in {p.meta["strategy"] for p in default} and max(map(changed, default)) <= 2
+    assert {p.meta["strategy"] for p in proposals(sampler="random")} == {"random"}  # no probes, no TPE
+    assert max(map(changed, proposals(mode="global"))) >= 3  # global TPE moves many dials at once
 
 
 def test_each_run_tag_gets_its_own_search_path_unless_seeded():
@@ -232,3 +241,39 @@ def test_each_run_tag_gets_its_own_search_path_unless_seeded():
     assert first_proposal("nov27", unseeded) == first_proposal("nov27", unseeded)  # a resume repeats its own
     seeded = Config(editable="target.py", seed=3)
     assert first_proposal("a", seeded) == first_proposal("b", seeded)      # an explicit seed wins
+
+
+# The bowl as a real target the loop runs: the same score, printed by the file itself, without noise.
+BOWL_TARGET = TARGET.replace("def main():\n    pass\n", """import math
+d = (math.log(LEARNING_RATE / 0.003) / math.log(4)) ** 2 + ((DEPTH - 7) / 3) ** 2
+d += (math.log2(WIDTH / 512) / 2) ** 2 + ((WARMUP_RATIO - 0.25) / 0.2) ** 2 + 0.3 * (USE_NORM != False)
+d += {"relu": 0.3, "gelu": 0.0, "tanh": 0.6}[ACTIVATION]
+print("---")
+print(f"score: {1.0 + 0.1 * d:.9f}")
+""")
+
+
+class NoNoise:
+    def gauss(self, mu: float, sigma: float) -> float:
+        return mu
+
+
+def test_the_tuner_through_the_real_loop_improves_on_the_baseline(tmp_path):
+    from conftest import make_repo
+
+    from autoresearch_nb import Loop
+
+    repo = make_repo(tmp_path / "r", {"train.py": BOWL_TARGET})
+    with Loop.open(repo, tag="t", agent="tuner", metric="score", time_budget_s=5, noise_repeats=1, noise_k=0,
+                   seed=3) as loop:
+        assert isinstance(loop.agent, TunerAgent)
+        loop.optimize(n=8)
+        exps = loop.experiments
+        best = loop.best
+    for e in exps:  # each row's metric is its own file's score: the bowl without its noise term
+        assert e.status in (Status.KEEP, Status.DISCARD), e.reason
+        assert e.metric == pytest.approx(bowl(e.content, NoNoise()), abs=1e-6)
+    assert len(exps) == 8 and best.number > 0 and best.metric < exps[0].metric
+    kept = [e for e in exps if e.status == Status.KEEP]
+    assert all(b.metric < a.metric for a, b in zip(kept, kept[1:]))  # the plain rule: strictly better
+    assert (repo / ".autoresearch" / "optuna" / "t.db").exists()  # the study, for optuna-dashboard

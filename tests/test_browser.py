@@ -215,8 +215,12 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     expect(status).to_contain_text("running", timeout=30_000)
     curve = dash.locator(".arnb-curves svg #curve-running path")
     expect(curve.first).to_be_attached(timeout=30_000)
-    time.sleep(2.5)  # a few more redraws: the running curve grows
-    d = dash.locator(".arnb-curves svg #curve-running path").first.get_attribute("d") or ""
+    deadline = time.monotonic() + 60  # the running curve grows with each redraw
+    while True:
+        d = dash.locator(".arnb-curves svg #curve-running path").first.get_attribute("d") or ""
+        if len(re.findall(r"[ML]", d)) >= 10 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert len(re.findall(r"[ML]", d)) >= 10, f"the running curve has too few points: {d[:200]}"
     expect(dash.locator(".arnb-curves svg #curve-baseline path").first).to_be_attached()
     expect(rows.first).to_contain_text("running")  # the running experiment is a row

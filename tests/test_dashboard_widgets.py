@@ -6,6 +6,7 @@ runs) and the queue agent; for parallel workers, a sleep-bound target and a list
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -135,10 +136,13 @@ def test_stop_now_ends_a_background_loop(loop):
     started = time.monotonic()
     dash.stop_now_button.click()
     loop.wait(30)
+    # generous: it tells "stop now" from waiting out the very long run
     assert not loop.running and time.monotonic() - started < 15
     assert loop.experiments[-1].status == Status.INTERRUPTED
     assert "loop finished" in dash.status.value and dash.stop_now_button.disabled
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30  # the table redraws on the last event, from the UI's thread
+    while time.monotonic() < deadline and dash.table.value.count("<tr") != 1 + len(loop.experiments):
+        time.sleep(0.05)
     assert dash.table.value.count("<tr") == 1 + len(loop.experiments)
     dash.close()
 
@@ -146,12 +150,15 @@ def test_stop_now_ends_a_background_loop(loop):
 def test_stop_after_this_lets_the_running_experiment_finish(loop):
     dash = Dashboard(loop, live=False)
     loop.baseline()
+    started = threading.Event()
+    loop.subscribe(lambda e: e.kind == EventKind.RUN_STARTED and e.experiment.number == 1 and started.set())
     loop.start()
-    time.sleep(0.3)
+    assert started.wait(60)
     dash.stop_after_button.click()
     loop.wait(60)
     assert not loop.running
-    assert [e.status for e in loop.experiments][-1] in (Status.KEEP, Status.DISCARD)
+    assert [e.number for e in loop.experiments] == [0, 1]  # #1 finished, #2 never started
+    assert loop.experiments[1].status in (Status.KEEP, Status.DISCARD)
     dash.close()
 
 

@@ -1,14 +1,17 @@
 # Run: python -m pytest tests/test_harness_corpus.py -q
 from __future__ import annotations
 
-import json
+import signal
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 
 from autoresearch_nb.harness import constants as C
 from autoresearch_nb.harness.corpus import (CorpusError, assign_splits, load_corpus, prepare_folder, prepare_stdlib,
-                                            split_documents, stdlib_documents)
+                                            split_documents, stdlib_documents, stdlib_root)
 
 
 def make_tree(root, n=30):
@@ -70,13 +73,37 @@ def test_folder_reads_text_and_parquet_rows(tmp_path):
     assert b"story" in bytes(corpus.split_bytes("train")) + bytes(corpus.split_bytes("val"))
 
 
-def test_no_half_written_corpus_is_loadable(tmp_path):
-    src = make_tree(tmp_path / "src")
+WRITER = textwrap.dedent("""\
+    import sys
+    from pathlib import Path
+    from autoresearch_nb.harness.corpus import write_corpus
+
+    def docs():
+        for i in range(50):
+            yield f"d{i}", f"document {i}\\n".encode() * 20
+        print("MID", flush=True)
+        sys.stdin.read()          # blocks mid-write until the test kills this process
+    write_corpus(Path(sys.argv[1]), "t", docs(), [("v", b"val")], source="t")
+""")
+
+
+@pytest.mark.parametrize("old", [False, True])  # into an empty folder, and over a good corpus
+def test_no_half_written_corpus_is_loadable(tmp_path, old):
     out = tmp_path / "out"
-    prepare_folder(src, out)
-    meta = json.loads((out / "meta.json").read_text())
-    assert meta["train_bytes"] > 0
-    assert not list(out.glob(".*tmp*"))
+    if old:
+        prepare_folder(make_tree(tmp_path / "src"), out)
+        assert load_corpus(out).meta["train_bytes"] > 0
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "MID"
+    assert list(out.glob(".train.bin.*.tmp"))  # the write is under way
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(30)
+    with pytest.raises(CorpusError):
+        load_corpus(out)
+    assert not (out / "meta.json").exists()
+    corpus = prepare_folder(make_tree(tmp_path / "src2"), out)  # and a new prepare succeeds
+    assert load_corpus(out).fingerprint == corpus.fingerprint
 
 
 def test_load_corpus_auto_prepares_only_the_default(tmp_path, monkeypatch):
@@ -114,3 +141,18 @@ def test_folder_corpus_keeps_a_disjoint_holdout_with_a_hash_manifest(tmp_path):
 def test_assign_splits_leaves_train_a_document():
     split = assign_splits([("a", 10), ("b", 1000), ("c", 5)], 0.5, 0.5)
     assert sorted(split.values()).count("train") == 1 and "val" in split.values()
+
+
+@pytest.mark.slow
+def test_load_corpus_prepares_the_default_once(tmp_path, monkeypatch):
+    monkeypatch.setenv(C.ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.delenv(C.ENV_DATA, raising=False)
+    monkeypatch.delenv(C.ENV_DATASET, raising=False)
+    corpus = load_corpus()
+    assert corpus.fingerprint.startswith("stdlib-py3.") and corpus.meta["source"] == str(stdlib_root())
+    meta = corpus.path / "meta.json"
+    assert meta.is_relative_to(tmp_path / "cache")
+    before = meta.stat()
+    assert load_corpus().fingerprint == corpus.fingerprint
+    after = meta.stat()
+    assert (after.st_mtime_ns, after.st_ino) == (before.st_mtime_ns, before.st_ino)  # not prepared twice

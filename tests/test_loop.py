@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import DEMO_TARGET, git
 
@@ -112,6 +113,7 @@ def test_crash_fail_and_timeout_are_recorded_and_reverted(repo: Path) -> None:
         crash, fail, hang = (loop.step() for _ in range(3))
         assert crash.status == Status.CRASH and "RuntimeError: boom" in crash.error
         assert fail.status == Status.CRASH
+        # generous: killed at the 2 s timeout, far from the 60 s it would sleep
         assert hang.status == Status.TIMEOUT and hang.wall_seconds < 10
         assert loop.workspace.head() == base.parent_sha
         assert loop.workspace.changed_paths() == []
@@ -139,6 +141,109 @@ def test_violation_reverted(repo: Path) -> None:
         assert exp.status == Status.VIOLATION and "harness.py" in exp.reason and "stray.txt" in exp.reason
         assert (loop.workspace.path / "harness.py").read_text() == "FIXED = 1\n"
         assert not (loop.workspace.path / "stray.txt").exists()
+
+
+def test_a_run_that_rewrites_the_editable_file_itself_is_a_violation(repo: Path) -> None:
+    agent = ScriptedAgent([("self-edit", "X = 3.0", "X = 1.0\nopen('train.py', 'a').write('X = -100.0\\n')"),
+                           ("X to 2", "X = 3.0", "X = 2.0")])
+    with open_loop(repo, agent) as loop:
+        base = loop.baseline()
+        exp = loop.step()
+        assert exp.status == Status.VIOLATION and "train.py (rewritten by the run)" in exp.reason
+        assert loop.workspace.head() == base.sha and loop.workspace.changed_paths() == []
+        assert "X = -100.0" not in loop.workspace.read(loop.workspace.head())
+        after = loop.step()  # the next proposal starts from the best, not from the rewritten file
+        assert after.status == Status.KEEP and "X = -100.0" not in after.content
+
+
+class Failing:
+    """An agent with a bug on its first call, then one good proposal."""
+
+    name = "failing"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def propose(self, context):
+        self.calls += 1
+        if self.calls == 1:
+            raise ZeroDivisionError("a bug in the agent")
+        if self.calls == 2:
+            return Proposal("X to 1", content=context.source.replace("X = 3.0", "X = 1.0"))
+        raise QueueExhausted("done")
+
+
+def test_an_agent_that_raises_is_a_row_and_the_run_goes_on(repo: Path) -> None:
+    with open_loop(repo, Failing()) as loop:
+        loop.optimize()
+        base, broken, kept = loop.experiments
+    assert broken.status == Status.INVALID and broken.sha is None
+    assert broken.reason == "the agent raised ZeroDivisionError: a bug in the agent"
+    assert kept.status == Status.KEEP and kept.metric == pytest.approx(9.0)
+
+
+def test_a_run_without_the_metric_is_a_crash_row(repo: Path) -> None:
+    agent = ScriptedAgent([("no score", 'print(f"score:', 'print(f"other:')])
+    with open_loop(repo, agent) as loop:
+        base = loop.baseline()
+        exp = loop.step()
+    assert exp.status == Status.CRASH and exp.metric is None and "score" in exp.reason
+    assert exp.exit_code == 0 and loop.workspace.head() == base.sha
+
+
+class Unusable:
+    """Proposes edits that never apply, forever, at a price per proposal."""
+
+    name = "unusable"
+
+    def __init__(self, cost_usd: float = 0.0) -> None:
+        self.cost_usd, self.calls = cost_usd, 0
+
+    def propose(self, context):
+        from autoresearch_nb import Edit
+        from autoresearch_nb.agents import Usage
+        self.calls += 1
+        return Proposal(f"idea {self.calls}", edits=(Edit("NOT IN THE FILE", "X = 0"),),
+                        usage=Usage(cost_usd=self.cost_usd))
+
+
+def test_optimize_stops_after_ten_proposals_in_a_row_that_could_not_run(repo: Path) -> None:
+    from autoresearch_nb.serial import MAX_IDLE_PROPOSALS
+    finished: list[str] = []
+    with open_loop(repo, Unusable()) as loop:
+        loop.subscribe(lambda e: e.kind == EventKind.LOOP_FINISHED and finished.append(e.message))
+        loop.optimize()
+        exps = loop.experiments
+    assert [e.status for e in exps] == [Status.KEEP] + [Status.INVALID] * MAX_IDLE_PROPOSALS
+    assert finished and f"{MAX_IDLE_PROPOSALS} proposals in a row could not run" in finished[-1]
+
+
+def test_max_cost_usd_stops_the_run_before_the_next_proposal(repo: Path) -> None:
+    finished: list[str] = []
+    agent = Unusable(cost_usd=0.4)
+    with open_loop(repo, agent, max_cost_usd=1.0) as loop:
+        loop.subscribe(lambda e: e.kind == EventKind.LOOP_FINISHED and finished.append(e.message))
+        loop.optimize()
+        assert loop.total_cost_usd == pytest.approx(1.2)
+        assert len(loop.experiments) == 4  # baseline + 3 proposals: $0.80 < $1, then $1.20 stops it
+    assert agent.calls == 3 and finished[-1].startswith("cost limit: ")
+
+
+def test_secrets_are_withheld_from_the_setup_command_and_env_allow_passes_one(repo: Path, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-" + "test-should-not-leak")
+    monkeypatch.setenv("HF_TOKEN", "hf-allowed-on-purpose")
+    seen = tmp_path / "setup-env.txt"
+    setup = f"python -c \"import os; open({str(seen)!r}, 'w').write(' '.join(sorted(os.environ)))\""
+    agent = ScriptedAgent([("print env", 'print("peak_memory_mb: 2048")',
+                            "print('key:', int('ANTHROPIC_API_KEY' in os.environ)); "
+                            "print('hf:', int(os.environ.get('HF_TOKEN') == 'hf-allowed-on-purpose'))")])
+    with open_loop(repo, agent, setup=setup, env_allow=("HF_TOKEN",)) as loop:
+        loop.baseline()
+        exp = loop.step()
+    names = seen.read_text().split()
+    assert "ANTHROPIC_API_KEY" not in names and "HF_TOKEN" in names and "PATH" in names
+    assert (exp.summary.get("key"), exp.summary.get("hf")) == (0, 1)
 
 
 def test_events_in_order(repo: Path) -> None:
@@ -234,11 +339,12 @@ def test_stop_force_interrupts_running_experiment(repo: Path) -> None:
         started = threading.Event()
         loop.subscribe(lambda e: e.kind == EventKind.RUN_STARTED and started.set())
         thread = loop.start()
-        assert started.wait(10)
-        time.sleep(0.3)
+        assert started.wait(60)
+        wait_for_row(repo, 1, Status.RUNNING, tag="t")  # the run's process exists (its pid is recorded)
         t0 = time.monotonic()
         loop.stop(force=True)
-        thread.join(15)
+        thread.join(30)
+        # generous: it tells a stop (well under a second when idle) from waiting out the 30 s run
         assert not thread.is_alive() and time.monotonic() - t0 < 10
         last = loop.experiments[-1]
         assert last.status == Status.INTERRUPTED
@@ -272,20 +378,26 @@ def test_results_dataframe_and_tsv(repo: Path) -> None:
     assert tsv[4].split("\t")[1] == "0.000000"
 
 
-def test_load_results_while_running(repo: Path) -> None:
-    agent = ScriptedAgent([("slow", "SLEEP = 0.0", "SLEEP = 1.5")])
+def test_load_results_while_running(repo: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"  # the run is held open until both reads are done
+    agent = ScriptedAgent([("held", "time.sleep(SLEEP)",
+                            f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.02)")])
     with open_loop(repo, agent) as loop:
         loop.baseline()
+        started = threading.Event()
+        loop.subscribe(lambda e: e.kind == EventKind.RUN_STARTED and e.experiment.number == 1 and started.set())
         thread = loop.start()
-        time.sleep(0.5)
+        assert started.wait(60)
         df = load_results(repo, "t")  # from the same process, a separate connection, no lock
         out = subprocess.run([sys.executable, "-c", "import autoresearch_nb as a, sys;"
                               f"df=a.load_results({str(repo)!r}, 't'); print(len(df), list(df.status))"],
                              capture_output=True, text=True, timeout=60)
-        thread.join(30)
+        gate.touch()
+        thread.join(60)
+        assert not thread.is_alive() and loop.experiments[1].status == Status.DISCARD  # ran to the end, no gain
     assert len(df) == 2 and df.iloc[-1]["status"] == "running"
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("2 ")
+    assert out.stdout.startswith("2 ") and "'running'" in out.stdout
 
 
 def test_secrets_not_in_child_env(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -309,55 +421,163 @@ def test_bad_tag(repo: Path) -> None:
         Loop.open(repo, tag="../evil", agent=ScriptedAgent([]))
 
 
-KILLER = textwrap.dedent("""\
-    import sys
+# A loop process for the crash tests: it runs the baseline, then does ``then`` (Python, with ``loop`` and the
+# ``Proposal`` and ``Edit`` names) while the test kills it. Its agent proposes ``steps`` in order.
+DRIVER = textwrap.dedent("""\
+    import os, sys, time
     from autoresearch_nb import Loop, Proposal, Edit
+    from autoresearch_nb.git import Workspace
     class A:
         name = "a"
+        steps = {steps!r}
         def propose(self, context):
-            return Proposal("slow", edits=(Edit("SLEEP = 0.0", "SLEEP = 60.0"),))
-    loop = Loop.open(sys.argv[1], tag="k", agent=A(), metric="score", time_budget_s=5, timeout_s=120)
+            desc, search, replace = self.steps.pop(0)
+            return Proposal(desc, edits=(Edit(search, replace),))
+    loop = Loop.open(sys.argv[1], tag="k", agent=A(), metric="score", time_budget_s=5, timeout_s=120, **{config!r})
     loop.baseline()
     print("BASELINE_DONE", flush=True)
-    loop.step()
+    {then}
 """)
+SLOW = ("slow", "SLEEP = 0.0", "SLEEP = 60.0")
 
 
-def test_kill_9_mid_run_then_reopen(repo: Path, tmp_path: Path) -> None:
+def start_driver(repo: Path, tmp_path: Path, steps=(SLOW,), then: str = "loop.optimize()",
+                 config: dict | None = None, wait_baseline: bool = True) -> subprocess.Popen:
     script = tmp_path / "driver.py"
-    script.write_text(KILLER)
+    script.write_text(DRIVER.format(steps=list(steps), then=then, config=config or {}))
     proc = subprocess.Popen([sys.executable, str(script), str(repo)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "BASELINE_DONE"
-    # Wait until the slow experiment is running (its row holds the child's pid).
+    if wait_baseline:
+        assert proc.stdout.readline().strip() == "BASELINE_DONE"
+    return proc
+
+
+def wait_for_row(repo: Path, number: int, status: Status, tag: str = "k"):
+    """Experiment ``number`` once the store has it in ``status`` (with a pid, when running)."""
     from autoresearch_nb.store import Store
     store = Store(repo / ".autoresearch" / "store.db")
-    child = None
-    for _ in range(200):
-        rows = store.experiments("k")
-        if len(rows) == 2 and rows[1].status == Status.RUNNING and rows[1].pid:
-            child = rows[1].pid
-            break
-        time.sleep(0.05)
-    store.close()
-    assert child is not None
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = [e for e in store.experiments(tag) if e.number == number]
+            if rows and rows[0].status == status and (status != Status.RUNNING or rows[0].pid):
+                return rows[0]
+            time.sleep(0.05)
+    finally:
+        store.close()
+    raise AssertionError(f"experiment #{number} never became {status.value}")
+
+
+@pytest.mark.parametrize("kept_first", [False, True])  # the best is the baseline, or a kept experiment
+def test_kill_9_mid_run_then_reopen(repo: Path, tmp_path: Path, kept_first: bool) -> None:
+    steps = [("X to 1", "X = 3.0", "X = 1.0"), SLOW] if kept_first else [SLOW]
+    proc = start_driver(repo, tmp_path, steps)
+    slow = len(steps)
+    run = psutil.Process(wait_for_row(repo, slow, Status.RUNNING).pid)  # before the kill: see alive()
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    os.kill(child, 0)  # the orphaned run is still alive until the loop reopens
+    assert alive(run)  # the orphaned run is still alive until the loop reopens
 
     with Loop.open(repo, tag="k", agent=ScriptedAgent([])) as loop:
         exps = loop.experiments
-        assert [e.status for e in exps] == [Status.KEEP, Status.INTERRUPTED]
-        assert loop.workspace.head() == exps[0].parent_sha
+        assert [e.status for e in exps] == [Status.KEEP] * slow + [Status.INTERRUPTED]
+        assert loop.workspace.head() == exps[slow - 1].sha == exps[slow].parent_sha  # back on the best
+        assert ("X = 1.0" in loop.workspace.read(loop.workspace.head())) is kept_first
         assert loop.workspace.changed_paths() == []
-        assert git(repo, "rev-parse", "refs/autoresearch/k/1") == exps[1].sha
-    for _ in range(50):
+        assert git(repo, "rev-parse", f"refs/autoresearch/k/{slow}") == exps[slow].sha
+    psutil.wait_procs([run], timeout=30)  # returns as soon as it is gone
+    assert not alive(run), "the orphaned run was not killed on reopen"
+
+
+def test_a_notebook_interrupt_ends_the_run_as_interrupted_and_the_loop_goes_on(repo: Path, tmp_path: Path) -> None:
+    # A kernel interrupt is SIGINT to the kernel process: KeyboardInterrupt in the cell running loop.step().
+    proc = start_driver(repo, tmp_path, [SLOW, ("X to 1", "X = 3.0", "X = 1.0")], then=textwrap.dedent("""\
         try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("the orphaned run was not killed on reopen")
+            loop.step()
+        except KeyboardInterrupt:
+            print("STOPPED", [e.status.value for e in loop.experiments], loop.workspace.changed_paths(), flush=True)
+        print("NEXT", loop.step().status.value, flush=True)
+    """))
+    run = psutil.Process(wait_for_row(repo, 1, Status.RUNNING).pid)
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout.readline().strip() == "STOPPED ['keep', 'interrupted'] []"
+    assert proc.stdout.readline().strip() == "NEXT keep"  # the same loop, in the same kernel, goes on
+    assert proc.wait(60) == 0
+    psutil.wait_procs([run], timeout=30)
+    assert not alive(run)  # the interrupted run's process was ended, not left behind
+
+
+def test_a_row_left_proposed_by_a_dead_loop_is_closed_on_reopen(repo: Path, tmp_path: Path) -> None:
+    proc = start_driver(repo, tmp_path, [("X to 1", "X = 3.0", "X = 1.0")],
+                        then='loop.propose(); print("PROPOSED", flush=True); time.sleep(600)')
+    assert proc.stdout.readline().strip() == "PROPOSED"
+    proc.kill()
+    proc.wait(10)
+    with Loop.open(repo, tag="k", agent=ScriptedAgent([])) as loop:
+        base, left = loop.experiments
+        assert left.status == Status.INTERRUPTED and "before it ran" in left.reason and left.sha is None
+        assert loop.workspace.head() == base.sha and loop.workspace.changed_paths() == []
+        with pytest.raises(QueueExhausted):
+            loop.step()  # the loop goes on from the best; the closed row is not run
+        assert loop.experiments[1].status == Status.INTERRUPTED
+
+
+def test_kill_9_during_the_noise_repeats_kills_the_orphaned_repeat_on_reopen(repo: Path, tmp_path: Path) -> None:
+    # The baseline's first run (seed 42) is quick, its noise repeats (seeds 43, 44) hang.
+    slow_repeats = DEMO_TARGET.replace("SLEEP = 0.0", "SLEEP = 0.0 if os.environ['AUTORESEARCH_SEED'] == '42' else 60")
+    (repo / "train.py").write_text(slow_repeats)
+    git(repo, "commit", "-qam", "slow repeats")
+    proc = start_driver(repo, tmp_path, [], then="", config={"noise_repeats": 3}, wait_baseline=False)
+    deadline = time.monotonic() + 60
+    while not (repeats := runs_of("k/0", seed="43")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert repeats, "the noise repeat never started"
+    proc.kill()
+    proc.wait(10)
+    assert all(alive(p) for p in repeats)  # orphaned: the loop is gone, the repeat is not
+    with Loop.open(repo, tag="k", agent=ScriptedAgent([])) as loop:
+        (base,) = loop.experiments
+        assert base.status == Status.INTERRUPTED and base.runs and base.seeds == [42]
+        assert loop.workspace.changed_paths() == []
+    psutil.wait_procs(repeats, timeout=30)
+    assert not [p for p in repeats if alive(p)], "the orphaned repeat run was not killed on reopen"
+
+
+def runs_of(marker: str, seed: str) -> list[psutil.Process]:
+    """Live train.py processes of one experiment (the loop marks them with AUTORESEARCH_RUN) and seed."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            env = p.environ()
+            if (env.get("AUTORESEARCH_RUN"), env.get("AUTORESEARCH_SEED")) == (marker, seed) and \
+                    "train.py" in " ".join(p.cmdline()) and alive(p):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_the_row_is_committed_before_the_git_reset(repo: Path, tmp_path: Path) -> None:
+    # Fault injection: the loop process dies at the first git reset after the run, i.e. while discarding.
+    proc = start_driver(repo, tmp_path, [("Y to 5 (worse)", "Y = 2.0", "Y = 5.0")], then=(
+        "exp = loop.run(loop.propose()); "
+        "Workspace.restore = lambda self, sha: os._exit(3); "
+        "loop.decide(exp)"))
+    assert proc.wait(60) == 3
+    worse = wait_for_row(repo, 1, Status.DISCARD)  # the decision survived the crash that cut the reset
+    assert worse.decided_at is not None and worse.metric == pytest.approx(40.0)
+    with Loop.open(repo, tag="k", agent=ScriptedAgent([])) as loop:
+        base, again = loop.experiments
+        assert again == worse and again.status == Status.DISCARD  # not re-run, not interrupted
+        assert loop.workspace.head() == base.sha and loop.workspace.changed_paths() == []
+        assert git(repo, "rev-parse", "refs/autoresearch/k/1") == worse.sha  # its diff is kept
+
+
+def alive(p: psutil.Process) -> bool:
+    """Running and not a zombie (a container whose PID 1 does not reap leaves zombies)."""
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_non_ml_target_maximize_function_speed(tmp_path: Path) -> None:

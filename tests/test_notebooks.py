@@ -115,3 +115,18 @@ def test_cli_runs_the_notebook(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(load_results(repo, "cli")) == 3
     assert out.exists()
+
+
+@pytest.mark.slow
+def test_a_key_like_notebook_parameter_is_refused(tmp_path, monkeypatch):
+    import papermill
+
+    for k, v in kernel_env(tmp_path).items():
+        monkeypatch.setenv(k, v)
+    repo = make_demo_repo(tmp_path / "target")
+    with pytest.raises(papermill.PapermillExecutionError, match="refusing setting 'anthropic_api_key'"):
+        papermill.execute_notebook(str(NOTEBOOKS / "autoresearch.ipynb"), str(tmp_path / "out.ipynb"),
+                                   progress_bar=False, cwd=str(tmp_path),
+                                   parameters=dict(repo=str(repo), tag="key", agent="queue", time_budget_s=2,
+                                                   anthropic_api_key="sk-ant-" + "test-not-real"))
+    assert not (repo / ".autoresearch" / "store.db").exists()  # refused before the run was opened

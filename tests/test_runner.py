@@ -6,7 +6,6 @@ import json
 import os
 import sys
 import textwrap
-import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from autoresearch_nb import runner
 from autoresearch_nb.records import CurvePoint
 from autoresearch_nb.runner import MAX_POINTS, Run, log_tail, parse_progress, run_command, scrub_env
 
@@ -127,7 +127,7 @@ def run(tmp_path: Path, text: str, timeout_s: float = 30, **kw) -> object:
     return run_command(command, tmp_path, tmp_path / "logs" / "run.log", timeout_s=timeout_s, **kw)
 
 
-def gone(pid: int, within_s: float = 1.0) -> bool:
+def gone(pid: int, within_s: float = 10.0) -> bool:
     """Dead within a moment (SIGKILL is delivered asynchronously): no such process, or a zombie waiting for its
     (foreign) parent to reap it."""
     deadline = time.monotonic() + within_s
@@ -186,11 +186,14 @@ def test_python_means_this_interpreter(tmp_path: Path) -> None:
 
 # -- timeout, process group, cancel -----------------------------------------------------------------------
 
-def test_hang_is_killed_at_the_hard_timeout_quickly(tmp_path: Path) -> None:
+def test_hang_is_killed_at_the_hard_timeout_quickly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The behaviour: SIGTERM works, so the grace period is not waited for. With a 30 s grace a regression that
+    # waits it out takes 31 s; the generous 15 s bound tells the two apart on a busy machine.
+    monkeypatch.setattr(runner, "GRACE_S", 30.0)
     start = time.monotonic()
     result = run(tmp_path, HANG, timeout_s=1)
     took = time.monotonic() - start
-    assert result.timed_out and 1.0 <= took < 2.5, took  # the grace period is 2 s: not waited for
+    assert result.timed_out and 1.0 <= took < 15, took  # not before the timeout, and not after the grace
 
 
 def test_timeout_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
@@ -214,11 +217,11 @@ def test_cancel_ends_the_run_as_interrupted(tmp_path: Path) -> None:
     deadline = time.monotonic() + 10
     while "started" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.01)
-    threading.Timer(0.1, r.cancel).start()
     start = time.monotonic()
+    r.cancel()
     result = r.wait()
     assert (result.interrupted, result.timed_out, result.error) == (True, False, "interrupted")
-    assert time.monotonic() - start < 2.0 and gone(r.pid)
+    assert time.monotonic() - start < 15 and gone(r.pid)  # the run's timeout is 60 s: a cancel, not a timeout
 
 
 # -- output flood ------------------------------------------------------------------------------------------
@@ -267,6 +270,7 @@ def test_progress_points_arrive_live(tmp_path: Path) -> None:
 
     start = time.monotonic()
     run(tmp_path, PROGRESS.format(go=str(go)), on_point=on_point)
+    # generous: each point arrives while the run waits for it (a batch at exit would hang the run)
     assert [p.step for p in seen] == [1, 2, 3] and time.monotonic() - start < 10
 
 
