@@ -136,7 +136,9 @@ def load_results(repo: str | Path = ".", tag: str | None = None) -> "pd.DataFram
                 raise AutoresearchError(f"no run tagged {t!r} in {root}; runs: "
                                         f"{', '.join(r['tag'] for r in runs) or 'none'}")
             cfg = _config_of(run["config"])
-            frames.append(_results.dataframe(store.experiments(t), cfg.metric, cfg.maximize, cfg.record))
+            exps = store.experiments(t)
+            frames.append(_results.dataframe(exps, cfg.metric, cfg.maximize, cfg.record))
+            frames[-1].attrs.update(_results.run_stats(exps, run["state"]))  # one run's figures (a concat drops them)
         return pd.concat(frames) if len(frames) > 1 else (frames[0] if frames else _results.dataframe([]))
     finally:
         store.close()
