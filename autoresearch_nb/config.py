@@ -59,7 +59,7 @@ class Config:
     workers: int = setting(1, "experiments at once (one GPU or a share of the cores each)")
     executor: str = setting("local", "'local' (subprocesses) or 'ray' (tasks on a Ray cluster)")
     lookahead: str = setting("auto", "with one worker, ask the agent for the next experiment while one runs: "
-                                     "'1' always, '0' never, 'auto' when proposals take over 2% of a run")
+                                     "'1' always, '0' never, 'auto' when proposals take over 2 percent of a run")
     ray_address: str | None = setting(None, "the Ray cluster to join ('auto' or 'ray://...'; default: start "
                                             "a local one)")
     # overnight: the stall watchdog, a notification, housekeeping (autoresearch-nb gc)
