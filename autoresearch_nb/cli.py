@@ -155,6 +155,9 @@ def _run(args: argparse.Namespace) -> int:
         if best is not None:
             print(f"best: #{best.number} {loop.config.metric} {best.metric:.6f}  {best.description}  "
                   f"(branch {loop.workspace.branch}, results {loop.results_tsv})")
+        duty = loop.results.attrs.get("duty_cycle")
+        if duty is not None:  # the device's busy share of the loop's wall time (lookahead raises it)
+            print(f"duty cycle: {100 * duty:.1f}% of the wall time running experiments")
     except (AgentError, BudgetExceeded) as e:
         print(f"autoresearch-nb: the agent stopped the run: {e}", file=sys.stderr)
         code = 1
