@@ -34,9 +34,10 @@ from collections.abc import Callable
 
 from .config import Config
 from .edits import content_hash, unified_diff
+from .events import Event, EventKind
 from .git import Workspace
 from .recorder import Recorder
-from .records import Experiment, Status
+from .records import Experiment, Status, is_baseline
 from .serial import Limits, optimize_serially
 from .store import Store
 from .trial import StopSignal
@@ -95,8 +96,17 @@ class Lookahead:
             account()
 
     def step(self) -> Experiment:
-        """Propose (or take the prepared proposal), run and decide one experiment; the baseline first."""
-        first = self.baseline()
+        """Propose (or take the prepared proposal), run and decide one experiment; the baseline first (the
+        first proposal is prepared while it runs)."""
+        def on_event(ev: Event) -> None:  # on this thread, when the baseline's row exists and its run starts
+            if ev.kind == EventKind.RUN_STARTED and ev.experiment is not None and is_baseline(ev.experiment) \
+                    and self._thread is None:
+                self._prepare(ev.experiment)
+        stop_listening = self.recorder.events.subscribe(on_event)
+        try:
+            first = self.baseline()
+        finally:
+            stop_listening()
         exp = first if first is not None else self._next()
         if exp.status == Status.PROPOSED:
             self._prepare(exp)

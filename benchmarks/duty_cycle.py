@@ -10,10 +10,11 @@ the edit repair rules) against the local Messages API server of the tests (tests
 waits ``proposal`` seconds and then answers with one edit: a seeded random constant moved a seeded random step,
 read from the file the prompt shows (so about 10 % of consecutive proposals touch the same line, and a kept one
 makes the prepared one conflict). The tuner runs as it is (milliseconds a proposal). Both use the same seeds
-with lookahead 0 and 1 (and the tuner with auto), the baseline outside the measured ``optimize`` call.
+with lookahead 0 and 1 (and the tuner with auto), in one ``optimize`` call of a fresh run: the baseline, then
+``--experiments`` experiments (with lookahead the first proposal is prepared during the baseline; a resumed
+session's first proposal has nothing to overlap).
 
-Printed per case: the duty cycle (busy / wall, from the run state the loop keeps), the same from the first
-experiment's start on (the call's first proposal is never prepared during a run), the wall seconds, the mean
+Printed per case: the duty cycle (busy / wall, from the run state the loop keeps), the wall seconds, the mean
 proposal seconds, how many proposals were prepared during a run, and the re-apply conflict rate. The goal:
 >= 97 % with lookahead 1 when a proposal is shorter than a run and the prepared change does not conflict.
 """
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from autoresearch_nb import EventKind, Loop  # noqa: E402
+from autoresearch_nb import Loop  # noqa: E402
 from autoresearch_nb.results import run_stats  # noqa: E402
 from fake_anthropic import FakeAnthropic, tool_use  # noqa: E402
 
@@ -85,15 +86,9 @@ def measure(agent: str, lookahead: str, run_s: float, proposal_s: float, n: int,
         with Loop.open(repo, tag="d", agent=agent, metric="score", time_budget_s=max(run_s, 1.0),
                        timeout_s=run_s + 60, noise_repeats=1, seed=seed, lookahead=lookahead,
                        max_repairs=0) as loop:
-            loop.baseline()
-            starts: list[float] = []  # when each run of the call started: the first proposal is never overlapped
-            loop.subscribe(lambda ev: starts.append(time.monotonic()) if ev.kind == EventKind.RUN_STARTED else None)
-            t0 = time.monotonic()
-            loop.optimize(n=n)
+            loop.optimize(n=n + 1)  # the baseline first, as a fresh run does: the first proposal overlaps it
             exps = loop.experiments
             stats = run_stats(exps, loop.store.get_run("d")["state"])
-        first = (starts[0] - t0) if starts else 0.0
-        stats["steady"] = stats["busy_s"] / (stats["wall_s"] - first) if stats["wall_s"] > first else None
         asked = [e.propose_seconds for e in exps if e.propose_seconds is not None]
         stats["propose_s"] = statistics.mean(asked) if asked else 0.0
         stats["ran"] = sum(e.status.ran for e in exps) - 1
@@ -102,7 +97,7 @@ def measure(agent: str, lookahead: str, run_s: float, proposal_s: float, n: int,
 
 def line(label: str, s: dict) -> str:
     rate = "-" if s["conflict_rate"] is None else f"{100 * s['conflict_rate']:.0f}% ({s['conflicts']}/{s['reapplied']})"
-    return (f"  {label:<22} duty {100 * s['duty_cycle']:5.1f}%  from #1 {100 * s['steady']:5.1f}%   "
+    return (f"  {label:<22} duty {100 * s['duty_cycle']:5.1f}%   "
             f"wall {s['wall_s']:6.1f} s  busy {s['busy_s']:6.1f} s  ran {s['ran']:2d}  "
             f"proposal {s['propose_s']:5.2f} s  prepared {s['prepared']:2d}  conflicts {rate}")
 
@@ -115,7 +110,7 @@ def main() -> None:
     p.add_argument("--no-tuner", action="store_true", help="only the Claude agent")
     args = p.parse_args()
     os.environ["ANTHROPIC_API_KEY"] = "sk-ant-api03-fake-key-for-the-local-test-server-only"
-    print(f"duty cycle = device-busy seconds / wall seconds of optimize(n={args.experiments}); "
+    print(f"duty cycle = device-busy seconds / wall seconds of a fresh run's optimize(n=1 + {args.experiments}); "
           f"machine: {os.cpu_count()} CPUs")
     for case in args.cases:
         run_s, proposal_s = (float(x) for x in case.split("/"))

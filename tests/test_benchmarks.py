@@ -69,5 +69,5 @@ def test_duty_cycle_prints_lookahead_0_and_1_side_by_side() -> None:
     rows = {line.split("lookahead")[1].split()[0]: line for line in out.splitlines() if "claude, lookahead" in line}
     assert set(rows) == {"0", "1"}, out
     prepared = {k: int(re.search(r"prepared +(\d+)", v).group(1)) for k, v in rows.items()}
-    assert prepared == {"0": 0, "1": 2}  # with 1, each proposal after the first was made during a run
+    assert prepared == {"0": 0, "1": 3}  # with 1, each proposal was made during a run (the first: the baseline)
     assert all(re.search(r"duty +\d+\.\d%", v) for v in rows.values())

@@ -95,6 +95,14 @@ def test_the_next_proposal_is_asked_while_the_run_runs(slow_repo: Path) -> None:
         assert 0 < df.attrs["duty_cycle"] <= 1 and df.attrs["prepared"] == 2
 
 
+def test_the_first_proposal_is_prepared_while_the_baseline_runs(slow_repo: Path) -> None:
+    agent = Agent([("X to 1", "X = 3.0", "X = 1.0")])
+    with open_loop(slow_repo, agent) as loop:
+        base, first = loop.optimize(n=2)
+        assert first.prepared_during == base.number == 0 and first.status == Status.KEEP
+        assert agent.contexts[0].in_flight[0].number == 0 and first.created_at < base.ended_at
+
+
 def test_a_keep_re_applies_the_prepared_change_onto_the_new_best(slow_repo: Path) -> None:
     agent = Agent([("X to 1", "X = 3.0", "X = 1.0"), ("Y to 0", "Y = 2.0", "Y = 0.0")])
     with open_loop(slow_repo, agent) as loop:
@@ -212,22 +220,30 @@ KILLER = textwrap.dedent("""\
 """)
 
 
+def rows_when(db: Path, tag: str, ready, timeout: float = 60.0) -> list:
+    """The run's rows, read by another connection, once ``ready(rows)`` holds."""
+    deadline = time.monotonic() + timeout
+    store = Store(db)
+    try:
+        while not ready(rows := store.experiments(tag)):
+            if time.monotonic() > deadline:
+                pytest.fail(f"never ready: {[(e.number, e.status.value) for e in rows]}")
+            time.sleep(0.05)
+    finally:
+        store.close()
+    return rows
+
+
 def test_kill_9_while_a_prepared_proposal_waits_leaves_a_row_the_reopen_runs(slow_repo: Path,
                                                                              tmp_path: Path) -> None:
-    script = tmp_path / "driver.py"
-    script.write_text(KILLER)
-    proc = subprocess.Popen([sys.executable, str(script), str(slow_repo)], stdout=subprocess.PIPE, text=True)
+    (tmp_path / "driver.py").write_text(KILLER)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), str(slow_repo)], stdout=subprocess.PIPE,
+                            text=True)
     assert proc.stdout.readline().strip() == "BASELINE_DONE"
-    store = Store(slow_repo / ".autoresearch" / "store.db")
-    child = None
-    for _ in range(600):  # until #1 runs (its pid saved) and #2, prepared during it, waits
-        rows = store.experiments("k")
-        if len(rows) == 3 and rows[1].pid and rows[1].status == Status.RUNNING and rows[2].status == Status.PROPOSED:
-            child = rows[1].pid
-            break
-        time.sleep(0.05)
-    store.close()
-    assert child is not None, "the prepared proposal never appeared while #1 ran"
+    # Wait until #1 runs (its pid saved) and #2, prepared during it, waits.
+    rows = rows_when(slow_repo / ".autoresearch" / "store.db", "k", lambda rows: len(rows) == 3 and rows[1].pid and
+                     rows[1].status == Status.RUNNING and rows[2].status == Status.PROPOSED)
+    child = rows[1].pid
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
 
