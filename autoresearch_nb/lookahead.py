@@ -69,6 +69,7 @@ class Lookahead:
         self._prepared: Experiment | None = None
         self._error: BaseException | None = None
         self._store: Store | None = None  # the proposing thread's own handle
+        self._files: dict[str, str] = {}  # the editable file by commit: one git read per best, not per step
 
     def optimize(self, limits: Limits, label: str) -> list[Experiment]:
         """Step until a limit, the agent's end, the cost limit or a stop; a proposal being prepared is waited
@@ -139,8 +140,8 @@ class Lookahead:
 
         kept = rec.head()
         onto = kept.number if kept is not None else None
-        ours = self.workspace.read(head)
-        merged = merge_file(self.workspace.read(exp.parent_sha or head), ours, exp.content or "")
+        ours = self._file(head)
+        merged = merge_file(self._file(exp.parent_sha or head), ours, exp.content or "")
         why = f"prepared during #{exp.prepared_during}"
         label = f"#{onto}" if onto is not None else head[:7]
         if merged is None:
@@ -162,10 +163,15 @@ class Lookahead:
         if self.limits is not None and self.limits.reason(self.count + 1):
             return  # running is the call's last experiment: a proposal now would only wait
         parent = self.recorder.head_sha()
-        source = self.workspace.read(parent)  # on this thread: the proposing thread runs no git
+        source = self._file(parent)  # on this thread: the proposing thread runs no git
         self._thread = threading.Thread(target=self._work, args=(parent, source, running), daemon=True,
                                         name=f"autoresearch-{self.recorder.tag}-lookahead")
         self._thread.start()
+
+    def _file(self, sha: str) -> str:
+        if sha not in self._files:
+            self._files[sha] = self.workspace.read(sha)
+        return self._files[sha]
 
     def _slow_agent(self) -> bool:
         if self.mode == "1":

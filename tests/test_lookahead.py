@@ -262,11 +262,23 @@ def test_kill_9_while_a_prepared_proposal_waits_leaves_a_row_the_reopen_runs(slo
     assert load_results(slow_repo, "k").attrs["prepared"] == 1
 
 
-def test_status_shows_the_duty_cycle(slow_repo: Path) -> None:
-    agent = Agent([("X to 1", "X = 3.0", "X = 1.0")], delay_s=0.2)
-    with open_loop(slow_repo, agent) as loop:
-        loop.optimize(n=2)
-        duty = loop.results.attrs["duty_cycle"]
-    out = subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "status", "--repo", str(slow_repo)],
-                         capture_output=True, text=True, timeout=60).stdout
-    assert f"duty {100 * duty:.1f}%" in out
+def test_a_cli_run_with_the_claude_agent_shows_the_duty_cycle_in_status(slow_repo: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fake_anthropic import FakeAnthropic, tool_use
+
+    script = [tool_use({"description": "X to 1", "edits": [{"search": "X = 3.0", "replace": "X = 1.0"}]}),
+              tool_use({"description": "Y to 0", "edits": [{"search": "Y = 2.0", "replace": "Y = 0.0"}]})]
+    with FakeAnthropic(script) as api:
+        env = {**os.environ, "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": "sk-ant-fake-key-for-a-local-server"}
+        cli = [sys.executable, "-m", "autoresearch_nb.cli"]
+        run = subprocess.run([*cli, "run", "--tag", "c", "--repo", str(slow_repo), "--agent", "claude", "--metric",
+                              "score", "--noise-repeats", "1", "--lookahead", "1", "--n", "3"],
+                             capture_output=True, text=True, timeout=300, env=env)
+        assert run.returncode == 0, run.stderr
+        assert len(api.requests) == 2  # one proposal prepared during the baseline, one during #1
+    status = subprocess.run([*cli, "status", "--repo", str(slow_repo)], capture_output=True, text=True,
+                            timeout=60).stdout
+    attrs = load_results(slow_repo, "c").attrs
+    assert attrs["prepared"] == 2 and attrs["reapplied"] == 1 and attrs["conflicts"] == 0
+    assert f"duty {100 * attrs['duty_cycle']:.1f}%" in status and "conflicts 0/1" in status
+    assert f"duty cycle: {100 * attrs['duty_cycle']:.1f}%" in run.stdout
