@@ -66,15 +66,21 @@ def fake_claude(delay_s: float, seed: int):
     """A script entry: after ``delay_s``, move one constant of the file shown in the prompt by a random step."""
     rng = random.Random(seed)
     line = re.compile(r"^C(\d) = (-?[\d.]+)$", re.M)
+    files: set[tuple] = set()  # the files it proposed: like a real agent, it does not propose one twice
 
     def answer(request: dict) -> dict:
         time.sleep(delay_s)
         shown = json.dumps(request["messages"][-1]["content"])
-        source = shown.replace("\\n", "\n")
-        values = {int(i): v for i, v in line.findall(source)}
-        i = rng.randrange(len(TARGETS))
-        old = values.get(i, "0.0")
-        new = round(float(old) + rng.choice([-1.0, -0.5, 0.5, 1.0]), 2)
+        values = {int(i): v for i, v in line.findall(shown.replace("\\n", "\n"))}
+        files.add(tuple(sorted(values.items())))
+        while True:
+            i = rng.randrange(len(TARGETS))
+            old = values.get(i, "0.0")
+            new = round(float(old) + rng.choice([-1.0, -0.5, 0.5, 1.0]), 2)
+            made = tuple(sorted({**values, i: str(new)}.items()))
+            if made not in files:
+                files.add(made)
+                break
         return tool_use({"description": f"C{i} to {new}",
                          "edits": [{"search": f"C{i} = {old}", "replace": f"C{i} = {new}"}]})
     return answer
