@@ -155,6 +155,9 @@ def _run(args: argparse.Namespace) -> int:
         if best is not None:
             print(f"best: #{best.number} {loop.config.metric} {best.metric:.6f}  {best.description}  "
                   f"(branch {loop.workspace.branch}, results {loop.results_tsv})")
+        duty = loop.results.attrs.get("duty_cycle")
+        if duty is not None:  # the device's busy share of the loop's wall time (lookahead raises it)
+            print(f"duty cycle: {100 * duty:.1f}% of the wall time running experiments")
     except (AgentError, BudgetExceeded) as e:
         print(f"autoresearch-nb: the agent stopped the run: {e}", file=sys.stderr)
         code = 1
@@ -229,6 +232,7 @@ def _status(args: argparse.Namespace) -> int:
     from .git import find_repo
     from .view import store_path
     from .records import Status
+    from .results import run_stats
     from .store import Store
 
     root = find_repo(args.repo)
@@ -249,8 +253,12 @@ def _status(args: argparse.Namespace) -> int:
             best = (max if maximize else min)(kept, key=lambda e: e.metric) if kept else None
             best_txt = f"{best.metric:.6f} (#{best.number})" if best else "-"
             running = sum(e.status == Status.RUNNING for e in exps)
+            stats = run_stats(exps, run["state"])
+            duty = "" if stats["duty_cycle"] is None else f"  duty {100 * stats['duty_cycle']:.1f}%"
+            if stats["reapplied"]:
+                duty += f"  conflicts {stats['conflicts']}/{stats['reapplied']}"
             print(f"{run['tag']:<20} {len(exps):>4} experiments  {len(kept):>3} kept  "
-                  f"best {cfg.get('metric', 'metric')} {best_txt}" + ("  [running]" if running else ""))
+                  f"best {cfg.get('metric', 'metric')} {best_txt}{duty}" + ("  [running]" if running else ""))
     finally:
         store.close()
     return 0

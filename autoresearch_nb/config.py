@@ -72,6 +72,8 @@ class Config:
                                                 "included")
     workers: int = setting(1, "experiments at once (one GPU or a share of the cores each)")
     executor: str = setting("local", "'local' (subprocesses) or 'ray' (tasks on a Ray cluster)")
+    lookahead: str = setting("auto", "with one worker, ask the agent for the next experiment while one runs: "
+                                     "'1' always, '0' never, 'auto' when proposals take over 2 percent of a run")
     ray_address: str | None = setting(None, "the Ray cluster to join ('auto' or 'ray://...'; default: start "
                                             "a local one)")
     # overnight: the stall watchdog, a notification, housekeeping (autoresearch-nb gc)
@@ -142,6 +144,9 @@ class Config:
             raise ConfigError(f"time_budget_s must be > 0, not {self.time_budget_s!r}")
         if self.timeout_s is not None and float(self.timeout_s) <= 0:
             raise ConfigError(f"timeout_s must be > 0, not {self.timeout_s!r}")
+        object.__setattr__(self, "lookahead", str(self.lookahead).strip().lower())  # 1 from a notebook is "1"
+        if self.lookahead not in ("0", "1", "auto"):
+            raise ConfigError(f"lookahead must be 0, 1 or 'auto', not {self.lookahead!r}")
         if int(self.workers) < 1:
             raise ConfigError(f"workers must be >= 1, not {self.workers!r}")
         if self.executor not in ("local", "ray"):

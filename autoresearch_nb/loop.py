@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import results as _results
-from .agents import Agent, Context, QueueExhausted, make_agent
+from .agents import Agent, Context, make_agent
 from .config import Config, make_config
 from .edits import EditError, check_python, content_hash, unified_diff
-from .proposals import judge_proposal
-from .errors import AgentError, AutoresearchError, BudgetExceeded, ConfigError, StateError
+from .lookahead import Lookahead
+from .proposals import ask_agent
+from .errors import AutoresearchError, BudgetExceeded, ConfigError, StateError
 from .events import EventBus, EventKind, Listener
 from .git import STATE_DIR, Workspace, commit_message, find_repo
 from .recorder import PointBuffer, Recorder
@@ -32,7 +33,7 @@ from .records import CurvePoint, Experiment, RunResult, Status, is_baseline
 from .repeats import Repeats
 from .results import ResultsFile
 from .runner import log_tail
-from .serial import Limits, optimize_serially
+from .serial import Limits
 from .session import RunLock, check_tag, recover
 from .store import Store
 from .trial import Plan, StopSignal, execute, finished
@@ -66,7 +67,13 @@ class Loop:
         self._stop = StopSignal()
         self._plan = Plan(repo_root, tag, config)
         results = ResultsFile(self.results_tsv, config.metric, config.memory_key)
-        tell = getattr(agent, "tell", None) or (lambda e: None)
+        self._agent_lock = threading.Lock()  # the agent is asked on the lookahead thread and told on this one
+        told = getattr(agent, "tell", None) or (lambda e: None)
+
+        def tell(exp: Experiment) -> None:
+            with self._agent_lock:
+                told(exp)
+
         self._recorder = Recorder(store, tag, self.events, results, tell, config.maximize)
         self._repeats = Repeats(self._recorder, self._plan, workspace, self._stop)
         self._thread: threading.Thread | None = None
@@ -147,8 +154,9 @@ class Loop:
     @property
     def results(self) -> "pd.DataFrame":
         """Every experiment as a pandas DataFrame (newest last)."""
-        return _results.dataframe(self.experiments, self.config.metric, self.config.maximize,
-                                  self.config.record)
+        df = _results.dataframe(self.experiments, self.config.metric, self.config.maximize, self.config.record)
+        df.attrs.update(_results.run_stats(self.experiments, self._recorder.state()))  # duty cycle, conflict rate
+        return df
 
     def curve(self, number: int) -> list[CurvePoint]:
         """The progress points of experiment ``number``."""
@@ -214,37 +222,24 @@ class Loop:
         if self._baseline_row(ran=True) is None:
             raise StateError("the run has no baseline yet: call loop.baseline() first (a proposal is judged "
                              "against it)")
-        rec = self._recorder
-        parent = rec.head_sha()
-        source = self.workspace.read(parent)
-        if self.config.max_cost_usd is not None and rec.total_cost_usd >= self.config.max_cost_usd:
+        parent = self._recorder.head_sha()
+        return self._recorder.publish(self._ask(parent, self.workspace.read(parent), tuple(in_flight)))
+
+    def _ask(self, parent: str, source: str, in_flight: tuple[Experiment, ...] = (), **extra: Any) -> Experiment:
+        """An unsaved proposal on ``parent`` (its file: ``source``). No git, no store write: the lookahead's
+        proposing thread calls it too, so the agent lock keeps ``propose`` and ``tell`` from overlapping."""
+        rec, cfg = self._recorder, self.config
+        if cfg.max_cost_usd is not None and rec.total_cost_usd >= cfg.max_cost_usd:
             raise BudgetExceeded(f"the run has spent ${rec.total_cost_usd:.2f} of max_cost_usd "
-                                 f"${self.config.max_cost_usd:.2f}")
+                                 f"${cfg.max_cost_usd:.2f}")
         history = tuple(rec.experiments)
         last = history[-1] if history else None
         tail = log_tail(last.log_path) if last and last.status in (Status.CRASH, Status.TIMEOUT) else None
-        context = Context(program=_read(self.repo_root / self.config.program), editable=self.config.editable, source=source,
-                          in_flight=tuple(in_flight), history=history, config=self.config, best=rec.best,
+        context = Context(program=_read(self.repo_root / cfg.program), editable=cfg.editable, source=source,
+                          in_flight=in_flight, history=history, config=cfg, best=rec.best,
                           last_log_tail=tail, cost_so_far_usd=rec.total_cost_usd)
-        agent_name = getattr(self.agent, "name", type(self.agent).__name__)
-        try:
-            proposal = self.agent.propose(context)
-        except (AgentError, BudgetExceeded, QueueExhausted):
-            raise
-        except Exception as e:  # a bug in an agent is recorded, not fatal to an overnight run
-            log.exception("agent %s failed", agent_name)
-            exp = rec.save(rec.new(Status.INVALID, description="(agent error)", parent_sha=parent,
-                                   agent=agent_name, reason=f"the agent raised {type(e).__name__}: {e}",
-                                   decided_at=time.time()))
-            rec.emit(EventKind.PROPOSED, exp)
-            return exp
-        status, reason, fields = judge_proposal(proposal, source, self.config.editable, rec.twin)
-        exp = rec.save(rec.new(status, parent_sha=parent, agent=agent_name, reason=reason,
-                               decided_at=None if status == Status.PROPOSED else time.time(), **fields))
-        rec.emit(EventKind.PROPOSED, exp)
-        if status != Status.PROPOSED:
-            rec.tell(exp)
-        return exp
+        with self._agent_lock:
+            return ask_agent(self.agent, context, parent, rec.new, rec.twin, **extra)
 
     def edit(self, exp: Experiment, content: str, description: str | None = None) -> Experiment:
         """Replace a proposal's file (step mode: the user edits before approving). The edit is what runs."""
@@ -370,15 +365,17 @@ class Loop:
         """
         self._stop.clear()
         limits = Limits(n, max_seconds, self.config.max_experiments, lambda: len(self._recorder))
-        if self.config.workers > 1 or self.config.executor == "ray":
+        cfg = self.config
+        baseline = lambda: None if self._baseline_row(ran=True) else self.baseline()  # noqa: E731
+        if cfg.workers > 1 or cfg.executor == "ray":
             from .parallel import ParallelDriver, make_executor  # K experiments in flight; see its docstring
 
-            cfg = self.config
             return ParallelDriver(
                 self._recorder, self._plan, self.workspace, self._repeats, self._stop, setup=self.setup,
-                baseline=lambda: None if self._baseline_row(ran=True) else self.baseline(), propose=self.propose,
+                baseline=baseline, propose=self.propose,
                 executor=make_executor(self.workspace, cfg.executor, cfg.workers, cfg.ray_address)).optimize(limits)
-        return optimize_serially(self.step, limits, self._stop, self._recorder.emit, f"run {self.tag}")
+        return Lookahead(self._recorder, self.workspace, self._stop, cfg, baseline=baseline, propose=self.propose,
+                         ask=self._ask, run=self.run, decide=self.decide).optimize(limits, f"run {self.tag}")
 
     def stop(self, force: bool = False, reason: str = "stopped by the user") -> None:
         """Stop after the current experiment; with ``force`` also end the running one now (as interrupted)."""

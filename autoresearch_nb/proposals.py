@@ -1,12 +1,40 @@
 """An agent's proposal becomes an experiment record: the file it makes, its diff, and whether it can run."""
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
-from .agents import Proposal
+from .agents import Agent, Context, Proposal, QueueExhausted
+from .errors import AgentError, BudgetExceeded
 from .edits import EditError, apply_edits, check_python, content_hash, unified_diff
 from .records import Experiment, Status
+
+log = logging.getLogger("autoresearch_nb")
+
+
+def ask_agent(agent: Agent, context: Context, parent: str, new: Callable[..., Experiment],
+              twin: Callable[[str | None], Experiment | None], **extra: Any) -> Experiment:
+    """Ask ``agent`` for one experiment on ``parent`` (whose file is ``context.source``): an unsaved record made
+    by ``new`` (the next number), timed in ``propose_seconds``. Touches no git and no store, so a proposing
+    thread can call it. A bug in the agent becomes an ``invalid`` record; a fatal agent error (bad key, spend
+    limit) and an empty queue raise."""
+    name = getattr(agent, "name", type(agent).__name__)
+    asked, t0 = time.time(), time.monotonic()
+    try:
+        proposal = agent.propose(context)
+    except (AgentError, BudgetExceeded, QueueExhausted):
+        raise
+    except Exception as e:  # a bug in an agent is recorded, not fatal to an overnight run
+        log.exception("agent %s failed", name)
+        return new(Status.INVALID, description="(agent error)", parent_sha=parent, agent=name,
+                   reason=f"the agent raised {type(e).__name__}: {e}", decided_at=time.time(), created_at=asked,
+                   propose_seconds=time.monotonic() - t0, **extra)
+    seconds = time.monotonic() - t0
+    status, reason, fields = judge_proposal(proposal, context.source, context.editable, twin)
+    return new(status, parent_sha=parent, agent=name, reason=reason, created_at=asked, propose_seconds=seconds,
+               decided_at=None if status == Status.PROPOSED else time.time(), **fields, **extra)
 
 
 def judge_proposal(proposal: Proposal, source: str, editable: str,

@@ -97,7 +97,16 @@ class Recorder:
         """A new experiment record with the next number (not saved)."""
         with self._lock:
             number = max(self._rows, default=-1) + 1
-        return Experiment(number=number, tag=self.tag, status=status, created_at=time.time(), **fields)
+        fields.setdefault("created_at", time.time())
+        return Experiment(number=number, tag=self.tag, status=status, **fields)
+
+    def publish(self, exp: Experiment) -> Experiment:
+        """Save a new proposal and announce it (PROPOSED); one that cannot run is told to the agent at once."""
+        exp = self.save(exp)
+        self.emit(EventKind.PROPOSED, exp)
+        if exp.status != Status.PROPOSED:
+            self.tell(exp)
+        return exp
 
     def save(self, exp: Experiment) -> Experiment:
         """Write ``exp`` to the store (committed before this returns) and to the in-memory history."""

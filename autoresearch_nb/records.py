@@ -124,6 +124,12 @@ class Experiment:
     # ``claimed`` is what the run printed (the cross-check)
     verified: bool = False
     claimed: float | None = None
+    # Overlap (autoresearch_nb.lookahead): how long the agent took to propose it, the experiment that was running
+    # meanwhile (None: proposed while the device was idle), and the kept experiment a prepared change was
+    # re-applied onto when that keep moved the branch under it (status invalid then means it conflicted).
+    propose_seconds: float | None = None
+    prepared_during: int | None = None
+    reapplied_onto: int | None = None
 
     def with_(self, **changes: Any) -> "Experiment":
         """A copy with some fields changed."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from .records import Experiment, Status, best_of
@@ -42,6 +43,9 @@ def rows(experiments: list[Experiment], metric: str = "val_bpb", maximize: bool 
             # verification: was the metric re-measured by the loop's verifier ("unverified" when off), and
             # what the run itself printed
             "verified": bool(e.verified), "claimed": e.claimed,
+            # overlap (autoresearch_nb.lookahead): the proposal's seconds, the run it was prepared during
+            "propose_seconds": e.propose_seconds, "prepared_during": e.prepared_during,
+            "reapplied_onto": e.reapplied_onto,
         }
         for key in record:
             row[key] = e.summary.get(key)
@@ -70,6 +74,20 @@ def dataframe(experiments: list[Experiment], metric: str = "val_bpb", maximize: 
         if col in df:
             df[col] = pd.to_datetime(df[col], unit="s", utc=True)
     return df.set_index("number", drop=False).rename_axis(None)
+
+
+def run_stats(experiments: Iterable[Experiment], state: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's overlap figures: ``duty_cycle`` (``busy_s`` / ``wall_s`` of its ``optimize`` calls, None
+    before any), ``prepared`` (proposals made during another run), ``reapplied`` (prepared changes a keep
+    moved the branch under), ``conflicts`` (of those, the ones that did not merge), ``conflict_rate``."""
+    duty = state.get("duty") or {}
+    wall, busy = float(duty.get("wall_s", 0.0)), float(duty.get("busy_s", 0.0))
+    rows = list(experiments)
+    moved = [e for e in rows if e.reapplied_onto is not None]
+    conflicts = sum(e.status == Status.INVALID for e in moved)
+    return {"duty_cycle": busy / wall if wall > 0 else None, "busy_s": busy, "wall_s": wall,
+            "prepared": sum(e.prepared_during is not None for e in rows), "reapplied": len(moved),
+            "conflicts": conflicts, "conflict_rate": conflicts / len(moved) if moved else None}
 
 
 TSV_HEADER = "commit\t{metric}\tmemory_gb\tstatus\tdescription"

@@ -143,7 +143,7 @@ def recover(root: Path, tag: str, recorder: Recorder, workspace: Workspace, base
                                     reason="the loop process ended while this experiment was running"))
             if exp.sha:
                 workspace.keep_ref(exp.number, exp.sha)
-        elif exp.status == Status.PROPOSED:
+        elif exp.status == Status.PROPOSED and exp.prepared_during is None:  # a prepared one waits for optimize
             recorder.save(exp.with_(status=Status.INTERRUPTED, decided_at=now,
                                     reason="proposed, but the loop ended before it ran"))
     head = recorder.head()

@@ -32,12 +32,18 @@ DEFAULT_SEED = 42
 
 
 class StopSignal:
-    """The loop's stop request: checked between experiments; with ``force`` it also cancels the run in flight."""
+    """The loop's stop request: checked between experiments; with ``force`` it also cancels the run in flight.
+
+    Every run of the loop is attached here while it runs, so the signal also keeps the device's busy clock
+    (:attr:`busy_s`), the numerator of the duty cycle.
+    """
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._run: Run | None = None
+        self._since: float | None = None  # when the attached run started
+        self._busy = 0.0
         self.force = False
         self.reason = ""
 
@@ -65,10 +71,20 @@ class StopSignal:
         """Make ``run`` the one a forced stop cancels (None: no run in flight). A forced stop already
         requested cancels it at once."""
         with self._lock:
-            self._run = run
+            now = time.monotonic()
+            if self._since is not None:
+                self._busy += now - self._since
+            self._run, self._since = run, (now if run is not None else None)
             cancel = run is not None and self._event.is_set() and self.force
         if cancel and run is not None:
             run.cancel()
+
+
+    @property
+    def busy_s(self) -> float:
+        """Seconds runs have been attached so far (experiments, repeats, confirmations), the one in flight too."""
+        with self._lock:
+            return self._busy + (time.monotonic() - self._since if self._since is not None else 0.0)
 
 
 def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Mapping[str, str] | None,

@@ -135,8 +135,11 @@ def load_results(repo: str | Path = ".", tag: str | None = None) -> "pd.DataFram
         tags = [tag] if tag else [r["tag"] for r in store.runs()]
         frames = []
         for t in tags:
-            cfg = _config_of(_run(store, root, t)["config"])
-            frames.append(_results.dataframe(store.experiments(t), cfg.metric, cfg.maximize, cfg.record))
+            run = _run(store, root, t)
+            cfg = _config_of(run["config"])
+            exps = store.experiments(t)
+            frames.append(_results.dataframe(exps, cfg.metric, cfg.maximize, cfg.record))
+            frames[-1].attrs.update(_results.run_stats(exps, run["state"]))  # one run's figures (a concat drops them)
         return pd.concat(frames) if len(frames) > 1 else (frames[0] if frames else _results.dataframe([]))
     finally:
         store.close()

@@ -62,3 +62,12 @@ def test_parallel_throughput_prints_the_honest_case() -> None:
         keeps = int(row[-7])
         assert keeps >= 1, row  # four changes of 4σ each: the rule keeps at least one
     assert "speed-up: against one worker held to one thread" in out
+
+
+def test_duty_cycle_prints_lookahead_0_and_1_side_by_side() -> None:
+    out = _run("benchmarks/duty_cycle.py", "--cases", "1/0.3", "--experiments", "3", "--no-tuner")
+    rows = {line.split("lookahead")[1].split()[0]: line for line in out.splitlines() if "claude, lookahead" in line}
+    assert set(rows) == {"0", "1"}, out
+    prepared = {k: int(re.search(r"prepared +(\d+)", v).group(1)) for k, v in rows.items()}
+    assert prepared == {"0": 0, "1": 3}  # with 1, each proposal was made during a run (the first: the baseline)
+    assert all(re.search(r"duty +\d+\.\d%", v) for v in rows.values())

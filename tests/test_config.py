@@ -302,3 +302,14 @@ def test_gc_retention_must_not_be_negative(tmp_path: Path) -> None:
     assert make_config(tmp_path, {"gc_keep_last": "2", "gc_keep_days": "0.5"}).gc_keep_last == 2
     with pytest.raises(ConfigError, match="gc_keep_last"):
         make_config(tmp_path, {"gc_keep_last": "-1"})
+
+
+@pytest.mark.parametrize("value, expected", [(0, "0"), (1, "1"), ("AUTO", "auto"), ("1", "1")])
+def test_lookahead_takes_0_1_or_auto(value, expected) -> None:
+    assert Config(lookahead=value).lookahead == expected
+
+
+@pytest.mark.parametrize("value", [2, "yes", True])
+def test_another_lookahead_is_refused(value) -> None:
+    with pytest.raises(ConfigError, match="lookahead must be 0, 1 or 'auto'"):
+        Config(lookahead=value)
