@@ -154,9 +154,8 @@ class Loop:
     @property
     def results(self) -> "pd.DataFrame":
         """Every experiment as a pandas DataFrame (newest last)."""
-        df = _results.dataframe(self.experiments, self.config.metric, self.config.maximize, self.config.record)
-        df.attrs.update(_results.run_stats(self.experiments, self._recorder.state()))  # duty cycle, conflict rate
-        return df
+        return _results.dataframe(self.experiments, self.config.metric, self.config.maximize, self.config.record,
+                                  stats=self.stats)  # attrs: duty cycle, conflict rate
 
     def curve(self, number: int) -> list[CurvePoint]:
         """The progress points of experiment ``number``."""
@@ -165,6 +164,11 @@ class Loop:
     @property
     def total_cost_usd(self) -> float:
         return self._recorder.total_cost_usd
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """The run's overlap figures (:func:`~autoresearch_nb.results.run_stats`): duty cycle, conflict rate."""
+        return _results.run_stats(self.experiments, self._recorder.state())
 
     @property
     def results_tsv(self) -> Path:

@@ -62,8 +62,9 @@ def rows(experiments: list[Experiment], metric: str = "val_bpb", maximize: bool 
 
 
 def dataframe(experiments: list[Experiment], metric: str = "val_bpb", maximize: bool = False,
-              record: tuple[str, ...] = ()) -> "pd.DataFrame":
-    """Every experiment as a row, indexed by number; times as pandas timestamps."""
+              record: tuple[str, ...] = (), stats: dict[str, Any] | None = None) -> "pd.DataFrame":
+    """Every experiment as a row, indexed by number; times as pandas timestamps; ``stats`` (the run's
+    :func:`run_stats`) go into ``df.attrs``."""
     import pandas as pd
 
     data = rows(experiments, metric, maximize, record)
@@ -73,7 +74,9 @@ def dataframe(experiments: list[Experiment], metric: str = "val_bpb", maximize: 
     for col in ("started_at", "ended_at"):
         if col in df:
             df[col] = pd.to_datetime(df[col], unit="s", utc=True)
-    return df.set_index("number", drop=False).rename_axis(None)
+    df = df.set_index("number", drop=False).rename_axis(None)
+    df.attrs.update(stats or {})
+    return df
 
 
 def run_stats(experiments: Iterable[Experiment], state: Mapping[str, Any]) -> dict[str, Any]:

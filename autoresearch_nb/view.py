@@ -82,6 +82,14 @@ class RunView:
         return ((run or {}).get("state") or {}).get("noise")
 
     @property
+    def stats(self) -> dict[str, Any]:
+        """The run's overlap figures (:func:`~autoresearch_nb.results.run_stats`): duty cycle, conflict rate."""
+        from . import results as _results
+
+        run = self.store.get_run(self.tag) or {}
+        return _results.run_stats(self.experiments, run.get("state") or {})
+
+    @property
     def total_cost_usd(self) -> float:
         return sum(e.cost_usd or 0.0 for e in self.experiments)
 

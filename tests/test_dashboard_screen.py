@@ -114,3 +114,14 @@ def test_the_noise_rule_in_words_with_the_statistics_in_a_tooltip(loop, monkeypa
     s = Screen(loop)
     html = s.status_html()
     assert "a change is kept when it beats the best" in html and "title='noise floor not measured" in html
+
+
+def test_the_status_says_how_busy_the_device_was_once_optimize_measured_it(tmp_path):
+    repo = make_demo_repo(tmp_path / "busy")
+    with Loop.open(repo, tag="busy", agent="queue", time_budget_s=1, noise_k=0, max_experiments=2) as lp:
+        screen = Screen(lp)
+        assert "device busy" not in screen.summary(lp.experiments)  # nothing measured before any optimize
+        lp.optimize()
+        share = lp.stats["duty_cycle"]
+        assert share is not None and 0 < share <= 1
+        assert f"device busy {100 * share:.0f} %" in screen.summary(lp.experiments)

@@ -381,9 +381,22 @@ class Screen:
         floor = plotdata.floor(noise, float(cfg.noise_k), max(len(best.runs), 1) if best is not None else 1)
         cost = sum(x.cost_usd or 0.0 for x in exps)
         return (f"run <b>{esc(self.source.tag)}</b> · agent {esc(name)} · {len(exps)} experiments · {best_txt}"
-                + (f" · ${cost:.2f}" if cost else "")
+                + (f" · ${cost:.2f}" if cost else "") + self.duty()
                 + f"<br><span class='arnb-floor' title='{esc(plotdata.floor_text(floor))}'>"
                   f"{esc(plotdata.floor_words(floor))}</span>")
+
+    def duty(self) -> str:
+        """`` · device busy 97 %`` (experiments, repeats, confirmations over wall time), once measured."""
+        try:
+            stats = self.source.stats
+        except Exception:  # a source without overlap figures (an older loop object, a bare test double)
+            return ""
+        share, moved = stats.get("duty_cycle"), stats.get("reapplied") or 0
+        if share is None:
+            return ""
+        conflicts = f", {stats.get('conflicts', 0)}/{moved} re-applied changes conflicted" if moved else ""
+        return (f" · <span title='seconds the device ran experiments, repeats and confirmations over wall seconds'>"
+                f"device busy {100 * share:.0f} %{conflicts}</span>")
 
     def running_lines(self) -> list[str]:
         """One line per run going on: ``#5 w1 <description> · running``, or ``#4 … · confirmation run 2/2``."""
