@@ -99,6 +99,7 @@ def test_papermill_runs_the_loop_then_the_analysis(tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for o in outs if o["output_type"] == "stream")
     assert "WIDTH 64 -> 128" in text and "&gt;" not in text  # printed once, unescaped
     assert "noise σ" in text  # the floor, above the effects in units of σ
+    assert "tuner views: none" in text  # a queue run has no Optuna study to show (tuner runs: tests/test_study.py)
     assert "effect_sigma" in html and "margin_sigma" in html
 
 
