@@ -35,7 +35,8 @@ from .runner import log_tail
 from .serial import Limits, optimize_serially
 from .session import RunLock, check_tag, recover
 from .store import Store
-from .trial import Plan, StopSignal, execute, finished
+from .boundary import SETUP
+from .trial import Plan, StopSignal, finished
 from .view import load_results, store_path  # noqa: F401  (load_results: re-exported)
 
 if TYPE_CHECKING:
@@ -64,13 +65,14 @@ class Loop:
         self.events = EventBus()
         self.error: BaseException | None = None  # what ended a background run, if it failed
         self._stop = StopSignal()
-        self._plan = Plan(repo_root, tag, config)
+        self._plan = Plan(repo_root, tag, config, self._stop)
         results = ResultsFile(self.results_tsv, config.metric, config.memory_key)
         tell = getattr(agent, "tell", None) or (lambda e: None)
         self._recorder = Recorder(store, tag, self.events, results, tell, config.maximize)
         self._repeats = Repeats(self._recorder, self._plan, workspace, self._stop)
         self._thread: threading.Thread | None = None
         self._setup_done = False
+        self._announced = False
         self._baseline: Experiment | None = None  # the baseline, once it ran
         self._lock = lock
         if lock is not None:
@@ -307,25 +309,25 @@ class Loop:
             running = rec.save(running.with_(pid=pid))
 
         rec.emit(EventKind.RUN_STARTED, running)
-        result = execute(self.config.command, self.workspace.path, log_path, env=self._plan.env(seed, exp.number),
-                         timeout_s=self.config.hard_timeout_s, stop=self._stop, on_point=on_point,
-                         on_start=on_start, on_interrupt=lambda r: self._finish_run(running, r, points),
-                         stall_s=self.config.stall_s)
-        return self._finish_run(running, result, points)
+        result, changed = self._plan.run(self.config.command, sha, log_path, env=self._plan.env(seed, exp.number),
+                                         timeout_s=self.config.hard_timeout_s, stop=self._stop, on_point=on_point,
+                                         on_start=on_start,
+                                         on_interrupt=lambda r: self._finish_run(running, r, points, ()),
+                                         stall_s=self.config.stall_s)
+        return self._finish_run(running, result, points, changed)
 
     def setup(self) -> None:
         """Run the configured ``setup`` command once per session (data preparation, tokenizer training), in the
         worktree before the first experiment with 30 min of its own (so it never makes the baseline a timeout).
         A failing setup raises: the harness, not an experiment, is broken."""
+        self._announce()
         if not self.config.setup or self._setup_done:
             return
         log_path = self._plan.log_path("setup")
         self._recorder.emit(EventKind.SETUP_STARTED, message=f"setup: {self.config.setup}")
-        try:
-            result = execute(self.config.setup, self.workspace.path, log_path, env=self._plan.env(None, "setup"),
-                             timeout_s=SETUP_TIMEOUT_S, stop=self._stop)
-        finally:
-            self.workspace.restore(self.workspace.head())
+        # In its own run directory and sandbox, with the network and the dataset folder writable (downloads)
+        result, _ = self._plan.run(self.config.setup, self.workspace.head(), log_path, worker=SETUP,
+                                   env=self._plan.env(None, "setup"), timeout_s=SETUP_TIMEOUT_S, stop=self._stop)
         if result.interrupted:
             raise KeyboardInterrupt("setup interrupted")
         ok = result.exit_code == 0 and not result.timed_out
@@ -334,6 +336,15 @@ class Loop:
             raise AutoresearchError(f"the setup command {self.config.setup!r} failed "
                                     f"({result.error or f'exit code {result.exit_code}'}); see {log_path}")
         self._setup_done = True
+
+    def _announce(self) -> None:
+        """Say once per session what protects the user's files here (a MESSAGE event, ``purpose="sandbox"``)."""
+        if self._announced:
+            return
+        self._announced = True
+        line = self._plan.boundary.describe()  # sandbox = 'landlock' without Landlock raises SandboxError here
+        log.info("%s", line)
+        self._recorder.emit(EventKind.MESSAGE, message=line, purpose="sandbox")
 
     def decide(self, exp: Experiment) -> Experiment:
         """Keep the experiment if its metric beats the best kept one, else move the branch back to its parent.
@@ -377,7 +388,8 @@ class Loop:
             return ParallelDriver(
                 self._recorder, self._plan, self.workspace, self._repeats, self._stop, setup=self.setup,
                 baseline=lambda: None if self._baseline_row(ran=True) else self.baseline(), propose=self.propose,
-                executor=make_executor(self.workspace, cfg.executor, cfg.workers, cfg.ray_address)).optimize(limits)
+                executor=make_executor(self.workspace, self._plan, cfg.executor, cfg.workers,
+                                       cfg.ray_address)).optimize(limits)
         return optimize_serially(self.step, limits, self._stop, self._recorder.emit, f"run {self.tag}")
 
     def stop(self, force: bool = False, reason: str = "stopped by the user") -> None:
@@ -434,9 +446,9 @@ class Loop:
                 return rows[-1] if rows else None
         return self._baseline
 
-    def _finish_run(self, exp: Experiment, result: RunResult, points: PointBuffer) -> Experiment:
+    def _finish_run(self, exp: Experiment, result: RunResult, points: PointBuffer, changed: list[str] | tuple[str, ...]
+                    ) -> Experiment:
         points.flush()
-        changed = self.workspace.changed_paths()
         exp = self._recorder.save(finished(exp, result, self.config.metric, changed, self.config.editable))
         self._recorder.emit(EventKind.RUN_FINISHED, exp)
         return exp

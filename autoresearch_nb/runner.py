@@ -88,8 +88,13 @@ class Run:
                  env: Mapping[str, str] | None = None,
                  on_point: Callable[[CurvePoint], None] | None = None,
                  on_start: Callable[[int], None] | None = None,
-                 stall_s: float | None = None) -> None:
+                 stall_s: float | None = None, secrets: tuple[str, ...] = ()) -> None:
+        from .scrub import Redactor, redact
         self.log_path = Path(log_path)
+        # Every secret value the environment withheld, and every credential shape, is masked in the log and
+        # the error (the log's tail goes to the agent, the error to the store).
+        self._redactor = Redactor(secrets)
+        self._redact = lambda text: redact(text, secrets)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout_s = timeout_s
         self.stall_s = stall_s
@@ -142,7 +147,7 @@ class Run:
                 break
             self._last_output = time.monotonic()
             try:
-                self._log.write(chunk)
+                self._log.write(self._redactor.feed(chunk))
             except ValueError:  # closed by wait() after giving up on us; keep draining the pipe
                 pass
             else:
@@ -163,6 +168,10 @@ class Run:
                 early = buf
         if buf:
             self._line(buf.decode("utf-8", "replace"), point=buf != early)
+        try:
+            self._log.write(self._redactor.flush())
+        except ValueError:
+            pass
 
     def _line(self, line: str, point: bool = True) -> None:
         if not line.strip():
@@ -236,7 +245,7 @@ class Run:
         elif code != 0 or failed:
             error = protocol.last_error(self._tail_lines) or (f"exit code {code}" if code else "FAIL")
         return RunResult(exit_code=code, timed_out=timed_out, wall_s=wall, summary=summary, failed=failed,
-                         error=error, log_path=str(self.log_path), interrupted=interrupted,
+                         error=self._redact(error) if error else error, log_path=str(self.log_path), interrupted=interrupted,
                          stalled=stalled, points=tuple(self._points))
 
 

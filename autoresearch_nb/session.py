@@ -89,11 +89,12 @@ def _take(path: Path, tag: str) -> IO[str]:
 
 def marked_processes(root: Path, tag: str, known: dict[int, int] | None = None) -> list[int]:
     """Pids of this user's processes carrying ``AUTORESEARCH_RUN=<tag>/...`` and running in ``root``'s state
-    directory (the run's worktrees): what is left of runs of ``tag`` whose loop process died. ``known`` maps
+    directory or its run directories (:mod:`.rundir`): what is left of runs of ``tag`` whose loop process died. ``known`` maps
     saved pids to their experiment numbers: those count wherever they run, if their marker matches exactly."""
     import psutil
 
-    state = str((Path(root) / STATE_DIR).resolve()) + os.sep
+    from .rundir import run_dir_for
+    homes = (str((Path(root) / STATE_DIR).resolve()) + os.sep, str(run_dir_for(root, tag, 0).parent) + os.sep)
     me, uid = os.getpid(), os.getuid()
     found = []
     for proc in psutil.process_iter(["pid", "uids"]):
@@ -104,7 +105,7 @@ def marked_processes(root: Path, tag: str, known: dict[int, int] | None = None) 
             if not marker.startswith(f"{tag}/"):
                 continue
             number = (known or {}).get(proc.pid)
-            if marker != f"{tag}/{number}" and not (proc.cwd() + os.sep).startswith(state):
+            if marker != f"{tag}/{number}" and not (proc.cwd() + os.sep).startswith(homes):
                 continue  # the same tag in another repository
             found.append(proc.pid)
         except (psutil.Error, OSError):

@@ -18,11 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .boundary import Boundary
 from .git import STATE_DIR
 from .records import CurvePoint, Experiment, RunResult, Status
-from .runner import Run, scrub_env
+from .runner import Run
 
 if TYPE_CHECKING:
     from .config import Config
@@ -74,16 +75,17 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
             timeout_s: float, stop: StopSignal, on_point: Callable[[CurvePoint], None] | None = None,
             on_start: Callable[[int], None] | None = None,
             on_interrupt: Callable[[RunResult], None] | None = None,
-            verify: Callable[[RunResult], RunResult] | None = None, stall_s: float | None = None) -> RunResult:
+            verify: Callable[[RunResult], RunResult] | None = None, stall_s: float | None = None,
+            secrets: tuple[str, ...] = ()) -> RunResult:
     """Run ``command`` in ``run_dir`` to its end, the hard timeout, or a forced stop.
 
     A ``KeyboardInterrupt`` (a notebook's "interrupt kernel") ends the run cleanly, hands the result to
     ``on_interrupt`` (so the caller records it) and is re-raised. ``verify`` sees a result that was not
     interrupted and may replace it (a verifier that recomputes the metric on its own). ``stall_s``: kill a run
-    that prints nothing for that long (the stall watchdog; None: off).
+    that prints nothing for that long (the stall watchdog; None: off). ``secrets``: values masked in the log.
     """
     run = Run(command, run_dir, log_path, timeout_s=timeout_s, env=env, on_point=on_point, on_start=on_start,
-              stall_s=stall_s)
+              stall_s=stall_s, secrets=secrets)
     stop.attach(run)
     try:
         result = run.wait()
@@ -159,12 +161,31 @@ def finished(exp: Experiment, result: RunResult, metric: str, changed: Sequence[
 
 
 class Plan:
-    """What every run of one loop shares: its seed, log path and environment."""
+    """What every run of one loop shares: its seed, log path, environment and boundary (run directory and
+    sandbox, :mod:`.boundary`). ``stop``: set (not forced) when the disk is too full for another run."""
 
-    def __init__(self, repo_root: Path, tag: str, config: "Config") -> None:
+    def __init__(self, repo_root: Path, tag: str, config: "Config", stop: StopSignal | None = None) -> None:
         self.repo_root = Path(repo_root)
         self.tag = tag
         self.config = config
+        self.boundary = Boundary(self.repo_root, tag, config)
+        self.stop = stop
+
+    def run(self, command: str, sha: str, log_path: Path, *, env: Mapping[str, str], stop: StopSignal,
+            worker: int = 0, **options: Any) -> tuple[RunResult, list[str]]:
+        """Run ``command`` on commit ``sha`` in ``worker``'s run directory under the sandbox: the result and
+        the tracked paths the run changed. Too little free disk is a failed result (nothing runs) and stops
+        the loop after this experiment. ``options``: :func:`execute`'s callbacks, ``timeout_s``, ``stall_s``."""
+        full = self.boundary.check_disk()
+        if full:
+            if self.stop is not None:
+                self.stop.set(reason=full)
+            return RunResult(exit_code=None, timed_out=False, wall_s=0.0, summary={}, failed=True, error=full,
+                             log_path=str(log_path)), []
+        run_dir = self.boundary.prepare(sha, worker)
+        result = execute(self.boundary.argv(command, worker), run_dir, log_path, env=env, stop=stop,
+                         secrets=self.boundary.secrets, **options)
+        return result, self.boundary.changes(sha, worker)
 
     def seed(self, seed: int | None = None) -> int:
         """The seed a run gets: the one asked for, else the configured one, else the default."""
@@ -180,4 +201,4 @@ class Plan:
         extra = {"AUTORESEARCH_RUN": f"{self.tag}/{number}", "PYTHONUNBUFFERED": "1"}
         if seed is not None:  # the setup command gets neither a seed nor a budget
             extra.update(AUTORESEARCH_TIME_BUDGET=f"{self.config.time_budget_s:g}", AUTORESEARCH_SEED=str(seed))
-        return scrub_env(allow=self.config.env_allow, extra=extra)
+        return self.boundary.env(extra)
