@@ -14,6 +14,7 @@ The setup command (data preparation) may use the network and write the dataset f
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +48,11 @@ class Boundary:
         if worker not in self._policies:
             cfg = self.config
             run = self.run_dir(worker)
+            planted = run / ".git"  # a run may leave one; the policy refuses to make a .git writable
+            if planted.is_symlink() or planted.is_file():
+                planted.unlink()
+            elif planted.is_dir():
+                shutil.rmtree(planted)
             data = sandbox.dataset_cache(dict(os.environ))
             setup = worker == SETUP
             self._policies[worker] = sandbox.policy_for(

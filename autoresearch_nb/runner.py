@@ -233,7 +233,8 @@ class Run:
         if not self._reader.is_alive() and self.proc.stdout:
             self.proc.stdout.close()  # not left to the garbage collector: an overnight run starts hundreds
         code = self.proc.returncode
-        summary = protocol.parse_summary(self._lines)
+        summary = {k: self._redact(v) if isinstance(v, str) else v
+                   for k, v in protocol.parse_summary(self._lines).items()}
         failed = any(protocol.is_fail(line) for line in self._tail_lines)
         error = None
         if stalled:

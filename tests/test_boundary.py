@@ -1,0 +1,163 @@
+# python -m pytest tests/test_boundary.py -q
+"""Every run goes through the boundary: a run directory outside the checkout, the sandbox, a scrubbed
+environment. Each test is a fault of issue 12 reproduced through the real CLI (``autoresearch-nb run`` in a
+subprocess, the queue agent, a tiny ``score`` target)."""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # research_repo.py sits beside this file
+from research_repo import git, make_repo, run_queue, target  # noqa: E402
+
+
+
+def misbehaving(*steps: tuple[str, str]) -> str:
+    """A queue.toml whose experiment i moves X (from the previous one's value) and then runs the Python lines ``steps[i][1]`` (errors ignored,
+    so the run still prints a better score: on unprotected code the misdeed is kept and the loop goes on)."""
+    out, prev = [], "3.0"
+    for x, code in steps:
+        body = textwrap.indent(textwrap.dedent(code).strip(), "    ")
+        replace = f"X = {x}\ntry:\n{body}\nexcept Exception as e:\n    print('blocked:', e)"
+        out.append(f'[[experiment]]\ndescription = "X to {x}"\n'
+                   f"edits = [{{ search = \"X = {prev}\", replace = '''{replace}''' }}]\n")
+        prev = x
+    return "".join(out)
+
+
+def research(tmp_path: Path, queue: str, **files: str) -> Path:
+    root = make_repo(tmp_path / "research", {"train.py": target(), "README.txt": "the user's readme\n", **files})
+    (root / "queue.toml").write_text(queue)
+    return root
+
+
+def rows(root: Path, tag: str = "a") -> list[dict]:
+    r = subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "results", "--tag", tag, "--repo", str(root),
+                        "--format", "json"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def user_state(root: Path) -> tuple[str, str, str, str]:
+    return (git(root, "rev-parse", "main"), git(root, "status", "--porcelain"),
+            (root / "README.txt").read_text(), (root / "train.py").read_text())
+
+
+# -- faults 1-4: git and the checkout are out of a run's reach --------------------------------------------------
+
+def test_a_run_that_deletes_git_cannot_make_the_loop_reset_the_users_repository(tmp_path: Path) -> None:
+    root = research(tmp_path, misbehaving(("2.0", "import os; os.remove('.git')"), ("1.5", "pass")))
+    (root / "README.txt").write_text("an uncommitted edit\n")
+    before = user_state(root)
+    r = run_queue(root)
+    assert r.returncode == 0, r.stderr
+    assert user_state(root) == before  # main, the edit, the editable file: all as they were
+    assert [d["status"] for d in rows(root)] == ["keep", "keep", "keep"]
+    assert "X = 1.5" in git(root, "show", "autoresearch/a:train.py")
+
+
+def test_a_run_that_rewrites_git_leaves_a_resumable_run(tmp_path: Path) -> None:
+    root = research(tmp_path, misbehaving(("2.0", "open('.git', 'w').write('gitdir: /nonexistent\\n')")))
+    r = run_queue(root)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert [d["status"] for d in rows(root)] == ["keep", "keep"]
+    (root / "queue.toml").write_text(misbehaving(("2.0", "pass"), ("1.5", "pass")))
+    again = run_queue(root)  # the resume opens the same worktree and goes on (the queue's first entry is done)
+    assert again.returncode == 0, again.stderr
+    assert [d["status"] for d in rows(root)][:2] == ["keep", "keep"] and len(rows(root)) >= 3
+
+
+@pytest.mark.parametrize("misdeed", [
+    "import subprocess\nopen('smuggled.txt', 'w').write('x')\n"
+    "subprocess.run('git add -A && git commit -qm mine', shell=True, check=True)",
+    "import subprocess\nsubprocess.run(['git', 'reset', '--hard', 'HEAD~1'], check=True)",
+])
+def test_a_run_that_commits_or_resets_by_itself_moves_no_branch(tmp_path: Path, misdeed: str) -> None:
+    root = research(tmp_path, misbehaving(("2.0", misdeed)))
+    main = git(root, "rev-parse", "main")
+    r = run_queue(root)
+    assert r.returncode == 0, r.stderr
+    data = rows(root)
+    assert [d["status"] for d in data] == ["keep", "keep"]
+    assert git(root, "rev-parse", "autoresearch/a") == data[-1]["sha"]  # the branch is where the store says
+    assert git(root, "rev-parse", f"{data[-1]['sha']}^") == data[0]["sha"]
+    assert "smuggled.txt" not in git(root, "log", "--all", "--name-only", "--format=")
+    assert git(root, "rev-parse", "main") == main
+
+
+def test_a_run_cannot_write_into_the_checkout_by_a_relative_path(tmp_path: Path) -> None:
+    escape = "for up in range(1, 8):\n    open('../' * up + 'README.txt', 'w').write('pwned')"
+    root = research(tmp_path, misbehaving(("2.0", escape)))
+    before = user_state(root)
+    r = run_queue(root)
+    assert r.returncode == 0, r.stderr
+    assert user_state(root) == before
+    assert (root / "README.txt").read_text() == "the user's readme\n"
+
+
+# -- fault 12: secrets by value ------------------------------------------------------------------------------------
+
+def test_a_credential_url_never_reaches_the_run_log_store_or_commits(tmp_path: Path) -> None:
+    secret = "postgres://user:hunter2pass@db.example/prod"
+    # the run prints its whole environment, and a credential URL of its own making (caught by its shape)
+    dump = "import os\nfor k, v in os.environ.items():\n    print(k, v)\nprint('postgres://' + 'me:' + 'sesame123@h/db')"
+    root = research(tmp_path, misbehaving(("2.0", dump)))
+    r = run_queue(root, env={**os.environ, "DATABASE_URL": secret, "SERVICE_URL": "https://api.example/x"})
+    assert r.returncode == 0, r.stderr
+    log = (root / ".autoresearch/logs/a/0001.log").read_text()
+    assert "SERVICE_URL https://api.example/x" in log and "sesame123" not in log
+    for path in root.joinpath(".autoresearch").rglob("*"):
+        if path.is_file():
+            assert b"hunter2pass" not in path.read_bytes(), path
+    assert "hunter2pass" not in git(root, "log", "--all", "-p") + r.stdout + r.stderr
+
+
+# -- fault 15: caches are not changes ----------------------------------------------------------------------------
+
+def test_byte_code_a_run_leaves_is_not_a_violation(tmp_path: Path) -> None:
+    root = research(tmp_path, misbehaving(("2.0", "pass")))
+    r = run_queue(root, "a", "--command", "python -c 'import train'")
+    assert r.returncode == 0, r.stderr
+    assert [d["status"] for d in rows(root)] == ["keep", "keep"]
+
+
+# -- fault 17: limits per run ------------------------------------------------------------------------------------
+
+def test_a_file_over_the_size_cap_is_a_failed_row(tmp_path: Path) -> None:
+    big = "open('big.bin', 'wb').write(b'x' * (3 << 20))\nraise SystemExit(0)"
+    root = research(tmp_path, misbehaving(("2.0", big)).replace("except Exception", "except ZeroDivisionError"))
+    r = run_queue(root, "a", "--sandbox-file-mb", "1")
+    assert r.returncode == 0, r.stderr
+    data = rows(root)
+    assert [d["status"] for d in data] == ["keep", "crash"]
+    assert "File too large" in data[1]["reason"]
+
+
+def test_too_little_disk_is_a_failed_row_and_the_loop_stops(tmp_path: Path) -> None:
+    root = research(tmp_path, misbehaving(("2.0", "pass"), ("1.5", "pass")))
+    r = run_queue(root, "a", "--min-free-mb", str(1 << 40))
+    data = rows(root)
+    assert len(data) == 1 and data[0]["status"] == "crash" and "MB free" in data[0]["reason"], (data, r.stderr)
+    assert "Traceback" not in r.stderr
+    sqlite3.connect(root / ".autoresearch" / "store.db").execute("select 1").fetchall()  # still readable
+
+
+# -- the boundary object -----------------------------------------------------------------------------------------
+
+def test_run_directories_are_outside_the_checkout_and_hold_no_git(tmp_path: Path) -> None:
+    from autoresearch_nb.boundary import Boundary
+    from autoresearch_nb.config import Config
+    root = make_repo(tmp_path / "r", {"train.py": target()})
+    b = Boundary(root, "t", Config(editable="train.py"))
+    run = b.prepare(git(root, "rev-parse", "HEAD"))
+    assert root not in run.parents and not (run / ".git").exists()
+    assert (run / "train.py").read_text() == target()
+    assert b.describe()  # one line, whatever the kernel
