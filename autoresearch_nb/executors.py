@@ -7,8 +7,8 @@ The driver (the loop) alone writes the store and moves the branch; an executor o
 Local workers each have a run directory (:mod:`.boundary`, outside the checkout) and a device: on a GPU
 machine one GPU each (``CUDA_VISIBLE_DEVICES``), on a CPU machine a share of the cores (``OMP_NUM_THREADS``).
 Ray workers may not share a filesystem with the driver, so a job ships the experiment's tree as a ``git
-archive`` tarball; the task unpacks it into a scratch git repo, runs, streams progress points back through a
-Ray queue and returns its result.
+archive`` tarball with its listing; the task unpacks it into a plain directory (no git), runs it under the
+sandbox, compares it with the listing, streams progress points back through a Ray queue and returns its result.
 """
 from __future__ import annotations
 

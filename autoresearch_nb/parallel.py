@@ -43,7 +43,7 @@ def make_executor(workspace: Workspace, plan: Plan, executor: str, workers: int,
     """The configured executor: ``ray`` (lazily imported) or ``local`` (run directories of ``plan.boundary``)."""
     if executor == "ray":
         from .ray_executor import RayExecutor
-        return RayExecutor(workspace, workers, address=ray_address)
+        return RayExecutor(workspace, workers, address=ray_address, config=plan.config)
     return LocalExecutor(plan.boundary, workers)
 
 

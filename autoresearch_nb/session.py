@@ -89,8 +89,8 @@ def _take(path: Path, tag: str) -> IO[str]:
 
 def marked_processes(root: Path, tag: str, known: dict[int, int] | None = None) -> list[int]:
     """Pids of this user's processes carrying ``AUTORESEARCH_RUN=<tag>/...`` and running in ``root``'s state
-    directory or its run directories (:mod:`.rundir`): what is left of runs of ``tag`` whose loop process died. ``known`` maps
-    saved pids to their experiment numbers: those count wherever they run, if their marker matches exactly."""
+    directory or its run directories (:mod:`.rundir`): what is left of runs of ``tag`` whose loop process
+    died. ``known`` maps saved pids to their experiment numbers: those count wherever they run, if their marker matches exactly."""
     import psutil
 
     from .rundir import run_dir_for
