@@ -37,6 +37,7 @@ class Boundary:
         self.config = config
         self._policies: dict[int, sandbox.Policy] = {}
         self._secrets: set[str] = set()
+        self._confined: bool | None = None
 
     # -- policy ---------------------------------------------------------------------------------------
     def run_dir(self, worker: int = 0) -> Path:
@@ -70,7 +71,9 @@ class Boundary:
     @property
     def confined(self) -> bool:
         """True when runs get a kernel-enforced filesystem boundary here."""
-        return self.config.sandbox != "none" and sandbox.landlock_abi()[0] > 0
+        if self._confined is None:
+            self._confined = self.config.sandbox != "none" and sandbox.landlock_abi()[0] > 0
+        return self._confined
 
     # -- one run --------------------------------------------------------------------------------------
     def check_disk(self) -> str | None:

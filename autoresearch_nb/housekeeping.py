@@ -216,7 +216,7 @@ def _refs(root: Path, tag: str, keep: set[int], kept_shas: set[str]) -> list[Fre
     listing = git(root, "for-each-ref", "--format=%(refname) %(objectname)", f"refs/autoresearch/{tag}/")
     for line in listing.splitlines():
         ref, sha = line.split(" ", 1)
-        last = ref.rsplit("/", 1)[1]
+        last = ref[len(f"refs/autoresearch/{tag}/"):]  # checkout/<n> snapshots are not experiments
         if last.isdigit() and int(last) not in keep and sha not in kept_shas:
             out.append(Freed(tag, "refs", f"{ref} {sha}", 0))
     return out

@@ -75,9 +75,11 @@ class Loop:
         self._announced = False
         self._baseline: Experiment | None = None  # the baseline, once it ran
         self._lock = lock
+        self._plan.note = lambda text: self._recorder.emit(EventKind.MESSAGE, message=text, purpose="checkout")
         if lock is not None:
             lock.owned_by(self.close)
             recover(repo_root, tag, self._recorder, workspace, self._recorder.base_sha())
+            self._plan.watch.snapshot()  # compared after every run (trial.Plan.checkout)
 
     # -- opening -------------------------------------------------------------------------------------
     @classmethod
@@ -343,6 +345,8 @@ class Loop:
             return
         self._announced = True
         line = self._plan.boundary.describe()  # sandbox = 'landlock' without Landlock raises SandboxError here
+        if self._plan.watch.ref:
+            line += f"; your checkout is snapshotted at {self._plan.watch.ref}"
         log.info("%s", line)
         self._recorder.emit(EventKind.MESSAGE, message=line, purpose="sandbox")
 

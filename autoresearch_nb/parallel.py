@@ -144,7 +144,8 @@ class ParallelDriver:
                                      reason=outcome.result.error or "worker lost"))
             rec.emit(EventKind.RUN_FINISHED, exp)
             return rec.record(exp)
-        exp = rec.save(finished(exp, outcome.result, self.config.metric, outcome.changed, self.config.editable))
+        changed = [*outcome.changed, *self.plan.checkout(f"{exp.number:04d}")]
+        exp = rec.save(finished(exp, outcome.result, self.config.metric, changed, self.config.editable))
         rec.emit(EventKind.RUN_FINISHED, exp)
         return self.decide(exp)
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .boundary import Boundary
 from .git import STATE_DIR
+from .watch import CheckoutWatch
 from .records import CurvePoint, Experiment, RunResult, Status
 from .runner import Run
 
@@ -169,7 +170,23 @@ class Plan:
         self.tag = tag
         self.config = config
         self.boundary = Boundary(self.repo_root, tag, config)
+        self.watch = CheckoutWatch(self.repo_root, tag)
         self.stop = stop
+        self.note: Callable[[str], None] = lambda text: None  # the loop's MESSAGE events
+
+    def checkout(self, label: str) -> list[str]:
+        """After run ``label``: the user's checkout compared with the last look. Under the sandbox a change
+        cannot come from the run, so it is said (``note``) without blame; without one it is a violation naming
+        the snapshot to restore from. The user's files are never reverted."""
+        moved = self.watch.changed()
+        if not moved:
+            return []
+        listed = ", ".join(moved[:10]) + (f" and {len(moved) - 10} more" if len(moved) > 10 else "")
+        if self.boundary.confined:
+            self.note(f"your checkout changed during run {label} ({listed}); the sandboxed run cannot write "
+                      f"there (an editor?); the session's snapshot is {self.watch.ref}")
+            return []
+        return [f"{path} in your checkout (not reverted; restore from {self.watch.ref})" for path in moved]
 
     def run(self, command: str, sha: str, log_path: Path, *, env: Mapping[str, str], stop: StopSignal,
             worker: int = 0, **options: Any) -> tuple[RunResult, list[str]]:
@@ -185,7 +202,7 @@ class Plan:
         run_dir = self.boundary.prepare(sha, worker)
         result = execute(self.boundary.argv(command, worker), run_dir, log_path, env=env, stop=stop,
                          secrets=self.boundary.secrets, **options)
-        return result, self.boundary.changes(sha, worker)
+        return result, self.boundary.changes(sha, worker) + self.checkout(Path(log_path).stem)
 
     def seed(self, seed: int | None = None) -> int:
         """The seed a run gets: the one asked for, else the configured one, else the default."""

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,50 @@ def test_run_directories_are_outside_the_checkout_and_hold_no_git(tmp_path: Path
     assert root not in run.parents and not (run / ".git").exists()
     assert (run / "train.py").read_text() == target()
     assert b.describe()  # one line, whatever the kernel
+
+
+# -- the user's checkout, watched --------------------------------------------------------------------------------
+
+WRITE_WATCHED = "import os\nopen(os.environ['WATCHED'], 'a').write('written by the run\\n')"
+
+
+def test_a_run_writing_into_the_checkout_by_absolute_path_is_blocked(tmp_path: Path) -> None:
+    root = research(tmp_path, misbehaving(("2.0", WRITE_WATCHED)))
+    r = run_queue(root, env={**os.environ, "WATCHED": str(root / "README.txt")})
+    assert r.returncode == 0, r.stderr
+    assert (root / "README.txt").read_text() == "the user's readme\n"
+    assert "Permission denied" in (root / ".autoresearch/logs/a/0001.log").read_text()
+
+
+def test_without_a_sandbox_a_checkout_change_is_a_violation_naming_the_snapshot(tmp_path: Path) -> None:
+    root = research(tmp_path, misbehaving(("2.0", WRITE_WATCHED)))
+    (root / "draft.txt").write_text("untracked, mine\n")
+    r = run_queue(root, "a", "--sandbox", "none", env={**os.environ, "WATCHED": str(root / "README.txt")})
+    assert r.returncode == 0, r.stderr
+    assert "sandbox off" in r.stdout
+    data = rows(root)
+    assert [d["status"] for d in data] == ["keep", "violation"]
+    assert "README.txt in your checkout" in data[1]["reason"] and "refs/autoresearch/a/checkout/1" in data[1]["reason"]
+    # never reverted; the snapshot holds the state before, untracked files included
+    assert (root / "README.txt").read_text() == "the user's readme\nwritten by the run\n"
+    assert git(root, "show", "refs/autoresearch/a/checkout/1:README.txt") == "the user's readme"
+    assert git(root, "show", "refs/autoresearch/a/checkout/1:draft.txt") == "untracked, mine"
+    assert git(root, "status", "--porcelain", "--untracked-files=no") == "M README.txt"
+
+
+def test_a_checkout_change_during_a_sandboxed_run_is_reported_not_blamed(tmp_path: Path) -> None:
+    root = research(tmp_path, misbehaving(("2.0", "import time; time.sleep(3)")))
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "a", "--repo", str(root),
+                             "--agent", "queue", "--metric", "score", "--time-budget", "5", "--noise-repeats", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = root / ".autoresearch/logs/a/0001.log"
+    for _ in range(600):
+        if log.exists() or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    (root / "README.txt").write_text("an editor saved this\n")  # while run 1 sleeps
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "changed during run 0001 (README.txt)" in out
+    assert [d["status"] for d in rows(root)] == ["keep", "keep"]
+    assert (root / "README.txt").read_text() == "an editor saved this\n"
