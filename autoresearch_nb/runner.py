@@ -225,6 +225,9 @@ class Run:
             elif self.stall_s and time.monotonic() - self._last_output >= self.stall_s:
                 timed_out = stalled = True
                 kill_group(self.proc.pid, poll=self.proc.poll)
+        # A second call (a second Ctrl-C inside the first kill) finds the process already gone: a cancel
+        # asked for still makes it an interrupted run, not a crash with the signal's exit code.
+        interrupted = interrupted or (self._cancelled.is_set() and not timed_out)
         wall = time.monotonic() - self.started
         # The main process is gone; children that kept running (or hold the pipe) go too.
         kill_group(self.proc.pid, grace_s=0.5)

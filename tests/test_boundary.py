@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -209,3 +210,32 @@ def test_a_checkout_change_during_a_sandboxed_run_is_reported_not_blamed(tmp_pat
     assert "changed during run 0001 (README.txt)" in out
     assert [d["status"] for d in rows(root)] == ["keep", "keep"]
     assert (root / "README.txt").read_text() == "an editor saved this\n"
+
+
+# -- fault 13: a second signal within a second ---------------------------------------------------------------------
+
+STUBBORN_CHILD = ("import subprocess, sys, time\n"
+                  "subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+                  "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'])\n"
+                  "time.sleep(60)")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_within_a_second_still_records_interrupted(tmp_path: Path, sig: signal.Signals) -> None:
+    # the run's child ignores SIGTERM, so the first signal's kill waits on it: the second lands inside that wait
+    root = research(tmp_path, misbehaving(("2.0", STUBBORN_CHILD)))
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "a", "--repo", str(root),
+                             "--agent", "queue", "--metric", "score", "--time-budget", "5", "--noise-repeats", "1",
+                             "--timeout", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    for line in proc.stdout:
+        seen += line
+        if line.startswith("#1") and "running" in line:
+            break
+    time.sleep(1.5)  # the run and its child are up
+    proc.send_signal(sig)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert "#1" in seen, seen + out + err
+    assert [d["status"] for d in rows(root)] == ["keep", "interrupted"], err
