@@ -349,6 +349,12 @@ class Loop:
             line += f"; your checkout is snapshotted at {self._plan.watch.ref}"
         log.info("%s", line)
         self._recorder.emit(EventKind.MESSAGE, message=line, purpose="sandbox")
+        from .plumbing import git
+        editable = self.config.editable
+        if git(self.repo_root, "status", "--porcelain", "--untracked-files=no", "--", editable, check=False):
+            self._recorder.emit(EventKind.MESSAGE, purpose="checkout", message=(
+                f"{editable} has uncommitted changes in your checkout; the run starts from its last commit "
+                f"({self._recorder.base_sha()[:7]}), not from them: commit them first to use them"))
 
     def decide(self, exp: Experiment) -> Experiment:
         """Keep the experiment if its metric beats the best kept one, else move the branch back to its parent.

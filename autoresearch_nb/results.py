@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -108,6 +109,21 @@ def write_tsv(path: Path, experiments: list[Experiment], metric: str = "val_bpb"
         raise
 
 
+def sweep_temporaries(folder: Path, older_than_s: float = 60.0) -> list[Path]:
+    """Remove the temporary files of :func:`write_tsv` that a killed process left in ``folder`` (old ones
+    only: a young one may be another process's write in progress). Returns what was removed."""
+    removed: list[Path] = []
+    cutoff = time.time() - older_than_s
+    for tmp in folder.glob(".results.*.tsv") if folder.is_dir() else ():
+        try:
+            if tmp.is_file() and not tmp.is_symlink() and tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
+
+
 class ResultsFile:
     """A run's results.tsv kept current at a cost that does not grow with the run.
 
@@ -121,6 +137,7 @@ class ResultsFile:
         self.metric = metric
         self.memory_key = memory_key
         self._last = -1  # the highest experiment number in the file
+        sweep_temporaries(self.path.parent)
 
     def rewrite(self, experiments: list[Experiment]) -> None:
         write_tsv(self.path, experiments, self.metric, self.memory_key)

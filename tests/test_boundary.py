@@ -239,3 +239,35 @@ def test_a_second_signal_within_a_second_still_records_interrupted(tmp_path: Pat
     out, err = proc.communicate(timeout=60)
     assert "#1" in seen, seen + out + err
     assert [d["status"] for d in rows(root)] == ["keep", "interrupted"], err
+
+
+# -- fault 14: smaller ones ----------------------------------------------------------------------------------------
+
+def test_leftover_results_temporaries_are_swept_at_open(tmp_path: Path) -> None:
+    root = research(tmp_path, misbehaving(("2.0", "pass")))
+    folder = root / ".autoresearch" / "results" / "a"
+    folder.mkdir(parents=True)
+    left = folder / ".results.k1ll3d.tsv"
+    left.write_text("half a file")
+    os.utime(left, (1_000_000_000, 1_000_000_000))  # a kill long ago
+    r = run_queue(root)
+    assert r.returncode == 0, r.stderr
+    assert not left.exists() and (folder / "results.tsv").exists()
+
+
+def test_a_syntax_error_quotes_the_proposals_line_not_the_checkouts(tmp_path: Path) -> None:
+    root = research(tmp_path, '[[experiment]]\ndescription = "broken"\n'
+                              'edits = [{ search = "X = 3.0", replace = "X = (2.0" }]\n')
+    r = run_queue(root, cwd=root)  # the CLI's cwd holds the user's train.py, whose line 1 is "X = 3.0"
+    assert r.returncode == 0, r.stderr
+    data = rows(root)
+    assert data[1]["status"] == "invalid" and "X = (2.0" in data[1]["reason"], data[1]["reason"]
+
+
+def test_an_uncommitted_edit_to_the_editable_file_is_announced(tmp_path: Path) -> None:
+    root = research(tmp_path, misbehaving(("2.0", "pass")))
+    (root / "train.py").write_text(target(x="9.0"))
+    r = run_queue(root)
+    assert r.returncode == 0, r.stderr
+    assert "train.py has uncommitted changes in your checkout" in r.stdout
+    assert (root / "train.py").read_text() == target(x="9.0")
