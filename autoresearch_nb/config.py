@@ -68,6 +68,8 @@ class Config:
                                                   "reserves far more than it uses)")
     sandbox_file_mb: int | None = setting(10240, "largest file a run may write, in MB (a bigger write is a "
                                                  "crash row)")
+    log_cap_mb: int = setting(64, "a run's log keeps its first and last half of this many MB (the cut is said "
+                                   "in the row)")
     min_free_mb: int = setting(1024, "free disk (MB) needed before each run; less is a failed row and the "
                                      "loop stops")
     # the whole run
@@ -183,6 +185,8 @@ class Config:
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise ConfigError(f"{name} must be >= 1 or None (off), not {value!r}")
+        if int(self.log_cap_mb) < 1:
+            raise ConfigError(f"log_cap_mb must be >= 1, not {self.log_cap_mb!r}")
         if int(self.min_free_mb) < 0:
             raise ConfigError(f"min_free_mb must be >= 0, not {self.min_free_mb!r}")
         if self.max_cost_usd is not None and float(self.max_cost_usd) < 0:

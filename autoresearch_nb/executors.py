@@ -146,7 +146,8 @@ class LocalExecutor:
         try:
             result = execute(self.boundary.argv(job.command, worker), slot.path, job.log_path, env=env,
                              timeout_s=job.timeout_s, stop=slot.stop, on_point=lambda p: on_point(job.number, p),
-                             on_start=on_start, stall_s=job.stall_s, secrets=self.boundary.secrets)
+                             on_start=on_start, stall_s=job.stall_s, secrets=self.boundary.secrets,
+                             log_cap=int(self.boundary.config.log_cap_mb) << 20)
         finally:
             slot.started.set()  # a command that could not start never called on_start
         changed = tuple(self.boundary.changes(job.sha, worker))  # the next job's prepare undoes them

@@ -57,6 +57,7 @@ class RunResult:
     interrupted: bool = False
     stalled: bool = False        # killed by the stall watchdog (no output for stall_s); timed_out is True too
     points: tuple[CurvePoint, ...] = ()
+    log_cut: int = 0             # bytes of output cut from the middle of the log (runner.LOG_CAP)
 
 
 @dataclass(frozen=True)

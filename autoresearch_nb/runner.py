@@ -34,6 +34,7 @@ from .records import CurvePoint, RunResult
 
 GRACE_S = 2.0
 MAX_LINE = 4096      # characters of one output line kept for parsing; a flood of long lines stays bounded
+LOG_CAP = 64 << 20   # bytes of one run's log: the first and the last half are kept, the middle is cut
 MAX_POINTS = 10_000  # points kept in the result; past it every other one is dropped (the curve keeps its shape)
 
 
@@ -88,9 +89,12 @@ class Run:
                  env: Mapping[str, str] | None = None,
                  on_point: Callable[[CurvePoint], None] | None = None,
                  on_start: Callable[[int], None] | None = None,
-                 stall_s: float | None = None, secrets: tuple[str, ...] = ()) -> None:
+                 stall_s: float | None = None, secrets: tuple[str, ...] = (),
+                 log_cap: int = LOG_CAP) -> None:
         from .scrub import Redactor, redact
         self.log_path = Path(log_path)
+        self._log_cap, self._written, self._tail = max(int(log_cap), 2), 0, bytearray()
+        self.log_cut = 0  # bytes of output left out of the log (its middle), read after wait()
         # Every secret value the environment withheld, and every credential shape, is masked in the log and
         # the error (the log's tail goes to the agent, the error to the store).
         self._redactor = Redactor(secrets)
@@ -147,11 +151,9 @@ class Run:
                 break
             self._last_output = time.monotonic()
             try:
-                self._log.write(self._redactor.feed(chunk))
+                self._keep(self._redactor.feed(chunk))
             except ValueError:  # closed by wait() after giving up on us; keep draining the pipe
                 pass
-            else:
-                self._log.flush()
             buf += chunk
             # Progress lines are redrawn with \r; a line ends at either.
             parts = re.split(rb"[\r\n]", buf)
@@ -169,9 +171,29 @@ class Run:
         if buf:
             self._line(buf.decode("utf-8", "replace"), point=buf != early)
         try:
-            self._log.write(self._redactor.flush())
+            self._keep(self._redactor.flush())
+            if self.log_cut:
+                self._log.write(f"\n[... {self.log_cut} bytes cut: the log keeps its first and last "
+                                f"{self._log_cap // 2} bytes ...]\n".encode() + bytes(self._tail))
+                self._log.flush()
         except ValueError:
             pass
+
+    def _keep(self, data: bytes) -> None:
+        """Write ``data`` to the log while under the head half of the cap; past it keep a tail in memory."""
+        head = self._log_cap // 2
+        if self._written < head:
+            part = data[:head - self._written]
+            self._log.write(part)
+            self._log.flush()
+            self._written += len(part)
+            data = data[len(part):]
+        if data:
+            self._tail += data
+            over = len(self._tail) - (self._log_cap - head)
+            if over > 0:
+                del self._tail[:over]
+                self.log_cut += over
 
     def _line(self, line: str, point: bool = True) -> None:
         if not line.strip():
@@ -250,7 +272,7 @@ class Run:
             error = protocol.last_error(self._tail_lines) or (f"exit code {code}" if code else "FAIL")
         return RunResult(exit_code=code, timed_out=timed_out, wall_s=wall, summary=summary, failed=failed,
                          error=self._redact(error) if error else error, log_path=str(self.log_path), interrupted=interrupted,
-                         stalled=stalled, points=tuple(self._points))
+                         stalled=stalled, points=tuple(self._points), log_cut=self.log_cut)
 
 
 def stall_reason(stall_s: float) -> str:

@@ -24,7 +24,7 @@ from .boundary import Boundary
 from .git import STATE_DIR
 from .watch import CheckoutWatch
 from .records import CurvePoint, Experiment, RunResult, Status
-from .runner import Run
+from .runner import LOG_CAP, Run
 
 if TYPE_CHECKING:
     from .config import Config
@@ -77,16 +77,17 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
             on_start: Callable[[int], None] | None = None,
             on_interrupt: Callable[[RunResult], None] | None = None,
             verify: Callable[[RunResult], RunResult] | None = None, stall_s: float | None = None,
-            secrets: tuple[str, ...] = ()) -> RunResult:
+            secrets: tuple[str, ...] = (), log_cap: int = LOG_CAP) -> RunResult:
     """Run ``command`` in ``run_dir`` to its end, the hard timeout, or a forced stop.
 
     A ``KeyboardInterrupt`` (a notebook's "interrupt kernel") ends the run cleanly, hands the result to
     ``on_interrupt`` (so the caller records it) and is re-raised. ``verify`` sees a result that was not
     interrupted and may replace it (a verifier that recomputes the metric on its own). ``stall_s``: kill a run
-    that prints nothing for that long (the stall watchdog; None: off). ``secrets``: values masked in the log.
+    that prints nothing for that long (the stall watchdog; None: off). ``secrets``: values masked in the log;
+    ``log_cap``: bytes of log kept (head and tail).
     """
     run = Run(command, run_dir, log_path, timeout_s=timeout_s, env=env, on_point=on_point, on_start=on_start,
-              stall_s=stall_s, secrets=secrets)
+              stall_s=stall_s, secrets=secrets, log_cap=log_cap)
     stop.attach(run)
     try:
         result = run.wait()
@@ -155,8 +156,15 @@ def finished(exp: Experiment, result: RunResult, metric: str, changed: Sequence[
     """``exp`` updated with a finished run: status, reason, metric, summary, times."""
     verdict = classify(result, metric, changed, editable)
     training = result.summary.get("training_seconds")
-    return exp.with_(status=verdict.status, reason=verdict.reason, metric=verdict.metric,
-                     summary=dict(result.summary), exit_code=result.exit_code, error=result.error,
+    reason, error = verdict.reason, result.error
+    if result.log_cut:  # said in the row (the reason of a failed run, else its error), so nobody reads a cut
+        # log as the whole output; a clean run's reason is rewritten by the keep rule
+        cap = f"the log is capped (log_cap_mb): {result.log_cut} bytes from its middle were cut"
+        if verdict.status != Status.RUNNING:
+            reason = f"{reason}; {cap}"
+        error = f"{error}; {cap}" if error else cap
+    return exp.with_(status=verdict.status, reason=reason, metric=verdict.metric,
+                     summary=dict(result.summary), exit_code=result.exit_code, error=error,
                      ended_at=time.time(), wall_seconds=result.wall_s,
                      training_seconds=float(training) if isinstance(training, (int, float)) else None)
 
@@ -201,7 +209,7 @@ class Plan:
                              log_path=str(log_path)), []
         run_dir = self.boundary.prepare(sha, worker)
         result = execute(self.boundary.argv(command, worker), run_dir, log_path, env=env, stop=stop,
-                         secrets=self.boundary.secrets, **options)
+                         secrets=self.boundary.secrets, log_cap=int(self.config.log_cap_mb) << 20, **options)
         return result, self.boundary.changes(sha, worker) + self.checkout(Path(log_path).stem)
 
     def seed(self, seed: int | None = None) -> int:

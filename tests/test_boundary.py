@@ -271,3 +271,15 @@ def test_an_uncommitted_edit_to_the_editable_file_is_announced(tmp_path: Path) -
     assert r.returncode == 0, r.stderr
     assert "train.py has uncommitted changes in your checkout" in r.stdout
     assert (root / "train.py").read_text() == target(x="9.0")
+
+
+def test_a_flooding_run_has_its_log_capped_head_and_tail_kept_and_the_cut_stated(tmp_path: Path) -> None:
+    flood = "import sys\nprint('FIRST LINE')\nfor i in range(40000):\n    print('x' * 100)\nprint('LAST LINE')"
+    root = research(tmp_path, misbehaving(("2.0", flood)))
+    r = run_queue(root, "a", "--log-cap-mb", "1")
+    assert r.returncode == 0, r.stderr
+    log = (root / ".autoresearch/logs/a/0001.log").read_bytes()
+    assert len(log) < (1 << 20) + 4096 and b"FIRST LINE" in log and b"LAST LINE" in log and b"bytes cut" in log
+    assert b"score:" in log  # the summary is in the tail
+    row = rows(root)[1]
+    assert row["status"] == "keep" and "bytes from its middle were cut" in (row.get("error") or ""), row
