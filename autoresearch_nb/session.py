@@ -45,7 +45,10 @@ class RunLock:
 
     def __init__(self, root: Path, tag: str, close_earlier: bool = True) -> None:
         self.path = Path(root) / STATE_DIR / "locks" / f"{tag}.lock"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _unwritable(self.path, e) from None
         key = str(self.path.resolve())
         with _registry_lock:
             earlier = _open_here.get(key)
@@ -70,8 +73,16 @@ class RunLock:
                 f.close()
 
 
+def _unwritable(path: Path, error: OSError) -> StateError:
+    return StateError(f"cannot take the run's lock {path}: {error.strerror}. A run needs to write its state "
+                      f"directory ({path.parent.parent}); `results` and `status` still read a read-only one")
+
+
 def _take(path: Path, tag: str) -> IO[str]:
-    f = open(path, "a+")
+    try:
+        f = open(path, "a+")
+    except OSError as e:
+        raise _unwritable(path, e) from None
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -283,3 +283,27 @@ def test_a_flooding_run_has_its_log_capped_head_and_tail_kept_and_the_cut_stated
     assert b"score:" in log  # the summary is in the tail
     row = rows(root)[1]
     assert row["status"] == "keep" and "bytes from its middle were cut" in (row.get("error") or ""), row
+
+
+# -- fault 11: a read-only repository ------------------------------------------------------------------------------
+
+def read_only(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """The CLI with ``root`` mounted read-only (a user and mount namespace: tests run as root, which chmod
+    does not stop)."""
+    inner = f"mount --bind {root} {root} && mount -o remount,bind,ro {root} && exec \"$@\""
+    return subprocess.run(["unshare", "-rm", "sh", "-c", inner, "sh", sys.executable, "-m", "autoresearch_nb.cli",
+                           *args], capture_output=True, text=True, timeout=120)
+
+
+def test_a_read_only_repository_gives_a_clear_error_and_its_store_stays_readable(tmp_path: Path) -> None:
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no unprivileged user and mount namespaces here")
+    root = research(tmp_path, misbehaving(("2.0", "pass")))
+    assert run_queue(root).returncode == 0
+    r = read_only(root, "run", "--tag", "a", "--repo", str(root), "--agent", "queue", "--metric", "score")
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "Read-only file system" in r.stderr, r.stderr
+    res = read_only(root, "results", "--tag", "a", "--repo", str(root), "--format", "json")
+    assert res.returncode == 0, res.stderr
+    assert [d["status"] for d in json.loads(res.stdout)] == ["keep", "keep"]
+    st = read_only(root, "status", "--repo", str(root))
+    assert st.returncode == 0 and "2 experiments" in st.stdout, st.stderr
