@@ -26,6 +26,7 @@ from .edits import EditError, check_python, content_hash, unified_diff
 from .proposals import judge_proposal
 from .errors import AgentError, AutoresearchError, BudgetExceeded, ConfigError, StateError
 from .events import EventBus, EventKind, Listener
+from .faults import pause
 from .git import STATE_DIR, Workspace, commit_message, find_repo
 from .recorder import PointBuffer, Recorder
 from .records import CurvePoint, Experiment, RunResult, Status, is_baseline
@@ -294,11 +295,13 @@ class Loop:
         sha = parent
         if exp.content != self.workspace.read(parent):
             sha = self.workspace.commit(exp.content, commit_message(exp))
+        pause("commit")
         self.workspace.keep_ref(exp.number, sha)
         seed = self._plan.seed(seed)
         log_path = self._plan.log_path(f"{exp.number:04d}")
         running = rec.save(exp.with_(status=Status.RUNNING, sha=sha, started_at=time.time(), seed=seed,
                                      log_path=str(log_path)))
+        pause("saved-running")
         self.store.clear_points(self.tag, exp.number)
         points = PointBuffer(self.store, self.tag, exp.number)
 
@@ -370,6 +373,7 @@ class Loop:
         parent = exp.parent_sha or self._recorder.head_sha()
         if exp.status == Status.RUNNING:
             exp = self._repeats.judge(exp, self.best)  # noise.judge; marginal passes get confirmation runs first
+        pause("decide")
         exp = self._recorder.record(exp)  # the record first, then git (Karpathy's PR #306)
         if exp.status != Status.KEEP:
             self.workspace.restore(parent)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from .faults import pause
 from .records import Experiment, Status, best_of
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ def write_tsv(path: Path, experiments: list[Experiment], metric: str = "val_bpb"
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        pause("results-tsv")
         # mkstemp makes the file private (0600); results.tsv is meant to be read by others (a shared server)
         os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         os.replace(tmp, path)
