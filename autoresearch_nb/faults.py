@@ -4,7 +4,8 @@
 and sleep ``AUTORESEARCH_FAULT_PAUSE_S`` seconds (default 5) at those points. Unset (always, outside
 ``benchmarks/fault_campaign.py``), it costs one dictionary lookup.
 
-Points: ``saved-running`` (the row says running, no pid yet), ``commit`` (the experiment's commit exists, no
+Points: ``saved-running`` (the row says running, no run started yet), ``started`` (the run has started, its
+pid is not saved: the pid gap), ``commit`` (the experiment's commit exists, no
 row yet), ``decide`` (before the decided row is written), ``results-tsv`` (results.tsv's temporary written, not
 yet renamed).
 """

@@ -311,6 +311,7 @@ class Loop:
 
         def on_start(pid: int) -> None:
             nonlocal running
+            pause("started")
             running = rec.save(running.with_(pid=pid))
 
         rec.emit(EventKind.RUN_STARTED, running)

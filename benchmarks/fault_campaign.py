@@ -4,8 +4,8 @@
 
 A throwaway repository with a fast target (``score = (X - 1) ** 2``, a run takes well under a second) and a long
 queue. Each round starts ``autoresearch-nb run`` and kills the loop process (SIGKILL, not its runs) either
-at a pause point (:mod:`autoresearch_nb.faults`: the row saved as running before the pid, right after the
-commit, before the decided row, inside the results.tsv write) or after a random delay; then reopens the run
+at a pause point (:mod:`autoresearch_nb.faults`: the row saved as running, the run started but its pid not
+saved, right after the commit, before the decided row, inside the results.tsv write) or after a random delay; then reopens the run
 (``Loop.open`` + ``close``: recovery) and checks. At the end it prints:
 
 - kills survived: reopens that worked, with no row left ``running`` or ``proposed``;
@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-POINTS = ("saved-running", "commit", "decide", "results-tsv")
-TARGET = ("import time\nX = 3.0\nprint('step 1 | loss: 0.5')\ntime.sleep(0.2)\nprint('---')\n"
+POINTS = ("saved-running", "started", "commit", "decide", "results-tsv")
+TARGET = ("import time\nX = 3.0\nprint('step 1 | loss: 0.5')\ntime.sleep(1.5)\nprint('---')\n"
           "print(f'score: {(X - 1) ** 2:.6f}')\n")
 
 
@@ -91,7 +91,7 @@ def start(root: Path, env: dict[str, str]) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def kill_at(proc: subprocess.Popen, point: str | None, delay: float, limit_s: float = 60.0) -> str:
+def kill_at(proc: subprocess.Popen, point: str | None, delay: float, limit_s: float = 30.0) -> str:
     """SIGKILL the loop when it reports ``point`` (or after ``delay`` s); returns where it was killed."""
     hit = threading.Event()
 
@@ -143,8 +143,11 @@ def main() -> int:
         before = checkout_state(root)
         t0 = time.monotonic()
         for i in range(args.kills):
-            point = rng.choice(POINTS + (None,))  # one round in five: a random moment instead
+            point = rng.choice(POINTS + (None,))  # one round in six: a random moment instead
             round_env = {**env, "AUTORESEARCH_FAULT_PAUSE": point} if point else env
+            if point == "results-tsv":  # results.tsv is rewritten (not appended to) when it is missing
+                for tsv in root.glob(".autoresearch/results/c/results.tsv"):
+                    tsv.unlink()
             where = kill_at(start(root, round_env), point, rng.uniform(0.5, 4.0))
             ok, rows, why = reopen(root)
             left = marked("c")
