@@ -47,13 +47,10 @@ def make_repo(root: Path, moves: int) -> None:
         git(root, *args)
     (root / "train.py").write_text(TARGET)
     (root / "notes.md").write_text("the user's notes\n")
-    xs = [f"{3.0 - 0.01 * (i + 1):.2f}" for i in range(moves)]
-    prev = "3.0"
     entries = []
-    for x in xs:  # each entry moves X a little closer to 1: every experiment is a keep, the queue never stalls
-        entries.append(f'[[experiment]]\ndescription = "X to {x}"\n'
-                       f'edits = [{{ search = "X = {prev}", replace = "X = {x}" }}]\n')
-        prev = x
+    for i in range(moves):  # whole files, so an experiment a kill interrupted does not break the next entry
+        content = TARGET.replace("X = 3.0", f"X = {3.0 - 0.01 * (i + 1):.2f}")
+        entries.append(f'[[experiment]]\ndescription = "step {i + 1}"\ncontent = """{content}"""\n')
     (root / "queue.toml").write_text("".join(entries))
     git(root, "add", "train.py", "notes.md")
     git(root, "commit", "-qm", "init")
