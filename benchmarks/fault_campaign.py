@@ -33,8 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 POINTS = ("saved-running", "started", "commit", "decide", "results-tsv")
-TARGET = ("import time\nX = 3.0\nprint('step 1 | loss: 0.5')\ntime.sleep(1.5)\nprint('---')\n"
-          "print(f'score: {(X - 1) ** 2:.6f}')\n")
+# A run that outlives its loop: when its output pipe is gone it lingers (as a process of a careless target would)
+# instead of dying of the broken pipe, so a recovery that missed it shows up as an orphan.
+TARGET = ("import time\nX = 3.0\ntime.sleep(2.0)\ntry:\n    print('step 1 | loss: 0.5')\n    print('---')\n"
+          "    print(f'score: {(X - 1) ** 2:.6f}')\nexcept OSError:\n    time.sleep(30)\n")
 
 
 def git(root: Path, *args: str) -> str:

@@ -62,3 +62,10 @@ def test_parallel_throughput_prints_the_honest_case() -> None:
         keeps = int(row[-7])
         assert keeps >= 1, row  # four changes of 4σ each: the rule keeps at least one
     assert "speed-up: against one worker held to one thread" in out
+
+
+def test_fault_campaign_kills_reopens_and_prints_its_four_figures() -> None:
+    out = _run("benchmarks/fault_campaign.py", "--kills", "3", "--seed", "5")
+    assert len(re.findall(r"^kill +\d+/3 at .*: reopen ok", out, re.M)) == 3, out
+    for line in ("kills survived: 3/3", "rows lost: 0", "orphans left: 0", "user files changed: 0"):
+        assert line in out, out
