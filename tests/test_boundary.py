@@ -307,3 +307,15 @@ def test_a_read_only_repository_gives_a_clear_error_and_its_store_stays_readable
     assert [d["status"] for d in json.loads(res.stdout)] == ["keep", "keep"]
     st = read_only(root, "status", "--repo", str(root))
     assert st.returncode == 0 and "2 experiments" in st.stdout, st.stderr
+
+
+def test_a_huge_proposal_is_invalid_and_the_store_keeps_its_head_and_tail(tmp_path: Path) -> None:
+    huge = "X = 2.0\n" + "# " + "y" * (6 << 20) + "\nprint('---')\nprint('score: 1.0')\n"
+    root = research(tmp_path, f'[[experiment]]\ndescription = "flood"\ncontent = """{huge}"""\n')
+    r = run_queue(root)
+    assert r.returncode == 0, r.stderr
+    row = rows(root)[1]
+    assert row["status"] == "invalid" and "MB cap for a proposal" in row["reason"], row["reason"]
+    store = root / ".autoresearch" / "store.db"
+    size = store.stat().st_size + sum(p.stat().st_size for p in store.parent.glob("store.db-*"))
+    assert size < 2 << 20, size
