@@ -105,7 +105,11 @@ def marked_processes(root: Path, tag: str, known: dict[int, int] | None = None) 
     import psutil
 
     from .rundir import run_dir_for
-    homes = (str((Path(root) / STATE_DIR).resolve()) + os.sep, str(run_dir_for(root, tag, 0).parent) + os.sep)
+    state = str((Path(root) / STATE_DIR).resolve()) + os.sep
+    # The run directories' folder, named for this repository and tag wherever the cache is (XDG_CACHE_HOME may
+    # differ between the session that died and this one)
+    runs = os.sep + os.path.join("autoresearch_nb", "runs", *run_dir_for(root, tag, 0, root=os.sep).parts[-3:-1]) \
+        + os.sep
     me, uid = os.getpid(), os.getuid()
     found = []
     for proc in psutil.process_iter(["pid", "uids"]):
@@ -116,7 +120,8 @@ def marked_processes(root: Path, tag: str, known: dict[int, int] | None = None) 
             if not marker.startswith(f"{tag}/"):
                 continue
             number = (known or {}).get(proc.pid)
-            if marker != f"{tag}/{number}" and not (proc.cwd() + os.sep).startswith(homes):
+            cwd = proc.cwd() + os.sep
+            if marker != f"{tag}/{number}" and not (cwd.startswith(state) or runs in cwd):
                 continue  # the same tag in another repository
             found.append(proc.pid)
         except (psutil.Error, OSError):

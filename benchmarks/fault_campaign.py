@@ -71,12 +71,15 @@ def checkout_state(root: Path) -> str:
     return digest.hexdigest()
 
 
-def marked(tag: str) -> list[int]:
+def marked(tag: str, under: Path) -> list[int]:
+    """Processes of this campaign's runs (their marker, and a working directory under ``under``: another
+    session's run with the same tag is not ours)."""
     import psutil
     out = []
     for proc in psutil.process_iter(["pid"]):
         try:
-            if proc.environ().get("AUTORESEARCH_RUN", "").startswith(f"{tag}/"):
+            if proc.environ().get("AUTORESEARCH_RUN", "").startswith(f"{tag}/") and \
+                    proc.cwd().startswith(str(under) + os.sep):
                 out.append(proc.pid)
         except (psutil.Error, OSError):
             continue
@@ -114,7 +117,9 @@ def kill_at(proc: subprocess.Popen, point: str | None, delay: float, limit_s: fl
 
 
 def reopen(root: Path) -> tuple[bool, list, str]:
-    """Open and close the run in a fresh process (recovery); its rows after that, and what went wrong."""
+    """Open and close the run in a fresh process (recovery); its rows after that, and what went wrong. It runs
+    with the default cache folder, not the campaign's XDG_CACHE_HOME (a notebook started elsewhere): recovery
+    must find the runs anyway."""
     code = ("import json, sys\nfrom autoresearch_nb import Loop\n"
             "loop = Loop.open(sys.argv[1], tag='c', agent='queue', metric='score')\n"
             "print(json.dumps([[e.number, e.status.value] for e in loop.experiments]))\nloop.close()\n")
@@ -149,7 +154,7 @@ def main() -> int:
                     tsv.unlink()
             where = kill_at(start(root, round_env), point, rng.uniform(0.5, 4.0))
             ok, rows, why = reopen(root)
-            left = marked("c")
+            left = marked("c", Path(tmp))
             numbers = [n for n, _ in rows]
             open_rows = [n for n, s in rows if s in ("running", "proposed")]
             gaps = sorted(set(range(max(numbers, default=-1) + 1)) - set(numbers))

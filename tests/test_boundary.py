@@ -319,3 +319,39 @@ def test_a_huge_proposal_is_invalid_and_the_store_keeps_its_head_and_tail(tmp_pa
     store = root / ".autoresearch" / "store.db"
     size = store.stat().st_size + sum(p.stat().st_size for p in store.parent.glob("store.db-*"))
     assert size < 2 << 20, size
+
+
+# -- fault 5: the pid gap ------------------------------------------------------------------------------------------
+
+def test_a_run_started_but_its_pid_never_saved_is_killed_at_the_reopen(tmp_path: Path) -> None:
+    import psutil
+    root = research(tmp_path, misbehaving(("2.0", "pass")), **{"train.py": target("import time", "time.sleep(60)")})
+    from autoresearch_nb.rundir import run_dir_for
+    run_dir = run_dir_for(root, "a", 0)
+    env = {**os.environ, "AUTORESEARCH_FAULT_PAUSE": "started", "AUTORESEARCH_FAULT_PAUSE_S": "60"}
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "a", "--repo", str(root),
+                             "--agent", "queue", "--metric", "score", "--time-budget", "5", "--noise-repeats", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stderr:  # the baseline's run has started: kill the loop in its pid gap
+        if line.startswith("fault-pause started"):
+            break
+    proc.kill()
+    proc.wait()
+
+    def runs() -> list[psutil.Process]:
+        out = []
+        for p in psutil.process_iter():
+            try:
+                if p.environ().get("AUTORESEARCH_RUN") == "a/0" and p.cwd() == str(run_dir):
+                    out.append(p)
+            except psutil.Error:
+                continue
+        return out
+
+    assert runs(), "the run should outlive the killed loop"
+    reopen = ("import sys\nfrom autoresearch_nb import Loop\n"
+              "Loop.open(sys.argv[1], tag='a', agent='queue', metric='score').close()\n")
+    r = subprocess.run([sys.executable, "-c", reopen, str(root)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert runs() == []
+    assert [d["status"] for d in rows(root)] == ["interrupted"]
