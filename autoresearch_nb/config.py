@@ -67,6 +67,25 @@ class Config:
                                       "(data, tokenizer)")
     env_allow: tuple[str, ...] = setting((), "secret-looking environment variables a run may still see "
                                              "(comma-separated)")
+    # the boundary around every run (autoresearch_nb.sandbox): paths relative to the repo
+    sandbox: str = setting("auto", "'auto' (Landlock where the kernel has it, said at start when not), "
+                                   "'landlock' (required) or 'none'")
+    sandbox_write: tuple[str, ...] = setting((), "extra paths a run may write (comma-separated; never the "
+                                                 "checkout, a .git or $HOME itself)")
+    sandbox_read: tuple[str, ...] = setting((), "extra paths a run may read (comma-separated; a target's data "
+                                                "folder)")
+    sandbox_include: tuple[str, ...] = setting((), "untracked repo paths (data, a venv) linked read-only into "
+                                                   "each run directory (comma-separated)")
+    sandbox_network: bool = setting(False, "let experiments open TCP connections (the setup command always "
+                                           "may: it downloads data)")
+    sandbox_memory_mb: int | None = setting(None, "address-space cap of one run in MB (default: off; CUDA "
+                                                  "reserves far more than it uses)")
+    sandbox_file_mb: int | None = setting(10240, "largest file a run may write, in MB (a bigger write is a "
+                                                 "crash row)")
+    log_cap_mb: int = setting(64, "a run's log keeps its first and last half of this many MB (the cut is said "
+                                   "in the row)")
+    min_free_mb: int = setting(1024, "free disk (MB) needed before each run; less is a failed row and the "
+                                     "loop stops")
     # the whole run
     max_experiments: int | None = setting(None, "stop when the run holds this many experiments, baseline "
                                                 "included")
@@ -187,6 +206,18 @@ class Config:
                 raise ConfigError(f"{name} command {value!r} cannot be parsed: {e}") from None
             if self.editable in words and name == "verify":  # the verifier must not be the file under test
                 raise ConfigError(f"verify must run from a fixed file, not the editable {self.editable!r}")
+        if self.sandbox not in ("auto", "landlock", "none"):
+            raise ConfigError(f"sandbox must be 'auto', 'landlock' or 'none', not {self.sandbox!r}")
+        if not isinstance(self.sandbox_network, bool):
+            raise ConfigError(f"sandbox_network must be true or false, not {self.sandbox_network!r}")
+        for name in ("sandbox_memory_mb", "sandbox_file_mb"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ConfigError(f"{name} must be >= 1 or None (off), not {value!r}")
+        if int(self.log_cap_mb) < 1:
+            raise ConfigError(f"log_cap_mb must be >= 1, not {self.log_cap_mb!r}")
+        if int(self.min_free_mb) < 0:
+            raise ConfigError(f"min_free_mb must be >= 0, not {self.min_free_mb!r}")
         if self.max_cost_usd is not None and float(self.max_cost_usd) < 0:
             raise ConfigError(f"max_cost_usd must be >= 0, not {self.max_cost_usd!r}")
 
@@ -235,6 +266,8 @@ def coerce(name: str, value: Any) -> Any:
     hint = str(hints[name])
     if value is None:
         return None
+    if "bool" in hint:
+        return _boolean(name, value)
     if "tuple" in hint:
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
@@ -253,6 +286,21 @@ def coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"{name} must be {'a whole number' if 'int' in hint else 'a number'}, not {value!r}") \
             from None
     return str(value)
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _boolean(name: str, value: Any) -> bool:
+    # bool("false") is True: a flag or a papermill string must be read, not cast
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ConfigError(f"{name} must be true or false, not {value!r}")
 
 
 def read_config_file(repo: Path) -> dict[str, Any]:

@@ -47,9 +47,13 @@ def check_python(path: str, text: str) -> None:
     if not path.endswith(".py"):
         return
     try:
-        compile(text, path, "exec", dont_inherit=True)
+        # Not named by its path: Python would quote the line from a file of that name in the current
+        # directory (the user's checkout), not from the proposal.
+        compile(text, f"<proposed {path}>", "exec", dont_inherit=True)
     except SyntaxError as e:
-        raise EditError(f"{path} does not compile: {e.msg} (line {e.lineno}): {(e.text or '').strip()}") from None
+        lines = text.splitlines()
+        line = lines[e.lineno - 1] if e.lineno and 0 < e.lineno <= len(lines) else ""
+        raise EditError(f"{path} does not compile: {e.msg} (line {e.lineno}): {line.strip()[:200]}") from None
     except ValueError as e:  # e.g. null bytes
         raise EditError(f"{path} does not compile: {e}") from None
 

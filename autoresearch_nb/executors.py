@@ -4,11 +4,11 @@
 The driver (the loop) alone writes the store and moves the branch; an executor only turns a :class:`Job`
 (an experiment commit to run) into an :class:`Outcome` (the run's result and the paths it changed).
 
-Local workers each have a detached git worktree ``.autoresearch/worktrees/<tag>.w<i>`` and a device: on a GPU
+Local workers each have a run directory (:mod:`.boundary`, outside the checkout) and a device: on a GPU
 machine one GPU each (``CUDA_VISIBLE_DEVICES``), on a CPU machine a share of the cores (``OMP_NUM_THREADS``).
 Ray workers may not share a filesystem with the driver, so a job ships the experiment's tree as a ``git
-archive`` tarball; the task unpacks it into a scratch git repo, runs, streams progress points back through a
-Ray queue and returns its result.
+archive`` tarball with its listing; the task unpacks it into a plain directory (no git), runs it under the
+sandbox, compares it with the listing, streams progress points back through a Ray queue and returns its result.
 """
 from __future__ import annotations
 
@@ -103,13 +103,14 @@ class _Slot:
 
 
 class LocalExecutor:
-    """K workers on this machine: a thread per running job, each in its own detached worktree."""
+    """K workers on this machine: a thread per running job, each in its own run directory (an export of the
+    job's commit, outside the checkout) under the sandbox; worker i uses the boundary's run directory i + 1."""
 
-    def __init__(self, workspace: Any, workers: int, env_for: Callable[[int], dict[str, str]] | None = None) -> None:
-        self.workspace = workspace
+    def __init__(self, boundary: Any, workers: int, env_for: Callable[[int], dict[str, str]] | None = None) -> None:
+        self.boundary = boundary
         self.slots = workers
         self._env_for = env_for or (lambda i: device_env(i, workers))
-        self._slots = [_Slot(i, workspace.worker_path(i)) for i in range(workers)]
+        self._slots = [_Slot(i, boundary.run_dir(i + 1)) for i in range(workers)]
         self._done: "queue.Queue[Outcome]" = queue.Queue()
         self._lock = threading.Lock()
 
@@ -125,7 +126,12 @@ class LocalExecutor:
             slot.number, slot.pid = job.number, None
             slot.stop.clear()
             slot.started.clear()
-        self.workspace.checkout_worker(slot.index, job.sha)
+        try:
+            self.boundary.prepare(job.sha, slot.index + 1)
+        except BaseException:
+            with self._lock:
+                slot.number = None
+            raise
         env = {**job.env, **self._env_for(slot.index), "AUTORESEARCH_WORKER": str(slot.index)}
         slot.thread = threading.Thread(target=self._run, args=(slot, job, env, on_point), daemon=True,
                                        name=f"autoresearch-worker-{slot.index}")
@@ -138,16 +144,17 @@ class LocalExecutor:
             slot.pid = pid
             slot.started.set()
 
+        worker = slot.index + 1
         try:
             check = job.verification
             verify = None if check is None else (lambda r: check.check(r, slot.path, env, job.log_path))
-            result = execute(job.command, slot.path, job.log_path, env=env, timeout_s=job.timeout_s, stop=slot.stop,
-                             on_point=lambda p: on_point(job.number, p), on_start=on_start, stall_s=job.stall_s,
-                             verify=verify)
+            result = execute(self.boundary.argv(job.command, worker), slot.path, job.log_path, env=env,
+                             timeout_s=job.timeout_s, stop=slot.stop, on_point=lambda p: on_point(job.number, p),
+                             on_start=on_start, stall_s=job.stall_s, secrets=self.boundary.secrets,
+                             log_cap=int(self.boundary.config.log_cap_mb) << 20, verify=verify)
         finally:
             slot.started.set()  # a command that could not start never called on_start
-        changed = tuple(self.workspace.worker_changes(slot.index))
-        self.workspace.checkout_worker(slot.index, job.sha)  # undo whatever the run changed
+        changed = tuple(self.boundary.changes(job.sha, worker))  # the next job's prepare undoes them
         with self._lock:
             slot.number, slot.pid = None, None
         self._done.put(Outcome(job.number, slot.index, result, changed))

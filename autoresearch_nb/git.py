@@ -159,6 +159,7 @@ class Workspace:
     # -- writing -----------------------------------------------------------------------------------
     def commit(self, content: str, message: str) -> str:
         """Write the editable file and commit only it. Returns the new sha."""
+        self.check()
         target = self.file_path()
         target.write_text(content)
         _call(self.repo, "add", "--", self.editable)
@@ -186,8 +187,24 @@ class Workspace:
         if self.head() != sha or self.changed_paths():
             self.reset(sha)
 
+    def check(self) -> None:
+        """Refuse to act (:class:`GitError`) unless the worktree is still ours: its ``.git`` file names a
+        worktree of the user's repository and its HEAD is the run's branch. Without this a worktree whose
+        ``.git`` was deleted would let ``git reset --hard`` act on the user's own checkout."""
+        dotgit = self.path / ".git"
+        where = Path(self.main.common_dir).resolve() / "worktrees"
+        text = dotgit.read_text(errors="replace").strip() if dotgit.is_file() and not dotgit.is_symlink() else ""
+        if not text.startswith("gitdir:") or Path(text[7:].strip()).resolve().parent != where:
+            raise GitError(f"the run's worktree {self.path} no longer points at its repository ({dotgit}); "
+                           "refusing to touch it", command="check", code=None)
+        head = _call(self.repo, "symbolic-ref", "-q", "HEAD")
+        if head != f"refs/heads/{self.branch}":
+            raise GitError(f"the run's worktree is on {head or 'a detached HEAD'}, not refs/heads/{self.branch}; "
+                           "refusing to reset it", command="git symbolic-ref HEAD", code=None)
+
     def reset(self, sha: str) -> None:
         """Move the branch and worktree to ``sha`` and remove untracked, not-ignored files."""
+        self.check()
         _call(self.repo, "reset", "--hard", "-q", sha)
         _call(self.repo, "clean", "-fdq")
 
@@ -225,25 +242,6 @@ class Workspace:
         except gitpython.GitCommandError as e:
             raise GitError("git commit-tree failed", command="git commit-tree", code=e.status,
                            stderr=str(e.stderr or "")) from None
-
-    def worker_path(self, index: int) -> Path:
-        return self.root / STATE_DIR / "worktrees" / f"{self.tag}.w{index}"
-
-    def checkout_worker(self, index: int, sha: str) -> Path:
-        """Put worker ``index``'s detached worktree on ``sha`` with nothing else in it."""
-        path = self.worker_path(index)
-        if not (path / ".git").exists():
-            _call(self.main, "worktree", "prune")
-            _call(self.main, "worktree", "add", "--force", "--detach", str(path), sha)
-        wt = _open(path)
-        _call(wt, "checkout", "-q", "--detach", "--force", sha)
-        _call(wt, "clean", "-fdq")
-        return path
-
-    def worker_changes(self, index: int) -> list[str]:
-        """Paths a run changed in worker ``index``'s worktree (modified, deleted or new and not ignored)."""
-        wt = _open(self.worker_path(index))
-        return parse_porcelain(wt.git.execute(["git", *STATUS_ARGS], strip_newline_in_stdout=False))
 
     def archive(self, sha: str) -> bytes:
         """The tree of ``sha`` as a tar archive (what a remote worker needs to run it)."""

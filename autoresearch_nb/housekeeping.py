@@ -179,7 +179,7 @@ def collect(repo: str | Path = ".", tag: str | None = None, *, dry_run: bool = F
                 found = list(_files(root, t, {e.number for e in exps} - keep))
                 found += _refs(root, t, keep, kept_shas)
                 if all(_old(e, now, float(config.gc_keep_days)) for e in exps):
-                    found += _worktrees(root, t)
+                    found += _worktrees(root, t) + _snapshots(root, t)
                 for item in found:
                     if not dry_run:
                         problem = _remove(root, item)
@@ -216,18 +216,27 @@ def _refs(root: Path, tag: str, keep: set[int], kept_shas: set[str]) -> list[Fre
     listing = git(root, "for-each-ref", "--format=%(refname) %(objectname)", f"refs/autoresearch/{tag}/")
     for line in listing.splitlines():
         ref, sha = line.split(" ", 1)
-        last = ref.rsplit("/", 1)[1]
+        last = ref[len(f"refs/autoresearch/{tag}/"):]  # checkout/<n> snapshots are not experiments
         if last.isdigit() and int(last) not in keep and sha not in kept_shas:
             out.append(Freed(tag, "refs", f"{ref} {sha}", 0))
     return out
 
 
 def _worktrees(root: Path, tag: str) -> list[Freed]:
+    from .rundir import run_dir_for
     folder = root / STATE_DIR / "worktrees"
-    if not folder.is_dir():
-        return []
-    return [Freed(tag, "worktrees", str(p), disk_bytes(p)) for p in sorted(folder.iterdir())
-            if p.name == tag or re.fullmatch(re.escape(tag) + r"\.w\d+", p.name)]
+    found = [Freed(tag, "worktrees", str(p), disk_bytes(p)) for p in sorted(folder.iterdir())
+             if p.name == tag or re.fullmatch(re.escape(tag) + r"\.w\d+", p.name)] if folder.is_dir() else []
+    runs = run_dir_for(root, tag, 0).parent  # the run directories (outside the checkout), what runs wrote
+    if runs.is_dir():
+        found.append(Freed(tag, "run dirs", str(runs), disk_bytes(runs)))
+    return found
+
+
+def _snapshots(root: Path, tag: str) -> list[Freed]:
+    """The checkout snapshots of a finished run's sessions (``refs/autoresearch/<tag>/checkout/<n>``)."""
+    listing = git(root, "for-each-ref", "--format=%(refname) %(objectname)", f"refs/autoresearch/{tag}/checkout/")
+    return [Freed(tag, "refs", line, 0) for line in listing.splitlines() if line.strip()]
 
 
 def _remove(root: Path, item: Freed) -> str | None:

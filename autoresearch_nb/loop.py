@@ -25,8 +25,9 @@ from .config import Config, make_config
 from .edits import EditError, check_python, content_hash, unified_diff
 from .lookahead import Lookahead
 from .proposals import ask_agent
-from .errors import AutoresearchError, BudgetExceeded, ConfigError, StateError
+from .errors import BudgetExceeded, ConfigError, StateError
 from .events import EventBus, EventKind, Listener
+from .faults import pause
 from .git import STATE_DIR, Workspace, commit_message, find_repo
 from .recorder import PointBuffer, Recorder
 from .records import CurvePoint, Experiment, RunResult, Status, is_baseline
@@ -36,14 +37,13 @@ from .runner import log_tail
 from .serial import Limits
 from .session import RunLock, check_tag, recover
 from .store import Store
-from .trial import Plan, StopSignal, execute, finished
+from .trial import Plan, StopSignal, finished
 from .view import load_results, store_path  # noqa: F401  (load_results: re-exported)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger("autoresearch_nb")
-SETUP_TIMEOUT_S = 1800.0
 
 
 class Loop:
@@ -65,7 +65,7 @@ class Loop:
         self.events = EventBus()
         self.error: BaseException | None = None  # what ended a background run, if it failed
         self._stop = StopSignal()
-        self._plan = Plan(repo_root, tag, config)
+        self._plan = Plan(repo_root, tag, config, self._stop)
         results = ResultsFile(self.results_tsv, config.metric, config.memory_key)
         self._agent_lock = threading.Lock()  # the agent is asked on the lookahead thread and told on this one
         told = getattr(agent, "tell", None) or (lambda e: None)
@@ -77,12 +77,13 @@ class Loop:
         self._recorder = Recorder(store, tag, self.events, results, tell, config.maximize)
         self._repeats = Repeats(self._recorder, self._plan, workspace, self._stop)
         self._thread: threading.Thread | None = None
-        self._setup_done = False
         self._baseline: Experiment | None = None  # the baseline, once it ran
         self._lock = lock
+        self._plan.note = lambda text: self._recorder.emit(EventKind.MESSAGE, message=text, purpose="checkout")
         if lock is not None:
             lock.owned_by(self.close)
             recover(repo_root, tag, self._recorder, workspace, self._recorder.base_sha())
+            self._plan.watch.snapshot()  # compared after every run (trial.Plan.checkout)
 
     # -- opening -------------------------------------------------------------------------------------
     @classmethod
@@ -289,11 +290,13 @@ class Loop:
         sha = parent
         if exp.content != self.workspace.read(parent):
             sha = self.workspace.commit(exp.content, commit_message(exp))
+        pause("commit")
         self.workspace.keep_ref(exp.number, sha)
         seed = self._plan.seed(seed)
         log_path = self._plan.log_path(f"{exp.number:04d}")
         running = rec.save(exp.with_(status=Status.RUNNING, sha=sha, started_at=time.time(), seed=seed,
                                      log_path=str(log_path)))
+        pause("saved-running")
         self.store.clear_points(self.tag, exp.number)
         points = PointBuffer(self.store, self.tag, exp.number)
 
@@ -303,36 +306,21 @@ class Loop:
 
         def on_start(pid: int) -> None:
             nonlocal running
+            pause("started")
             running = rec.save(running.with_(pid=pid))
 
         rec.emit(EventKind.RUN_STARTED, running)
-        result = execute(self.config.command, self.workspace.path, log_path, env=self._plan.env(seed, exp.number),
-                         timeout_s=self.config.hard_timeout_s, stop=self._stop, on_point=on_point, on_start=on_start,
-                         on_interrupt=lambda r: self._finish_run(running, r, points), stall_s=self.config.stall_s,
-                         verify=self._plan.verifier(self.workspace.path, self._plan.env(seed, exp.number), log_path))
-        return self._finish_run(running, result, points)
+        result, changed = self._plan.run(self.config.command, sha, log_path, env=self._plan.env(seed, exp.number),
+                                         timeout_s=self.config.hard_timeout_s, stop=self._stop, on_point=on_point,
+                                         on_start=on_start,
+                                         on_interrupt=lambda r: self._finish_run(running, r, points, ()),
+                                         stall_s=self.config.stall_s)
+        return self._finish_run(running, result, points, changed)
 
     def setup(self) -> None:
-        """Run the configured ``setup`` command once per session (data preparation, tokenizer training), in the
-        worktree before the first experiment with 30 min of its own (so it never makes the baseline a timeout).
-        A failing setup raises: the harness, not an experiment, is broken."""
-        if not self.config.setup or self._setup_done:
-            return
-        log_path = self._plan.log_path("setup")
-        self._recorder.emit(EventKind.SETUP_STARTED, message=f"setup: {self.config.setup}")
-        try:
-            result = execute(self.config.setup, self.workspace.path, log_path, env=self._plan.env(None, "setup"),
-                             timeout_s=SETUP_TIMEOUT_S, stop=self._stop)
-        finally:
-            self.workspace.restore(self.workspace.head())
-        if result.interrupted:
-            raise KeyboardInterrupt("setup interrupted")
-        ok = result.exit_code == 0 and not result.timed_out
-        self._recorder.emit(EventKind.SETUP_FINISHED, message="setup done" if ok else "setup failed", error=not ok)
-        if not ok:
-            raise AutoresearchError(f"the setup command {self.config.setup!r} failed "
-                                    f"({result.error or f'exit code {result.exit_code}'}); see {log_path}")
-        self._setup_done = True
+        """Run the configured ``setup`` command once per session (data preparation, tokenizer training) before
+        the first experiment, with 30 min of its own; a failing setup raises (see :meth:`Plan.setup`)."""
+        self._plan.setup(self.workspace.head(), self._recorder.emit, self._recorder.base_sha())
 
     def decide(self, exp: Experiment) -> Experiment:
         """Keep the experiment if its metric beats the best kept one, else move the branch back to its parent.
@@ -348,6 +336,7 @@ class Loop:
         parent = exp.parent_sha or self._recorder.head_sha()
         if exp.status == Status.RUNNING:
             exp = self._repeats.judge(exp, self.best)  # noise.judge; marginal passes get confirmation runs first
+        pause("decide")
         exp = self._recorder.record(exp)  # the record first, then git (Karpathy's PR #306)
         if exp.status != Status.KEEP:
             self.workspace.restore(parent)
@@ -377,7 +366,8 @@ class Loop:
             return ParallelDriver(
                 self._recorder, self._plan, self.workspace, self._repeats, self._stop, setup=self.setup,
                 baseline=baseline, propose=self.propose,
-                executor=make_executor(self.workspace, cfg.executor, cfg.workers, cfg.ray_address)).optimize(limits)
+                executor=make_executor(self.workspace, self._plan, cfg.executor, cfg.workers,
+                                       cfg.ray_address)).optimize(limits)
         return Lookahead(self._recorder, self.workspace, self._stop, cfg, baseline=baseline, propose=self.propose,
                          ask=self._ask, run=self.run, decide=self.decide).optimize(limits, f"run {self.tag}")
 
@@ -435,9 +425,9 @@ class Loop:
                 return rows[-1] if rows else None
         return self._baseline
 
-    def _finish_run(self, exp: Experiment, result: RunResult, points: PointBuffer) -> Experiment:
+    def _finish_run(self, exp: Experiment, result: RunResult, points: PointBuffer, changed: list[str] | tuple[str, ...]
+                    ) -> Experiment:
         points.flush()
-        changed = self.workspace.changed_paths()
         exp = self._recorder.save(finished(exp, result, self.config.metric, changed, self.config.editable))
         self._recorder.emit(EventKind.RUN_FINISHED, exp)
         return exp

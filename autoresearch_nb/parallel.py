@@ -38,12 +38,13 @@ MAX_REAPPLY = 3
 _REAPPLIED = re.compile(r"^(re-applied #\d+ onto \S+: )+")
 
 
-def make_executor(workspace: Workspace, executor: str, workers: int, ray_address: str | None = None) -> Executor:
-    """The configured executor: ``ray`` (lazily imported) or ``local``."""
+def make_executor(workspace: Workspace, plan: Plan, executor: str, workers: int,
+                  ray_address: str | None = None) -> Executor:
+    """The configured executor: ``ray`` (lazily imported) or ``local`` (run directories of ``plan.boundary``)."""
     if executor == "ray":
         from .ray_executor import RayExecutor
-        return RayExecutor(workspace, workers, address=ray_address)
-    return LocalExecutor(workspace, workers)
+        return RayExecutor(workspace, workers, address=ray_address, config=plan.config)
+    return LocalExecutor(plan.boundary, workers)
 
 
 def _hunks(base: list[str], other: list[str]) -> list[tuple[int, int, list[str]]]:
@@ -143,7 +144,8 @@ class ParallelDriver:
                                      reason=outcome.result.error or "worker lost"))
             rec.emit(EventKind.RUN_FINISHED, exp)
             return rec.record(exp)
-        exp = rec.save(finished(exp, outcome.result, self.config.metric, outcome.changed, self.config.editable))
+        changed = [*outcome.changed, *self.plan.checkout(f"{exp.number:04d}")]
+        exp = rec.save(finished(exp, outcome.result, self.config.metric, changed, self.config.editable))
         rec.emit(EventKind.RUN_FINISHED, exp)
         return self.decide(exp)
 

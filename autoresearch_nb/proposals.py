@@ -37,6 +37,20 @@ def ask_agent(agent: Agent, context: Context, parent: str, new: Callable[..., Ex
                decided_at=None if status == Status.PROPOSED else time.time(), **fields, **extra)
 
 
+MAX_PROPOSAL = 4 << 20   # bytes of one proposed file; a bigger one is invalid and stored by its head and tail
+KEPT = 64 << 10          # bytes of each end of an over-cap proposal kept in the store
+
+
+def capped(content: str) -> str | None:
+    """``content`` cut to its first and last :data:`KEPT` bytes with a note, when it is over the cap; else None."""
+    data = content.encode("utf-8", "surrogatepass")
+    if len(data) <= MAX_PROPOSAL:
+        return None
+    cut = len(data) - 2 * KEPT
+    return (data[:KEPT].decode("utf-8", "ignore") + f"\n[... {cut} bytes cut: proposals are capped at "
+            f"{MAX_PROPOSAL >> 20} MB ...]\n" + data[-KEPT:].decode("utf-8", "ignore"))
+
+
 def judge_proposal(proposal: Proposal, source: str, editable: str,
                    twin: Callable[[str | None], Experiment | None]) -> tuple[Status, str, dict[str, Any]]:
     """(status, reason, record fields) for ``proposal`` made on ``source``.
@@ -57,12 +71,20 @@ def judge_proposal(proposal: Proposal, source: str, editable: str,
         content = proposal.content if proposal.content is not None else apply_edits(source, proposal.edits)
         if content == source:
             raise EditError("the proposal changes nothing")
-        check_python(editable, content)
+        if capped(content) is None:
+            check_python(editable, content)
     except EditError as e:
         status, reason = Status.INVALID, str(e)
     digest = content_hash(content) if content is not None else None
-    fields.update(content=content, content_hash=digest,
-                  diff=unified_diff(source, content, editable) if content is not None else "")
+    short = capped(content) if content is not None else None
+    if short is not None:  # a flood must not double in the store (content and diff): head and tail, said so
+        status, reason = Status.INVALID, (f"the proposed {editable} is {len(content.encode('utf-8', 'surrogatepass'))}"
+                                          f" bytes, over the {MAX_PROPOSAL >> 20} MB cap for a proposal; the "
+                                          f"store keeps its first and last {KEPT >> 10} KB")
+        fields.update(content=short, content_hash=digest, diff="")
+    else:
+        fields.update(content=content, content_hash=digest,
+                      diff=unified_diff(source, content, editable) if content is not None else "")
     same = twin(digest) if status == Status.PROPOSED else None
     if same is not None:
         status, reason = Status.SKIPPED, f"same file as experiment {same.number} ({same.status.value})"

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import io
 import os
-import shlex
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -48,16 +46,25 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
 
 
 def _run_task(job: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
-    """Runs on a Ray worker: unpack the tree, run the command under the guard, report back."""
-    from autoresearch_nb.git import IDENTITY, STATUS_ARGS, parse_porcelain
-    from autoresearch_nb.runner import Run, scrub_env
+    """Runs on a Ray worker: unpack the tree, run the command under the guard and the sandbox, report back.
 
-    root = Path(tempfile.mkdtemp(prefix="autoresearch-ray-"))
+    No ``git init``: a run could commit there to hide its changes. What it changed is found by comparing
+    content hashes with the commit's tree listing shipped with the job (:func:`rundir.diff_tree`)."""
+    from autoresearch_nb import rundir, sandbox
+    from autoresearch_nb.runner import Run
+    from autoresearch_nb.scrub import scrub_env
+
+    scratch = Path(tempfile.mkdtemp(prefix="autoresearch-ray-"))
+    root = scratch / "run"
     try:
+        root.mkdir()
         with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
             tf.extractall(root, filter="data")
-        for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "tree", "--no-verify"]):
-            subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, env={**os.environ, **IDENTITY})
+        tmp = rundir.tmp_for(root)
+        tmp.mkdir()
+        policy = sandbox.policy_for(root, tmp=tmp, mode=job.get("sandbox", "auto"),
+                                    network=bool(job.get("network", False)), memory_mb=job.get("memory_mb"),
+                                    file_mb=job.get("file_mb", sandbox.DEFAULT_FILE_MB))
         log_path = root.parent / f"{root.name}.log"
         last = [0.0]
 
@@ -69,35 +76,39 @@ def _run_task(job: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
 
         from autoresearch_nb import guard
 
-        argv = [sys.executable, guard.__file__, "--parent", str(os.getpid()), "--", *shlex.split(job["command"])]
+        argv = [sys.executable, guard.__file__, "--parent", str(os.getpid()), "--",
+                *sandbox.wrap(job["command"], policy)]
         # The worker's own environment may hold secrets (a cluster's credentials): scrub it like a local run.
-        run = Run(argv, root, log_path, timeout_s=job["timeout_s"],
-                  env=scrub_env(allow=tuple(job.get("allow", ())), extra=job["env"]),
-                  on_point=on_point, stall_s=job.get("stall_s"))
+        clean = scrub_env(allow=tuple(job.get("allow", ())), extra=job["env"])
+        run = Run(argv, root, log_path, timeout_s=job["timeout_s"], env=clean.env, on_point=on_point,
+                  stall_s=job.get("stall_s"), secrets=clean.secrets)
         try:
             result = run.wait()
         except BaseException:  # ray.cancel: end the command, report it as interrupted
             run.cancel()
             result = run.wait()
-        status = subprocess.run(["git", *STATUS_ARGS], cwd=root, capture_output=True, text=True).stdout
-        changed = parse_porcelain(status)
+        try:
+            changed = rundir.diff_tree({p: tuple(e) for p, e in job["tree"].items()}, root)
+        except OSError as e:
+            changed = [f"the run directory ({e.strerror})"]
         data = log_path.read_bytes()[-MAX_LOG:] if log_path.exists() else b""
         log_path.unlink(missing_ok=True)
         out = asdict(result)
         out["points"] = [asdict(p) for p in result.points]
         return {"result": out, "changed": changed, "log": data.decode("utf-8", "replace")}
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class RayExecutor:
     """Up to ``workers`` experiments at once as Ray tasks."""
 
     def __init__(self, workspace: Any, workers: int, address: str | None = None, gpus_per_worker: float | None = None,
-                 cpus_per_worker: float | None = None) -> None:
+                 cpus_per_worker: float | None = None, config: Any = None) -> None:
         from .executors import gpu_count
 
         self.workspace = workspace
+        self.config = config  # the sandbox_* settings each task applies on its worker
         self.slots = workers
         local_gpus = gpu_count() if not address else None
         self.ray = start_ray(address, num_cpus=None if address else max(workers, os.cpu_count() or 1),
@@ -125,9 +136,15 @@ class RayExecutor:
         # Only the run's own variables travel: the worker node has its own PATH, HOME and so on.
         env = {k: v for k, v in job.env.items()
                if k.startswith("AUTORESEARCH_") or k == "PYTHONUNBUFFERED" or k in job.allow}
+        from .rundir import tree
+        cfg = self.config
         ref = self._remote.remote({"number": job.number, "command": job.command, "timeout_s": job.timeout_s,
                                    "env": {**env, "AUTORESEARCH_WORKER": str(worker)}, "allow": job.allow,
-                                   "stall_s": job.stall_s},
+                                   "stall_s": job.stall_s, "tree": tree(self.workspace.root, job.sha),
+                                   "sandbox": cfg.sandbox if cfg else "auto",
+                                   "network": bool(cfg.sandbox_network) if cfg else False,
+                                   "memory_mb": cfg.sandbox_memory_mb if cfg else None,
+                                   "file_mb": cfg.sandbox_file_mb if cfg else 10240},
                                   tar, self._sink)
         self._refs[ref] = (job.number, worker, job)
         self._on_point[job.number] = on_point

@@ -76,6 +76,7 @@ class RunResult:
     claimed: float | None = None
     flag: Status | None = None
     flag_reason: str = ""
+    log_cut: int = 0             # bytes of output cut from the middle of the log (runner.LOG_CAP)
 
 
 @dataclass(frozen=True)

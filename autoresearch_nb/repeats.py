@@ -21,7 +21,7 @@ from .events import EventKind
 from .git import Workspace
 from .recorder import Recorder
 from .records import CurvePoint, Experiment, RunResult, Status, is_baseline
-from .trial import Plan, StopSignal, classify, execute
+from .trial import Plan, StopSignal, classify
 
 log = logging.getLogger("autoresearch_nb")
 
@@ -226,7 +226,6 @@ class Repeats:
         Repeats keep one record (their experiment's ``runs``), their own log (``<number>.<i>.log``) and no
         curve in the store; observers get their progress events with ``purpose`` in the event data.
         """
-        self.workspace.restore(sha)
         number = exp.number if exp is not None else "noise"
         self.recorder.emit(EventKind.REPEAT_STARTED, exp, message=f"{purpose} run of {sha[:7]}, seed {seed}",
                            purpose=purpose, seed=seed, repeat=repeat)
@@ -243,17 +242,13 @@ class Repeats:
                 self.recorder.save(exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
                                              reason=f"interrupted during a {purpose} run"))
 
-        env, log_path = self.plan.env(seed, number), self.plan.log_path(label)
-        result = execute(self.config.command, self.workspace.path, log_path, env=env,
-                         timeout_s=self.config.hard_timeout_s, stop=self.stop, on_point=on_point, on_start=on_start,
-                         on_interrupt=on_interrupt, stall_s=self.config.stall_s,
-                         verify=self.plan.verifier(self.workspace.path, env, log_path))
+        result, changed = self.plan.run(self.config.command, sha, self.plan.log_path(label),
+                                        env=self.plan.env(seed, number), timeout_s=self.config.hard_timeout_s,
+                                        stop=self.stop, on_point=on_point, on_start=on_start,
+                                        on_interrupt=on_interrupt, stall_s=self.config.stall_s)
         if result.interrupted:
             return None, "interrupted", True
-        changed = self.workspace.changed_paths()
         verdict = classify(result, self.config.metric, changed, self.config.editable)
-        if changed:
-            self.workspace.reset(sha)
         if verdict.status == Status.RUNNING:
             return verdict.metric, None, False
         return None, verdict.reason, False

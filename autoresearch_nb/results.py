@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
+from .faults import pause
 from .records import Experiment, Status, best_of
 
 if TYPE_CHECKING:
@@ -127,12 +129,28 @@ def write_tsv(path: Path, experiments: list[Experiment], metric: str = "val_bpb"
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        pause("results-tsv")
         # mkstemp makes the file private (0600); results.tsv is meant to be read by others (a shared server)
         os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def sweep_temporaries(folder: Path, older_than_s: float = 60.0) -> list[Path]:
+    """Remove the temporary files of :func:`write_tsv` that a killed process left in ``folder`` (old ones
+    only: a young one may be another process's write in progress). Returns what was removed."""
+    removed: list[Path] = []
+    cutoff = time.time() - older_than_s
+    for tmp in folder.glob(".results.*.tsv") if folder.is_dir() else ():
+        try:
+            if tmp.is_file() and not tmp.is_symlink() and tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
 
 
 class ResultsFile:
@@ -148,6 +166,7 @@ class ResultsFile:
         self.metric = metric
         self.memory_key = memory_key
         self._last = -1  # the highest experiment number in the file
+        sweep_temporaries(self.path.parent)
 
     def rewrite(self, experiments: list[Experiment]) -> None:
         write_tsv(self.path, experiments, self.metric, self.memory_key)

@@ -34,6 +34,7 @@ from .records import CurvePoint, RunResult
 
 GRACE_S = 2.0
 MAX_LINE = 4096      # characters of one output line kept for parsing; a flood of long lines stays bounded
+LOG_CAP = 64 << 20   # bytes of one run's log: the first and the last half are kept, the middle is cut
 MAX_POINTS = 10_000  # points kept in the result; past it every other one is dropped (the curve keeps its shape)
 
 
@@ -89,8 +90,16 @@ class Run:
                  env: Mapping[str, str] | None = None,
                  on_point: Callable[[CurvePoint], None] | None = None,
                  on_start: Callable[[int], None] | None = None,
-                 stall_s: float | None = None) -> None:
+                 stall_s: float | None = None, secrets: tuple[str, ...] = (),
+                 log_cap: int = LOG_CAP) -> None:
+        from .scrub import Redactor, redact
         self.log_path = Path(log_path)
+        self._log_cap, self._written, self._tail = max(int(log_cap), 2), 0, bytearray()
+        self.log_cut = 0  # bytes of output left out of the log (its middle), read after wait()
+        # Every secret value the environment withheld, and every credential shape, is masked in the log and
+        # the error (the log's tail goes to the agent, the error to the store).
+        self._redactor = Redactor(secrets)
+        self._redact = lambda text: redact(text, secrets)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout_s = timeout_s
         self.stall_s = stall_s
@@ -143,11 +152,9 @@ class Run:
                 break
             self._last_output = time.monotonic()
             try:
-                self._log.write(chunk)
+                self._keep(self._redactor.feed(chunk))
             except ValueError:  # closed by wait() after giving up on us; keep draining the pipe
                 pass
-            else:
-                self._log.flush()
             buf += chunk
             # Progress lines are redrawn with \r; a line ends at either.
             parts = re.split(rb"[\r\n]", buf)
@@ -164,6 +171,30 @@ class Run:
                 early = buf
         if buf:
             self._line(buf.decode("utf-8", "replace"), point=buf != early)
+        try:
+            self._keep(self._redactor.flush())
+            if self.log_cut:
+                self._log.write(f"\n[... {self.log_cut} bytes cut: the log keeps its first and last "
+                                f"{self._log_cap // 2} bytes ...]\n".encode() + bytes(self._tail))
+                self._log.flush()
+        except ValueError:
+            pass
+
+    def _keep(self, data: bytes) -> None:
+        """Write ``data`` to the log while under the head half of the cap; past it keep a tail in memory."""
+        head = self._log_cap // 2
+        if self._written < head:
+            part = data[:head - self._written]
+            self._log.write(part)
+            self._log.flush()
+            self._written += len(part)
+            data = data[len(part):]
+        if data:
+            self._tail += data
+            over = len(self._tail) - (self._log_cap - head)
+            if over > 0:
+                del self._tail[:over]
+                self.log_cut += over
 
     def _line(self, line: str, point: bool = True) -> None:
         if not line.strip():
@@ -217,6 +248,9 @@ class Run:
             elif self.stall_s and time.monotonic() - self._last_output >= self.stall_s:
                 timed_out = stalled = True
                 kill_group(self.proc.pid, poll=self.proc.poll)
+        # A second call (a second Ctrl-C inside the first kill) finds the process already gone: a cancel
+        # asked for still makes it an interrupted run, not a crash with the signal's exit code.
+        interrupted = interrupted or (self._cancelled.is_set() and not timed_out)
         wall = time.monotonic() - self.started
         # The main process is gone; children that kept running (or hold the pipe) go too.
         kill_group(self.proc.pid, grace_s=0.5)
@@ -225,7 +259,8 @@ class Run:
         if not self._reader.is_alive() and self.proc.stdout:
             self.proc.stdout.close()  # not left to the garbage collector: an overnight run starts hundreds
         code = self.proc.returncode
-        summary = protocol.parse_summary(self._lines)
+        summary = {k: self._redact(v) if isinstance(v, str) else v
+                   for k, v in protocol.parse_summary(self._lines).items()}
         failed = any(protocol.is_fail(line) for line in self._tail_lines)
         error = None
         if stalled:
@@ -237,8 +272,8 @@ class Run:
         elif code != 0 or failed:
             error = protocol.last_error(self._tail_lines) or (f"exit code {code}" if code else "FAIL")
         return RunResult(exit_code=code, timed_out=timed_out, wall_s=wall, summary=summary, failed=failed,
-                         error=error, log_path=str(self.log_path), interrupted=interrupted,
-                         stalled=stalled, points=tuple(self._points))
+                         error=self._redact(error) if error else error, log_path=str(self.log_path), interrupted=interrupted,
+                         stalled=stalled, points=tuple(self._points), log_cut=self.log_cut)
 
 
 def stall_reason(stall_s: float) -> str:

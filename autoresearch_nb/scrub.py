@@ -35,7 +35,9 @@ _TOKEN_SHAPES = (
     r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",  # JWT
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
 )
-_URL_CREDENTIALS = r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]+:[^\s/@]+@"
+# Bounded repeats: an unbounded scheme would make the search quadratic on a long run of letters (a log line of
+# megabytes of "xxxx" took minutes).
+_URL_CREDENTIALS = r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s/:@]{1,256}:[^\s/@]{1,256}@"
 _SHAPES = re.compile(r"(?<![A-Za-z0-9])(?:%s)" % "|".join(_TOKEN_SHAPES) + "|" + _URL_CREDENTIALS)
 
 

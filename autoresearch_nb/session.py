@@ -45,7 +45,10 @@ class RunLock:
 
     def __init__(self, root: Path, tag: str, close_earlier: bool = True) -> None:
         self.path = Path(root) / STATE_DIR / "locks" / f"{tag}.lock"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _unwritable(self.path, e) from None
         key = str(self.path.resolve())
         with _registry_lock:
             earlier = _open_here.get(key)
@@ -70,8 +73,16 @@ class RunLock:
                 f.close()
 
 
+def _unwritable(path: Path, error: OSError) -> StateError:
+    return StateError(f"cannot take the run's lock {path}: {error.strerror}. A run needs to write its state "
+                      f"directory ({path.parent.parent}); `results` and `status` still read a read-only one")
+
+
 def _take(path: Path, tag: str) -> IO[str]:
-    f = open(path, "a+")
+    try:
+        f = open(path, "a+")
+    except OSError as e:
+        raise _unwritable(path, e) from None
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -89,11 +100,16 @@ def _take(path: Path, tag: str) -> IO[str]:
 
 def marked_processes(root: Path, tag: str, known: dict[int, int] | None = None) -> list[int]:
     """Pids of this user's processes carrying ``AUTORESEARCH_RUN=<tag>/...`` and running in ``root``'s state
-    directory (the run's worktrees): what is left of runs of ``tag`` whose loop process died. ``known`` maps
-    saved pids to their experiment numbers: those count wherever they run, if their marker matches exactly."""
+    directory or its run directories (:mod:`.rundir`): what is left of runs of ``tag`` whose loop process
+    died. ``known`` maps saved pids to their experiment numbers: those count wherever they run, if their marker matches exactly."""
     import psutil
 
+    from .rundir import run_dir_for
     state = str((Path(root) / STATE_DIR).resolve()) + os.sep
+    # The run directories' folder, named for this repository and tag wherever the cache is (XDG_CACHE_HOME may
+    # differ between the session that died and this one)
+    runs = os.sep + os.path.join("autoresearch_nb", "runs", *run_dir_for(root, tag, 0, root=os.sep).parts[-3:-1]) \
+        + os.sep
     me, uid = os.getpid(), os.getuid()
     found = []
     for proc in psutil.process_iter(["pid", "uids"]):
@@ -104,7 +120,8 @@ def marked_processes(root: Path, tag: str, known: dict[int, int] | None = None) 
             if not marker.startswith(f"{tag}/"):
                 continue
             number = (known or {}).get(proc.pid)
-            if marker != f"{tag}/{number}" and not (proc.cwd() + os.sep).startswith(state):
+            cwd = proc.cwd() + os.sep
+            if marker != f"{tag}/{number}" and not (cwd.startswith(state) or runs in cwd):
                 continue  # the same tag in another repository
             found.append(proc.pid)
         except (psutil.Error, OSError):

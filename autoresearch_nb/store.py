@@ -7,6 +7,7 @@ a newer version of the library adds missing columns on open.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -54,19 +55,43 @@ class Store:
                 wal.is_file() and wal.stat().st_size > 0):  # SQLite would take an emptied store for a new one
             raise StoreError(f"{self.path} is empty (0 bytes): the store was truncated or replaced. Move it aside "
                              "to start afresh; nothing has been changed")
+        self.readonly = False
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA busy_timeout=30000")
-            self._migrate()
+            try:
+                self._connect()
+            except sqlite3.OperationalError:
+                if not self._read_only_fs():
+                    raise
+                if Path(self.path + "-wal").is_file() and Path(self.path + "-wal").stat().st_size > 0:
+                    raise StoreError(f"{self.path} is on a read-only filesystem with changes still in its -wal "
+                                     "file (a writer was killed): open it once where it is writable") from None
+                # A read-only repository (a mount, a snapshot): reading the intact store still works, without
+                # WAL files or locks; any write fails with "readonly database".
+                self.db.close()
+                self.db = sqlite3.connect(f"{Path(self.path).resolve().as_uri()}?mode=ro&immutable=1", uri=True,
+                                          check_same_thread=False, isolation_level=None)
+                self.db.row_factory = sqlite3.Row
+                self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                self.readonly = True
         except sqlite3.DatabaseError as e:
             if getattr(self, "db", None) is not None:
                 self.db.close()
             raise StoreError(f"{self.path} is not a readable experiment store: {e}. Move it aside to start "
                              "afresh; nothing in it has been changed") from None
         self._fields = [f.name for f in fields(Experiment)]
+
+    def _connect(self) -> None:
+        self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        self._migrate()
+
+    def _read_only_fs(self) -> bool:
+        """True when the store exists but its folder cannot be written (root ignores modes, not a ro mount)."""
+        folder = Path(self.path).parent
+        return self.path != ":memory:" and Path(self.path).is_file() and not os.access(folder, os.W_OK)
 
     def _migrate(self) -> None:
         hints = typing.get_type_hints(Experiment)

@@ -13,22 +13,30 @@ Verdict(status=<Status.RUNNING: 'running'>, reason='', metric=1.5)
 """
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .boundary import SETUP, Boundary
+from .errors import AutoresearchError
+from .events import EventKind
 from .git import STATE_DIR
+from .plumbing import git
 from .records import CurvePoint, Experiment, RunResult, Status
-from .runner import Run, scrub_env
+from .runner import LOG_CAP, Run
+from .watch import CheckoutWatch
 from .verify import ENV_EXPORT, MODEL, Verification, artifact_dir
 
 if TYPE_CHECKING:
     from .config import Config
 
+log = logging.getLogger("autoresearch_nb")
 DEFAULT_SEED = 42
+SETUP_TIMEOUT_S = 1800.0  # the setup command's own limit (data preparation, tokenizer training)
 
 
 class StopSignal:
@@ -91,16 +99,18 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
             timeout_s: float, stop: StopSignal, on_point: Callable[[CurvePoint], None] | None = None,
             on_start: Callable[[int], None] | None = None,
             on_interrupt: Callable[[RunResult], None] | None = None,
-            verify: Callable[[RunResult], RunResult] | None = None, stall_s: float | None = None) -> RunResult:
+            verify: Callable[[RunResult], RunResult] | None = None, stall_s: float | None = None,
+            secrets: tuple[str, ...] = (), log_cap: int = LOG_CAP) -> RunResult:
     """Run ``command`` in ``run_dir`` to its end, the hard timeout, or a forced stop.
 
     A ``KeyboardInterrupt`` (a notebook's "interrupt kernel") ends the run cleanly, hands the result to
     ``on_interrupt`` (so the caller records it) and is re-raised. ``verify`` sees a result that was not
     interrupted and may replace it (a verifier that recomputes the metric on its own). ``stall_s``: kill a run
-    that prints nothing for that long (the stall watchdog; None: off).
+    that prints nothing for that long (the stall watchdog; None: off). ``secrets``: values masked in the log;
+    ``log_cap``: bytes of log kept (head and tail).
     """
     run = Run(command, run_dir, log_path, timeout_s=timeout_s, env=env, on_point=on_point, on_start=on_start,
-              stall_s=stall_s)
+              stall_s=stall_s, secrets=secrets, log_cap=log_cap)
     stop.attach(run)
     try:
         result = run.wait()
@@ -171,21 +181,104 @@ def finished(exp: Experiment, result: RunResult, metric: str, changed: Sequence[
     """``exp`` updated with a finished run: status, reason, metric, summary, times."""
     verdict = classify(result, metric, changed, editable)
     training = result.summary.get("training_seconds")
-    return exp.with_(status=verdict.status, reason=verdict.reason, metric=verdict.metric,
-                     summary=dict(result.summary), exit_code=result.exit_code, error=result.error,
+    reason, error = verdict.reason, result.error
+    if result.log_cut:  # said in the row (the reason of a failed run, else its error), so nobody reads a cut
+        # log as the whole output; a clean run's reason is rewritten by the keep rule
+        cap = f"the log is capped (log_cap_mb): {result.log_cut} bytes from its middle were cut"
+        if verdict.status != Status.RUNNING:
+            reason = f"{reason}; {cap}"
+        error = f"{error}; {cap}" if error else cap
+    return exp.with_(status=verdict.status, reason=reason, metric=verdict.metric,
+                     summary=dict(result.summary), exit_code=result.exit_code, error=error,
                      ended_at=time.time(), wall_seconds=result.wall_s, verified=result.verified,
                      claimed=result.claimed,
                      training_seconds=float(training) if isinstance(training, (int, float)) else None)
 
 
 class Plan:
-    """What every run of one loop shares: its seed, log path and environment."""
+    """What every run of one loop shares: its seed, log path, environment and boundary (run directory and
+    sandbox, :mod:`.boundary`). ``stop``: set (not forced) when the disk is too full for another run."""
 
-    def __init__(self, repo_root: Path, tag: str, config: "Config") -> None:
+    def __init__(self, repo_root: Path, tag: str, config: "Config", stop: StopSignal | None = None) -> None:
         self.repo_root = Path(repo_root)
         self.tag = tag
         self.config = config
         self.verification = Verification.of(config, repo_root)  # decided once, from the file as the loop opens
+        self.boundary = Boundary(self.repo_root, tag, config)
+        self.watch = CheckoutWatch(self.repo_root, tag)
+        self.stop = stop
+        self.note: Callable[[str], None] = lambda text: None  # the loop's MESSAGE events
+        self.setup_done = self.announced = False
+
+    def checkout(self, label: str) -> list[str]:
+        """After run ``label``: the user's checkout compared with the last look. Under the sandbox a change
+        cannot come from the run, so it is said (``note``) without blame; without one it is a violation naming
+        the snapshot to restore from. The user's files are never reverted."""
+        moved = self.watch.changed()
+        if not moved:
+            return []
+        listed = ", ".join(moved[:10]) + (f" and {len(moved) - 10} more" if len(moved) > 10 else "")
+        if self.boundary.confined:
+            self.note(f"your checkout changed during run {label} ({listed}); the sandboxed run cannot write "
+                      f"there (an editor?); the session's snapshot is {self.watch.ref}")
+            return []
+        return [f"{path} in your checkout (not reverted; restore from {self.watch.ref})" for path in moved]
+
+    def run(self, command: str, sha: str, log_path: Path, *, env: Mapping[str, str], stop: StopSignal,
+            worker: int = 0, **options: Any) -> tuple[RunResult, list[str]]:
+        """Run ``command`` on commit ``sha`` in ``worker``'s run directory under the sandbox: the result and
+        the tracked paths the run changed. Too little free disk is a failed result (nothing runs) and stops
+        the loop after this experiment. ``options``: :func:`execute`'s callbacks, ``timeout_s``, ``stall_s``."""
+        full = self.boundary.check_disk()
+        if full:
+            if self.stop is not None:
+                self.stop.set(reason=full)
+            return RunResult(exit_code=None, timed_out=False, wall_s=0.0, summary={}, failed=True, error=full,
+                             log_path=str(log_path)), []
+        run_dir = self.boundary.prepare(sha, worker)
+        result = execute(self.boundary.argv(command, worker), run_dir, log_path, env=env, stop=stop,
+                         secrets=self.boundary.secrets, log_cap=int(self.config.log_cap_mb) << 20,
+                         verify=self.verifier(run_dir, env, log_path), **options)
+        return result, self.boundary.changes(sha, worker) + self.checkout(Path(log_path).stem)
+
+    def setup(self, head: str, emit: Callable[..., None], base_sha: str) -> None:
+        """The ``setup`` command, once per session, in its own run directory and sandbox with the network and the
+        dataset folder writable (downloads), 30 min of its own (never an experiment's timeout). A failing setup
+        raises :class:`AutoresearchError`: the harness, not an experiment, is broken. Says first, once, what
+        protects the user's files here."""
+        self.announce(emit, base_sha)
+        command = self.config.setup
+        if not command or self.setup_done:
+            return
+        log_path = self.log_path("setup")
+        emit(EventKind.SETUP_STARTED, message=f"setup: {command}")
+        result, _ = self.run(command, head, log_path, worker=SETUP, env=self.env(None, "setup"),
+                             timeout_s=SETUP_TIMEOUT_S, stop=self.stop or StopSignal())
+        if result.interrupted:
+            raise KeyboardInterrupt("setup interrupted")
+        ok = result.exit_code == 0 and not result.timed_out
+        emit(EventKind.SETUP_FINISHED, message="setup done" if ok else "setup failed", error=not ok)
+        if not ok:
+            raise AutoresearchError(f"the setup command {command!r} failed "
+                                    f"({result.error or f'exit code {result.exit_code}'}); see {log_path}")
+        self.setup_done = True
+
+    def announce(self, emit: Callable[..., None], base_sha: str) -> None:
+        """Say once per session what protects the user's files here (a MESSAGE event, ``purpose="sandbox"``),
+        and that an uncommitted edit of the editable file is not what runs."""
+        if self.announced:
+            return
+        self.announced = True
+        line = self.boundary.describe()  # sandbox = 'landlock' without Landlock raises SandboxError here
+        if self.watch.ref:
+            line += f"; your checkout is snapshotted at {self.watch.ref}"
+        log.info("%s", line)
+        emit(EventKind.MESSAGE, message=line, purpose="sandbox")
+        editable = self.config.editable
+        if git(self.repo_root, "status", "--porcelain", "--untracked-files=no", "--", editable, check=False):
+            emit(EventKind.MESSAGE, purpose="checkout", message=(
+                f"{editable} has uncommitted changes in your checkout; the run starts from its last commit "
+                f"({base_sha[:7]}), not from them: commit them first to use them"))
 
     def verifier(self, run_dir: str | Path, env: Mapping[str, str] | None,
                  log_path: str | Path) -> Callable[[RunResult], RunResult] | None:
@@ -209,4 +302,4 @@ class Plan:
             extra.update(AUTORESEARCH_TIME_BUDGET=f"{self.config.time_budget_s:g}", AUTORESEARCH_SEED=str(seed))
             if self.verification is not None and self.verification.command == MODEL:
                 extra[ENV_EXPORT] = str(artifact_dir(self.repo_root, self.tag, number))
-        return scrub_env(allow=self.config.env_allow, extra=extra)
+        return self.boundary.env(extra)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .git import STATE_DIR
+from .rundir import run_dir_for
 from .records import RunResult, Status
 from .runner import log_tail, run_command
 
@@ -89,9 +89,15 @@ def model_command(artifact_dir: str | Path, budget_s: float, budget_tolerance: f
 
 
 def artifact_dir(repo_root: str | Path, tag: str, number: int | str) -> Path:
-    """Where run ``number`` exports its model (``AUTORESEARCH_EXPORT``): under the loop's state, not the
-    checkout, so the export is not a change to the repository."""
-    return Path(repo_root) / STATE_DIR / "artifacts" / tag / str(number)
+    """Where run ``number`` exports its model (``AUTORESEARCH_EXPORT``): beside the session's run directories,
+    outside the checkout (so the export is no change to the repository, and the sandbox, which never lets a
+    run write into the checkout or ``.autoresearch/``, lets it write there)."""
+    return artifacts_root(run_dir_for(repo_root, tag, 0)) / str(number)
+
+
+def artifacts_root(run_dir: str | Path) -> Path:
+    """The folder holding a session's exported models, beside its run directory ``run_dir``."""
+    return Path(run_dir).parent / "artifacts"
 
 
 def prune(folder: Path, keep: int, min_age_s: float = 0.0) -> list[Path]:

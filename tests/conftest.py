@@ -53,3 +53,17 @@ def make_repo(root: Path, files: dict[str, str]) -> Path:
 def repo(tmp_path: Path) -> Path:
     """A research repository with the demo target as ``train.py``."""
     return make_repo(tmp_path / "research", {"train.py": DEMO_TARGET, "program.md": "Make the score small.\n"})
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _run_dirs(tmp_path_factory: pytest.TempPathFactory):
+    """Run directories (``$XDG_CACHE_HOME/autoresearch_nb/runs``) in a temp dir, not the tester's cache;
+    subprocesses (the CLI) inherit it."""
+    import os
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old

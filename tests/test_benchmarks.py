@@ -71,3 +71,10 @@ def test_duty_cycle_prints_lookahead_0_and_1_side_by_side() -> None:
     prepared = {k: int(re.search(r"prepared +(\d+)", v).group(1)) for k, v in rows.items()}
     assert prepared == {"0": 0, "1": 3}  # with 1, each proposal was made during a run (the first: the baseline)
     assert all(re.search(r"duty +\d+\.\d%", v) for v in rows.values())
+
+
+def test_fault_campaign_kills_reopens_and_prints_its_four_figures() -> None:
+    out = _run("benchmarks/fault_campaign.py", "--kills", "3", "--seed", "5")
+    assert len(re.findall(r"^kill +\d+/3 at .*: reopen ok", out, re.M)) == 3, out
+    for line in ("kills survived: 3/3", "rows lost: 0", "orphans left: 0", "user files changed: 0"):
+        assert line in out, out

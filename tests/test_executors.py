@@ -6,8 +6,9 @@ import sys
 import time
 from pathlib import Path
 
+from autoresearch_nb.boundary import Boundary
+from autoresearch_nb.config import Config
 from autoresearch_nb.executors import Job, LocalExecutor
-from autoresearch_nb.git import Workspace
 from autoresearch_nb.runner import scrub_env
 
 sys.path.insert(0, str(Path(__file__).parent))  # research_repo.py sits beside this file
@@ -27,8 +28,7 @@ def outcome(executor: LocalExecutor, within_s: float = 120) -> object:
 
 def test_a_silent_job_is_killed_by_the_stall_watchdog(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "r", {"train.py": SILENT})
-    workspace = Workspace(root, "a", "train.py")
-    executor = LocalExecutor(workspace, 1)
+    executor = LocalExecutor(Boundary(root, "a", Config()), 1)
     try:
         job = Job(1, git(root, "rev-parse", "HEAD"), "python train.py", "train.py", 300.0, scrub_env(),
                   str(tmp_path / "1.log"), stall_s=1.0)

@@ -238,12 +238,6 @@ def test_changed_paths_reports_both_sides_of_a_rename(ws: Workspace) -> None:
     assert parse_porcelain("R  new.py\0old.py\0 M a.py\0?? b c.txt\0") == ["new.py", "old.py", "a.py", "b c.txt"]
 
 
-def test_worker_changes_see_a_rename_too(ws: Workspace) -> None:
-    path = ws.checkout_worker(0, ws.head())
-    git(path, "mv", "prepare.py", "renamed.py")
-    assert sorted(ws.worker_changes(0)) == ["prepare.py", "renamed.py"]
-
-
 def test_changed_paths_ignores_ignored_files(repo: Path) -> None:
     (repo / ".gitignore").write_text("__pycache__/\n")
     git(repo, "add", ".gitignore")

@@ -10,6 +10,7 @@ import pytest
 
 from autoresearch_nb.housekeeping import human, retained
 from autoresearch_nb.records import Experiment, Status
+from autoresearch_nb.rundir import run_dir_for
 
 sys.path.insert(0, str(Path(__file__).parent))  # research_repo.py sits beside this file
 from research_repo import cli, git, make_repo, queue, run_queue, target  # noqa: E402
@@ -41,9 +42,10 @@ def test_a_dry_run_lists_and_removes_nothing(repo: Path) -> None:
     r = cli("gc", "--repo", str(repo), "--dry-run", "--keep-last", "1", "--keep-days", "0")
     assert r.returncode == 0, r.stderr
     assert "would remove log: " in r.stdout and "would free" in r.stdout
-    assert "2 logs" in r.stdout and "2 refs" in r.stdout and "1 worktrees" in r.stdout
+    # 2 experiments' refs and the session's checkout snapshot; the worktree and the run directories
+    assert "2 logs" in r.stdout and "3 refs" in r.stdout and "1 worktrees" in r.stdout and "1 run dirs" in r.stdout
     assert (refs(repo), logs(repo)) == before
-    assert (repo / ".autoresearch" / "worktrees" / "a" / "model.pt").exists()
+    assert (run_dir_for(repo, "a", 0) / "model.pt").exists()  # what runs wrote is in their run directory
 
 
 def test_gc_frees_old_discards_and_the_worktree_and_the_run_resumes(repo: Path) -> None:
@@ -55,8 +57,9 @@ def test_gc_frees_old_discards_and_the_worktree_and_the_run_resumes(repo: Path) 
     assert logs(repo) == {"0000.log", "0001.log", "0004.log"}
     assert not (repo / ".autoresearch" / "worktrees" / "a").exists()
     assert "freed " in r.stdout and "2 logs" in r.stdout and "1 worktrees" in r.stdout
-    size = re.search(r"1 worktrees \(([\d.]+) KB\)", r.stdout)
+    size = re.search(r"1 run dirs \(([\d.]+) KB\)", r.stdout)
     assert size and float(size.group(1)) >= 200_000 / 1024, r.stdout  # the checkpoint in it was counted
+    assert not run_dir_for(repo, "a", 0).exists()
     assert git(repo, "rev-parse", "autoresearch/a") == kept  # the branch and the kept commit stay
     assert cli("results", "--repo", str(repo), "--format", "csv").stdout == rows  # the store is untouched
     resumed = run_queue(repo)

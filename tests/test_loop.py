@@ -138,9 +138,10 @@ def test_violation_reverted(repo: Path) -> None:
     with open_loop(repo, agent) as loop:
         loop.baseline()
         exp = loop.step()
-        assert exp.status == Status.VIOLATION and "harness.py" in exp.reason and "stray.txt" in exp.reason
+        # a changed tracked file is a violation; a new file in the run directory is the run's own output
+        assert exp.status == Status.VIOLATION and "harness.py" in exp.reason and "stray.txt" not in exp.reason
         assert (loop.workspace.path / "harness.py").read_text() == "FIXED = 1\n"
-        assert not (loop.workspace.path / "stray.txt").exists()
+        assert (repo / "harness.py").read_text() == "FIXED = 1\n" and not (repo / "stray.txt").exists()
 
 
 def test_a_run_that_rewrites_the_editable_file_itself_is_a_violation(repo: Path) -> None:
@@ -615,11 +616,12 @@ def test_non_ml_target_maximize_function_speed(tmp_path: Path) -> None:
 def test_setup_runs_once_before_the_first_experiment(repo: Path) -> None:
     setup = "python -c \"import pathlib, os; p = pathlib.Path(os.environ['MARK']); " \
             "p.write_text(p.read_text() + 'x' if p.exists() else 'x')\""
-    mark = repo.parent / "setup-ran.txt"
+    marks = repo.parent / "marks"  # setup runs in the sandbox too: a path outside it is declared writable
+    mark = marks / "setup-ran.txt"
     os.environ["MARK"] = str(mark)
     try:
         agent = ScriptedAgent([("X to 1", "X = 3.0", "X = 1.0")])
-        with open_loop(repo, agent, setup=setup) as loop:
+        with open_loop(repo, agent, setup=setup, sandbox_write=(str(marks),)) as loop:
             loop.optimize()
             assert len(loop.experiments) == 2
     finally:

@@ -1,0 +1,130 @@
+"""Where and how every run runs: its run directory, the sandbox around it, its environment, what it changed.
+
+    >>> b = Boundary(root, "nov29", config)                     # doctest: +SKIP
+    >>> b.describe()                 # one line for the start of a session  # doctest: +SKIP
+    >>> run_dir = b.prepare(sha, worker=0)     # an export of the commit, outside the checkout  # doctest: +SKIP
+    >>> argv = b.argv("python train.py", worker=0)      # the command under the sandbox  # doctest: +SKIP
+    >>> b.changes(sha, worker=0)     # tracked paths the run changed, by content  # doctest: +SKIP
+
+Every kind of run (experiment, setup, noise / confirmation / re-validation repeat, a parallel worker) goes
+through one of these, so none runs in the loop's git worktree: a run cannot delete or rewrite the worktree's
+``.git``, commit, reset, or reach the user's checkout by a relative path (see :mod:`.rundir`, :mod:`.sandbox`).
+The setup command (data preparation) may use the network and write the dataset folder; experiments may not.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import rundir, sandbox, scrub
+from .git import STATE_DIR
+from .verify import artifacts_root
+
+if TYPE_CHECKING:
+    from .config import Config
+
+SETUP = -1  # the worker number of the setup command's run directory
+
+
+class Boundary:
+    """The run directories, sandbox policies and scrubbed environments of one loop's runs."""
+
+    def __init__(self, repo_root: Path, tag: str, config: "Config") -> None:
+        self.root = Path(repo_root).resolve()
+        self.tag = tag
+        self.config = config
+        self._policies: dict[int, sandbox.Policy] = {}
+        self._secrets: set[str] = set()
+        self._confined: bool | None = None
+
+    # -- policy ---------------------------------------------------------------------------------------
+    def run_dir(self, worker: int = 0) -> Path:
+        """Worker ``worker``'s run directory (0: the loop's own; parallel workers 1..K; setup its own)."""
+        return rundir.run_dir_for(self.root, self.tag, worker if worker >= 0 else 9999)
+
+    def policy(self, worker: int = 0) -> sandbox.Policy:
+        """The sandbox policy of ``worker``'s runs, built once (it checks the configured paths)."""
+        if worker not in self._policies:
+            cfg = self.config
+            run = self.run_dir(worker)
+            planted = run / ".git"  # a run may leave one; the policy refuses to make a .git writable
+            if planted.is_symlink() or planted.is_file():
+                planted.unlink()
+            elif planted.is_dir():
+                shutil.rmtree(planted)
+            data = sandbox.dataset_cache(dict(os.environ))
+            setup = worker == SETUP
+            exports = artifacts_root(self.run_dir(0))  # where H.export writes the model the verifier scores
+            exports.mkdir(parents=True, exist_ok=True)
+            self._policies[worker] = sandbox.policy_for(
+                run, repo=self.root, tmp=rundir.tmp_for(run), mode=cfg.sandbox,
+                write=tuple(cfg.sandbox_write) + ((str(data),) if setup else (str(exports),)),
+                read=tuple(cfg.sandbox_read),
+                include=tuple(cfg.sandbox_include), network=bool(cfg.sandbox_network) or setup, data=data,
+                memory_mb=cfg.sandbox_memory_mb, file_mb=cfg.sandbox_file_mb)
+        return self._policies[worker]
+
+    def describe(self) -> str:
+        """What the boundary is here, in one line (never silent when Landlock is unavailable). Raises
+        :class:`SandboxError` when ``sandbox = 'landlock'`` and the kernel has none."""
+        return sandbox.describe(self.policy(0))
+
+    @property
+    def confined(self) -> bool:
+        """True when runs get a kernel-enforced filesystem boundary here."""
+        if self._confined is None:
+            self._confined = self.config.sandbox != "none" and sandbox.landlock_abi()[0] > 0
+        return self._confined
+
+    # -- one run --------------------------------------------------------------------------------------
+    def check_disk(self) -> str | None:
+        """Why a run may not start (too little free disk for the store, the log or the run), else None."""
+        need = int(self.config.min_free_mb)
+        for path in (self.root / STATE_DIR, self.run_dir(0).parent):
+            path = path if path.exists() else path.parent
+            why = sandbox.check_disk(path, need) if need else None
+            if why:
+                return why
+        return None
+
+    def prepare(self, sha: str, worker: int = 0) -> Path:
+        """Make ``worker``'s run directory an exact export of ``sha`` (plus the ``sandbox_include`` links)."""
+        self.policy(worker)  # the paths are checked (and the caches made) before anything runs
+        run = self.run_dir(worker)
+        rundir.refresh(self.root, sha, run, include=tuple(self.config.sandbox_include))
+        return run
+
+    def argv(self, command: str, worker: int = 0) -> list[str]:
+        """``command`` under ``worker``'s sandbox policy."""
+        return sandbox.wrap(command, self.policy(worker))
+
+    def env(self, extra: Mapping[str, str]) -> dict[str, str]:
+        """The run's environment without secrets (by name and by value), plus the loop's ``extra``; the
+        withheld values are remembered for :attr:`secrets`."""
+        clean = scrub.scrub_env(os.environ, allow=tuple(self.config.env_allow), extra=extra)
+        self._secrets.update(clean.secrets)
+        return clean.env
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values withheld from runs: never written to a log, the store, results.tsv or a commit."""
+        if not self._secrets:
+            self.env({})
+        return tuple(self._secrets)
+
+    def redact(self, text: str) -> str:
+        return scrub.redact(text, self.secrets)
+
+    def changes(self, sha: str, worker: int = 0) -> list[str]:
+        """Tracked paths whose content, mode or type differs from ``sha`` in the run directory (caches and
+        the include links are not changes)."""
+        try:
+            return rundir.changes(self.root, sha, self.run_dir(worker), include=tuple(self.config.sandbox_include))
+        except OSError as e:  # the run made its own directory unreadable: that is a change
+            return [f"the run directory ({e.strerror})"]
+
+
+__all__ = ["Boundary", "SETUP"]
