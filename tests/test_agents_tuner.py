@@ -264,8 +264,10 @@ def test_the_tuner_through_the_real_loop_improves_on_the_baseline(tmp_path):
     from autoresearch_nb import Loop
 
     repo = make_repo(tmp_path / "r", {"train.py": BOWL_TARGET})
+    # lookahead 0: one proposal after each decision, so every row here is a run of the tuner's own choice (with
+    # overlap, a prepared change can conflict with a keep; tests/test_lookahead.py covers that path)
     with Loop.open(repo, tag="t", agent="tuner", metric="score", time_budget_s=5, noise_repeats=1, noise_k=0,
-                   seed=3) as loop:
+                   seed=3, lookahead="0") as loop:
         assert isinstance(loop.agent, TunerAgent)
         loop.optimize(n=8)
         exps = loop.experiments

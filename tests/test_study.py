@@ -36,7 +36,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tuner run "t" (7 experiments) and one queue run "q" in the same repo."""
     files = {"train.py": TARGET, "queue.toml": queue(("3.0", "2.0"))}
     root = make_repo(tmp_path_factory.mktemp("study") / "r", files)
-    common = ("--repo", str(root), "--metric", "score", "--time-budget", "5", "--noise-repeats", "1")
+    # --lookahead 0: the study is written before each proposal, one proposal after each decision (with overlap,
+    # the next proposal comes while the last run is still going)
+    common = ("--repo", str(root), "--metric", "score", "--time-budget", "5", "--noise-repeats", "1",
+              "--lookahead", "0")
     for tag, agent in (("t", "tuner"), ("q", "queue")):
         r = cli("run", "--tag", tag, "--agent", agent, "--max-experiments", "7", *common)
         assert r.returncode == 0, r.stderr
