@@ -147,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     code = 0
     try:
-        print(f"run {loop.tag}: {loop.config.command!r} from {loop.workspace.path} "
+        print(f"run {loop.tag}: {loop.config.command!r} on branch autoresearch/{loop.tag} "
               f"(agent {getattr(loop.agent, 'name', '?')}, budget {loop.config.time_budget_s:g}s, "
               f"{loop.config.metric} {loop.config.direction})")
         loop.optimize(n=args.n, max_seconds=args.duration)
