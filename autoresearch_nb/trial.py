@@ -90,9 +90,15 @@ class StopSignal:
 
     @property
     def busy_s(self) -> float:
-        """Seconds runs have been attached so far (experiments, repeats, confirmations), the one in flight too."""
+        """Seconds runs have been attached so far (experiments, repeats, confirmations), the one in flight too,
+        plus the verifications that followed them (:meth:`add_busy`)."""
         with self._lock:
             return self._busy + (time.monotonic() - self._since if self._since is not None else 0.0)
+
+    def add_busy(self, seconds: float) -> None:
+        """Count ``seconds`` of useful device work done outside an attached run (a verification)."""
+        with self._lock:
+            self._busy += max(0.0, seconds)
 
 
 def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Mapping[str, str] | None,
@@ -123,7 +129,9 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
     finally:
         stop.attach(None)
     if verify is not None and not result.interrupted:
+        started = time.monotonic()
         result = verify(result)
+        stop.add_busy(time.monotonic() - started)  # verification is the device's work too (the duty cycle)
     return result
 
 

@@ -62,3 +62,16 @@ def test_a_forced_stop_before_the_run_cancels_it_at_once(tmp_path: Path) -> None
     assert out.interrupted and stop.forced
     stop.clear()
     assert not stop.is_set() and not stop.forced
+
+
+def test_a_verification_counts_as_busy_time_for_the_duty_cycle(tmp_path: Path) -> None:
+    import time
+
+    def slow_verifier(result: RunResult) -> RunResult:
+        time.sleep(0.5)  # a verifier re-scoring the model: the device works, the duty cycle must see it
+        return result
+
+    stop = StopSignal()
+    cmd = script(tmp_path, "print('---')\nprint('score: 1')\n")
+    out = execute(cmd, tmp_path, tmp_path / "b.log", env=None, timeout_s=30, stop=stop, verify=slow_verifier)
+    assert stop.busy_s - out.wall_s >= 0.45  # the run's own seconds, plus the verification's half second
