@@ -57,7 +57,7 @@ class Repeats:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         try:
             for i, seed in enumerate(self._fresh_seeds(sha, repeats)):
-                value, error, interrupted = self._rerun(sha, seed, f"noise-{stamp}.{i}", purpose="noise",
+                value, error, interrupted, _ = self._rerun(sha, seed, f"noise-{stamp}.{i}", purpose="noise",
                                                        repeat=i)
                 if interrupted:
                     break
@@ -83,7 +83,7 @@ class Repeats:
             return None
         seed = self._fresh_seeds(best.sha, 1)[0]
         done = list(self.recorder.state().get("revalidations", []))
-        value, error, _ = self._rerun(best.sha, seed, f"{best.number:04d}.revalidate{len(done)}", best,
+        value, error, _, _ = self._rerun(best.sha, seed, f"{best.number:04d}.revalidate{len(done)}", best,
                                       purpose="revalidation", repeat=len(done))
         sigma = (self.noise or {}).get("sigma")
         entry: dict[str, Any] = {"number": best.number, "sha": best.sha, "seeds": [seed], "value": value,
@@ -142,14 +142,18 @@ class Repeats:
             i = len(exp.runs)
             seed = (exp.seeds[0] if exp.seeds else self.plan.seed()) + i
             exp = self.recorder.save(exp)
-            value, error, interrupted = self._rerun(exp.sha or self.recorder.head_sha(), seed, f"{exp.number:04d}.{i}",
+            value, error, interrupted, failed = self._rerun(exp.sha or self.recorder.head_sha(), seed,
+                                                            f"{exp.number:04d}.{i}",
                                                     exp, purpose="confirmation", track=True, repeat=i)
             if interrupted:
                 return exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
                                  reason=f"stopped during confirmation run {i + 1}; {d.reason}")
             if value is None:
-                return exp.with_(status=Status.DISCARD, reason=f"confirmation run {i + 1} failed ({error}); "
-                                                               f"{d.reason}")
+                # A confirmation run that broke a rule (a violation, a tampered or unverified number) makes the
+                # experiment that: the rule holds for every run of a commit. A crash or timeout only discards it.
+                status = failed if failed is not None and (failed == Status.VIOLATION or failed.rejected) \
+                    else Status.DISCARD
+                return exp.with_(status=status, reason=f"confirmation run {i + 1} failed ({error}); {d.reason}")
             runs = [*exp.runs, value]
             exp = self.recorder.save(exp.with_(runs=runs, seeds=[*exp.seeds, seed], metric=sum(runs) / len(runs),
                                                ended_at=time.time()))
@@ -170,15 +174,17 @@ class Repeats:
             exp = exp.with_(runs=[exp.metric], seeds=[first])
         exp = self.recorder.save(exp.with_(status=Status.RUNNING, reason="", decided_at=None))
         for i in range(exp.seeds[-1] - first + 1, repeats):  # on a resume: after the last repeat that ran
-            value, error, interrupted = self._rerun(exp.sha or self.recorder.head_sha(), first + i,
+            value, error, interrupted, _ = self._rerun(exp.sha or self.recorder.head_sha(), first + i,
                                                     f"{exp.number:04d}.{i}", exp, purpose="noise", track=True,
                                                     repeat=i)
             if interrupted:
                 return self.recorder.save(exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
                                                     reason=f"stopped during baseline repeat {i + 1} of {repeats}; "
                                                            "reopening the run completes the noise floor"))
-            if value is None:
+            if value is None:  # left out of the floor, and said in the row (its error), not only in a log
                 log.warning("baseline repeat %d failed: %s", i + 1, error)
+                note = f"repeat {i + 1} of {repeats} (seed {first + i}) failed and is left out of the floor: {error}"
+                exp = self.recorder.save(exp.with_(error=f"{exp.error}; {note}" if exp.error else note))
                 continue
             runs = [*exp.runs, value]
             exp = self.recorder.save(exp.with_(runs=runs, seeds=[*exp.seeds, first + i],
@@ -220,8 +226,9 @@ class Repeats:
         return out
 
     def _rerun(self, sha: str, seed: int, label: str, exp: Experiment | None = None, purpose: str = "repeat",
-               track: bool = False, repeat: int = 1) -> tuple[float | None, str | None, bool]:
-        """Run commit ``sha`` once more with ``seed``: (metric or None, why not, interrupted).
+               track: bool = False, repeat: int = 1) -> tuple[float | None, str | None, bool, Status | None]:
+        """Run commit ``sha`` once more with ``seed``: (metric or None, why not, interrupted, the failed run's
+        status: crash, timeout, violation, tampered...).
 
         Repeats keep one record (their experiment's ``runs``), their own log (``<number>.<i>.log``) and no
         curve in the store; observers get their progress events with ``purpose`` in the event data.
@@ -247,8 +254,8 @@ class Repeats:
                                         stop=self.stop, on_point=on_point, on_start=on_start,
                                         on_interrupt=on_interrupt, stall_s=self.config.stall_s)
         if result.interrupted:
-            return None, "interrupted", True
+            return None, "interrupted", True, Status.INTERRUPTED
         verdict = classify(result, self.config.metric, changed, self.config.editable)
         if verdict.status == Status.RUNNING:
-            return verdict.metric, None, False
-        return None, verdict.reason, False
+            return verdict.metric, None, False, None
+        return None, verdict.reason, False, verdict.status

@@ -234,12 +234,14 @@ def test_secrets_are_withheld_from_the_setup_command_and_env_allow_passes_one(re
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-" + "test-should-not-leak")
     monkeypatch.setenv("HF_TOKEN", "hf-allowed-on-purpose")
-    seen = tmp_path / "setup-env.txt"
+    out = tmp_path / "out"  # the setup command runs in the sandbox too: a folder it may write (sandbox_write)
+    out.mkdir()
+    seen = out / "setup-env.txt"
     setup = f"python -c \"import os; open({str(seen)!r}, 'w').write(' '.join(sorted(os.environ)))\""
     agent = ScriptedAgent([("print env", 'print("peak_memory_mb: 2048")',
                             "print('key:', int('ANTHROPIC_API_KEY' in os.environ)); "
                             "print('hf:', int(os.environ.get('HF_TOKEN') == 'hf-allowed-on-purpose'))")])
-    with open_loop(repo, agent, setup=setup, env_allow=("HF_TOKEN",)) as loop:
+    with open_loop(repo, agent, setup=setup, env_allow=("HF_TOKEN",), sandbox_write=(str(out),)) as loop:
         loop.baseline()
         exp = loop.step()
     names = seen.read_text().split()

@@ -256,8 +256,9 @@ def test_revalidation_reports_drift_of_the_best(repo):
     assert entry["within_noise"] is ((again - recorded) / sigma <= 2.0 * math.sqrt(2))
 
 
-# A file that writes outside itself only on seed 43: the first run is clean, the repeat is not.
-STRAY_ON_43 = "\nif seed == 43:\n    open('stray.txt', 'w').write('x')\n"
+# A file that rewrites itself only on seed 43 (a tracked file changed by the run: a violation): the first run is
+# clean, the repeat is not. (A new untracked file would not count: only tracked content is compared.)
+STRAY_ON_43 = "\nif seed == 43:\n    open(__file__, 'a').write('# stray\\n')\n"
 
 
 class StrayOn43(Scripted):
@@ -272,16 +273,19 @@ def test_a_violation_in_a_confirmation_run_is_reverted_and_never_kept(repo):
         loop.optimize()
         base, exp = loop.experiments
         assert loop.workspace.head() == base.sha and loop.workspace.changed_paths() == []
-        assert not (loop.workspace.path / "stray.txt").exists()
-    assert exp.status == Status.DISCARD and exp.seeds == [42]  # the violating run adds no evidence
-    assert "confirmation run 2 failed" in exp.reason and "stray.txt (reverted)" in exp.reason
+        assert "# stray" not in (loop.workspace.path / "train.py").read_text()
+    # the violating run adds no evidence, and the experiment is what that run was: a violation, never kept
+    assert exp.status == Status.VIOLATION and exp.seeds == [42]
+    assert "confirmation run 2 failed" in exp.reason and "train.py (rewritten by the run)" in exp.reason
 
 
 def test_a_violation_in_a_baseline_noise_repeat_is_reverted_and_left_out_of_the_floor(tmp_path):
     repo = make_repo(tmp_path / "target", {"train.py": TRAIN + STRAY_ON_43})
     with open_loop(repo) as loop:
         base = loop.baseline()
-        assert loop.workspace.changed_paths() == [] and not (loop.workspace.path / "stray.txt").exists()
+        assert loop.workspace.changed_paths() == [] and (loop.workspace.path / "train.py").read_text() == TRAIN + STRAY_ON_43
         floor = loop.noise
     assert base.seeds == [42, 44] and base.runs == [value(0, 0.0, 42), value(0, 0.0, 44)]
+    # said in the row, not only in a log line
+    assert "repeat 2 of 3 (seed 43) failed" in base.error and "train.py (rewritten by the run)" in base.error
     assert floor["sigma"] == pytest.approx(statistics.stdev(base.runs))

@@ -207,14 +207,12 @@ def test_each_worker_gets_its_own_gpu_and_no_secret(repo: Path, monkeypatch: pyt
 
 
 def test_a_violation_in_a_worker_is_recorded_and_reverted(repo: Path) -> None:
-    agent = Agent([("A", "A = 0", "A = 1"), ("stray", "C = 0", "C = 1\nopen('stray.txt', 'w').write('x')")])
+    agent = Agent([("A", "A = 0", "A = 1"), ("stray", "C = 0", "C = 1\nopen(__file__, 'a').write('# stray')")])
     with Loop.open(repo, tag="v", agent=agent, workers=2, **PLAIN) as loop:
         loop.optimize()
         exps = {e.description: e for e in loop.experiments}
-        assert exps["stray"].status == Status.VIOLATION and "stray.txt" in exps["stray"].reason
+        assert exps["stray"].status == Status.VIOLATION and "rewritten by the run" in exps["stray"].reason
         assert exps["A"].status == Status.KEEP and loop.best.metric == 9
-        for i in range(2):
-            assert loop.workspace.worker_changes(i) == []
         assert_linear_chain(repo, loop)
 
 
@@ -296,8 +294,6 @@ def test_kill_9_with_two_workers_running_then_reopen(repo: Path, tmp_path: Path)
         base, a, b = loop.experiments
         assert (a.status, b.status) == (Status.INTERRUPTED, Status.INTERRUPTED)
         assert loop.workspace.head() == base.sha and loop.workspace.changed_paths() == []
-        for i in range(2):
-            assert loop.workspace.worker_changes(i) == []
     psutil.wait_procs(running, timeout=30)
     assert runs_of("k9/") == []
 
@@ -363,11 +359,11 @@ def test_ray_two_workers_linear_chain(repo: Path, ray_instance) -> None:
 def test_ray_tasks_see_no_secret_and_a_violation_is_reverted(repo: Path, ray_instance,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-" + "test-should-not-leak")
-    agent = Agent([("A", "A = 0", "A = 1"), ("stray", "C = 0", "C = 1\nopen('stray.txt', 'w').write('x')")])
+    agent = Agent([("A", "A = 0", "A = 1"), ("stray", "C = 0", "C = 1\nopen(__file__, 'a').write('# stray')")])
     with Loop.open(repo, tag="rv", agent=agent, workers=2, executor="ray", **PLAIN) as loop:
         loop.optimize()
         exps = {e.description: e for e in loop.experiments}
-        assert exps["stray"].status == Status.VIOLATION and "stray.txt" in exps["stray"].reason
+        assert exps["stray"].status == Status.VIOLATION and "rewritten by the run" in exps["stray"].reason
         assert exps["A"].status == Status.KEEP and exps["A"].summary["key_seen"] == 0
         assert loop.workspace.changed_paths() == []
         assert_linear_chain(repo, loop)
