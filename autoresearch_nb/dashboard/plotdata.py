@@ -184,7 +184,8 @@ def compare_curves(numbers: Iterable[int], experiments: Iterable[Any], curves: C
         if e is None or n in skipped:
             continue
         status = getattr(e.status, "value", e.status)
-        label = f"#{n} {shown_status(str(status), getattr(e, 'reason', None))} · {str(e.description)[:24]}"
+        what = str(e.description)[:14]  # short enough for the legend to fit in the panel
+        label = f"#{n} {shown_status(str(status), getattr(e, 'reason', None))} · {what}"
         out.append(curve(curves(n), budget_s, label, "compare", color=compare_color(len(seen) - 1)))
     return out
 
