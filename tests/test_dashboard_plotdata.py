@@ -59,6 +59,27 @@ def test_curve_is_thinned_but_keeps_the_last_point():
     assert len(c) <= 401 and c.x[-1] == pts[-1].elapsed_s
 
 
+def test_compare_curves_are_the_chosen_experiments_in_order_each_in_its_own_colour():
+    stored = {n: [CurvePoint(1, 0.5 * n + 0.1, 3.0 - 0.1 * n)] for n in range(7)}
+    read = []
+
+    def curves(n):
+        read.append(n)
+        return stored[n]
+
+    got = plotdata.compare_curves([3, 1, 3, 99, 6], RUN, curves, budget_s=60, skip={6})
+    assert [c.label.split()[0] for c in got] == ["#3", "#1"]  # duplicates once, unknown and on-screen left out
+    assert got[0].label.startswith("#3 keep · e3") and got[1].label.startswith("#1 discard")
+    assert {c.role for c in got} == {"compare"} and got[0].y == [2.7] and got[0].xmax == 60
+    assert [c.color for c in got] == [plotdata.compare_color(0), plotdata.compare_color(1)]
+    assert len(set(plotdata.COMPARE_COLORS)) == len(plotdata.COMPARE_COLORS)
+    assert not set(plotdata.COMPARE_COLORS) & (set(plotdata.LIVE_COLORS) | set(plotdata.COLORS.values()))
+    assert read == [3, 1]  # a skipped experiment's curve is not read
+    # a colour belongs to a position in the choice: skipping one (it is live) does not recolour the others
+    assert plotdata.compare_curves([1, 3], RUN, curves, 60, skip={1})[0].color == plotdata.compare_color(1)
+    assert plotdata.compare_curves([], RUN, curves, 60) == []
+
+
 def test_y_limits_ignore_the_initial_drop():
     c = plotdata.Curve("a", [0.0, 1.0, 5.0, 9.0], [100.0, 3.0, 2.5, 2.0], xmax=10.0)
     lo, hi = plotdata.y_limits([c])

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from autoresearch_nb import Loop, Status
-from autoresearch_nb.dashboard import Console, display_mode, make_demo_repo
+from autoresearch_nb.dashboard import Console, display_mode, make_demo_repo, plotdata
 from autoresearch_nb.dashboard.html import diff_html, table_html
 from autoresearch_nb.dashboard.widgets import Dashboard
 from autoresearch_nb.events import Event, EventKind
@@ -346,6 +346,29 @@ def test_choose_an_experiment_to_see_its_reason_diff_and_curve(loop, dash):
     assert "#1 chosen" in dash.curves.value
     dash.chooser.value = -1
     assert "arnb-detail" not in dash.diff.value
+
+
+def test_compare_overlays_chosen_experiments_curves_with_a_legend(loop, dash):
+    loop.baseline()
+    loop.step()
+    dash.flush()
+    assert {v for _, v in dash.compare_picker.options} == {0, 1}
+    assert "curve-compare" not in dash.curves.value
+    dash.compare_picker.value = (1, 0)   # as a click in the picker would
+    svg = dash.curves.value
+    assert svg.count('id="curve-compare"') == 2
+    assert f"stroke='{plotdata.compare_color(0)}'" in svg and f"stroke='{plotdata.compare_color(1)}'" in svg
+    assert "#1 " in svg and "#0 keep · baseline" in svg  # the legend names each one
+    ours = [c for c in dash.curve_data() if c.role == "compare"]
+    assert [c.label.split()[0] for c in ours] == ["#1", "#0"]
+    assert ours[0].x == plotdata.curve(loop.curve(1), 1).x and len(ours[0]) > 0  # the stored curve
+    loop.step()                          # a new row in the table must not drop the comparison
+    dash.flush()
+    assert tuple(dash.compare_picker.value) == (1, 0) and dash.screen.compared == (1, 0)
+    dash.compare([2])                    # the public method moves the picker too
+    assert tuple(dash.compare_picker.value) == (2,) and dash.curves.value.count('id="curve-compare"') == 1
+    dash.compare(None)
+    assert dash.compare_picker.value == () and "curve-compare" not in dash.curves.value
 
 
 def test_the_static_snapshot_holds_the_current_dashboard(loop, dash):

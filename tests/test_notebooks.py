@@ -90,8 +90,12 @@ def test_papermill_runs_the_loop_then_the_analysis(tmp_path, monkeypatch):
 
     ana = tmp_path / "analysis.out.ipynb"
     papermill.execute_notebook(str(NOTEBOOKS / "analysis.ipynb"), str(ana), progress_bar=False,
-                               parameters=dict(repo=str(repo), tag="pm", number=2), cwd=str(tmp_path))
+                               parameters=dict(repo=str(repo), tag="pm", number=2, compare=[0, 2]),
+                               cwd=str(tmp_path))
     outs = outputs(ana)
+    overlay = next(c for c in nbformat.read(ana, as_version=4).cells if "numbers=compare" in c.source)
+    assert [o["output_type"] for o in overlay.outputs] == ["execute_result"]  # the chosen curves, no error
+    assert "image/png" in overlay.outputs[0]["data"]
     html = "".join(o.get("data", {}).get("text/html", "") for o in outs)
     assert "halve the width" in html and "WIDTH = 32" in html  # the diff of experiment 2
     assert sum("image/png" in o.get("data", {}) for o in outs) == 4  # progress, effects, cumulative, curves

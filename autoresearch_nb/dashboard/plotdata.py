@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from .. import noise as _noise
 from ..records import REJECTED, CurvePoint, Status
@@ -28,6 +28,8 @@ COLORS = {"running": "#1f77b4", "keep": "#2ca02c", "discard": "#9e9e9e", "crash"
           "proposed": "#ff7f0e", "stopped": "#8c564b"}
 # Live curves in flight at once, one colour each (by worker), none of them an outcome colour.
 LIVE_COLORS = ["#1f77b4", "#9467bd", "#17becf", "#e377c2", "#bcbd22", "#393b79"]
+# Experiments chosen for comparison, one colour each in the order chosen: none of them a live or outcome colour.
+COMPARE_COLORS = ["#e6550d", "#31a354", "#756bb1", "#636363", "#843c39", "#3182bd", "#d6616b", "#8c6d31"]
 FAILED = {Status.CRASH.value, Status.TIMEOUT.value, Status.VIOLATION.value}
 REJECTED_BY_CHECKS = {s.value for s in REJECTED}
 
@@ -155,6 +157,37 @@ def curve(points: Iterable[CurvePoint], budget_s: float, label: str = "", role: 
 def live_color(slot: int | None) -> str:
     """The colour of the live curve on worker ``slot`` (None: the loop's own worktree, the first colour)."""
     return LIVE_COLORS[(slot or 0) % len(LIVE_COLORS)]
+
+
+def compare_color(i: int) -> str:
+    """The colour of the ``i``-th experiment chosen for comparison (the palette repeats past its end)."""
+    return COMPARE_COLORS[i % len(COMPARE_COLORS)]
+
+
+def compare_curves(numbers: Iterable[int], experiments: Iterable[Any], curves: Callable[[int], Iterable[CurvePoint]],
+                   budget_s: float, skip: Iterable[int] = ()) -> list[Curve]:
+    """The stored curves of the experiments ``numbers`` (in the order given, duplicates once), for drawing over the
+    live ones: role ``compare``, label ``#n status · description``, a colour each by position in ``numbers``.
+
+    ``experiments``: records with ``number``, ``status``, ``reason``, ``description`` (an unknown number is left
+    out); ``curves(n)``: experiment ``n``'s stored points; ``skip``: numbers already on screen (a live run).
+    """
+    by_number = {int(e.number): e for e in experiments}
+    skipped = {int(n) for n in skip}
+    out: list[Curve] = []
+    seen: set[int] = set()
+    for i, n in enumerate(int(n) for n in numbers):
+        if n in seen:
+            continue
+        seen.add(n)
+        e = by_number.get(n)
+        if e is None or n in skipped:
+            continue
+        status = getattr(e.status, "value", e.status)
+        what = str(e.description)[:14]  # short enough for the legend to fit in the panel
+        label = f"#{n} {shown_status(str(status), getattr(e, 'reason', None))} · {what}"
+        out.append(curve(curves(n), budget_s, label, "compare", color=compare_color(len(seen) - 1)))
+    return out
 
 
 def y_limits(curves: Sequence[Curve], head: float = 0.1) -> tuple[float, float] | None:

@@ -85,6 +85,7 @@ class Screen:
         self.shown: Experiment | None = None  # the experiment whose diff is on screen
         self.pending: Experiment | None = None  # a proposal waiting for approve / reject / edit
         self.selected: int | None = None      # an experiment the user chose to look at (None: the live one)
+        self.compared: tuple[int, ...] = ()   # experiments whose stored curves are drawn over the live ones
         self.loop_running = False
         self.action = ""                      # what a button started and is still doing ("", "the baseline", ...)
         self.action_note = ""                 # what the action is doing, in words (HTML), while it does

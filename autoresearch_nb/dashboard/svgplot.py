@@ -20,7 +20,8 @@ from .plotdata import COLORS, Curve, y_limits
 
 _STYLE = {"baseline": ("#7f7f7f", 1.2, "5,3"), "best": (COLORS["keep"], 1.4, ""),
           "running": (COLORS["running"], 1.8, ""), "last": (COLORS["proposed"], 1.6, ""),
-          "repeat": (COLORS["running"], 1.3, "1.5,2.5"), "kept": ("#8c564b", 1.2, "")}
+          "repeat": (COLORS["running"], 1.3, "1.5,2.5"), "kept": ("#8c564b", 1.2, ""),
+          "compare": ("#e6550d", 1.3, "6,2")}  # chosen to compare: dashed, so they read apart from live runs
 _RES_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
 W, LEFT, RIGHT, TOP = 504.0, 52.0, 10.0, 22.0
 # A clip path's id is global to the page: each drawing gets its own, so a hidden copy never clips a live one.

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..events import Event, EventKind
 from ..records import is_baseline
@@ -73,7 +73,8 @@ class Dashboard:
         self._lock = threading.RLock()
         self._draw_lock = threading.Lock()   # one redraw at a time (render thread and loop thread)
         self._ref_curves: dict[int, list] = {}
-        self._refs: tuple | None = None   # (chosen, baseline, best, chosen experiment) as of the last decision
+        # (chosen, compared, baseline, best, chosen experiment, experiments) as of the last decision or choice
+        self._refs: tuple | None = None
         self._worker: threading.Thread | None = None
         self._last_bar = self._last_curve = self._last_sample = 0.0
         self._closed = threading.Event()
@@ -81,6 +82,7 @@ class Dashboard:
         self._snapshot: Any = None
         self._disarm = False
         self._curve_gap = curve_interval_s
+        self._picker_quiet = False
         self.last_message = ""
 
         box = dict(border="1px solid #ddd", padding="6px", margin="2px")
@@ -107,6 +109,9 @@ class Dashboard:
                                  layout=w.Layout(display="none"))
         self.chooser = w.Dropdown(options=[("the live experiment", -1)], value=-1, description="show",
                                   layout=w.Layout(width="auto", max_width="100%"))
+        self.compare_picker = w.SelectMultiple(options=[], value=(), description="compare", rows=4,
+                                               tooltip="overlay the stored curves of these experiments",
+                                               layout=w.Layout(width="auto", max_width="100%"))
         self.diff = w.HTML(diff_html("", "waiting for a proposal"))
         self.curves = w.HTML()
         self.progress = w.HTML()
@@ -115,7 +120,7 @@ class Dashboard:
         top = w.VBox([self.status, w.HBox([self.bar, self.bar_text]),
                       w.HBox(buttons, layout=w.Layout(display="flex" if controls else "none"))])
         left = w.VBox([self.chooser, self.diff, self.review_box, self.editor_box], layout=half)
-        right = w.VBox([self.curves], layout=half)
+        right = w.VBox([self.curves, self.compare_picker], layout=half)
         wrap = w.Layout(flex_flow="row wrap", width="100%")
         self.widget = w.VBox([top, w.HBox([left, right], layout=wrap),
                               w.HBox([w.VBox([self.progress], layout=half), w.VBox([self.table], layout=half)],
@@ -124,6 +129,7 @@ class Dashboard:
         for widget, cls in ((self.status, "arnb-status"), (self.diff, "arnb-diff-view"),
                             (self.curves, "arnb-curves"), (self.progress, "arnb-progress"),
                             (self.table, "arnb-table-view"), (self.bar, "arnb-bar"), (self.chooser, "arnb-choose"),
+                            (self.compare_picker, "arnb-compare"),
                             (self.stop_now_button, "arnb-stop-now"), (self.stop_after_button, "arnb-stop-after"),
                             (self.approve_button, "arnb-approve"), (self.reject_button, "arnb-reject"),
                             (self.edit_button, "arnb-edit"), (self.propose_button, "arnb-propose")):
@@ -138,6 +144,7 @@ class Dashboard:
         self.save_button.on_click(lambda _b: self.save_edit())
         self.cancel_button.on_click(lambda _b: self._close_editor())
         self.chooser.observe(lambda change: self.choose(change["new"]), names="value")
+        self.compare_picker.observe(self._picked, names="value")
 
         self._sync()
         self.flush()
@@ -254,6 +261,25 @@ class Dashboard:
         if self.chooser.value != (-1 if self.screen.selected is None else self.screen.selected):
             self.chooser.value = -1 if self.screen.selected is None else self.screen.selected
         self.flush()
+
+    def compare(self, numbers: Iterable[int] | None) -> None:
+        """Draw the stored curves of experiments ``numbers`` over the live panel, a colour each, with a legend
+        (None or empty: none). An unknown number is left out; the picker below the curves shows the choice."""
+        chosen = tuple(dict.fromkeys(int(n) for n in (numbers or ())))
+        with self._lock:
+            if chosen == self.screen.compared:
+                return
+            self.screen.compared = chosen
+            self.screen.dirty["curves"] = True
+        known = {v for _, v in self.compare_picker.options}
+        shown = tuple(n for n in chosen if n in known)
+        if tuple(self.compare_picker.value) != shown:
+            self.compare_picker.value = shown
+        self.flush()
+
+    def _picked(self, change: dict) -> None:
+        if not self._picker_quiet:
+            self.compare(change["new"])
 
     def _open_editor(self) -> None:
         if self.screen.pending is None:
@@ -403,6 +429,15 @@ class Dashboard:
                                        results["description"])][::-1]
             if options != [tuple(o) for o in self.chooser.options]:  # new rows, or a row's status changed
                 self.chooser.options = options
+                # Setting options clears a SelectMultiple's value: put the comparison back, quietly (this runs
+                # inside a redraw, and the comparison itself has not changed).
+                self._picker_quiet = True
+                try:
+                    self.compare_picker.options = options[1:]
+                    self.compare_picker.value = tuple(n for n in self.screen.compared
+                                                      if n in {v for _, v in options[1:]})
+                finally:
+                    self._picker_quiet = False
         if dirty["progress"]:
             cfg = self.loop.config
             f = plotdata.frontier(results, cfg.maximize, (noise or {}).get("sigma"), float(cfg.noise_k))
@@ -442,28 +477,38 @@ class Dashboard:
         """The curves on screen: the baseline's, the best's, the chosen experiment's, and every run going on."""
         with self._lock:
             chosen = self.screen.selected
+            compared = self.screen.compared
             going = {n for n, r in self.screen.runs.items() if r.running}
-            on_screen = set(self.screen.runs) - ({chosen} - going)  # a chosen run that ended comes from the store
+            # A chosen or compared run that ended comes from the store, not from the live points.
+            from_store = ({chosen} | set(compared)) - going
+            on_screen = set(self.screen.runs) - from_store
         out: list[plotdata.Curve] = []
-        if self._refs is None or self._refs[0] != chosen:  # read the store at decisions, not at every redraw
+        if self._refs is None or self._refs[:2] != (chosen, compared):  # read the store at decisions, not every redraw
             try:
                 exps = self.loop.experiments
             except Exception:
                 return out
-            self._refs = (chosen, next((x for x in exps if is_baseline(x) and x.status.ran), None),
-                          best_of(exps, self.loop.config.maximize), next((x for x in exps if x.number == chosen), None))
-        _, base, best, picked = self._refs
+            self._refs = (chosen, compared, next((x for x in exps if is_baseline(x) and x.status.ran), None),
+                          best_of(exps, self.loop.config.maximize), next((x for x in exps if x.number == chosen), None),
+                          exps)
+        _, _, base, best, picked, exps = self._refs
         for ref, role in ((base, "baseline"), (best, "best"), (picked, "kept")):
-            if ref is None or ref.number in on_screen:
-                continue
+            if ref is None or ref.number in on_screen or ref.number in compared:
+                continue  # a compared one is drawn below, in its own colour
             if role != "baseline" and base is not None and ref.number == base.number:
                 continue
-            if ref.number not in self._ref_curves:
-                self._ref_curves[ref.number] = self.loop.curve(ref.number)
             label = f"#{ref.number} {role if role != 'kept' else 'chosen · ' + ref.status.value}"
-            out.append(plotdata.curve(self._ref_curves[ref.number], self.budget_s, label, role))
-        return out + [c for c in self.live_curves() if chosen is None or chosen in going
-                      or not c.label.startswith(f"#{chosen} ")]
+            out.append(plotdata.curve(self._stored_curve(ref.number), self.budget_s, label, role))
+        out += plotdata.compare_curves(compared, exps, self._stored_curve, self.budget_s, skip=going)
+        ended = {f"#{n} " for n in from_store if n is not None}
+        return out + [c for c in self.live_curves() if not any(c.label.startswith(p) for p in ended)
+                      or (c.role == "repeat" and not c.label.startswith(f"#{chosen} "))]
+
+    def _stored_curve(self, number: int) -> list:
+        """Experiment ``number``'s stored curve, read once until the next decision."""
+        if number not in self._ref_curves:
+            self._ref_curves[number] = self.loop.curve(number)
+        return self._ref_curves[number]
 
     def _draw_curves(self) -> None:
         curves = self.curve_data()
