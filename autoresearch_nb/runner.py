@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from . import protocol
-from .config import looks_secret
+from . import scrub
 from .records import CurvePoint, RunResult
 
 GRACE_S = 2.0
@@ -40,11 +40,9 @@ MAX_POINTS = 10_000  # points kept in the result; past it every other one is dro
 
 def scrub_env(base: Mapping[str, str] | None = None, allow: tuple[str, ...] = (),
               extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment a run sees: ``base`` without secret-looking names (unless in ``allow``), plus ``extra``."""
-    env = {k: v for k, v in (os.environ if base is None else base).items()
-           if k in allow or not looks_secret(k)}
-    env.update(extra or {})
-    return env
+    """The environment a run sees: ``base`` without variables whose name or value looks secret (unless in
+    ``allow``), plus ``extra``. One rule for every subprocess: :func:`autoresearch_nb.scrub.scrub_env`."""
+    return scrub.scrub_env(base, allow=allow, extra=extra).env
 
 
 def parse_progress(line: str, elapsed_s: float) -> CurvePoint | None:
