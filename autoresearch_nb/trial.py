@@ -13,11 +13,14 @@ Verdict(status=<Status.RUNNING: 'running'>, reason='', metric=1.5)
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -25,11 +28,12 @@ from .boundary import SETUP, Boundary
 from .errors import AutoresearchError
 from .events import EventKind
 from .git import STATE_DIR
+from . import provenance, sandbox
 from .plumbing import git
 from .records import CurvePoint, Experiment, RunResult, Status
-from .runner import LOG_CAP, Run
+from .runner import LOG_CAP, Run, run_command
 from .watch import CheckoutWatch
-from .verify import ENV_EXPORT, MODEL, Verification, artifact_dir
+from .verify import ENV_EXPORT, MODEL, Verification, artifact_dir, prepare_command
 
 if TYPE_CHECKING:
     from .config import Config
@@ -199,7 +203,7 @@ def finished(exp: Experiment, result: RunResult, metric: str, changed: Sequence[
     return exp.with_(status=verdict.status, reason=reason, metric=verdict.metric,
                      summary=dict(result.summary), exit_code=result.exit_code, error=error,
                      ended_at=time.time(), wall_seconds=result.wall_s, verified=result.verified,
-                     claimed=result.claimed,
+                     claimed=result.claimed, **provenance.of_summary(result.summary),
                      training_seconds=float(training) if isinstance(training, (int, float)) else None)
 
 
@@ -257,6 +261,7 @@ class Plan:
         self.announce(emit, base_sha)
         command = self.config.setup
         if not command or self.setup_done:
+            self.pin(emit)
             return
         log_path = self.log_path("setup")
         emit(EventKind.SETUP_STARTED, message=f"setup: {command}")
@@ -270,6 +275,26 @@ class Plan:
             raise AutoresearchError(f"the setup command {command!r} failed "
                                     f"({result.error or f'exit code {result.exit_code}'}); see {log_path}")
         self.setup_done = True
+        self.pin(emit)
+
+    def pin(self, emit: Callable[..., None]) -> None:
+        """Once per session, before the first experiment, with the model verifier: prepare the editable file's
+        tokenizer in a trusted process of this package (so no run has to write it), then pin the hashes of the
+        files the verifier reads (:func:`.provenance.pin`); every verification refuses a file that changed."""
+        check = self.verification
+        if check is None or check.command != MODEL or check.pins is not None:
+            return
+        env = self.boundary.env({})
+        log_path = self.log_path("pins")
+        with tempfile.TemporaryDirectory(prefix="autoresearch-pin-") as cwd:
+            done = run_command(prepare_command(self.repo_root / self.config.editable), cwd, log_path,
+                               timeout_s=SETUP_TIMEOUT_S, env=env)
+        if done.exit_code != 0 or done.timed_out:
+            emit(EventKind.MESSAGE, purpose="verify", message=(
+                f"could not prepare the tokenizer of {self.config.editable} before the session "
+                f"({done.error or f'exit code {done.exit_code}'}; see {log_path}): a tokenizer a run writes is "
+                "not trusted by the verifier"))
+        self.verification = replace(check, pins=json.dumps(provenance.pin(sandbox.dataset_cache(env))))
 
     def announce(self, emit: Callable[..., None], base_sha: str) -> None:
         """Say once per session what protects the user's files here (a MESSAGE event, ``purpose="sandbox"``),

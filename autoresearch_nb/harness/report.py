@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from .. import __version__
 from ..protocol import FAIL, format_summary
 from . import constants as C
 from .evaluate import eval_bytes, evaluate_bpb
@@ -100,6 +101,9 @@ def report(model, corpus, tokenizer, *, training_seconds: float, num_steps: int,
         "tokenizer": tokenizer.name,
         "device": f"{device.type} ({device_class(device)} config)",
         "eval_bytes": len(eval_bytes(corpus, device)),
+        # provenance: what this number came from (the loop keeps these as columns of the row)
+        "torch": torch.__version__,
+        "harness": f"autoresearch_nb {__version__}",
         **extra,
     }
     stream.write(format_summary(summary))
