@@ -79,7 +79,8 @@ class Loop:
         self._thread: threading.Thread | None = None
         self._baseline: Experiment | None = None  # the baseline, once it ran
         self._lock = lock
-        self._plan.note = lambda text: self._recorder.emit(EventKind.MESSAGE, message=text, purpose="checkout")
+        self._plan.note = lambda text, purpose="checkout": self._recorder.emit(EventKind.MESSAGE, message=text,
+                                                                               purpose=purpose)
         if lock is not None:
             lock.owned_by(self.close)
             recover(repo_root, tag, self._recorder, workspace, self._recorder.base_sha())

@@ -107,7 +107,7 @@ def check_resume(tag: str, experiments: Iterable[Any], current_values: Mapping[s
 
 # -- this session, without torch -------------------------------------------------------------------------
 
-def _constants() -> Any:
+def constants() -> Any:
     """``harness/constants.py`` loaded on its own: importing it through the package would import torch."""
     path = Path(__file__).resolve().parent / "harness" / "constants.py"
     spec = importlib.util.spec_from_file_location("_autoresearch_harness_constants", path)
@@ -145,7 +145,7 @@ def device_class(env: Mapping[str, str]) -> str:
 
 def eval_size(val_bytes: int, cls: str) -> int:
     """``len(harness.eval_bytes(corpus))`` from the val split's size (its chunks and separators)."""
-    c = _constants()
+    c = constants()
     total = c.EVAL_BYTES[cls]
     if val_bytes <= total:
         return val_bytes

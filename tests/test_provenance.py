@@ -71,7 +71,7 @@ def test_rows_record_provenance_and_a_resume_that_would_mix_numbers_refuses(tmp_
 
 
 def test_without_verification_the_rows_record_the_runs_own_provenance(tmp_path: Path) -> None:
-    data = integrity.corpus(tmp_path)
+    data = prepare_folder(_folder(tmp_path / "src", docs=5), tmp_path / "corpus").path  # 3 train docs, ~2 KB
     root = integrity.make_repo(tmp_path / "repo", [])
     done = loop(root, integrity.env_for(tmp_path, data), "--verify", "off")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -79,6 +79,12 @@ def test_without_verification_the_rows_record_the_runs_own_provenance(tmp_path: 
     assert not row["verified"] and row["verifier"] is None
     assert row["corpus"] == P.read_meta(data)["fingerprint"] and row["torch"] == P.torch_version()
     assert row["eval_bytes"] > 0 and row["harness"].startswith("autoresearch_nb ")
+    # the tiny corpus is seen many times in 2 s: said in the run's first line, its summary and the session log
+    log = Path(row["log_path"]).read_text().splitlines()
+    assert log[0].startswith("data: ") and P.read_meta(data)["fingerprint"] in log[0]
+    passes = [line for line in log if line.startswith("data_passes:")]
+    assert passes and float(passes[-1].split()[1]) > 1
+    assert "times over the training split" in done.stdout + done.stderr
 
 
 REWRITE = ("rewrite the shared tokenizer cache", "    tokenizer = H.get_tokenizer(corpus, TOKENIZER)\n",
@@ -105,9 +111,9 @@ def test_a_run_that_rewrites_the_tokenizer_cache_is_refused_by_the_verifier(tmp_
     assert "bpe-300" in cheat["reason"] and "changed since the session started" in cheat["reason"]
 
 
-def _folder(path: Path) -> Path:
+def _folder(path: Path, docs: int = 6) -> Path:
     path.mkdir(parents=True)
-    for i in range(6):
+    for i in range(docs):
         (path / f"doc{i}.txt").write_text(f"another text number {i}\n" * 40)
     return path
 
