@@ -160,12 +160,11 @@ def read_meta(folder: Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
-def current(env: Mapping[str, str] | None = None, verifier: str | None = None) -> dict[str, Any]:
-    """This session's provenance for :data:`COMPARED` (None where unknown: no prepared corpus yet)."""
-    from .sandbox import dataset_cache
-
+def current(folder: Path, env: Mapping[str, str] | None = None, verifier: str | None = None) -> dict[str, Any]:
+    """This session's provenance for :data:`COMPARED` with the corpus in ``folder`` (None where unknown: no
+    prepared corpus yet)."""
     env = dict(os.environ if env is None else env)
-    meta = read_meta(dataset_cache(env))
+    meta = read_meta(Path(folder))
     size = meta.get("val_bytes") if meta else None
     return {"corpus": meta.get("fingerprint") if meta else None, "torch": torch_version(), "verifier": verifier,
             "eval_bytes": eval_size(int(size), device_class(env)) if isinstance(size, int) else None}

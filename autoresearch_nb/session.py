@@ -29,6 +29,7 @@ from .git import STATE_DIR, Workspace
 from .records import Status
 from .recorder import Recorder
 from .runner import kill_group
+from .sandbox import dataset_cache
 from .store import Store
 
 if TYPE_CHECKING:
@@ -116,7 +117,8 @@ def check_comparable(store: Store, tag: str, config: "Config", root: Path) -> No
     from .verifier import VERSION
 
     verifier = VERSION if resolve(config, root) == MODEL else None
-    provenance.check_resume(tag, experiments, provenance.current(verifier=verifier))
+    folder = dataset_cache(dict(os.environ))  # the rule the run's Boundary follows
+    provenance.check_resume(tag, experiments, provenance.current(folder, verifier=verifier))
 
 
 def marked_processes(root: Path, tag: str, known: dict[int, int] | None = None) -> list[int]:
