@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_pins(args.pins, args.artifact_dir)
         summary = verify(args.artifact_dir, args.budget, args.budget_tolerance, args.not_before)
+        check_pins(args.pins, args.artifact_dir)  # again: a parallel worker's run may have written meanwhile
     except (Refused, OverBudget) as e:
         verdict = "over_budget" if isinstance(e, OverBudget) else "unverified"
         print(f"---\nverdict: {verdict}\nreason: {' '.join(str(e).split())}", flush=True)
