@@ -26,7 +26,7 @@ _LAZY = {
     "Agent": "agents.base", "Context": "agents.base", "Proposal": "agents.base", "Usage": "agents.base",
     "QueueExhausted": "agents.base", "Edit": "edits", "ConsolePrinter": "console",
     "AutoresearchError": "errors", "ConfigError": "errors", "GitError": "errors", "StoreError": "errors",
-    "AgentError": "errors", "BudgetExceeded": "errors", "StateError": "errors",
+    "AgentError": "errors", "BudgetExceeded": "errors", "StateError": "errors", "IncomparableRun": "provenance",
     "Dashboard": "dashboard", "make_demo_repo": "dashboard", "report": "dashboard.static",
 }
 
@@ -34,7 +34,7 @@ __all__ = [
     "Loop", "load_results", "Config", "Experiment", "Status", "CurvePoint", "RunResult", "Event", "EventKind",
     "Agent", "Context", "Proposal", "Usage", "Edit", "QueueExhausted", "ConsolePrinter",
     "AutoresearchError", "ConfigError", "GitError", "StoreError", "AgentError", "BudgetExceeded", "StateError",
-    "Dashboard", "RunView", "report", "make_demo_repo",
+    "IncomparableRun", "Dashboard", "RunView", "report", "make_demo_repo",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve lazily below
@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve l
     from .errors import AgentError, AutoresearchError, BudgetExceeded, ConfigError, GitError, StateError, StoreError
     from .events import Event, EventKind
     from .loop import Loop
+    from .provenance import IncomparableRun
     from .records import CurvePoint, Experiment, RunResult, Status
     from .view import RunView, load_results
 

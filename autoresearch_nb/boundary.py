@@ -39,6 +39,8 @@ class Boundary:
         self._policies: dict[int, sandbox.Policy] = {}
         self._secrets: set[str] = set()
         self._confined: bool | None = None
+        # the dataset folder, chosen once per session, so runs (Plan.env), the sandbox and the pins agree
+        self.data = sandbox.dataset_cache(dict(os.environ))
 
     # -- policy ---------------------------------------------------------------------------------------
     def run_dir(self, worker: int = 0) -> Path:
@@ -55,7 +57,7 @@ class Boundary:
                 planted.unlink()
             elif planted.is_dir():
                 shutil.rmtree(planted)
-            data = sandbox.dataset_cache(dict(os.environ))
+            data = self.data
             setup = worker == SETUP
             exports = artifacts_root(self.run_dir(0))  # where H.export writes the model the verifier scores
             exports.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ from .repeats import Repeats
 from .results import ResultsFile
 from .runner import log_tail
 from .serial import Limits
-from .session import RunLock, check_tag, recover
+from .session import RunLock, check_comparable, check_tag, recover
 from .store import Store
 from .trial import Plan, StopSignal, finished
 from .view import load_results, store_path  # noqa: F401  (load_results: re-exported)
@@ -79,7 +79,8 @@ class Loop:
         self._thread: threading.Thread | None = None
         self._baseline: Experiment | None = None  # the baseline, once it ran
         self._lock = lock
-        self._plan.note = lambda text: self._recorder.emit(EventKind.MESSAGE, message=text, purpose="checkout")
+        self._plan.note = lambda text, purpose="checkout": self._recorder.emit(EventKind.MESSAGE, message=text,
+                                                                               purpose=purpose)
         if lock is not None:
             lock.owned_by(self.close)
             recover(repo_root, tag, self._recorder, workspace, self._recorder.base_sha())
@@ -108,6 +109,7 @@ class Loop:
             cfg = make_config(root, {**stored, **overrides})
             agent_name = agent if agent is not None else (run or {}).get("config", {}).get("_agent")
             agent_obj = make_agent(agent_name, cfg, root)
+            check_comparable(store, tag, cfg, root)  # a resume must not mix incomparable numbers
             ws = Workspace(root, tag, cfg.editable)
             stored_cfg = {**cfg.to_dict(), "_agent": getattr(agent_obj, "name", None)}
             store.create_run(tag, stored_cfg, ws.head())

@@ -131,6 +131,14 @@ class Experiment:
     propose_seconds: float | None = None
     prepared_during: int | None = None
     reapplied_onto: int | None = None
+    # Provenance (autoresearch_nb.provenance): what the number came from, from the run's summary (the
+    # verifier's facts winning): harness and verifier versions, the bytes scored, corpus, tokenizer, torch.
+    harness: str | None = None
+    verifier: str | None = None
+    eval_bytes: int | None = None
+    corpus: str | None = None
+    tokenizer: str | None = None
+    torch: str | None = None
 
     def with_(self, **changes: Any) -> "Experiment":
         """A copy with some fields changed."""

@@ -48,6 +48,9 @@ def rows(experiments: list[Experiment], metric: str = "val_bpb", maximize: bool 
             # overlap (autoresearch_nb.lookahead): the proposal's seconds, the run it was prepared during
             "propose_seconds": e.propose_seconds, "prepared_during": e.prepared_during,
             "reapplied_onto": e.reapplied_onto,
+            # provenance (autoresearch_nb.provenance): what the number came from
+            "harness": e.harness, "verifier": e.verifier, "eval_bytes": e.eval_bytes, "corpus": e.corpus,
+            "tokenizer": e.tokenizer, "torch": e.torch,
         }
         for key in record:
             row[key] = e.summary.get(key)

@@ -188,7 +188,13 @@ def dataset_cache(env: dict[str, str] | None = None) -> Path:
         return Path(env["AUTORESEARCH_DATA"].strip()).expanduser()
     root = env.get("AUTORESEARCH_CACHE", "").strip()
     base = Path(root).expanduser() if root else Path(env.get("HOME") or Path.home()) / ".cache" / "autoresearch_nb"
-    return base / (env.get("AUTORESEARCH_DATASET", "").strip() or "stdlib")
+    name = env.get("AUTORESEARCH_DATASET", "").strip()
+    if not name:  # on CUDA a prepared bigger corpus wins (harness.runtime.default_dataset), guessed without torch
+        from .provenance import constants, device_class
+
+        preferred = constants().CUDA_PREFERRED if device_class(env) == "cuda" else ()
+        name = next((n for n in preferred if (base / n / "meta.json").is_file()), "stdlib")
+    return base / name
 
 
 def policy_for(run_dir: str | os.PathLike[str], *, repo: str | os.PathLike[str] | None = None,

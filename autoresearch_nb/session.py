@@ -4,6 +4,9 @@ The lock is an ``flock`` on ``.autoresearch/locks/<tag>.lock``: the OS releases 
 ``kill -9`` leaves none behind. A second process opening the same tag is refused; the *same* process opening
 it again (a notebook's ``Loop.open`` cell run twice) closes its earlier loop first.
 
+A resume is refused (:class:`~.provenance.IncomparableRun`) when this session would score numbers that are not
+comparable with the run's rows: another corpus, evaluation size, verifier or torch (:func:`check_comparable`).
+
 Recovery finds every process of a dead loop's runs by the ``AUTORESEARCH_RUN=<tag>/<n>`` marker each run's
 environment carries (the current user's processes only, working in this repository's state directory), so a
 run whose pid was never saved (a kill between the row and the pid) is found too.
@@ -18,13 +21,19 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from .errors import ConfigError, StateError
+from . import provenance
 from .git import STATE_DIR, Workspace
 from .records import Status
 from .recorder import Recorder
 from .runner import kill_group
+from .sandbox import dataset_cache
+from .store import Store
+
+if TYPE_CHECKING:
+    from .config import Config
 
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _open_here: dict[str, Callable[[], None]] = {}  # lock path -> close() of the loop holding it in this process
@@ -96,6 +105,20 @@ def _take(path: Path, tag: str) -> IO[str]:
     f.write(f"pid {os.getpid()}\n")
     f.flush()
     return f
+
+
+def check_comparable(store: Store, tag: str, config: "Config", root: Path) -> None:
+    """Refuse to resume ``tag`` when its rows were measured under another corpus, ``eval_bytes``, verifier or
+    torch major.minor than this session would use (:mod:`.provenance`). Computed without importing torch."""
+    experiments = store.experiments(tag)
+    if not experiments:
+        return
+    from .verify import MODEL, resolve
+    from .verifier import VERSION
+
+    verifier = VERSION if resolve(config, root) == MODEL else None
+    folder = dataset_cache(dict(os.environ))  # the rule the run's Boundary follows
+    provenance.check_resume(tag, experiments, provenance.current(folder, verifier=verifier))
 
 
 def marked_processes(root: Path, tag: str, known: dict[int, int] | None = None) -> list[int]:

@@ -13,11 +13,15 @@ Verdict(status=<Status.RUNNING: 'running'>, reason='', metric=1.5)
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -25,11 +29,12 @@ from .boundary import SETUP, Boundary
 from .errors import AutoresearchError
 from .events import EventKind
 from .git import STATE_DIR
+from . import provenance
 from .plumbing import git
 from .records import CurvePoint, Experiment, RunResult, Status
-from .runner import LOG_CAP, Run
+from .runner import LOG_CAP, Run, run_command
 from .watch import CheckoutWatch
-from .verify import ENV_EXPORT, MODEL, Verification, artifact_dir
+from .verify import ENV_EXPORT, MODEL, Verification, artifact_dir, prepare_command
 
 if TYPE_CHECKING:
     from .config import Config
@@ -199,7 +204,7 @@ def finished(exp: Experiment, result: RunResult, metric: str, changed: Sequence[
     return exp.with_(status=verdict.status, reason=reason, metric=verdict.metric,
                      summary=dict(result.summary), exit_code=result.exit_code, error=error,
                      ended_at=time.time(), wall_seconds=result.wall_s, verified=result.verified,
-                     claimed=result.claimed,
+                     claimed=result.claimed, **provenance.of_summary(result.summary),
                      training_seconds=float(training) if isinstance(training, (int, float)) else None)
 
 
@@ -215,8 +220,8 @@ class Plan:
         self.boundary = Boundary(self.repo_root, tag, config)
         self.watch = CheckoutWatch(self.repo_root, tag)
         self.stop = stop
-        self.note: Callable[[str], None] = lambda text: None  # the loop's MESSAGE events
-        self.setup_done = self.announced = False
+        self.note: Callable[..., None] = lambda text, purpose="checkout": None  # the loop's MESSAGE events
+        self.setup_done = self.announced = self.warned_passes = False
 
     def checkout(self, label: str) -> list[str]:
         """After run ``label``: the user's checkout compared with the last look. Under the sandbox a change
@@ -247,7 +252,21 @@ class Plan:
         result = execute(self.boundary.argv(command, worker), run_dir, log_path, env=env, stop=stop,
                          secrets=self.boundary.secrets, log_cap=int(self.config.log_cap_mb) << 20,
                          verify=self.verifier(run_dir, env, log_path), **options)
+        self.warn_passes(result, Path(log_path).stem)
         return result, self.boundary.changes(sha, worker) + self.checkout(Path(log_path).stem)
+
+    def warn_passes(self, result: RunResult, label: str) -> None:
+        """Say once per session (a MESSAGE, ``purpose="data"``) when a run saw its training split more than
+        once (the summary's ``data_passes``): its val_bpb then rewards memorising a small corpus."""
+        passes = result.summary.get("data_passes")
+        if self.warned_passes or not isinstance(passes, (int, float)) or passes <= 1:
+            return
+        self.warned_passes = True
+        corpus = result.summary.get("corpus", "the corpus")
+        self.note(f"run {label} went {passes:g} times over the training split of {corpus} within its "
+                  f"{self.config.time_budget_s:g} s budget: it repeats data, so val_bpb rewards memorising it; "
+                  "prepare a bigger corpus (autoresearch-nb prepare --dataset tinystories|climbmix|FOLDER; on "
+                  "CUDA a prepared one is used by default)", "data")
 
     def setup(self, head: str, emit: Callable[..., None], base_sha: str) -> None:
         """The ``setup`` command, once per session, in its own run directory and sandbox with the network and the
@@ -257,6 +276,7 @@ class Plan:
         self.announce(emit, base_sha)
         command = self.config.setup
         if not command or self.setup_done:
+            self.pin(emit)
             return
         log_path = self.log_path("setup")
         emit(EventKind.SETUP_STARTED, message=f"setup: {command}")
@@ -270,6 +290,26 @@ class Plan:
             raise AutoresearchError(f"the setup command {command!r} failed "
                                     f"({result.error or f'exit code {result.exit_code}'}); see {log_path}")
         self.setup_done = True
+        self.pin(emit)
+
+    def pin(self, emit: Callable[..., None]) -> None:
+        """Once per session, before the first experiment, with the model verifier: prepare the editable file's
+        tokenizer in a trusted process of this package (so no run has to write it), then pin the hashes of the
+        files the verifier reads (:func:`.provenance.pin`); every verification refuses a file that changed."""
+        check = self.verification
+        if check is None or check.command != MODEL or check.pins is not None:
+            return
+        env = self.env(None, "pins")
+        log_path = self.log_path("pins")
+        with tempfile.TemporaryDirectory(prefix="autoresearch-pin-") as cwd:
+            done = run_command(prepare_command(self.repo_root / self.config.editable), cwd, log_path,
+                               timeout_s=SETUP_TIMEOUT_S, env=env)
+        if done.exit_code != 0 or done.timed_out:
+            emit(EventKind.MESSAGE, purpose="verify", message=(
+                f"could not prepare the tokenizer of {self.config.editable} before the session "
+                f"({done.error or f'exit code {done.exit_code}'}; see {log_path}): a tokenizer a run writes is "
+                "not trusted by the verifier"))
+        self.verification = replace(check, pins=json.dumps(provenance.pin(self.boundary.data)))
 
     def announce(self, emit: Callable[..., None], base_sha: str) -> None:
         """Say once per session what protects the user's files here (a MESSAGE event, ``purpose="sandbox"``),
@@ -304,8 +344,11 @@ class Plan:
         return self.repo_root / STATE_DIR / "logs" / self.tag / f"{name}.log"
 
     def env(self, seed: int | None, number: int | str) -> dict[str, str]:
-        """The scrubbed environment of one run; ``AUTORESEARCH_RUN`` lets a reopened loop find its orphans."""
+        """The scrubbed environment of one run; ``AUTORESEARCH_RUN`` lets a reopened loop find its orphans;
+        the dataset the loop chose (its sandbox lets runs read it; on CUDA a prepared bigger corpus) is named."""
         extra = {"AUTORESEARCH_RUN": f"{self.tag}/{number}", "PYTHONUNBUFFERED": "1"}
+        if not os.environ.get("AUTORESEARCH_DATA", "").strip():
+            extra["AUTORESEARCH_DATASET"] = self.boundary.data.name
         if seed is not None:  # the setup command gets neither a seed nor a budget
             extra.update(AUTORESEARCH_TIME_BUDGET=f"{self.config.time_budget_s:g}", AUTORESEARCH_SEED=str(seed))
             if self.verification is not None and self.verification.command == MODEL:

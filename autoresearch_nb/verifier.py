@@ -32,6 +32,7 @@ from typing import Any
 REFUSED_ATEN = {"from_file", "_print", "save", "load", "_debug_has_internal_overlap"}
 HIGHER_ORDER = {"wrap_with_autocast", "wrap_with_set_grad_enabled"}
 ALLOWED_NAMESPACES = {"aten", "prims"}
+VERSION = "autoresearch_nb.verifier/1"  # in every row (provenance): bump when what it measures changes
 # Seconds past the budget the harness's clock may show, per device class, before the budget tolerance applies:
 # the untimed warm-up (compilation on CUDA) and the first batch, which a run cannot skip.
 UNTIMED_ALLOWANCE_S = {"cpu": 10.0, "mps": 20.0, "cuda": 60.0}
@@ -180,16 +181,43 @@ def verify(folder: Path, budget_s: float | None, tolerance: float, not_before: f
             "torch": torch.__version__, "verifier": "autoresearch_nb.verifier/1"}
 
 
+def check_pins(pins: str | None, folder: Path) -> None:
+    """Refuse (:class:`Refused`) when a file this verification reads differs from the hash the loop pinned at
+    the start of its session (a run may have written to the shared tokenizer cache), or the run's tokenizer
+    file was not there then. ``pins``: :func:`autoresearch_nb.provenance.pin`'s JSON; None checks nothing."""
+    if not pins:
+        return
+    from . import harness as H
+    from .harness.tokenizer import tokenizer_path
+    from .provenance import pin_problem
+
+    try:
+        corpus = H.load_corpus(auto_prepare=False)
+    except H.CorpusError as e:
+        raise Refused(str(e)) from None
+    try:
+        name = json.loads((folder / "facts.json").read_text()[:1_000_000]).get("tokenizer")
+    except (OSError, ValueError, AttributeError):
+        name = None  # verify() gives the reason for an unreadable facts.json
+    tokenizer = tokenizer_path(corpus, name) if isinstance(name, str) and name != "byte" else None
+    problem = pin_problem(json.loads(pins), corpus.path, tokenizer)
+    if problem:
+        raise Refused(problem)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -I -m autoresearch_nb.verifier")
     parser.add_argument("--artifact-dir", required=True, type=Path)
     parser.add_argument("--budget", type=float, default=None, help="the run's training budget, in seconds")
     parser.add_argument("--budget-tolerance", type=float, default=0.1)
     parser.add_argument("--not-before", type=float, default=None, help="an artifact older than this is stale")
+    parser.add_argument("--pins", default=None, help="the hashes of the corpus and tokenizer files (JSON)")
     args = parser.parse_args(argv)
     os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"  # belt and braces with strict_torch_load
     try:
+        check_pins(args.pins, args.artifact_dir)
         summary = verify(args.artifact_dir, args.budget, args.budget_tolerance, args.not_before)
+        check_pins(args.pins, args.artifact_dir)  # again: a parallel worker's run may have written meanwhile
     except (Refused, OverBudget) as e:
         verdict = "over_budget" if isinstance(e, OverBudget) else "unverified"
         print(f"---\nverdict: {verdict}\nreason: {' '.join(str(e).split())}", flush=True)

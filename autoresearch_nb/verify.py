@@ -78,14 +78,25 @@ def _number(summary: Mapping[str, object], key: str) -> float | None:
 
 
 def model_command(artifact_dir: str | Path, budget_s: float, budget_tolerance: float,
-                  not_before: float | None = None) -> list[str]:
+                  not_before: float | None = None, pins: str | None = None) -> list[str]:
     """The built-in verifier's command: this package's own copy (never the run directory's), isolated mode."""
     package_parent = str(Path(__file__).resolve().parent.parent)
     boot = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from autoresearch_nb.verifier import main; "
             "raise SystemExit(main(sys.argv[1:]))")
     argv = [sys.executable, "-I", "-c", boot, package_parent, "--artifact-dir", str(Path(artifact_dir).resolve()),
             "--budget", f"{budget_s:g}", "--budget-tolerance", f"{budget_tolerance:g}"]
+    argv += ["--pins", pins] if pins else []  # the corpus and tokenizer hashes of the session (provenance.pin)
     return argv + (["--not-before", f"{not_before:.3f}"] if not_before is not None else [])
+
+
+def prepare_command(editable: str | Path) -> list[str]:
+    """A trusted process of this package (isolated mode) that prepares the corpus and the tokenizer
+    ``editable``'s ``TOKENIZER`` line picks, so the verifier never has to use a tokenizer a run wrote."""
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    boot = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from autoresearch_nb import harness as H; "
+            "from autoresearch_nb.harness.prepare import tokenizer_of; name = tokenizer_of(sys.argv[1]); "
+            "H.get_tokenizer(H.load_corpus(), name); print('prepared the tokenizer', name)")
+    return [sys.executable, "-I", "-c", boot, package_parent, str(Path(editable).resolve())]
 
 
 def artifact_dir(repo_root: str | Path, tag: str, number: int | str) -> Path:
@@ -127,6 +138,7 @@ class Verification:
     budget_tolerance: float = 0.1
     timeout_s: float = VERIFY_TIMEOUT_S
     keep_artifacts: int = 3          # exported models kept per run (the newest), so a night of runs fits on disk
+    pins: str | None = None          # provenance.pin's JSON, set at the session's first experiment (MODEL only)
 
     @classmethod
     def of(cls, config: "Config", repo_root: str | Path) -> "Verification | None":
@@ -159,7 +171,8 @@ class Verification:
             not_before = time.time() - result.wall_s - 1.0  # an older artifact is a leftover, not this run's
             # cwd outside the run directory, so nothing the run left there is imported or read by accident
             with tempfile.TemporaryDirectory(prefix="autoresearch-verify-") as cwd:
-                checked = run_command(model_command(folder, self.budget_s, self.budget_tolerance, not_before),
+                checked = run_command(model_command(folder, self.budget_s, self.budget_tolerance, not_before,
+                                                    self.pins),
                                       cwd, log, timeout_s=self.timeout_s, env=env)
             if folder:
                 prune(Path(folder).parent, self.keep_artifacts, min_age_s=self.timeout_s)
@@ -195,4 +208,5 @@ class Verification:
                        flag_reason=f"guard {shlex.quote(self.guard or '')} failed ({how}):\n{tail}")
 
 
-__all__ = ["Verification", "resolve", "close_enough", "model_command", "artifact_dir", "prune", "MODEL", "AUTO"]
+__all__ = ["Verification", "resolve", "close_enough", "model_command", "artifact_dir", "prune", "prepare_command",
+           "MODEL", "AUTO"]

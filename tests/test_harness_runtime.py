@@ -52,3 +52,23 @@ def test_cpu_peak_is_theoretical_and_never_measured(monkeypatch):
 def test_peak_flops_override(monkeypatch):
     monkeypatch.setenv(C.ENV_PEAK_FLOPS, "1e12")
     assert runtime.peak_flops(torch.device("cpu")) == 1e12
+
+
+@pytest.mark.parametrize("cls", ["cpu", "cuda"])
+def test_on_cuda_a_prepared_bigger_corpus_is_the_default_and_the_loop_agrees(monkeypatch, tmp_path, cls):
+    from autoresearch_nb.sandbox import dataset_cache
+
+    for name in (C.ENV_DATA, C.ENV_DATASET, C.ENV_DEVICE):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(C.ENV_CACHE, str(tmp_path))
+    monkeypatch.setenv(C.ENV_DEVICE_CLASS, cls)
+    assert runtime.dataset_dir() == tmp_path / "stdlib" == dataset_cache()
+    (tmp_path / "tinystories").mkdir()
+    (tmp_path / "tinystories" / "meta.json").write_text("{}")
+    expected = tmp_path / ("tinystories" if cls == "cuda" else "stdlib")
+    assert runtime.dataset_dir() == expected == dataset_cache()  # the sandbox lets runs read what they use
+    (tmp_path / "climbmix").mkdir()
+    (tmp_path / "climbmix" / "meta.json").write_text("{}")
+    assert runtime.default_dataset() == ("climbmix" if cls == "cuda" else "stdlib")
+    monkeypatch.setenv(C.ENV_DATASET, "stdlib")  # a named dataset always wins
+    assert runtime.dataset_dir() == tmp_path / "stdlib" == dataset_cache()

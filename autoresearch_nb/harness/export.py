@@ -37,10 +37,11 @@ class _Clock:
         self.first: float | None = None
         self.tokens = 0
         self.tokenizer: str | None = None
+        self.train_tokens: int | None = None  # the training split's size, for the passes over it
 
-    def start(self, tokenizer: str) -> None:
+    def start(self, tokenizer: str, train_tokens: int | None = None) -> None:
         """A training stream exists (``Batches``): remember its tokenizer, the one the verifier must use."""
-        self.tokenizer = tokenizer
+        self.tokenizer, self.train_tokens = tokenizer, train_tokens
 
     def tick(self, tokens: int) -> None:
         if self.first is None:

@@ -13,9 +13,11 @@ import time
 
 import torch
 
+from .. import __version__
 from ..protocol import FAIL, format_summary
 from . import constants as C
 from .evaluate import eval_bytes, evaluate_bpb
+from .export import CLOCK
 from .runtime import device_class, peak_flops, seed
 
 SUMMARY_KEYS = ("val_bpb", "training_seconds", "total_seconds", "peak_memory_mb", "mfu_percent",
@@ -100,6 +102,11 @@ def report(model, corpus, tokenizer, *, training_seconds: float, num_steps: int,
         "tokenizer": tokenizer.name,
         "device": f"{device.type} ({device_class(device)} config)",
         "eval_bytes": len(eval_bytes(corpus, device)),
+        # passes over the training split (all tokens drawn); above 1 the budget repeats data
+        **({"data_passes": round(CLOCK.tokens / CLOCK.train_tokens, 2)} if CLOCK.train_tokens else {}),
+        # provenance: what this number came from (the loop keeps these as columns of the row)
+        "torch": torch.__version__,
+        "harness": f"autoresearch_nb {__version__}",
         **extra,
     }
     stream.write(format_summary(summary))

@@ -68,13 +68,23 @@ def cache_root() -> Path:
 
 
 def dataset_dir(name: str | None = None) -> Path:
-    """The prepared dataset folder: ``AUTORESEARCH_DATA``, else ``<cache>/<AUTORESEARCH_DATASET or stdlib>``."""
+    """The prepared dataset folder: ``AUTORESEARCH_DATA``, else ``<cache>/<AUTORESEARCH_DATASET>``, else
+    ``<cache>/<default_dataset()>``. The loop's ``sandbox.dataset_cache`` follows the same rule."""
     if name is None:
         raw = os.environ.get(C.ENV_DATA, "").strip()
         if raw:
             return Path(raw).expanduser()
-        name = os.environ.get(C.ENV_DATASET, "").strip() or C.DEFAULT_DATASET
+        name = os.environ.get(C.ENV_DATASET, "").strip() or default_dataset()
     return cache_root() / name
+
+
+def default_dataset(cls: str | None = None) -> str:
+    """``stdlib``; on CUDA a prepared ``climbmix`` or ``tinystories`` (``CUDA_PREFERRED``) in the cache."""
+    if (cls or device_class()) == "cuda":
+        for name in C.CUDA_PREFERRED:
+            if (cache_root() / name / "meta.json").is_file():
+                return name
+    return C.DEFAULT_DATASET
 
 
 def cpu_flags() -> set[str]:
