@@ -50,6 +50,33 @@ def test_committed_notebooks_have_no_outputs(name):
     assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)
 
 
+def _repo_notebooks() -> list[Path]:
+    """Every notebook the repository tracks (not run or test output); ``notebooks/`` outside a git checkout."""
+    tracked = subprocess.run(["git", "ls-files", "-z", "*.ipynb"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        return sorted(NOTEBOOKS.glob("*.ipynb"))
+    return sorted(ROOT / name for name in tracked.stdout.split("\0") if name)
+
+
+def test_the_repository_ships_its_notebooks():
+    assert {p.name for p in _repo_notebooks()} >= {"autoresearch.ipynb", "analysis.ipynb"}
+
+
+@pytest.mark.parametrize("path", _repo_notebooks(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_notebook_validates_without_warnings(path):
+    """nbformat 4.5 wants an id on every cell: a missing one is a MissingIDFieldWarning today, an error later."""
+    import warnings
+
+    raw = json.loads(path.read_text())
+    ids = [c.get("id") for c in raw["cells"]]
+    assert None not in ids, f"{path.name}: cells {[i for i, x in enumerate(ids) if x is None]} have no id"
+    assert len(set(ids)) == len(ids), f"{path.name}: repeated cell ids"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any nbformat warning (missing id, invalid field, ...) fails the test
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+
+
 def test_parameters_are_config_names():
     from autoresearch_nb.config import config_names
 
