@@ -74,6 +74,7 @@ def lab(tmp_path):
     notify.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     env = {**os.environ, **kernel_env(tmp_path), "JUPYTERLAB_SETTINGS_DIR": str(settings),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces")}
+    env["JUPYTER_PATH"] = os.pathsep.join([env["JUPYTER_PATH"], *extension_dirs()])
     env.pop("AUTORESEARCH_NB_DISPLAY", None)
     port, token = _free_port(), secrets.token_hex(16)
     log = open(tmp_path / "lab.log", "w")
@@ -96,10 +97,36 @@ def lab(tmp_path):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:])
             time.sleep(0.3)
+        _check_widgets_extension(base, token)
         yield base, token, len(nb.cells)
     finally:
         _kill(proc)
         log.close()
+
+
+def extension_dirs() -> list[str]:
+    """The ``share/jupyter`` folders where pip put this interpreter's packages' data files, JupyterLab's
+    extensions among them (ipywidgets' ``@jupyter-widgets/jupyterlab-manager``): the environment's own, the base
+    Python's and the user's. jupyter_core looks only in ``sys.prefix`` and the user's data folder, so a venv made
+    with ``--system-site-packages`` imports ipywidgets from the base Python but its JupyterLab never loads the
+    extension (widgets never render), and this test's own ``JUPYTER_DATA_DIR`` hides a ``pip install --user``."""
+    import site
+
+    dirs = []
+    for prefix in (sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, site.getuserbase()):
+        d = str(Path(prefix) / "share" / "jupyter")
+        if d not in dirs and Path(d, "labextensions").is_dir():
+            dirs.append(d)
+    return dirs
+
+
+def _check_widgets_extension(base: str, token: str) -> None:
+    """Fail at once, saying why, when this JupyterLab has no ipywidgets extension (no dashboard could show)."""
+    with urllib.request.urlopen(f"{base}/lab?token={token}", timeout=30) as r:
+        page = r.read().decode("utf-8", "replace")
+    if "@jupyter-widgets/jupyterlab-manager" not in page:
+        pytest.fail("JupyterLab loaded no @jupyter-widgets/jupyterlab-manager extension (searched "
+                    f"{extension_dirs()} besides sys.prefix): install ipywidgets into the Python that runs this test")
 
 
 def _kill(proc: subprocess.Popen) -> None:
