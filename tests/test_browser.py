@@ -2,13 +2,16 @@
 """JupyterLab in headless Chromium: run notebooks/autoresearch.ipynb on the demo target (a 3-second budget) as a
 researcher would (issue 16): Stop during the baseline cell, re-run the open and dashboard cells, Propose in a run
 without a baseline (the baseline runs first), Approve with Stop enabled during the run, the step-by-step cells and
-the background loop (a curve with points, a row per experiment, the progress chart), Stop now, choose an
-experiment, then save, shut the kernel down and reopen: the static copy shows. Screenshots of each state go to
-test-artifacts/.
+the background loop (a curve with points, a row per experiment, the progress chart) with a run that crashes, Stop
+now, choose an experiment (the crashed one: its reason and the last lines of its log), overlay two experiments'
+curves with the compare picker, then save, shut the kernel down and reopen: the static copy shows. Screenshots of
+each state go to test-artifacts/ (the assertions read the DOM's text, never pixels).
 
 JupyterLab runs on 127.0.0.1 with a token and its own config, data, runtime, settings and workspace folders; the
-kernelspec ``python3`` there runs this Python (sys.executable) with this checkout on PYTHONPATH. Debian's
-chromium is driven through the ``playwright`` package (``playwright install`` is never needed).
+kernelspec ``python3`` there runs this Python (sys.executable) with this checkout on PYTHONPATH, and JupyterLab
+(``sys.executable -m jupyterlab``) finds the extensions pip installed for this Python wherever they went (a venv's
+base Python included, see ``extension_dirs``). Debian's chromium is driven through the ``playwright`` package
+(``playwright install`` is never needed).
 """
 from __future__ import annotations
 
@@ -38,6 +41,10 @@ edits = [{ search = "LR = 0.01", replace = "LR = 0.003" }]
 [[experiment]]
 description = "halve the width"
 edits = [{ search = "WIDTH = 64", replace = "WIDTH = 32" }]
+
+[[experiment]]
+description = "sleep a negative time"
+edits = [{ search = "SLEEP_S = 0.05", replace = "SLEEP_S = -1.0" }]
 
 [[experiment]]
 description = "a very long run"
@@ -181,6 +188,14 @@ def _run_cells(page, expect, cells, first: int, last: int) -> None:
             raise AssertionError(f"cell {i + 1} does not take Shift+Enter")
 
 
+def _option(select, text: str) -> int:
+    """The index of ``select``'s first option that contains ``text`` (ipywidgets writes its spaces as nbsp)."""
+    labels = [o.inner_text().replace("\xa0", " ") for o in select.locator("option").all()]
+    found = [i for i, label in enumerate(labels) if text in label]
+    assert found, f"no option with {text!r} in {labels}"
+    return found[0]
+
+
 def _shot(locator, name: str) -> None:
     locator.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
@@ -209,11 +224,23 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     expect(rows.first).to_contain_text("interrupted", timeout=15_000)
     _shot(dash, "2-baseline-stopped")
 
-    # Re-running the dashboard cell in the same kernel: no error, one live dashboard (the old one let go).
-    _run_cells(page, expect, cells, 6, 6)
+    # Re-running the Loop.open and dashboard cells in the same kernel: no error ("already open in another
+    # process" was the kernel itself), the same run resumed (its interrupted baseline kept), one live dashboard.
+    open_cell = next(i for i in range(n) if "Loop.open(" in cells.nth(i).inner_text())
+    opened = cells.nth(open_cell).locator(".jp-OutputArea-output")
+    expect(opened.first).to_contain_text("experiments=0")
+    worktree = next(line for line in opened.first.inner_text().splitlines() if line.startswith("worktree:"))
+    _run_cells(page, expect, cells, open_cell, open_cell + 2)   # open, its markdown, the dashboard
+    expect(opened.first).to_contain_text("experiments=1", timeout=30_000)   # the interrupted baseline, resumed
+    expect(opened.first).to_contain_text("tag='ui'")
+    expect(opened.first).to_contain_text(worktree)
     expect(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")) \
         .to_have_count(0, timeout=5_000)
+    expect(page.locator(".jp-OutputArea-output", has_text=re.compile(r"\w+Error\b|Traceback"))).to_have_count(0)
     dash = page.locator(".arnb-dashboard").last
+    rows = dash.locator(".arnb-table-view table tbody tr")
+    expect(rows.first).to_contain_text("interrupted", timeout=15_000)
+    _shot(dash, "2b-reopened-in-the-same-kernel")
     status, propose = dash.locator(".arnb-status"), dash.locator(".arnb-propose")
     stop_now = dash.locator(".arnb-stop-now")
 
@@ -256,8 +283,8 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     # Stop now: the long run is interrupted and the loop ends.
     stop_now.click()
     expect(dash.locator(".arnb-finished")).to_contain_text("loop finished", timeout=30_000)
-    # interrupted baseline, baseline, the approved one, halve the width, the long run
-    expect(rows).to_have_count(5, timeout=15_000)
+    # interrupted baseline, baseline, the approved one, halve the width, the crash, the long run
+    expect(rows).to_have_count(6, timeout=15_000)
     expect(rows.first).to_contain_text("interrupted")
     expect(dash.locator(".arnb-table-view table")).to_contain_text("lower the learning rate to 0.003")
     chart = dash.locator(".arnb-progress svg")
@@ -273,11 +300,35 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     expect(dash.locator(".arnb-table-view table thead")).to_contain_text("reason")
     _shot(dash, "7-stopped")
 
+    expect(rows.nth(1)).to_contain_text("crash")   # newest first: the long run, then the crash with its reason
+    expect(rows.nth(1)).to_contain_text("sleep a negative time")
+
     # Choose an experiment: its reason and diff in the detail panel.
-    dash.locator(".arnb-choose select").select_option(index=1)   # the newest: the interrupted long run
-    expect(dash.locator(".arnb-diff-view .arnb-detail")).to_contain_text("EXTRA_SECONDS", timeout=15_000)
+    chooser = dash.locator(".arnb-choose select")
+    chooser.select_option(index=1)   # the newest: the interrupted long run
+    detail = dash.locator(".arnb-diff-view .arnb-detail")
+    expect(detail).to_contain_text("EXTRA_SECONDS", timeout=15_000)
     expect(dash.locator(".arnb-diff-view .arnb-reason")).to_be_visible()
     _shot(dash, "8-chosen-experiment")
+    # The crashed one: why it failed and the last lines of its log (the traceback), with its diff.
+    chooser.select_option(index=_option(chooser, "sleep a negative time"))
+    expect(detail).to_contain_text("#4 sleep a negative time", timeout=15_000)
+    expect(detail.locator(".arnb-reason")).to_contain_text("why:")
+    expect(detail).to_contain_text("crash")
+    log = detail.locator(".arnb-log")
+    expect(log).to_contain_text("sleep length must be non-negative")
+    expect(log).to_contain_text("Traceback")
+    expect(detail).to_contain_text("SLEEP_S = -1.0")
+    _shot(dash, "9-crash-reason-and-log-tail")
+
+    # Compare: the stored curves of two experiments over the panel, a colour and a legend entry each.
+    compare = dash.locator(".arnb-compare select")
+    compare.select_option(index=[_option(compare, "#1 "), _option(compare, "lower the learning rate")])
+    overlay = dash.locator(".arnb-curves svg #curve-compare")
+    expect(overlay).to_have_count(2, timeout=15_000)
+    expect(dash.locator(".arnb-curves svg")).to_contain_text("#1 keep · baseline")   # the legend names each
+    expect(dash.locator(".arnb-curves svg")).to_contain_text("#2 keep · lower the")
+    _shot(dash, "10-compare-overlay")
     page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))
 
     # Save, shut the kernel down, reopen: the static copy shows instead of "model not found".
@@ -299,4 +350,4 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     expect(snap.locator("table")).to_contain_text("lower the learning rate to 0.003")
     expect(page.locator(".jp-OutputArea-output:visible", has_text="model not found")).to_have_count(0,
                                                                                                  timeout=10_000)
-    _shot(snap, "9-reopened-static-copy")
+    _shot(snap, "11-reopened-static-copy")
