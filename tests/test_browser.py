@@ -171,8 +171,25 @@ def test_dashboard_in_jupyterlab(lab):
             browser.close()
 
 
+def _wait_for_kernel(page, expect, base: str, token: str) -> None:
+    """Wait until the notebook's kernel has started (the server says idle) and the page is connected to it:
+    Shift+Enter pressed while a cold kernel (a fresh venv compiles every import) is still starting runs nothing."""
+    deadline = time.monotonic() + 180
+    while True:
+        with urllib.request.urlopen(f"{base}/api/kernels?token={token}", timeout=10) as r:
+            kernels = json.load(r)
+        if any(k.get("execution_state") == "idle" for k in kernels):
+            break
+        assert time.monotonic() < deadline, f"the kernel did not start: {kernels}"
+        time.sleep(0.5)
+    expect(page.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']")) \
+        .to_have_count(1, timeout=60_000)
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle", timeout=60_000)
+
+
 def _run_cells(page, expect, cells, first: int, last: int) -> None:
-    """Run cells ``first`` .. ``last`` with Shift+Enter (each selects the next cell)."""
+    """Run cells ``first`` .. ``last`` with Shift+Enter (each selects the next cell); each code cell's prompt
+    must leave ``[ ]`` (the kernel took it)."""
     cells.nth(first).click(position={"x": 5, "y": 5})
     page.keyboard.press("Escape")  # command mode: Shift+Enter runs a cell and selects the next one
     for i in range(first, last + 1):
@@ -186,6 +203,10 @@ def _run_cells(page, expect, cells, first: int, last: int) -> None:
                 page.keyboard.press("Escape")
         else:
             raise AssertionError(f"cell {i + 1} does not take Shift+Enter")
+        if "jp-CodeCell" in (cells.nth(i).get_attribute("class") or ""):
+            prompt = cells.nth(i).locator(".jp-InputPrompt")
+            expect(prompt).to_have_count(1)
+            expect(prompt).not_to_have_text(re.compile(r"^\s*\[ \]:\s*$"), timeout=5_000)
 
 
 def _option(select, text: str) -> int:
@@ -204,8 +225,7 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     page.goto(f"{base}/lab/tree/autoresearch.ipynb?token={token}")
     cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
     expect(cells.first).to_be_visible(timeout=60_000)
-    expect(page.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']")) \
-        .to_have_count(1, timeout=60_000)
+    _wait_for_kernel(page, expect, base, token)
     expect(cells).to_have_count(n, timeout=30_000)  # the notebook renders its cells progressively
     baseline_cell = next(i for i in range(n) if "dash.baseline()" in cells.nth(i).inner_text())
     _run_cells(page, expect, cells, 0, baseline_cell)   # open, dashboard, the baseline (in the background)
