@@ -3,8 +3,8 @@
 researcher would (issue 16): Stop during the baseline cell, re-run the open and dashboard cells, Propose in a run
 without a baseline (the baseline runs first), Approve with Stop enabled during the run, the step-by-step cells and
 the background loop (a curve with points, a row per experiment, the progress chart) with a run that crashes, Stop
-now, choose an experiment (the crashed one: its reason and the last lines of its log), overlay two experiments'
-curves with the compare picker, then save, shut the kernel down and reopen: the static copy shows. Screenshots of
+now, choose an experiment (the crashed one: its reason and the last lines of its log), click a table row to show
+its experiment, overlay two experiments' curves with the compare picker, then save, shut the kernel down and reopen: the static copy shows. Screenshots of
 each state go to test-artifacts/ (the assertions read the DOM's text, never pixels).
 
 JupyterLab runs on 127.0.0.1 with a token and its own config, data, runtime, settings and workspace folders; the
@@ -341,6 +341,13 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     expect(detail).to_contain_text("SLEEP_S = -1.0")
     _shot(dash, "9-crash-reason-and-log-tail")
 
+    # Select a row: a click on its row in the table shows that experiment.
+    dash.locator(".arnb-table-view tr[data-number='3']").click()
+    expect(detail).to_contain_text("#3 halve the width", timeout=15_000)
+    expect(detail).to_contain_text("WIDTH = 32")
+    expect(chooser.locator("option:checked")).to_contain_text("#3")
+    _shot(dash, "10-row-selected")
+
     # Compare: the stored curves of two experiments over the panel, a colour and a legend entry each.
     compare = dash.locator(".arnb-compare select")
     compare.select_option(index=[_option(compare, "#1 "), _option(compare, "lower the learning rate")])
@@ -348,7 +355,7 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     expect(overlay).to_have_count(2, timeout=15_000)
     expect(dash.locator(".arnb-curves svg")).to_contain_text("#1 keep · baseline")   # the legend names each
     expect(dash.locator(".arnb-curves svg")).to_contain_text("#2 keep · lower the")
-    _shot(dash, "10-compare-overlay")
+    _shot(dash, "11-compare-overlay")
     page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))
 
     # Save, shut the kernel down, reopen: the static copy shows instead of "model not found".
@@ -370,4 +377,4 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     expect(snap.locator("table")).to_contain_text("lower the learning rate to 0.003")
     expect(page.locator(".jp-OutputArea-output:visible", has_text="model not found")).to_have_count(0,
                                                                                                  timeout=10_000)
-    _shot(snap, "11-reopened-static-copy")
+    _shot(snap, "12-reopened-static-copy")

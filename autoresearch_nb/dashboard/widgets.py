@@ -426,7 +426,7 @@ class Dashboard:
         except Exception:  # the loop was closed under us
             return
         if dirty["table"]:
-            self.table.value = table_html(results, self.metric, self.table_limit)
+            self.table.value = table_html(results, self.metric, self.table_limit, clickable=True)
             options = [("the live experiment", -1)] + [
                 (f"#{int(n)} {plotdata.shown_status(str(st), r)} · {str(d)[:50]}", int(n))
                 for n, st, r, d in zip(results["number"], results["status"], results["reason"],
