@@ -188,7 +188,9 @@ def importances(study: "optuna.Study") -> dict[str, float]:
 
     if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < MIN_IMPORTANCE_TRIALS:
         return {}
-    return dict(optuna.importance.get_param_importances(study, evaluator=_evaluator()))
+    with warnings.catch_warnings():  # few trials: PED-ANOVA warns that its quantiles pick the same trials
+        warnings.simplefilter("ignore")
+        return dict(optuna.importance.get_param_importances(study, evaluator=_evaluator()))
 
 
 def tuner_text(view: RunView, last: int | None = None) -> str:
