@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", default=None, help="the executed notebook (with --notebook)")
     _add_config_flags(run)
 
-    res = sub.add_parser("results", help="print a run's experiments")
+    res = sub.add_parser("results", help="print a run's experiments (and, for a tuner run, its parameter "
+                                         "importance and recent history)")
     res.add_argument("--tag", default=None, help="the run (default: every run)")
     res.add_argument("--repo", default=".")
     res.add_argument("--format", choices=("table", "tsv", "csv", "json"), default="table")
@@ -84,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--keep-days", dest="gc_keep_days", default=None, metavar="DAYS",
                     help=Config.help()["gc_keep_days"])
 
-    so = sub.add_parser("study", help="write a tuner run's Optuna study file from the store (when missing or "
-                                      "behind) and print the optuna-dashboard command")
+    so = sub.add_parser("study", help="print a tuner run's parameter importance and history, write its Optuna "
+                                      "study file from the store (when missing or behind) and print the "
+                                      "optuna-dashboard command")
     so.add_argument("--tag", default=None, help="the run (default: the latest)")
     so.add_argument("--repo", default=".")
     so.add_argument("--rebuild", action="store_true", help="replace the file instead of adding what it lacks")
@@ -225,7 +227,24 @@ def _results(args: argparse.Namespace) -> int:
         import pandas as pd
         with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
             print(df[cols].to_string(index=False) if len(df) else "(no experiments yet)")
+        if "agent" in df.columns:
+            _print_tuner_views(args.repo, sorted(set(df.loc[df["agent"] == "tuner", "tag"])), last=TUNER_LAST)
     return 0
+
+
+TUNER_LAST = 20  # `results` shows the tuner's last trials; `study` all of them
+
+
+def _print_tuner_views(repo: str, tags: list[str], last: int | None) -> None:
+    """Parameter importance and history of each tuner run in ``tags`` (text, after the table)."""
+    from .study import tuner_text
+    from .view import RunView
+
+    for tag in tags:
+        with RunView.open(repo, tag) as view:
+            text = tuner_text(view, last=last)
+        if text:
+            print(f"\nrun {tag}: {text}")
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -295,7 +314,7 @@ def _gc(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
-    from .study import is_tuner_run, storage_url, write_study
+    from .study import is_tuner_run, storage_url, tuner_text, write_study
     from .view import RunView
 
     if args.tag is not None:
@@ -305,7 +324,8 @@ def _study(args: argparse.Namespace) -> int:
             print(f"autoresearch-nb: run {view.tag!r} has no tuner experiments; no study to write", file=sys.stderr)
             return 1
         path = write_study(view, rebuild=args.rebuild)
-    print(f"wrote {path}\nview it with: optuna-dashboard {storage_url(path)}   "
+        text = tuner_text(view)
+    print(f"{text}\n\nwrote {path}\nview it with: optuna-dashboard {storage_url(path)}   "
           "(pip install 'autoresearch_nb[dashboard]')")
     return 0
 

@@ -6,6 +6,7 @@ plots for the analysis notebook. The store stays the one truth: the study is alw
 >>> figures = tuner_figures(view)                # doctest: +SKIP
 >>> sorted(figures)                              # doctest: +SKIP
 ['history', 'importances', 'slice']
+>>> print(tuner_text(view))                      # the same views as text (the CLI's)  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
     from .agents.space import Space
 
-MIN_IMPORTANCE_TRIALS = 5  # fANOVA on fewer complete trials mostly ranks noise
+MIN_IMPORTANCE_TRIALS = 5  # importance from fewer complete trials mostly ranks noise
 
 
 def study_dir(repo_root: Path | str) -> Path:
@@ -149,21 +150,105 @@ def tuner_figures(view: RunView) -> dict[str, "Figure"]:
     if not complete:
         return {}
     figures: dict[str, Figure] = {}
+    name = view.config.metric
     with warnings.catch_warnings():  # Optuna marks its matplotlib backend experimental, on every call
         warnings.simplefilter("ignore")
-        figures["history"] = _figure(plots.plot_optimization_history(study, target_name=view.config.metric))
-        figures["slice"] = _figure(plots.plot_slice(study, target_name=view.config.metric))
+        figures["history"] = _figure(plots.plot_optimization_history(study, target_name=name))
+        figures["slice"] = _figure(plots.plot_slice(study, target_name=name))
         if len(complete) >= MIN_IMPORTANCE_TRIALS:
-            figures["importances"] = _figure(plots.plot_param_importances(study, target_name=view.config.metric))
+            figures["importances"] = _figure(plots.plot_param_importances(study, evaluator=_evaluator(),
+                                                                          target_name=name))
     return figures
 
 
 def _figure(axes: Any) -> "Figure":
-    """The figure behind what an Optuna plot returns (one Axes, or an array of them)."""
+    """The figure behind what an Optuna plot returns (one Axes, or an array of them), closed in pyplot: the
+    caller shows it once (``display(fig)``), the inline backend does not show it a second time."""
+    import matplotlib.pyplot as plt
     import numpy as np
 
-    return np.asarray(axes, dtype=object).flat[0].figure
+    fig = np.asarray(axes, dtype=object).flat[0].figure
+    plt.close(fig)
+    return fig
 
 
-__all__ = ["study_dir", "study_path", "storage_url", "write_study", "load_study", "tuner_figures", "study_trials",
-           "sync", "is_tuner_run", "MIN_IMPORTANCE_TRIALS"]
+def _evaluator() -> Any:
+    """PED-ANOVA, Optuna's default importance evaluator: deterministic (the figure and the text agree) and
+    without scikit-learn (fANOVA needs it)."""
+    from optuna.importance import PedAnovaImportanceEvaluator
+
+    return PedAnovaImportanceEvaluator()
+
+
+def importances(study: "optuna.Study") -> dict[str, float]:
+    """Each constant's importance for reaching the best trials' metric (PED-ANOVA, summing to 1), largest
+    first; empty with fewer than ``MIN_IMPORTANCE_TRIALS`` complete trials."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < MIN_IMPORTANCE_TRIALS:
+        return {}
+    with warnings.catch_warnings():  # few trials: PED-ANOVA warns that its quantiles pick the same trials
+        warnings.simplefilter("ignore")
+        return dict(optuna.importance.get_param_importances(study, evaluator=_evaluator()))
+
+
+def tuner_text(view: RunView, last: int | None = None) -> str:
+    """The tuner's views as text for a terminal: parameter importance as bars, then the history, one line per
+    trial (its constants, the metric, the best so far; ``*`` marks a new best), the ``last`` ones only when
+    given. Empty for a run the tuner had no part in.
+
+    >>> print(tuner_text(view))        # doctest: +SKIP
+    tuner (Optuna): 7 trials, 7 complete, score minimize
+    parameter importance (PED-ANOVA: how much each constant decides a top-10% score)
+      X      0.913  ##################
+    ...
+    """
+    if not is_tuner_run(view):
+        return ""
+    from optuna.trial import TrialState
+
+    study = load_study(view)
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    metric, maximize = view.config.metric, view.config.maximize
+    lines = [f"tuner (Optuna): {len(trials)} trials, {len(complete)} complete, {metric} {view.config.direction}"]
+    imp = importances(study)
+    if imp:
+        lines.append(f"parameter importance (PED-ANOVA: how much each constant decides a top-10% {metric})")
+        width = max(len(k) for k in imp)
+        lines += [f"  {k:<{width}}  {v:5.3f}  {'#' * round(20 * v)}" for k, v in imp.items()]
+    else:
+        lines.append(f"parameter importance: from {MIN_IMPORTANCE_TRIALS} complete trials "
+                     f"({len(complete)} so far)")
+    names = list(imp) + sorted({k for t in trials for k in t.params} - set(imp))
+    rows, best = [], None
+    for t in trials:
+        v = t.value if t.state == TrialState.COMPLETE else None
+        status = str(t.user_attrs.get("status", t.state.name.lower()))
+        # a crash enters the study at the worst metric seen (study_trials): it is never a new best
+        better = v is not None and status not in ("crash", "timeout") and (
+            best is None or (v > best if maximize else v < best))
+        best = v if better else best
+        rows.append([f"#{t.user_attrs.get('experiment', t.number)}", _num(v), _num(best),
+                     *(_num(t.params.get(k)) for k in names), status + (" *" if better else "")])
+    header = ["exp", metric, "best", *names, "status"]
+    shown = rows if last is None else rows[-last:]
+    widths = [max(len(r[i]) for r in [header, *shown]) for i in range(len(header))]
+    lines.append("history" + (f" (the last {len(shown)} of {len(rows)})" if len(shown) < len(rows) else ""))
+    for r in [header, *shown]:  # numbers right-aligned, the status (last) left
+        cells = [c.rjust(w) for c, w in zip(r[:-1], widths)] + [r[-1]]
+        lines.append("  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def _num(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    return str(x)
+
+
+__all__ = ["study_dir", "study_path", "storage_url", "write_study", "load_study", "tuner_figures", "tuner_text",
+           "importances", "study_trials", "sync", "is_tuner_run", "MIN_IMPORTANCE_TRIALS"]

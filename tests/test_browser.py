@@ -2,13 +2,16 @@
 """JupyterLab in headless Chromium: run notebooks/autoresearch.ipynb on the demo target (a 3-second budget) as a
 researcher would (issue 16): Stop during the baseline cell, re-run the open and dashboard cells, Propose in a run
 without a baseline (the baseline runs first), Approve with Stop enabled during the run, the step-by-step cells and
-the background loop (a curve with points, a row per experiment, the progress chart), Stop now, choose an
-experiment, then save, shut the kernel down and reopen: the static copy shows. Screenshots of each state go to
-test-artifacts/.
+the background loop (a curve with points, a row per experiment, the progress chart) with a run that crashes, Stop
+now, choose an experiment (the crashed one: its reason and the last lines of its log), click a table row to show
+its experiment, overlay two experiments' curves with the compare picker, then save, shut the kernel down and reopen: the static copy shows. Screenshots of
+each state go to test-artifacts/ (the assertions read the DOM's text, never pixels).
 
 JupyterLab runs on 127.0.0.1 with a token and its own config, data, runtime, settings and workspace folders; the
-kernelspec ``python3`` there runs this Python (sys.executable) with this checkout on PYTHONPATH. Debian's
-chromium is driven through the ``playwright`` package (``playwright install`` is never needed).
+kernelspec ``python3`` there runs this Python (sys.executable) with this checkout on PYTHONPATH, and JupyterLab
+(``sys.executable -m jupyterlab``) finds the extensions pip installed for this Python wherever they went (a venv's
+base Python included, see ``extension_dirs``). Debian's chromium is driven through the ``playwright`` package
+(``playwright install`` is never needed).
 """
 from __future__ import annotations
 
@@ -38,6 +41,10 @@ edits = [{ search = "LR = 0.01", replace = "LR = 0.003" }]
 [[experiment]]
 description = "halve the width"
 edits = [{ search = "WIDTH = 64", replace = "WIDTH = 32" }]
+
+[[experiment]]
+description = "sleep a negative time"
+edits = [{ search = "SLEEP_S = 0.05", replace = "SLEEP_S = -1.0" }]
 
 [[experiment]]
 description = "a very long run"
@@ -74,6 +81,7 @@ def lab(tmp_path):
     notify.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     env = {**os.environ, **kernel_env(tmp_path), "JUPYTERLAB_SETTINGS_DIR": str(settings),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces")}
+    env["JUPYTER_PATH"] = os.pathsep.join([env["JUPYTER_PATH"], *extension_dirs()])
     env.pop("AUTORESEARCH_NB_DISPLAY", None)
     port, token = _free_port(), secrets.token_hex(16)
     log = open(tmp_path / "lab.log", "w")
@@ -96,10 +104,36 @@ def lab(tmp_path):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:])
             time.sleep(0.3)
+        _check_widgets_extension(base, token)
         yield base, token, len(nb.cells)
     finally:
         _kill(proc)
         log.close()
+
+
+def extension_dirs() -> list[str]:
+    """The ``share/jupyter`` folders where pip put this interpreter's packages' data files, JupyterLab's
+    extensions among them (ipywidgets' ``@jupyter-widgets/jupyterlab-manager``): the environment's own, the base
+    Python's and the user's. jupyter_core looks only in ``sys.prefix`` and the user's data folder, so a venv made
+    with ``--system-site-packages`` imports ipywidgets from the base Python but its JupyterLab never loads the
+    extension (widgets never render), and this test's own ``JUPYTER_DATA_DIR`` hides a ``pip install --user``."""
+    import site
+
+    dirs = []
+    for prefix in (sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, site.getuserbase()):
+        d = str(Path(prefix) / "share" / "jupyter")
+        if d not in dirs and Path(d, "labextensions").is_dir():
+            dirs.append(d)
+    return dirs
+
+
+def _check_widgets_extension(base: str, token: str) -> None:
+    """Fail at once, saying why, when this JupyterLab has no ipywidgets extension (no dashboard could show)."""
+    with urllib.request.urlopen(f"{base}/lab?token={token}", timeout=30) as r:
+        page = r.read().decode("utf-8", "replace")
+    if "@jupyter-widgets/jupyterlab-manager" not in page:
+        pytest.fail("JupyterLab loaded no @jupyter-widgets/jupyterlab-manager extension (searched "
+                    f"{extension_dirs()} besides sys.prefix): install ipywidgets into the Python that runs this test")
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -137,8 +171,25 @@ def test_dashboard_in_jupyterlab(lab):
             browser.close()
 
 
+def _wait_for_kernel(page, expect, base: str, token: str) -> None:
+    """Wait until the notebook's kernel has started (the server says idle) and the page is connected to it:
+    Shift+Enter pressed while a cold kernel (a fresh venv compiles every import) is still starting runs nothing."""
+    deadline = time.monotonic() + 180
+    while True:
+        with urllib.request.urlopen(f"{base}/api/kernels?token={token}", timeout=10) as r:
+            kernels = json.load(r)
+        if any(k.get("execution_state") == "idle" for k in kernels):
+            break
+        assert time.monotonic() < deadline, f"the kernel did not start: {kernels}"
+        time.sleep(0.5)
+    expect(page.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']")) \
+        .to_have_count(1, timeout=60_000)
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle", timeout=60_000)
+
+
 def _run_cells(page, expect, cells, first: int, last: int) -> None:
-    """Run cells ``first`` .. ``last`` with Shift+Enter (each selects the next cell)."""
+    """Run cells ``first`` .. ``last`` with Shift+Enter (each selects the next cell); each code cell's prompt
+    must leave ``[ ]`` (the kernel took it)."""
     cells.nth(first).click(position={"x": 5, "y": 5})
     page.keyboard.press("Escape")  # command mode: Shift+Enter runs a cell and selects the next one
     for i in range(first, last + 1):
@@ -152,6 +203,18 @@ def _run_cells(page, expect, cells, first: int, last: int) -> None:
                 page.keyboard.press("Escape")
         else:
             raise AssertionError(f"cell {i + 1} does not take Shift+Enter")
+        if "jp-CodeCell" in (cells.nth(i).get_attribute("class") or ""):
+            prompt = cells.nth(i).locator(".jp-InputPrompt")
+            expect(prompt).to_have_count(1)
+            expect(prompt).not_to_have_text(re.compile(r"^\s*\[ \]:\s*$"), timeout=5_000)
+
+
+def _option(select, text: str) -> int:
+    """The index of ``select``'s first option that contains ``text`` (ipywidgets writes its spaces as nbsp)."""
+    labels = [o.inner_text().replace("\xa0", " ") for o in select.locator("option").all()]
+    found = [i for i, label in enumerate(labels) if text in label]
+    assert found, f"no option with {text!r} in {labels}"
+    return found[0]
 
 
 def _shot(locator, name: str) -> None:
@@ -162,8 +225,7 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     page.goto(f"{base}/lab/tree/autoresearch.ipynb?token={token}")
     cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
     expect(cells.first).to_be_visible(timeout=60_000)
-    expect(page.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']")) \
-        .to_have_count(1, timeout=60_000)
+    _wait_for_kernel(page, expect, base, token)
     expect(cells).to_have_count(n, timeout=30_000)  # the notebook renders its cells progressively
     baseline_cell = next(i for i in range(n) if "dash.baseline()" in cells.nth(i).inner_text())
     _run_cells(page, expect, cells, 0, baseline_cell)   # open, dashboard, the baseline (in the background)
@@ -182,11 +244,23 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     expect(rows.first).to_contain_text("interrupted", timeout=15_000)
     _shot(dash, "2-baseline-stopped")
 
-    # Re-running the dashboard cell in the same kernel: no error, one live dashboard (the old one let go).
-    _run_cells(page, expect, cells, 6, 6)
+    # Re-running the Loop.open and dashboard cells in the same kernel: no error ("already open in another
+    # process" was the kernel itself), the same run resumed (its interrupted baseline kept), one live dashboard.
+    open_cell = next(i for i in range(n) if "Loop.open(" in cells.nth(i).inner_text())
+    opened = cells.nth(open_cell).locator(".jp-OutputArea-output")
+    expect(opened.first).to_contain_text("experiments=0")
+    worktree = next(line for line in opened.first.inner_text().splitlines() if line.startswith("worktree:"))
+    _run_cells(page, expect, cells, open_cell, open_cell + 2)   # open, its markdown, the dashboard
+    expect(opened.first).to_contain_text("experiments=1", timeout=30_000)   # the interrupted baseline, resumed
+    expect(opened.first).to_contain_text("tag='ui'")
+    expect(opened.first).to_contain_text(worktree)
     expect(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")) \
         .to_have_count(0, timeout=5_000)
+    expect(page.locator(".jp-OutputArea-output", has_text=re.compile(r"\w+Error\b|Traceback"))).to_have_count(0)
     dash = page.locator(".arnb-dashboard").last
+    rows = dash.locator(".arnb-table-view table tbody tr")
+    expect(rows.first).to_contain_text("interrupted", timeout=15_000)
+    _shot(dash, "2b-reopened-in-the-same-kernel")
     status, propose = dash.locator(".arnb-status"), dash.locator(".arnb-propose")
     stop_now = dash.locator(".arnb-stop-now")
 
@@ -229,8 +303,8 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     # Stop now: the long run is interrupted and the loop ends.
     stop_now.click()
     expect(dash.locator(".arnb-finished")).to_contain_text("loop finished", timeout=30_000)
-    # interrupted baseline, baseline, the approved one, halve the width, the long run
-    expect(rows).to_have_count(5, timeout=15_000)
+    # interrupted baseline, baseline, the approved one, halve the width, the crash, the long run
+    expect(rows).to_have_count(6, timeout=15_000)
     expect(rows.first).to_contain_text("interrupted")
     expect(dash.locator(".arnb-table-view table")).to_contain_text("lower the learning rate to 0.003")
     chart = dash.locator(".arnb-progress svg")
@@ -246,11 +320,42 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     expect(dash.locator(".arnb-table-view table thead")).to_contain_text("reason")
     _shot(dash, "7-stopped")
 
+    expect(rows.nth(1)).to_contain_text("crash")   # newest first: the long run, then the crash with its reason
+    expect(rows.nth(1)).to_contain_text("sleep a negative time")
+
     # Choose an experiment: its reason and diff in the detail panel.
-    dash.locator(".arnb-choose select").select_option(index=1)   # the newest: the interrupted long run
-    expect(dash.locator(".arnb-diff-view .arnb-detail")).to_contain_text("EXTRA_SECONDS", timeout=15_000)
+    chooser = dash.locator(".arnb-choose select")
+    chooser.select_option(index=1)   # the newest: the interrupted long run
+    detail = dash.locator(".arnb-diff-view .arnb-detail")
+    expect(detail).to_contain_text("EXTRA_SECONDS", timeout=15_000)
     expect(dash.locator(".arnb-diff-view .arnb-reason")).to_be_visible()
     _shot(dash, "8-chosen-experiment")
+    # The crashed one: why it failed and the last lines of its log (the traceback), with its diff.
+    chooser.select_option(index=_option(chooser, "sleep a negative time"))
+    expect(detail).to_contain_text("#4 sleep a negative time", timeout=15_000)
+    expect(detail.locator(".arnb-reason")).to_contain_text("why:")
+    expect(detail).to_contain_text("crash")
+    log = detail.locator(".arnb-log")
+    expect(log).to_contain_text("sleep length must be non-negative")
+    expect(log).to_contain_text("Traceback")
+    expect(detail).to_contain_text("SLEEP_S = -1.0")
+    _shot(dash, "9-crash-reason-and-log-tail")
+
+    # Select a row: a click on its row in the table shows that experiment.
+    dash.locator(".arnb-table-view tr[data-number='3']").click()
+    expect(detail).to_contain_text("#3 halve the width", timeout=15_000)
+    expect(detail).to_contain_text("WIDTH = 32")
+    expect(chooser.locator("option:checked")).to_contain_text("#3")
+    _shot(dash, "10-row-selected")
+
+    # Compare: the stored curves of two experiments over the panel, a colour and a legend entry each.
+    compare = dash.locator(".arnb-compare select")
+    compare.select_option(index=[_option(compare, "#1 "), _option(compare, "lower the learning rate")])
+    overlay = dash.locator(".arnb-curves svg #curve-compare")
+    expect(overlay).to_have_count(2, timeout=15_000)
+    expect(dash.locator(".arnb-curves svg")).to_contain_text("#1 keep · baseline")   # the legend names each
+    expect(dash.locator(".arnb-curves svg")).to_contain_text("#2 keep · lower the")
+    _shot(dash, "11-compare-overlay")
     page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))
 
     # Save, shut the kernel down, reopen: the static copy shows instead of "model not found".
@@ -272,4 +377,4 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     expect(snap.locator("table")).to_contain_text("lower the learning rate to 0.003")
     expect(page.locator(".jp-OutputArea-output:visible", has_text="model not found")).to_have_count(0,
                                                                                                  timeout=10_000)
-    _shot(snap, "9-reopened-static-copy")
+    _shot(snap, "12-reopened-static-copy")

@@ -54,3 +54,11 @@ def test_the_detail_gives_the_evidence_in_units_of_the_noise_floor():
     html = detail_html(e, "score")
     assert "evidence: +1.50σ against the best before it; it needed more than 2.31σ (σ = 0.01)" in html
     assert "seeds 42, 43" in html
+
+
+def test_rows_of_the_live_table_pick_their_experiment_on_click_and_static_ones_do_not():
+    df = dataframe([ex(3, Status.KEEP, metric=1.0), ex(12, Status.DISCARD, metric=2.0)])
+    live, static = table_html(df, clickable=True), table_html(df)
+    assert "onclick" not in static and "cursor:pointer" not in static
+    assert live.count("onclick=") == 2 and "indexOf('#12 ')" in live and "indexOf('#3 ')" in live
+    assert ".arnb-choose select" in live  # it moves the dashboard's "show" list (the kernel hears the change)

@@ -383,3 +383,10 @@ def test_a_stop_click_arriving_after_the_run_ended_does_not_cancel_the_next_run(
     dash.stop(force=True)
     after = loop.run(loop.propose())
     assert after.status == Status.RUNNING and after.metric is not None
+
+
+def test_a_frontend_without_widgets_is_told_why_it_sees_text(dash):
+    bundle = dash._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == dash.widget.model_id
+    assert "@jupyter-widgets/jupyterlab-manager" in bundle["text/plain"]  # not "VBox(children=(..."
+    assert "'dash'" in bundle["text/plain"]

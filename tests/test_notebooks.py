@@ -50,6 +50,33 @@ def test_committed_notebooks_have_no_outputs(name):
     assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)
 
 
+def _repo_notebooks() -> list[Path]:
+    """Every notebook the repository tracks (not run or test output); ``notebooks/`` outside a git checkout."""
+    tracked = subprocess.run(["git", "ls-files", "-z", "*.ipynb"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        return sorted(NOTEBOOKS.glob("*.ipynb"))
+    return sorted(ROOT / name for name in tracked.stdout.split("\0") if name)
+
+
+def test_the_repository_ships_its_notebooks():
+    assert {p.name for p in _repo_notebooks()} >= {"autoresearch.ipynb", "analysis.ipynb"}
+
+
+@pytest.mark.parametrize("path", _repo_notebooks(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_notebook_validates_without_warnings(path):
+    """nbformat 4.5 wants an id on every cell: a missing one is a MissingIDFieldWarning today, an error later."""
+    import warnings
+
+    raw = json.loads(path.read_text())
+    ids = [c.get("id") for c in raw["cells"]]
+    assert None not in ids, f"{path.name}: cells {[i for i, x in enumerate(ids) if x is None]} have no id"
+    assert len(set(ids)) == len(ids), f"{path.name}: repeated cell ids"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any nbformat warning (missing id, invalid field, ...) fails the test
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+
+
 def test_parameters_are_config_names():
     from autoresearch_nb.config import config_names
 
@@ -105,6 +132,41 @@ def test_papermill_runs_the_loop_then_the_analysis(tmp_path, monkeypatch):
     assert "noise σ" in text  # the floor, above the effects in units of σ
     assert "tuner views: none" in text  # a queue run has no Optuna study to show (tuner runs: tests/test_study.py)
     assert "effect_sigma" in html and "margin_sigma" in html
+
+
+@pytest.mark.slow
+def test_a_tuner_runs_html_report_and_analysis_show_optunas_views(tmp_path, monkeypatch):
+    """The papermill report of a tuner run, converted to HTML as a user would (nbconvert), holds Optuna's
+    history, slice and importance plots; the analysis notebook shows each of them once."""
+    import papermill
+    from nbconvert import HTMLExporter
+
+    for k, v in kernel_env(tmp_path).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AUTORESEARCH_NB_DISPLAY", raising=False)
+    repo = make_demo_repo(tmp_path / "target")
+    out = tmp_path / "tuner.out.ipynb"
+    # lookahead 0: no proposal prepared during a run that a keep then invalidates; 8 rows give >= 5 complete trials
+    papermill.execute_notebook(str(NOTEBOOKS / "autoresearch.ipynb"), str(out), progress_bar=False,
+                               parameters=dict(repo=str(repo), tag="tu", agent="tuner", time_budget_s=1,
+                                               max_experiments=8, noise_repeats=1, lookahead=0),
+                               cwd=str(tmp_path))
+    df = load_results(repo, "tu")
+    assert len(df) == 8 and set(df["agent"]) == {"baseline", "tuner"}
+    html, _ = HTMLExporter().from_filename(str(out))
+    report = html[html.index("The tuner"):]
+    assert "The tuner&#39;s views (Optuna)" in html or "The tuner's views (Optuna)" in html
+    assert "the optimization history, the metric against each constant, parameter importance" in report
+    assert report.count('src="data:image/png;base64,') == 3  # history, slice, importances: after the heading
+    assert "font-family:var(--jp-code-font-family, monospace)" in html  # the best diff, in a code font
+
+    ana = tmp_path / "analysis.out.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS / "analysis.ipynb"), str(ana), progress_bar=False,
+                               parameters=dict(repo=str(repo), tag="tu"), cwd=str(tmp_path))
+    cell = next(c for c in nbformat.read(ana, as_version=4).cells if "tuner_figures(run)" in c.source)
+    text = "".join(o.get("text", "") for o in cell.outputs if o["output_type"] == "stream")
+    assert "tuner views: history, slice, importances" in text
+    assert sum("image/png" in o.get("data", {}) for o in cell.outputs) == 3  # each figure once, not twice
 
 
 @pytest.mark.slow

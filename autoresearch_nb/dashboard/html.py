@@ -61,10 +61,18 @@ _FORMATS = {"delta": "{:+.6f}", "effect_sigma": "{:+.2f}σ", "duration_s": "{:.1
 _HEADS = {"number": "#", "effect_sigma": "effect", "n_runs": "runs", "duration_s": "seconds", "cost_usd": "cost"}
 
 
-def table_html(results: Any, metric: str = "metric", limit: int = 50) -> str:
+# A click on a row of the live table picks that experiment in the dashboard's "show" list (whose change event
+# reaches the kernel like a user's choice); outside a dashboard (the static copy, a report) it does nothing.
+_PICK_ROW = ("var s=this.closest('.arnb-dashboard');s=s&&s.querySelector('.arnb-choose select');if(!s)return;"
+             "for(var i=0;i<s.options.length;i++){if(s.options[i].text.replace(/\\s/g,' ').indexOf('#{n} ')===0)"
+             "{s.selectedIndex=i;s.dispatchEvent(new Event('change',{bubbles:true}));break;}}")
+
+
+def table_html(results: Any, metric: str = "metric", limit: int = 50, clickable: bool = False) -> str:
     """The experiment table (newest first, the best row highlighted, the running one included): status,
     metric, change against the best, effect in units of the noise floor, runs behind the metric, the
-    description and the reason for the outcome. Long texts are cut on one line, whole in their tooltip."""
+    description and the reason for the outcome. Long texts are cut on one line, whole in their tooltip.
+    ``clickable``: a click on a row shows that experiment (the live dashboard's table)."""
     df = plotdata.table(results, metric, limit=limit)
     if df.empty:
         return "<div style='color:grey'>no experiments yet</div>"
@@ -92,7 +100,10 @@ def table_html(results: Any, metric: str = "metric", limit: int = 50) -> str:
                 text = _fmt(v, _FORMATS.get(c, "{}"))
             cells.append(f"<td style='{style}'{title}>{text}</td>")
         best = "background-color:#d8f5d0;font-weight:600" if r["is_best"] else ""
-        rows.append(f"<tr data-number='{int(r['number'])}' style='{best}'>{''.join(cells)}</tr>")
+        n = int(r["number"])
+        click = (f" onclick=\"{_PICK_ROW.replace('{n}', str(n))}\"" if clickable else "")
+        rows.append(f"<tr data-number='{n}' style='{best}{';cursor:pointer' if clickable else ''}'{click}>"
+                    f"{''.join(cells)}</tr>")
     return (f"<div class='arnb-table' style='max-height:340px;overflow:auto'><table style='border-collapse:"
             f"collapse;font-size:12px'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
             "</div>")

@@ -2,7 +2,7 @@
 and a read-only view of any run for the analysis notebook, safe while another process is running it.
 
 >>> view = RunView.open(".", "nov27")           # doctest: +SKIP
->>> report(view)                                # progress chart, curves, table, best diff  # doctest: +SKIP
+>>> report(view)                  # progress chart, curves, table, best diff, tuner views  # doctest: +SKIP
 >>> effects_chart(view); cumulative_chart(view)  # against the noise floor  # doctest: +SKIP
 """
 from __future__ import annotations
@@ -146,14 +146,32 @@ def _markdown_text(text: str) -> str:
     return out
 
 
+def tuner_views(run: Any) -> list[Any]:
+    """A tuner run's Optuna views as static images under a heading (optimization history, slices, parameter
+    importance once enough trials completed); nothing for other runs."""
+    from ..study import tuner_figures
+
+    figures = tuner_figures(run)
+    if not figures:
+        return []
+    from IPython.display import Markdown
+
+    words = {"history": "the optimization history", "slice": "the metric against each constant",
+             "importances": "parameter importance"}
+    head = Markdown("**The tuner's views (Optuna)**: " + ", ".join(words[k] for k in figures) + ".")
+    return [head, *(_png(fig) for fig in figures.values())]
+
+
 def report(run: Any, display: bool = True) -> list[Any]:
-    """Summary, progress chart, curves of the kept experiments, the table and the best diff, as static output."""
+    """Summary, progress chart, curves of the kept experiments, the table, the best diff and, for a tuner run,
+    Optuna's views, as static output."""
     from IPython.display import Markdown
 
     out: list[Any] = [Markdown(summary(run)), progress_chart(run), curves_chart(run), table(run)]
     best = run.best
     if best is not None and best.diff:
         out.append(diff(run, best.number))
+    out += tuner_views(run)
     if display:
         _show(*out)
     return out

@@ -40,6 +40,9 @@ log = logging.getLogger("autoresearch_nb")
 _ENDINGS = (EventKind.RUN_FINISHED, EventKind.DECIDED, EventKind.LOOP_FINISHED)
 _REDRAWN = (EventKind.RUN_STARTED, EventKind.PROPOSED)
 DRAW_SHARE = 0.005  # the live curves' redraws may take at most this share of one core
+NO_WIDGETS = ("if you read this in JupyterLab, it did not load the ipywidgets extension: `python -m "
+              "jupyterlab.labextensions list`, run by the Python that runs JupyterLab, should list "
+              "@jupyter-widgets/jupyterlab-manager (notebooks/README.md, 'The dashboard does not show')")
 # One live dashboard per run in a kernel: re-running the dashboard (or the Loop.open) cell replaces the old one.
 _OPEN: "weakref.WeakValueDictionary[tuple[str, str], Dashboard]" = weakref.WeakValueDictionary()
 
@@ -156,8 +159,9 @@ class Dashboard:
 
     # -- display ---------------------------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        """The widget view (what ipywidgets itself returns), so ``dash`` as a cell's last line shows it."""
-        return {"text/plain": repr(self),
+        """The widget view (what ipywidgets itself returns), so ``dash`` as a cell's last line shows it. A
+        frontend that cannot draw widgets shows the text instead: there it says why, not ``VBox(children=...``."""
+        return {"text/plain": f"{self!r}: {NO_WIDGETS}",
                 "application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
                                                              "model_id": self.widget.model_id}}
 
@@ -168,7 +172,7 @@ class Dashboard:
         """Show the widget, and below it the static copy a saved notebook keeps (hidden while the widget is live)."""
         from IPython.display import HTML, display
 
-        display(self.widget)
+        display(self)
         self._snapshot = display(HTML(self.snapshot()), display_id=True)
         return self
 
@@ -422,7 +426,7 @@ class Dashboard:
         except Exception:  # the loop was closed under us
             return
         if dirty["table"]:
-            self.table.value = table_html(results, self.metric, self.table_limit)
+            self.table.value = table_html(results, self.metric, self.table_limit, clickable=True)
             options = [("the live experiment", -1)] + [
                 (f"#{int(n)} {plotdata.shown_status(str(st), r)} · {str(d)[:50]}", int(n))
                 for n, st, r, d in zip(results["number"], results["status"], results["reason"],
