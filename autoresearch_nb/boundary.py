@@ -61,7 +61,9 @@ class Boundary:
             exports.mkdir(parents=True, exist_ok=True)
             self._policies[worker] = sandbox.policy_for(
                 run, repo=self.root, tmp=rundir.tmp_for(run), mode=cfg.sandbox,
-                write=tuple(cfg.sandbox_write) + ((str(data),) if setup else (str(exports),)),
+                # the setup command prepares the corpus, its holdout included; an experiment writes its export
+                write=tuple(cfg.sandbox_write) + ((str(data), str(sandbox.holdout_cache(dict(os.environ))))
+                                                  if setup else (str(exports),)),
                 read=tuple(cfg.sandbox_read),
                 include=tuple(cfg.sandbox_include), network=bool(cfg.sandbox_network) or setup, data=data,
                 memory_mb=cfg.sandbox_memory_mb, file_mb=cfg.sandbox_file_mb)

@@ -191,6 +191,13 @@ def dataset_cache(env: dict[str, str] | None = None) -> Path:
     return base / (env.get("AUTORESEARCH_DATASET", "").strip() or "stdlib")
 
 
+def holdout_cache(env: dict[str, str] | None = None) -> Path:
+    """The folder of the dataset's holdout split, a sibling of :func:`dataset_cache` (the rule of
+    ``harness.corpus.holdout_dir``): never readable by a run; writable only by the setup command."""
+    data = dataset_cache(env).absolute()
+    return data.with_name(data.name + ".holdout")
+
+
 def policy_for(run_dir: str | os.PathLike[str], *, repo: str | os.PathLike[str] | None = None,
                tmp: str | os.PathLike[str] | None = None, mode: str = "auto",
                write: tuple[str, ...] = (), read: tuple[str, ...] = (), include: tuple[str, ...] = (),
