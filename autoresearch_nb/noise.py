@@ -194,6 +194,34 @@ def judge(values: Sequence[float], best: float | None, *, best_n: int = 1, sigma
     return Decision(KEEP, f"beats the noise{confirmed}: {evidence}", **decision)
 
 
+def overfit(holdout: float | None, gap: float | None, best_holdout: float | None, best_gap: float | None,
+            threshold: float, best_label: str = "the best") -> str | None:
+    """Why a would-be keep is ``overfit``, or None. Two rules, both in bpb (lower is better), each against
+    ``threshold`` (the noise threshold of two single runs, ``k·√2·σ``, or a set tolerance without a floor):
+
+    - its holdout bpb is worse than the best's by more than the threshold (it fits val, not the task);
+    - its holdout gap (holdout − val) widened past the best's by more than the threshold: val dropped and the
+      holdout did not follow, which is what training on the validation split looks like.
+
+    No holdout on either side: no rule (None).
+
+    >>> overfit(2.00, 0.05, 2.01, 0.04, 0.02) is None
+    True
+    >>> overfit(2.00, 0.30, 2.01, 0.04, 0.02)[:26]
+    'holdout gap widened: 0.3 v'
+    """
+    if holdout is None or best_holdout is None:
+        return None
+    if holdout - best_holdout > threshold:
+        return (f"holdout bpb worse: {holdout:.6g} vs {best_label}'s {best_holdout:.6g} "
+                f"({holdout - best_holdout:+.6g}, threshold {threshold:.3g}); val improved, the holdout did not")
+    if gap is not None and best_gap is not None and gap - best_gap > threshold:
+        return (f"holdout gap widened: {gap:.6g} vs {best_label}'s {best_gap:.6g} ({gap - best_gap:+.6g}, "
+                f"threshold {threshold:.3g}; holdout {holdout:.6g} vs {best_holdout:.6g}): val dropped more than "
+                f"the holdout, as when training on the validation data")
+    return None
+
+
 def band(improvement: float, sigma: float | None, n_base: int, n_best: int, k: float = 2.0) -> tuple[float, float]:
     """A ±k·σ_diff band around a cumulative improvement (best vs baseline, each a mean of its runs)."""
     if not sigma:
@@ -230,5 +258,5 @@ def cumulative(points: Sequence[tuple[int, str, float | None, int]], sigma: floa
     return out
 
 
-__all__ = ["Spread", "Decision", "spread", "pool", "judge", "threshold_sigmas", "band", "cumulative",
+__all__ = ["Spread", "Decision", "spread", "pool", "judge", "overfit", "threshold_sigmas", "band", "cumulative",
            "KEEP", "DISCARD", "CONFIRM"]
