@@ -71,8 +71,15 @@ class Boundary:
 
     def describe(self) -> str:
         """What the boundary is here, in one line (never silent when Landlock is unavailable). Raises
-        :class:`SandboxError` when ``sandbox = 'landlock'`` and the kernel has none."""
-        return sandbox.describe(self.policy(0))
+        :class:`SandboxError` when ``sandbox = 'landlock'`` and the kernel has none. Says so when the
+        dataset's holdout lies under a path runs may read (then it cannot catch training on it)."""
+        line = sandbox.describe(self.policy(0))
+        hidden = sandbox.holdout_cache(dict(os.environ))
+        exposed = sandbox.readable_root(self.policy(0), hidden) if self.confined and hidden.exists() else None
+        if exposed:
+            line += (f"; warning: the dataset's holdout {hidden} is under {exposed}, which runs may read: keep the "
+                     "dataset outside the readable paths (sandbox_read, system folders) for the holdout to hold")
+        return line
 
     @property
     def confined(self) -> bool:

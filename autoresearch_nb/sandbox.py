@@ -314,6 +314,16 @@ def describe(policy: Policy) -> str:
             f"reads from an allow-list, {net}")
 
 
+def readable_root(policy: Policy, path: str | os.PathLike[str]) -> str | None:
+    """The readable (or writable) root of ``policy`` that holds ``path``, or None: a run could read it.
+
+    >>> readable_root(Policy(read=("/opt",)), "/opt/data.holdout")
+    '/opt'
+    """
+    target = Path(path).absolute()
+    return next((root for root in (*policy.read, *policy.write) if _within(target, Path(root))), None)
+
+
 def check_disk(path: str | os.PathLike[str], min_free_mb: int = 1024) -> str | None:
     """A one-line reason when the filesystem of ``path`` has under ``min_free_mb`` free (call it before each
     run, so the store and the log can still be written), else None.
