@@ -54,3 +54,12 @@ def test_the_detail_gives_the_evidence_in_units_of_the_noise_floor():
     html = detail_html(e, "score")
     assert "evidence: +1.50σ against the best before it; it needed more than 2.31σ (σ = 0.01)" in html
     assert "seeds 42, 43" in html
+
+
+def test_the_holdout_gap_is_a_column_only_when_a_holdout_was_scored():
+    held = [Experiment(0, "t", Status.KEEP, metric=2.0, holdout_bpb=2.1, holdout_gap=0.1),
+            Experiment(1, "t", Status.OVERFIT, metric=1.5, holdout_bpb=2.3, holdout_gap=0.8, reason="holdout gap widened")]
+    html = table_html(dataframe(held, "val_bpb"), "val_bpb")
+    assert "holdout gap" in html and "+0.8000" in html and "overfit" in html
+    assert "holdout gap" not in table_html(dataframe([Experiment(0, "t", Status.KEEP, metric=2.0)], "val_bpb"))
+    assert "holdout 2.3, gap +0.8000" in detail_html(held[1], "val_bpb")
