@@ -110,3 +110,25 @@ def test_loading_never_falls_back_to_pickle(tmp_path: Path) -> None:
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr[-2000:]
     assert "refused: the artifact needs a full (pickle) load" in out.stdout
+
+
+def test_the_holdout_is_scored_only_when_it_matches_its_manifest(tmp_path: Path) -> None:
+    from autoresearch_nb.harness.corpus import holdout_dir, prepare_folder
+    from autoresearch_nb.harness.tokenizer import ByteTokenizer
+    from autoresearch_nb.verifier import score_holdout
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"d{i:02d}.txt").write_text(f"text number {i} " * 40)
+    corpus = prepare_folder(src, tmp_path / "corpus")
+    logits = torch.zeros(1, 1, 256)  # uniform over bytes: exactly 8 bits per byte
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        return logits.expand(x.size(0), x.size(1), 256)
+
+    got = score_holdout(model, corpus, ByteTokenizer(), 16, torch.device("cpu"), None)
+    assert got["holdout_bpb"] == pytest.approx(8.0) and got["holdout_bytes"] > 0
+    (holdout_dir(corpus) / "holdout.bin").write_bytes(b"a swapped holdout")
+    assert score_holdout(model, corpus, ByteTokenizer(), 16, torch.device("cpu"), None)["holdout"].startswith(
+        "unreadable")
