@@ -137,6 +137,19 @@ def test_a_run_cannot_read_the_holdout_split(tmp_path: Path, sandbox: str) -> No
         assert str(holdout_dir(corpus)) in log
 
 
+def test_the_sandboxed_setup_prepares_the_holdout_beside_the_dataset(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    root = research(tmp_path, misbehaving(("2.0", "pass")))
+    env = {k: v for k, v in os.environ.items() if k not in ("AUTORESEARCH_DATA", "AUTORESEARCH_DATASET")}
+    r = run_queue(root, "a", "--setup", "python -m autoresearch_nb.cli prepare", env={**env, "AUTORESEARCH_CACHE":
+                                                                                       str(cache)})
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((cache / "stdlib" / "meta.json").read_text())
+    assert meta["format"] == 3 and meta["holdout_bytes"] > 0
+    assert (cache / "stdlib.holdout" / "holdout.bin").stat().st_size == meta["holdout_bytes"]
+    assert not (cache / "stdlib" / "holdout.bin").exists()
+
+
 # -- fault 12: secrets by value ------------------------------------------------------------------------------------
 
 def test_a_credential_url_never_reaches_the_run_log_store_or_commits(tmp_path: Path) -> None:
