@@ -164,7 +164,7 @@ def verify(folder: Path, budget_s: float | None, tolerance: float, not_before: f
     except Exception as e:  # a broken or hostile file: whatever it raises is the reason
         raise Refused(f"the exported model does not load: {type(e).__name__}: {e}") from None
     ops = check_ops(program)
-    corpus = H.load_corpus()
+    corpus = H.load_corpus(auto_prepare=False)  # never prepares: the corpus must not change under a session
     tokenizer = H.get_tokenizer(corpus, tokenizer_name)
     forward = program.module()
     # The precision the run evaluated with (its facts); only fp32 or bf16 autocast, whatever the facts claim.

@@ -296,16 +296,16 @@ def load_corpus(path: Path | str | None = None, *, auto_prepare: bool = True) ->
         meta = json.loads(meta_path.read_text())
     except ValueError as exc:
         raise CorpusError(f"{meta_path} is not valid JSON: {exc}") from exc
-    corpus = Corpus(folder, meta)
-    return upgrade(corpus) if auto_prepare else corpus
+    return upgrade(Corpus(folder, meta), reprepare=auto_prepare)
 
 
-def upgrade(corpus: Corpus) -> Corpus:
+def upgrade(corpus: Corpus, reprepare: bool = True) -> Corpus:
     """A corpus prepared before the holdout moved out of its folder, brought up to date where it can be: a
-    format-2 ``holdout.bin`` is moved to :func:`holdout_dir` (same bytes, same fingerprint); the stdlib corpus
-    without a holdout is prepared again (its train split loses the held-out files, so its fingerprint changes
-    and the provenance of later rows says so). Where the folder is read-only (inside a sandboxed run) the
-    corpus is returned as it is: the setup command (``autoresearch-nb prepare``) upgrades it before any run."""
+    format-2 ``holdout.bin`` is moved to :func:`holdout_dir` (same bytes, same fingerprint); with ``reprepare``
+    the stdlib corpus without a holdout is prepared again (its train split loses the held-out files, so its
+    fingerprint changes and the provenance of later rows says so). Where the folder is read-only (inside a
+    sandboxed run) the corpus is returned as it is: the setup command (``autoresearch-nb prepare``) upgrades it
+    before any run."""
     meta = corpus.meta
     if int(meta.get("format", 1)) >= FORMAT:
         return corpus
@@ -322,7 +322,7 @@ def upgrade(corpus: Corpus) -> Corpus:
             meta = {**meta, "format": FORMAT}
             _atomic_write(corpus.path / META, json.dumps(meta, indent=1).encode())
             return Corpus(corpus.path, meta)
-        if meta.get("name") == C.DEFAULT_DATASET and not meta.get("holdout_bytes"):
+        if reprepare and meta.get("name") == C.DEFAULT_DATASET and not meta.get("holdout_bytes"):
             print(f"preparing the stdlib corpus again in {corpus.path}, now with a holdout split (one time)",
                   file=sys.stderr, flush=True)
             source = Path(meta.get("source") or "")
