@@ -63,7 +63,9 @@ class Boundary:
             exports.mkdir(parents=True, exist_ok=True)
             self._policies[worker] = sandbox.policy_for(
                 run, repo=self.root, tmp=rundir.tmp_for(run), mode=cfg.sandbox,
-                write=tuple(cfg.sandbox_write) + ((str(data),) if setup else (str(exports),)),
+                # the setup command prepares the corpus, its holdout included; an experiment writes its export
+                write=tuple(cfg.sandbox_write) + ((str(data), str(sandbox.holdout_cache(dict(os.environ))))
+                                                  if setup else (str(exports),)),
                 read=tuple(cfg.sandbox_read),
                 include=tuple(cfg.sandbox_include), network=bool(cfg.sandbox_network) or setup, data=data,
                 memory_mb=cfg.sandbox_memory_mb, file_mb=cfg.sandbox_file_mb)
@@ -71,8 +73,15 @@ class Boundary:
 
     def describe(self) -> str:
         """What the boundary is here, in one line (never silent when Landlock is unavailable). Raises
-        :class:`SandboxError` when ``sandbox = 'landlock'`` and the kernel has none."""
-        return sandbox.describe(self.policy(0))
+        :class:`SandboxError` when ``sandbox = 'landlock'`` and the kernel has none. Says so when the
+        dataset's holdout lies under a path runs may read (then it cannot catch training on it)."""
+        line = sandbox.describe(self.policy(0))
+        hidden = sandbox.holdout_cache(dict(os.environ))
+        exposed = sandbox.readable_root(self.policy(0), hidden) if self.confined and hidden.exists() else None
+        if exposed:
+            line += (f"; warning: the dataset's holdout {hidden} is under {exposed}, which runs may read: keep the "
+                     "dataset outside the readable paths (sandbox_read, system folders) for the holdout to hold")
+        return line
 
     @property
     def confined(self) -> bool:

@@ -217,8 +217,10 @@ def _results(args: argparse.Namespace) -> int:
         finally:
             store.close()
         return 0
-    cols = [c for c in ("tag", "number", "status", "metric", "delta", "wall_seconds", "cost_usd", "description",
-                        "reason") if c in df.columns]
+    cols = [c for c in ("tag", "number", "status", "metric", "holdout_gap", "delta", "wall_seconds", "cost_usd",
+                        "description", "reason") if c in df.columns]
+    if "holdout_gap" in cols and df["holdout_gap"].isna().all():  # no holdout scored: no empty column
+        cols.remove("holdout_gap")
     if args.format == "csv":
         df.to_csv(sys.stdout, index=False)
     elif args.format == "json":

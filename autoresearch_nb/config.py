@@ -129,6 +129,9 @@ class Config:
     confirm_below: float = setting(1.0, "near misses, better but under the threshold by less than this many "
                                         "sigma, are confirmed too (0: off)")
     revalidate_every: int | None = setting(None, "re-run the best after every N keeps and report drift")
+    holdout_tolerance: float = setting(0.02, "without a noise floor (noise_k = 0), how much worse than the "
+                                             "best's a keep's holdout bpb or holdout gap may be before it is "
+                                             "'overfit' (with a floor: the noise threshold)")
 
     @classmethod
     def help(cls) -> dict[str, str]:

@@ -116,6 +116,8 @@ class ConsolePrinter:
     def line(self, e: Experiment) -> str:
         metric = f"{e.metric:.6f}" if e.metric is not None else "-"
         took = f"{e.wall_seconds:6.1f}s" if e.wall_seconds is not None else "      -"
+        if e.holdout_gap is not None:
+            metric += f" (holdout gap {e.holdout_gap:+.4f})"
         cost = f" ${e.cost_usd:.3f}" if e.cost_usd else ""
         reason = " ".join(e.reason.split())[:160]
         why = f"  ({reason})" if reason and e.status not in (Status.KEEP,) else ""

@@ -194,6 +194,46 @@ def judge(values: Sequence[float], best: float | None, *, best_n: int = 1, sigma
     return Decision(KEEP, f"beats the noise{confirmed}: {evidence}", **decision)
 
 
+HOLDOUT_FOLLOW = 0.5  # share of a val gain the holdout must follow (beyond the noise) for a keep
+
+
+def overfit(holdout: float | None, gap: float | None, best_holdout: float | None, best_gap: float | None,
+            threshold: float, best_label: str = "the best") -> str | None:
+    """Why a would-be keep is ``overfit``, or None. Two rules in bpb (lower is better), each with ``threshold``
+    (the noise threshold of two single runs, ``k·√2·σ``, or a set tolerance without a floor) as its slack:
+
+    - its holdout bpb is worse than the best's by more than the threshold (it fits val, not the task);
+    - its holdout gap (holdout − val) widened past the best's by more than the threshold plus
+      ``1 − HOLDOUT_FOLLOW`` of its val gain: val dropped and the holdout did not follow, which is what training
+      on the validation split looks like. The share keeps a large honest gain, which widens the gap by itself
+      (val and holdout are different text), from reading as overfitting; for a small gain it is the threshold.
+
+    No holdout on either side: no rule (None).
+
+    >>> overfit(2.00, 0.05, 2.01, 0.04, 0.02) is None
+    True
+    >>> overfit(2.00, 0.30, 2.01, 0.04, 0.02)[:26]   # val fell 0.27, the holdout 0.01
+    'holdout gap widened: 0.3 v'
+    >>> overfit(1.50, 0.30, 4.00, 0.04, 0.02) is None  # val fell 2.76, the holdout 2.5: it followed
+    True
+    """
+    if holdout is None or best_holdout is None:
+        return None
+    if holdout - best_holdout > threshold:
+        return (f"holdout bpb worse: {holdout:.6g} vs {best_label}'s {best_holdout:.6g} "
+                f"({holdout - best_holdout:+.6g}, threshold {threshold:.3g}); val improved, the holdout did not")
+    if gap is None or best_gap is None:
+        return None
+    val_gain = (best_holdout - best_gap) - (holdout - gap)
+    allowed = threshold + (1 - HOLDOUT_FOLLOW) * max(val_gain, 0.0)
+    if gap - best_gap > allowed:
+        return (f"holdout gap widened: {gap:.6g} vs {best_label}'s {best_gap:.6g} ({gap - best_gap:+.6g}, more "
+                f"than {allowed:.3g} = threshold {threshold:.3g} + {1 - HOLDOUT_FOLLOW:g} of the val gain; holdout "
+                f"{holdout:.6g} vs {best_holdout:.6g}): val dropped, the holdout did not follow, as when training "
+                f"on the validation data")
+    return None
+
+
 def band(improvement: float, sigma: float | None, n_base: int, n_best: int, k: float = 2.0) -> tuple[float, float]:
     """A ±k·σ_diff band around a cumulative improvement (best vs baseline, each a mean of its runs)."""
     if not sigma:
@@ -230,5 +270,5 @@ def cumulative(points: Sequence[tuple[int, str, float | None, int]], sigma: floa
     return out
 
 
-__all__ = ["Spread", "Decision", "spread", "pool", "judge", "threshold_sigmas", "band", "cumulative",
-           "KEEP", "DISCARD", "CONFIRM"]
+__all__ = ["Spread", "Decision", "spread", "pool", "judge", "overfit", "threshold_sigmas", "band", "cumulative",
+           "KEEP", "DISCARD", "CONFIRM", "HOLDOUT_FOLLOW"]

@@ -25,6 +25,7 @@ class Status(str, enum.Enum):
     UNVERIFIED = "unverified"  # verification is on but the verifier gave no number (no artifact, no summary)
     GUARD_FAILED = "guard_failed"  # the guard command (e.g. the project's tests) failed
     OVER_BUDGET = "over_budget"  # trained longer than the time budget allows (the harness's clock)
+    OVERFIT = "overfit"        # beat the best on val, but its holdout bpb or holdout gap got worse (noise.overfit)
 
     @property
     def finished(self) -> bool:
@@ -43,7 +44,7 @@ class Status(str, enum.Enum):
         return self.value
 
 
-REJECTED = (Status.TAMPERED, Status.UNVERIFIED, Status.GUARD_FAILED, Status.OVER_BUDGET)
+REJECTED = (Status.TAMPERED, Status.UNVERIFIED, Status.GUARD_FAILED, Status.OVER_BUDGET, Status.OVERFIT)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,9 @@ class Experiment:
     # ``claimed`` is what the run printed (the cross-check)
     verified: bool = False
     claimed: float | None = None
+    # the verifier's bpb on the holdout split (never given to training) and holdout_bpb - val_bpb of that run
+    holdout_bpb: float | None = None
+    holdout_gap: float | None = None
     # Overlap (autoresearch_nb.lookahead): how long the agent took to propose it, the experiment that was running
     # meanwhile (None: proposed while the device was idle), and the kept experiment a prepared change was
     # re-applied onto when that keep moved the branch under it (status invalid then means it conflicted).

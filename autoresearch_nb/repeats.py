@@ -122,6 +122,23 @@ class Repeats:
                             below=float(self.config.confirm_below),
                             maximize=self.config.maximize, best_label=f"#{best.number}" if best else "the best")
 
+    def holdout_threshold(self) -> float:
+        """The bpb a keep's holdout (or gap) may lose against the best's: the noise threshold of two single
+        runs (each holdout comes from one run), or ``holdout_tolerance`` without a floor."""
+        sigma = (self.noise or {}).get("sigma")
+        k = float(self.config.noise_k)
+        if sigma and k > 0:
+            return _noise.threshold_sigmas(k, 1, 1) * sigma
+        return float(self.config.holdout_tolerance)
+
+    def holdout_check(self, exp: Experiment, best: Experiment | None) -> Experiment:
+        """A keep whose holdout bpb or gap got worse than the best's is ``overfit`` (:func:`noise.overfit`)."""
+        if exp.status != Status.KEEP or best is None:
+            return exp
+        why = _noise.overfit(exp.holdout_bpb, exp.holdout_gap, best.holdout_bpb, best.holdout_gap,
+                             self.holdout_threshold(), best_label=f"#{best.number}")
+        return exp if why is None else exp.with_(status=Status.OVERFIT, reason=f"{why}; {exp.reason}")
+
     def judge(self, exp: Experiment, best: Experiment | None) -> Experiment:
         """Decide a clean run: keep, discard, or first confirm a marginal pass with more runs (seed + i)."""
         if not exp.runs and exp.metric is not None:
@@ -138,7 +155,7 @@ class Repeats:
             exp = exp.with_(reason=d.reason, threshold=d.threshold, effect_sigma=d.effect_sigma,
                             noise_sigma=d.noise_sigma)
             if d.verdict != _noise.CONFIRM:
-                return exp.with_(status=Status.KEEP if d.keep else Status.DISCARD)
+                return self.holdout_check(exp.with_(status=Status.KEEP if d.keep else Status.DISCARD), best)
             i = len(exp.runs)
             seed = (exp.seeds[0] if exp.seeds else self.plan.seed()) + i
             exp = self.recorder.save(exp)

@@ -18,6 +18,7 @@ _TSV_STATUS = {Status.KEEP: "keep", Status.DISCARD: "discard", Status.CRASH: "cr
                Status.VIOLATION: "crash", Status.INTERRUPTED: "crash",
                # refused by verification or the guard: ran and gave a number, but it is not kept
                Status.TAMPERED: "discard", Status.GUARD_FAILED: "discard", Status.OVER_BUDGET: "discard",
+               Status.OVERFIT: "discard",
                Status.UNVERIFIED: "crash"}  # no trusted number at all
 
 
@@ -45,6 +46,8 @@ def rows(experiments: list[Experiment], metric: str = "val_bpb", maximize: bool 
             # verification: was the metric re-measured by the loop's verifier ("unverified" when off), and
             # what the run itself printed
             "verified": bool(e.verified), "claimed": e.claimed,
+            # the holdout (verify = "model"): bpb on bytes training never saw, and holdout - val
+            "holdout_bpb": e.holdout_bpb, "holdout_gap": e.holdout_gap,
             # overlap (autoresearch_nb.lookahead): the proposal's seconds, the run it was prepared during
             "propose_seconds": e.propose_seconds, "prepared_during": e.prepared_during,
             "reapplied_onto": e.reapplied_onto,

@@ -197,6 +197,13 @@ def dataset_cache(env: dict[str, str] | None = None) -> Path:
     return base / name
 
 
+def holdout_cache(env: dict[str, str] | None = None) -> Path:
+    """The folder of the dataset's holdout split, a sibling of :func:`dataset_cache` (the rule of
+    ``harness.corpus.holdout_dir``): never readable by a run; writable only by the setup command."""
+    data = dataset_cache(env).absolute()
+    return data.with_name(data.name + ".holdout")
+
+
 def policy_for(run_dir: str | os.PathLike[str], *, repo: str | os.PathLike[str] | None = None,
                tmp: str | os.PathLike[str] | None = None, mode: str = "auto",
                write: tuple[str, ...] = (), read: tuple[str, ...] = (), include: tuple[str, ...] = (),
@@ -311,6 +318,16 @@ def describe(policy: Policy) -> str:
     net = "network on" if policy.network else ("TCP off" if abi >= 4 else "network on (TCP rules need ABI 4)")
     return (f"sandbox: Landlock ABI {abi}, writes to {len(policy.write)} roots (run dir, temp, caches), "
             f"reads from an allow-list, {net}")
+
+
+def readable_root(policy: Policy, path: str | os.PathLike[str]) -> str | None:
+    """The readable (or writable) root of ``policy`` that holds ``path``, or None: a run could read it.
+
+    >>> readable_root(Policy(read=("/opt",)), "/opt/data.holdout")
+    '/opt'
+    """
+    target = Path(path).absolute()
+    return next((root for root in (*policy.read, *policy.write) if _within(target, Path(root))), None)
 
 
 def check_disk(path: str | os.PathLike[str], min_free_mb: int = 1024) -> str | None:

@@ -201,11 +201,23 @@ def finished(exp: Experiment, result: RunResult, metric: str, changed: Sequence[
         if verdict.status != Status.RUNNING:
             reason = f"{reason}; {cap}"
         error = f"{error}; {cap}" if error else cap
+    holdout, gap = holdout_of(result, metric)
     return exp.with_(status=verdict.status, reason=reason, metric=verdict.metric,
                      summary=dict(result.summary), exit_code=result.exit_code, error=error,
                      ended_at=time.time(), wall_seconds=result.wall_s, verified=result.verified,
-                     claimed=result.claimed, **provenance.of_summary(result.summary),
+                     claimed=result.claimed, holdout_bpb=holdout, holdout_gap=gap,
+                     **provenance.of_summary(result.summary),
                      training_seconds=float(training) if isinstance(training, (int, float)) else None)
+
+
+def holdout_of(result: RunResult, metric: str) -> tuple[float | None, float | None]:
+    """The verifier's ``holdout_bpb`` of a verified run and its gap to the run's verified ``metric``
+    (holdout - val: it widens when a change lowers val but not the holdout, e.g. training on val)."""
+    holdout, _ = metric_of(result.summary, "holdout_bpb") if result.verified else (None, "")
+    value, _ = metric_of(result.summary, metric)
+    if holdout is None:
+        return None, None
+    return holdout, (holdout - value if value is not None else None)
 
 
 class Plan:

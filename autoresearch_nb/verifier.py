@@ -10,7 +10,9 @@ directory outside the run directory. It
 3. checks every op of the graph against an allow-list (the ``aten`` and ``prims`` namespaces, without the
    ops that touch files; higher-order ops only for autocast and grad mode);
 4. computes val_bpb with the pristine harness (``evaluate_bpb`` on the fixed evaluation bytes, the harness's
-   sequence length and precision), and prints it as the ``---`` summary with the facts and versions it used.
+   sequence length and precision), and prints it as the ``---`` summary with the facts and versions it used;
+5. computes ``holdout_bpb`` the same way on the holdout split, which the training process is never given
+   (:func:`score_holdout`; kept in a folder beside the corpus that the sandbox does not let a run read).
 
 A model that is missing, cannot load, uses a refused op or the wrong shapes gives ``verdict: unverified`` and a
 ``reason``; training longer than the budget (the harness's clock) gives ``verdict: over_budget``. Exit 0 only
@@ -163,7 +165,7 @@ def verify(folder: Path, budget_s: float | None, tolerance: float, not_before: f
     except Exception as e:  # a broken or hostile file: whatever it raises is the reason
         raise Refused(f"the exported model does not load: {type(e).__name__}: {e}") from None
     ops = check_ops(program)
-    corpus = H.load_corpus()
+    corpus = H.load_corpus(auto_prepare=False)  # never prepares: the corpus must not change under a session
     tokenizer = H.get_tokenizer(corpus, tokenizer_name)
     forward = program.module()
     # The precision the run evaluated with (its facts); only fp32 or bf16 autocast, whatever the facts claim.
@@ -175,10 +177,11 @@ def verify(folder: Path, budget_s: float | None, tolerance: float, not_before: f
         raise Refused(f"the exported model does not run on the evaluation rows: {type(e).__name__}: {e}") from None
     if not math.isfinite(bpb):
         raise Refused(f"the exported model scores val_bpb = {bpb}")
-    return {"val_bpb": round(bpb, 6), "training_seconds": round(float(seconds), 1),
+    holdout = score_holdout(Padded(forward, EXPORT_BATCH), corpus, tokenizer, seq_len, device, dtype)
+    return {"val_bpb": round(bpb, 6), **holdout, "training_seconds": round(float(seconds), 1),
             "verify_seconds": round(time.perf_counter() - started, 2), "graph_ops": ops,
             "corpus": corpus.fingerprint, "tokenizer": tokenizer_name, "eval_bytes": len(H.eval_bytes(corpus, device)),
-            "torch": torch.__version__, "verifier": "autoresearch_nb.verifier/1"}
+            "torch": torch.__version__, "verifier": VERSION}
 
 
 def check_pins(pins: str | None, folder: Path) -> None:
@@ -203,6 +206,43 @@ def check_pins(pins: str | None, folder: Path) -> None:
     problem = pin_problem(json.loads(pins), corpus.path, tokenizer)
     if problem:
         raise Refused(problem)
+
+
+# ---- the holdout: bytes the training process is never given (issue 13) ----
+
+def holdout_eval_bytes(corpus: Any, device: Any) -> bytes:
+    """The holdout bytes scored: ``HOLDOUT_EVAL_BYTES[class]`` in evenly spaced slices (as val's), read from
+    the holdout folder beside the corpus (checked against the corpus's sha256); empty without a holdout."""
+    from .harness import constants as C
+    from .harness.corpus import holdout_bytes
+    from .harness.evaluate import spaced_slices
+    from .harness.runtime import device_class
+
+    split = holdout_bytes(corpus)
+    return spaced_slices(split, C.HOLDOUT_EVAL_BYTES[device_class(device)]) if len(split) else b""
+
+
+def score_holdout(model: Any, corpus: Any, tokenizer: Any, seq_len: int, device: Any, dtype: Any) -> dict[str, Any]:
+    """``holdout_bpb`` (and how many bytes it covers) of the exported model, at the precision and sequence
+    length of val; ``{"holdout": why}`` when the corpus has no usable holdout (then no overfit check)."""
+    from . import harness as H
+    from .harness.corpus import CorpusError
+    from .harness.export import EXPORT_BATCH
+
+    try:
+        data = holdout_eval_bytes(corpus, device)
+    except (CorpusError, OSError) as e:
+        return {"holdout": f"unreadable ({' '.join(str(e).split())[:300]})"}
+    if len(data) < 2:
+        return {"holdout": "none (prepare the corpus again: autoresearch-nb prepare)"}
+    try:
+        bpb = H.evaluate_bpb(model, tokenizer=tokenizer, data=data, seq_len=seq_len, batch_size=EXPORT_BATCH,
+                             device=device, dtype=dtype)
+    except Exception as e:
+        raise Refused(f"the exported model does not run on the holdout rows: {type(e).__name__}: {e}") from None
+    if not math.isfinite(bpb):
+        raise Refused(f"the exported model scores holdout_bpb = {bpb}")
+    return {"holdout_bpb": round(bpb, 6), "holdout_bytes": len(data)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,8 +5,9 @@
 Builds a research repo around a small copy of the repository's train.py (CPU, byte tokenizer, a small regular
 corpus, a deliberately low learning rate so an honest fix has something to gain), and runs the
 queue agent through the real CLI: the baseline, each cheat below (applied to the baseline), then one honest
-change. Prints one row per experiment: the status with verification on (the default, ``verify = auto``), the
-printed and the verified val_bpb, and with ``--control`` also the status the same cheat gets with
+change, then the cheats that need a trained best (training on the validation split, caught by the holdout
+gap). Prints one row per experiment: the status with verification on (the default, ``verify = auto``), the
+printed and the verified val_bpb, the holdout gap (holdout bpb - val bpb), and with ``--control`` also the status the same cheat gets with
 ``verify = off``; then the verifier's overhead (the time between the run's end and the row's, median) as a
 share of the budget. A cheat is "caught" when it is not kept.
 """
@@ -47,6 +48,12 @@ CHEATS = [
 ]
 HONEST = ("honest: restore the learning rates", "LR = 3e-4\nMUON_LR = 0.02\nEMBED_LR = 1e-3",
           "LR = 3e-3\nMUON_LR = 0.02\nEMBED_LR = 1e-2", "keep")
+# Cheats applied on top of the honest change (the best then has learnt something, so the holdout can show
+# what a change does not carry over): val drops, the holdout does not follow.
+AFTER_HONEST = [
+    ("training on the validation split", "batches = H.Batches(corpus, tokenizer, BATCH_SIZE, SEQ_LEN, DEVICE, SEED)",
+     'batches = H.Batches(corpus, tokenizer, BATCH_SIZE, SEQ_LEN, DEVICE, SEED, split="val")', "overfit"),
+]
 
 
 def tiny_train() -> str:
@@ -108,7 +115,7 @@ def run_loop(root: Path, env: dict[str, str], budget: float, *extra: str):
 def table(budget: float, work: Path, control: bool, cheats: list | None = None) -> tuple[list[dict], float | None]:
     """One dict per experiment (description, expected, status, control, printed, verified) and the median
     verification overhead in seconds."""
-    entries = list(cheats if cheats is not None else CHEATS) + [HONEST]
+    entries = list(cheats if cheats is not None else CHEATS) + [HONEST] + (AFTER_HONEST if cheats is None else [])
     env = env_for(work, corpus(work))
     df = run_loop(make_repo(work / "on", entries), env, budget)
     off = run_loop(make_repo(work / "off", entries), env, budget, "--verify", "off") if control else None
@@ -117,7 +124,7 @@ def table(budget: float, work: Path, control: bool, cheats: list | None = None) 
     for r in df.itertuples():
         rows.append({"description": r.description, "expected": expected.get(r.description, "keep"),
                      "status": r.status, "printed": r.claimed, "verified": r.metric if r.verified else None,
-                     "reason": r.reason,
+                     "holdout_gap": r.holdout_gap, "holdout_bpb": r.holdout_bpb, "reason": r.reason,
                      "control": None if off is None else off.loc[r.number, "status"]})
     overhead = [(r.ended_at - r.started_at).total_seconds() - r.wall_seconds for r in df.itertuples()
                 if r.verified and r.wall_seconds]
@@ -135,12 +142,12 @@ def main() -> None:
     def num(v: float | None) -> str:
         return f"{v:.4f}" if isinstance(v, float) and v == v else "-"
 
-    print(f"{'experiment':<36} {'status':<12} {'caught':<7} {'printed':>8} {'verified':>8}  verify=off")
+    print(f"{'experiment':<36} {'status':<12} {'caught':<7} {'printed':>8} {'verified':>8} {'gap':>8}  verify=off")
     for r in rows:
         cheat = r["expected"] != "keep"
         caught = ("yes" if r["status"] != "keep" else "NO") if cheat else ("kept" if r["status"] == "keep" else "-")
         print(f"{r['description'][:36]:<36} {r['status']:<12} {caught:<7} {num(r['printed']):>8} "
-              f"{num(r['verified']):>8}  {r['control'] or '-'}")
+              f"{num(r['verified']):>8} {num(r['holdout_gap']):>8}  {r['control'] or '-'}")
     if overhead is not None:
         print(f"verifier overhead: {overhead:.1f} s per experiment = {100 * overhead / args.budget:.0f}% of a "
               f"{args.budget:g} s budget, {100 * overhead / 120:.1f}% of the default 120 s CPU budget")

@@ -105,6 +105,51 @@ def test_a_run_cannot_write_into_the_checkout_by_a_relative_path(tmp_path: Path)
     assert (root / "README.txt").read_text() == "the user's readme\n"
 
 
+# -- issue 13: the holdout split is out of a run's reach ---------------------------------------------------------
+
+STEAL_HOLDOUT = """
+import os
+data = os.environ['AUTORESEARCH_DATA']
+print('val readable:', len(open(os.path.join(data, 'val.bin'), 'rb').read()) > 0)
+print('stolen:', open(data + '.holdout/holdout.bin', 'rb').read(12))
+"""
+
+
+@pytest.mark.parametrize("sandbox", ["auto", "none"])
+def test_a_run_cannot_read_the_holdout_split(tmp_path: Path, sandbox: str) -> None:
+    from autoresearch_nb.harness.corpus import holdout_dir, prepare_folder
+
+    src = tmp_path / "texts"
+    src.mkdir()
+    for i in range(40):
+        (src / f"doc{i:02d}.txt").write_text(f"document {i} " * 50)
+    corpus = prepare_folder(src, tmp_path / "data")
+    assert (holdout_dir(corpus) / "holdout.bin").stat().st_size > 0
+    root = research(tmp_path, misbehaving(("2.0", STEAL_HOLDOUT)))
+    r = run_queue(root, "a", "--sandbox", sandbox, env={**os.environ, "AUTORESEARCH_DATA": str(corpus.path)})
+    assert r.returncode == 0, r.stderr
+    log = (root / ".autoresearch/logs/a/0001.log").read_text()
+    assert "val readable: True" in log  # the corpus folder is readable: the refusal below is the holdout's own
+    if sandbox == "none":  # the control: without the boundary the same run reads it, so this test can fail
+        assert "stolen: b'document" in log
+    else:
+        assert "stolen" not in log and "blocked: [Errno 13] Permission denied" in log
+        assert str(holdout_dir(corpus)) in log
+
+
+def test_the_sandboxed_setup_prepares_the_holdout_beside_the_dataset(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    root = research(tmp_path, misbehaving(("2.0", "pass")))
+    env = {k: v for k, v in os.environ.items() if k not in ("AUTORESEARCH_DATA", "AUTORESEARCH_DATASET")}
+    r = run_queue(root, "a", "--setup", "python -m autoresearch_nb.cli prepare", env={**env, "AUTORESEARCH_CACHE":
+                                                                                       str(cache)})
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((cache / "stdlib" / "meta.json").read_text())
+    assert meta["format"] == 3 and meta["holdout_bytes"] > 0
+    assert (cache / "stdlib.holdout" / "holdout.bin").stat().st_size == meta["holdout_bytes"]
+    assert not (cache / "stdlib" / "holdout.bin").exists()
+
+
 # -- fault 12: secrets by value ------------------------------------------------------------------------------------
 
 def test_a_credential_url_never_reaches_the_run_log_store_or_commits(tmp_path: Path) -> None:

@@ -62,3 +62,12 @@ def test_rows_of_the_live_table_pick_their_experiment_on_click_and_static_ones_d
     assert "onclick" not in static and "cursor:pointer" not in static
     assert live.count("onclick=") == 2 and "indexOf('#12 ')" in live and "indexOf('#3 ')" in live
     assert ".arnb-choose select" in live  # it moves the dashboard's "show" list (the kernel hears the change)
+
+
+def test_the_holdout_gap_is_a_column_only_when_a_holdout_was_scored():
+    held = [Experiment(0, "t", Status.KEEP, metric=2.0, holdout_bpb=2.1, holdout_gap=0.1),
+            Experiment(1, "t", Status.OVERFIT, metric=1.5, holdout_bpb=2.3, holdout_gap=0.8, reason="holdout gap widened")]
+    html = table_html(dataframe(held, "val_bpb"), "val_bpb")
+    assert "holdout gap" in html and "+0.8000" in html and "overfit" in html
+    assert "holdout gap" not in table_html(dataframe([Experiment(0, "t", Status.KEEP, metric=2.0)], "val_bpb"))
+    assert "holdout 2.3, gap +0.8000" in detail_html(held[1], "val_bpb")

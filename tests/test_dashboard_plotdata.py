@@ -201,3 +201,24 @@ def test_table_says_whose_number_it_is_and_refused_rows_are_not_crash_red():
     out = plotdata.table(dataframe(exps))
     assert list(out["verified"]) == ["", "unverified", "yes", "yes"]
     assert plotdata.status_color("tampered") not in (plotdata.status_color("crash"), plotdata.status_color("keep"))
+
+
+HELD = [exp(0, Status.KEEP, 2.0, "baseline", holdout_bpb=2.1, holdout_gap=0.1),
+        exp(1, Status.OVERFIT, 1.5, holdout_bpb=2.3, holdout_gap=0.8), exp(2, Status.DISCARD, 2.2),
+        exp(3, Status.KEEP, 1.8, holdout_bpb=1.85, holdout_gap=0.05)]
+
+
+def test_the_progress_chart_carries_the_bests_holdout_as_a_line():
+    f = plotdata.frontier(HELD)
+    assert f.best_x == [0, 2, 3] and f.holdout_x == f.best_x and f.holdout_y == [2.1, 2.1, 1.85]
+    assert plotdata.frontier(dataframe(HELD, "val_bpb")).holdout_y == f.holdout_y
+    assert plotdata.frontier(RUN).holdout_x == []  # no holdout scored: no line
+    svg = draw.to_svg(draw.progress_figure(f, "val_bpb"))
+    assert 'id="progress-holdout"' in svg and "best's holdout" in svg
+    assert 'id="progress-holdout"' not in draw.to_svg(draw.progress_figure(plotdata.frontier(RUN), "val_bpb"))
+
+
+def test_the_table_shows_the_holdout_gap_and_overfit_reads_as_refused():
+    t = plotdata.table(dataframe(HELD, "val_bpb"))
+    assert list(t["holdout_gap"])[::-1][:2] == [0.1, 0.8] and pd.isna(t["holdout_gap"][1])
+    assert plotdata.status_color("overfit") == plotdata.status_color("tampered") != plotdata.COLORS["keep"]

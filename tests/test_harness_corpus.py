@@ -1,6 +1,8 @@
 # Run: python -m pytest tests/test_harness_corpus.py -q
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -10,8 +12,9 @@ import numpy as np
 import pytest
 
 from autoresearch_nb.harness import constants as C
-from autoresearch_nb.harness.corpus import (CorpusError, assign_splits, load_corpus, prepare_folder, prepare_stdlib,
-                                            split_documents, stdlib_documents, stdlib_root)
+from autoresearch_nb.harness.corpus import (CorpusError, assign_splits, holdout_bytes, holdout_dir, load_corpus,
+                                            prepare_folder, prepare_stdlib, split_documents, stdlib_documents,
+                                            stdlib_root)
 
 
 def make_tree(root, n=30):
@@ -52,6 +55,52 @@ def test_prepare_stdlib_writes_both_splits_and_a_versioned_fingerprint(tmp_path)
     again = prepare_stdlib(tmp_path / "out2", root=tmp_path / "lib")
     assert again.fingerprint == corpus.fingerprint
     assert np.array_equal(again.split_bytes("val"), val)
+
+
+def test_the_stdlib_corpus_has_a_disjoint_holdout_outside_its_folder(tmp_path):
+    corpus = prepare_stdlib(tmp_path / "out", root=make_tree(tmp_path / "lib", n=60))
+    held = json.loads((holdout_dir(corpus) / "meta.json").read_text())["holdout_keys"]
+    assert held and set(held).isdisjoint(set(corpus.meta["train_keys"]) | set(corpus.meta["val_keys"]))
+    assert corpus.has_holdout and len(holdout_bytes(corpus)) == corpus.meta["holdout_bytes"] > 0
+    assert not any(p.name.startswith("holdout") for p in corpus.path.iterdir())
+
+
+def _as_format_2(corpus, holdout_inside: bool) -> None:
+    """Rewrite a prepared corpus the way the previous release left it: format 2, holdout.bin (if any) and its
+    keys inside the corpus folder."""
+    meta = dict(corpus.meta, format=2)
+    hidden = holdout_dir(corpus)
+    if holdout_inside:
+        meta["holdout_keys"] = json.loads((hidden / "meta.json").read_text())["holdout_keys"]
+        os.replace(hidden / "holdout.bin", corpus.path / "holdout.bin")
+    else:
+        for k in ("holdout_docs", "holdout_bytes"):
+            meta[k] = 0
+        (hidden / "holdout.bin").unlink()
+    (hidden / "meta.json").unlink()
+    hidden.rmdir()
+    (corpus.path / "meta.json").write_text(json.dumps(meta))
+
+
+def test_a_format_2_holdout_moves_out_of_the_corpus_folder_keeping_its_fingerprint(tmp_path):
+    corpus = prepare_folder(make_tree(tmp_path / "src", n=60), tmp_path / "out")
+    data = bytes(holdout_bytes(corpus))
+    _as_format_2(corpus, holdout_inside=True)
+    upgraded = load_corpus(tmp_path / "out")
+    assert upgraded.fingerprint == corpus.fingerprint and upgraded.meta["format"] == 3
+    assert not (tmp_path / "out" / "holdout.bin").exists() and bytes(holdout_bytes(upgraded)) == data
+    assert "holdout_keys" not in json.loads((tmp_path / "out" / "meta.json").read_text())
+
+
+def test_an_old_stdlib_corpus_without_a_holdout_is_prepared_again(tmp_path):
+    lib = make_tree(tmp_path / "lib", n=60)
+    corpus = prepare_stdlib(tmp_path / "stdlib", root=lib)
+    _as_format_2(corpus, holdout_inside=False)
+    stale = load_corpus(tmp_path / "stdlib", auto_prepare=False)
+    assert not stale.has_holdout and stale.meta["format"] == 2
+    upgraded = load_corpus(tmp_path / "stdlib")  # prepared again from the same source
+    assert upgraded.has_holdout and upgraded.fingerprint == corpus.fingerprint
+    assert upgraded.meta["val_sha256"] == corpus.meta["val_sha256"]
 
 
 def test_fingerprint_changes_when_the_corpus_does(tmp_path):
@@ -124,14 +173,25 @@ def test_folder_corpus_keeps_a_disjoint_holdout_with_a_hash_manifest(tmp_path):
     for i in range(200):
         (src / f"doc{i:03d}.txt").write_text(f"document {i} " * (20 + i % 13))
     corpus = prepare_folder(src, tmp_path / "out")
-    keys = {split: set(corpus.meta[f"{split}_keys"]) for split in ("train", "val", "holdout")}
+    hidden = json.loads((holdout_dir(corpus) / "meta.json").read_text())
+    keys = {split: set(corpus.meta[f"{split}_keys"]) for split in ("train", "val")}
+    keys["holdout"] = set(hidden["holdout_keys"])
+    assert "holdout_keys" not in corpus.meta and hidden["fingerprint"] == corpus.fingerprint
     assert keys["holdout"] and not keys["holdout"] & (keys["train"] | keys["val"])
     assert len(keys["train"] | keys["val"] | keys["holdout"]) == 200
     total = sum(corpus.meta[f"{s}_bytes"] for s in keys)
     assert C.HOLDOUT_FRACTION <= corpus.meta["holdout_bytes"] / total < C.HOLDOUT_FRACTION + 0.02
     for split in keys:
-        data = bytes(corpus.split_bytes(split))
+        data = bytes(holdout_bytes(corpus) if split == "holdout" else corpus.split_bytes(split))
         assert hashlib.sha256(data).hexdigest() == corpus.meta[f"{split}_sha256"]
+    # the holdout is a sibling of the corpus folder (which runs may read), never inside it
+    assert holdout_dir(corpus) == corpus.path.parent / "out.holdout"
+    assert not (corpus.path / "holdout.bin").exists() and (holdout_dir(corpus) / "holdout.bin").is_file()
+    with pytest.raises(ValueError, match="split"):
+        corpus.split_bytes("holdout")
+    (holdout_dir(corpus) / "holdout.bin").write_bytes(b"swapped")
+    with pytest.raises(CorpusError, match="manifest"):
+        holdout_bytes(corpus)
     from autoresearch_nb.harness.data import Batches
     from autoresearch_nb.harness.tokenizer import ByteTokenizer
     with pytest.raises(ValueError, match="split"):

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from autoresearch_nb.harness.download import DownloadError, NotFound, check_parquet, fetch
+from autoresearch_nb.harness.corpus import holdout_bytes
 from autoresearch_nb.harness.prepare import REMOTES, cli, prepare_remote
 
 
@@ -133,9 +134,12 @@ def test_prepare_remote_against_the_local_server(server, tmp_path, name):
         server.files["/" + val] = parquet_bytes([f"{name} validation doc {j} " * 10 for j in range(50)])
     server.cuts["/" + remote.train_pattern.format(i=1)] = 1
     corpus = prepare_remote(remote, tmp_path / name, shards=5, base_url=server.url, progress=False, backoff=0.01)
-    assert corpus.meta["train_docs"] == 200 and corpus.meta["val_docs"] == 50
+    assert corpus.meta["train_docs"] + corpus.meta["holdout_docs"] == 200 and corpus.meta["val_docs"] == 50
     assert b"validation doc" in bytes(corpus.split_bytes("val"))
     assert b"validation" not in bytes(corpus.split_bytes("train"))
+    # a holdout drawn from the train shards (by the hash of each document's key), disjoint from train
+    held = bytes(holdout_bytes(corpus)).split(b"\x00")
+    assert 0 < len(held) < 40 and not set(held) & set(bytes(corpus.split_bytes("train")).split(b"\x00"))
 
 
 def test_cli_reports_a_corrupt_shard_and_leaves_no_corpus(server, tmp_path, monkeypatch, capsys):

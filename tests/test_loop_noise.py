@@ -289,3 +289,58 @@ def test_a_violation_in_a_baseline_noise_repeat_is_reverted_and_left_out_of_the_
     # said in the row, not only in a log line
     assert "repeat 2 of 3 (seed 43) failed" in base.error and "train.py (rewritten by the run)" in base.error
     assert floor["sigma"] == pytest.approx(statistics.stdev(base.runs))
+
+
+# -- the holdout rule (issue 13): a synthetic target whose verify command also scores a holdout -----------------
+
+HELD = TRAIN.replace('EFFECT = 0.0\n', 'EFFECT = 0.0\nVAL_ONLY = 0.0\n').replace(
+    'print("---")\nprint(f"val_bpb: {TRUE_BPB + EFFECT + noise:.12f}")\n',
+    'val = TRUE_BPB + EFFECT + VAL_ONLY + noise\n'
+    'holdout = TRUE_BPB + 0.05 + EFFECT + noise + random.Random(f"h/{SALT}/{seed}").gauss(0.0, NOISE)\n'
+    'if __name__ == "__main__":\n    print("---")\n    print(f"val_bpb: {val:.12f}")\n')
+VERIFY = ('import runpy\ng = runpy.run_path("train.py", run_name="verify")\nprint("---")\n'
+          'print(f"val_bpb: {g[\'val\']:.12f}")\nprint(f"holdout_bpb: {g[\'holdout\']:.12f}")\n')
+
+
+class Held(Scripted):
+    """Proposes (salt, effect, val_only) changes: val_only lowers val alone, as training on val does."""
+
+    def __init__(self, changes: list[tuple[int, float, float]]) -> None:
+        self.changes = list(changes)
+
+    def propose(self, context) -> Proposal:
+        if not self.changes:
+            raise QueueExhausted("no more changes")
+        salt, delta, val_only = self.changes.pop(0)
+        effect = float(re.search(r"^EFFECT = (.*)$", context.source, re.M).group(1)) + delta
+        source = re.sub(r"^VAL_ONLY = .*$", f"VAL_ONLY = {val_only!r}", set_caps(context.source, salt, effect),
+                        flags=re.M)
+        return Proposal(f"salt {salt}, effect {delta:+g}, val only {val_only:+g}", content=source)
+
+
+def test_a_val_only_gain_is_overfit_and_each_holdout_decision_replays(tmp_path):
+    repo = make_repo(tmp_path / "held", {"train.py": HELD, "verify.py": VERIFY})
+    changes = [(1, -6 * SIGMA, 0.0), (2, 0.0, -15 * SIGMA), (3, -6 * SIGMA, 0.0)]
+    with Loop.open(repo, tag="h", agent=Held(changes), time_budget_s=10, verify="python verify.py") as loop:
+        loop.optimize()
+        exps, sigma = loop.experiments, loop.noise["sigma"]
+        results = loop.results
+    assert all(e.verified and e.holdout_bpb is not None for e in exps)
+    # the documented rule, not the production noise.overfit(): holdout worse by more than t = k·√2·σ, or the
+    # gap widened by more than t plus half of the val gain (the first run's, as the holdout is one run's)
+    t = 2.0 * math.sqrt(2) * sigma
+    best = exps[0]
+    for e in exps[1:]:
+        assert e.holdout_gap == pytest.approx(e.holdout_bpb - e.summary["val_bpb"])
+        if e.status not in (Status.KEEP, Status.OVERFIT):
+            continue
+        gain = best.summary["val_bpb"] - e.summary["val_bpb"]
+        bad = e.holdout_bpb - best.holdout_bpb > t or e.holdout_gap - best.holdout_gap > t + 0.5 * max(gain, 0)
+        assert (e.status == Status.OVERFIT) == bad, e.reason
+        if e.status == Status.KEEP:
+            best = e
+    assert [e.status for e in exps[1:]] == [Status.KEEP, Status.OVERFIT, Status.KEEP]
+    overfit = exps[2]
+    assert "holdout gap widened" in overfit.reason and f"{overfit.holdout_gap:.6g}" in overfit.reason
+    assert list(results["holdout_gap"]) == pytest.approx([e.holdout_gap for e in exps])
+    assert results.loc[2, "status"] == "overfit"

@@ -181,3 +181,15 @@ def test_with_the_floor_from_three_runs_a_null_change_rarely_passes_and_3_sigma_
     assert sum(k for k, _ in null) / 5000 == pytest.approx(0.067, abs=0.015)
     assert sum(k for k, _ in real) / 5000 == pytest.approx(0.72, abs=0.03)
     assert sum(n for _, n in real) / 5000 == pytest.approx(1.2, abs=0.05)
+
+
+def test_overfit_rules_name_both_numbers_and_spare_a_followed_gain():
+    from autoresearch_nb.noise import overfit
+    assert overfit(None, None, 2.0, 0.1, 0.02) is None and overfit(2.0, 0.1, None, None, 0.02) is None
+    worse = overfit(2.05, 0.1, 2.0, 0.1, 0.02, best_label="#3")
+    assert worse.startswith("holdout bpb worse") and "2.05" in worse and "#3's 2" in worse
+    assert overfit(2.015, 0.1, 2.0, 0.1, 0.02) is None                     # within the threshold
+    # val fell 0.3, the holdout stayed: the gap widened by 0.3 > 0.02 + 0.15
+    assert overfit(2.0, 0.3, 2.0, 0.0, 0.02).startswith("holdout gap widened")
+    # val fell 0.3, the holdout 0.2 (it followed two thirds): 0.1 < 0.02 + 0.15
+    assert overfit(1.8, 0.1, 2.0, 0.0, 0.02) is None

@@ -362,3 +362,17 @@ def test_the_runner_reads_and_kills_a_wrapped_run(world):
         assert Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         pass
+
+
+def test_the_holdout_folder_is_beside_the_dataset_and_outside_a_runs_reads(world):
+    from autoresearch_nb.harness.corpus import holdout_dir
+
+    data = world["tmp_path"] / "cache" / "stdlib"
+    assert S.holdout_cache({"AUTORESEARCH_DATA": str(data)}) == holdout_dir(data)  # the two rules agree
+    assert S.holdout_cache({"AUTORESEARCH_CACHE": str(data.parent)}) == holdout_dir(data)
+    p = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"], mode="auto", network=False, data=data)
+    assert S.readable_root(p, data / "val.bin") == str(data.resolve())
+    assert S.readable_root(p, holdout_dir(data) / "holdout.bin") is None
+    exposed = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"], mode="auto", network=False,
+                           data=data, read=(str(data.parent),))
+    assert S.readable_root(exposed, holdout_dir(data)) == str(data.parent.resolve())

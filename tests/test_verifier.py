@@ -30,7 +30,7 @@ def test_every_cheat_is_caught_and_an_honest_change_is_kept(tmp_path: Path) -> N
     rows, overhead = integrity.table(2, tmp_path, control=False)
     got = {r["description"]: r for r in rows}
     assert got["baseline"]["status"] == "keep" and got["baseline"]["verified"] is not None
-    for description, _, _, expected in integrity.CHEATS:
+    for description, _, _, expected in integrity.CHEATS + integrity.AFTER_HONEST:
         assert got[description]["status"] == expected, got[description]
     monkeypatched = got["evaluate_bpb monkeypatched"]
     assert monkeypatched["printed"] == pytest.approx(monkeypatched["verified"] / 2, rel=1e-3)
@@ -40,6 +40,13 @@ def test_every_cheat_is_caught_and_an_honest_change_is_kept(tmp_path: Path) -> N
     assert "by the harness's clock" in got["training past the budget"]["reason"]
     honest = got[integrity.HONEST[0]]
     assert honest["status"] == "keep" and honest["verified"] == pytest.approx(honest["printed"], rel=0.005)
+    # training on val (on top of the honest keep): val drops, the holdout does not follow; flagged with the gap
+    on_val = got["training on the validation split"]
+    assert on_val["verified"] < honest["verified"]                      # val alone says: better
+    assert on_val["holdout_gap"] > honest["holdout_gap"] + 0.02         # the gap widened
+    assert on_val["holdout_gap"] == pytest.approx(on_val["holdout_bpb"] - on_val["verified"])
+    assert f"{honest['holdout_bpb']:.6g}" in on_val["reason"] and f"{on_val['holdout_bpb']:.6g}" in on_val["reason"]
+    assert all(r["holdout_bpb"] is not None and r["holdout_bpb"] == r["holdout_bpb"] for r in rows if r["verified"])
     assert overhead is not None and overhead > 0
 
 
@@ -103,3 +110,25 @@ def test_loading_never_falls_back_to_pickle(tmp_path: Path) -> None:
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr[-2000:]
     assert "refused: the artifact needs a full (pickle) load" in out.stdout
+
+
+def test_the_holdout_is_scored_only_when_it_matches_its_manifest(tmp_path: Path) -> None:
+    from autoresearch_nb.harness.corpus import holdout_dir, prepare_folder
+    from autoresearch_nb.harness.tokenizer import ByteTokenizer
+    from autoresearch_nb.verifier import score_holdout
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"d{i:02d}.txt").write_text(f"text number {i} " * 40)
+    corpus = prepare_folder(src, tmp_path / "corpus")
+    logits = torch.zeros(1, 1, 256)  # uniform over bytes: exactly 8 bits per byte
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        return logits.expand(x.size(0), x.size(1), 256)
+
+    got = score_holdout(model, corpus, ByteTokenizer(), 16, torch.device("cpu"), None)
+    assert got["holdout_bpb"] == pytest.approx(8.0) and got["holdout_bytes"] > 0
+    (holdout_dir(corpus) / "holdout.bin").write_bytes(b"a swapped holdout")
+    assert score_holdout(model, corpus, ByteTokenizer(), 16, torch.device("cpu"), None)["holdout"].startswith(
+        "unreadable")

@@ -10,7 +10,7 @@ import io
 import re
 from typing import TYPE_CHECKING, Sequence
 
-from .plotdata import COLORS, Cumulative, Curve, Frontier, status_color, y_limits
+from .plotdata import COLORS, HOLDOUT_COLOR, Cumulative, Curve, Frontier, status_color, y_limits
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,7 +37,8 @@ def _figure(w: float, h: float, rows: int = 1, ratios: Sequence[int] | None = No
 def progress_figure(f: Frontier, metric: str = "metric", maximize: bool = False, title: str = "",
                     size: tuple[float, float] = (7.0, 3.2)) -> "Figure":
     """Metric against experiment number: discarded grey, kept green and labelled, running best as a step line,
-    and (with a noise floor) the band around the best that one new run has to leave to count."""
+    the best's holdout bpb as a dashed one (verify = "model"), and (with a noise floor) the band around the best
+    that one new run has to leave to count."""
     fig, (ax,) = _figure(*size)
     if f.band_lo:
         # The band continues half a step past the last experiment, so its latest width is visible.
@@ -60,6 +61,9 @@ def progress_figure(f: Frontier, metric: str = "metric", maximize: bool = False,
     if f.best_x:
         ax.step(f.best_x, f.best_y, where="post", color=COLORS["keep"], lw=1.5, alpha=0.8, label="running best",
                 gid="progress-best", zorder=1)
+    if f.holdout_x:  # the best's holdout bpb: where it does not follow the best, kept changes fit val only
+        ax.step(f.holdout_x, f.holdout_y, where="post", color=HOLDOUT_COLOR, lw=1.2, ls="--", alpha=0.9,
+                label="best's holdout", gid="progress-holdout", zorder=1)
     if f.failed_x:
         lo = ax.get_ylim()[0] if (f.kept_x or f.discarded_x) else 0.0
         ax.scatter(f.failed_x, [lo] * len(f.failed_x), marker="x", s=22, color=COLORS["crash"], label="failed",

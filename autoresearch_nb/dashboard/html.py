@@ -57,8 +57,9 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 _FORMATS = {"delta": "{:+.6f}", "effect_sigma": "{:+.2f}σ", "duration_s": "{:.1f}", "cost_usd": "${:.3f}",
-            "n_runs": "{}"}
-_HEADS = {"number": "#", "effect_sigma": "effect", "n_runs": "runs", "duration_s": "seconds", "cost_usd": "cost"}
+            "n_runs": "{}", "holdout_gap": "{:+.4f}"}
+_HEADS = {"number": "#", "effect_sigma": "effect", "n_runs": "runs", "duration_s": "seconds", "cost_usd": "cost",
+          "holdout_gap": "holdout gap"}
 
 
 # A click on a row of the live table picks that experiment in the dashboard's "show" list (whose change event
@@ -70,15 +71,18 @@ _PICK_ROW = ("var s=this.closest('.arnb-dashboard');s=s&&s.querySelector('.arnb-
 
 def table_html(results: Any, metric: str = "metric", limit: int = 50, clickable: bool = False) -> str:
     """The experiment table (newest first, the best row highlighted, the running one included): status,
-    metric, change against the best, effect in units of the noise floor, runs behind the metric, the
-    description and the reason for the outcome. Long texts are cut on one line, whole in their tooltip.
-    ``clickable``: a click on a row shows that experiment (the live dashboard's table)."""
+    metric, the holdout gap (holdout bpb - val bpb, when the verifier scored a holdout), change against the best,
+    effect in units of the noise floor, runs behind the metric, the description and the reason for the outcome.
+    Long texts are cut on one line, whole in their tooltip. ``clickable``: a click on a row shows that experiment
+    (the live dashboard's table)."""
     df = plotdata.table(results, metric, limit=limit)
     if df.empty:
         return "<div style='color:grey'>no experiments yet</div>"
     cols = [c for c in df.columns if c != "is_best"]
     if not df["cost_usd"].fillna(0).any():  # the tuner and the queue cost nothing: no column of zeros
         cols.remove("cost_usd")
+    if df["holdout_gap"].isna().all():  # no holdout (verification off, or not the model verifier)
+        cols.remove("holdout_gap")
     head = "".join(f"<th style='text-align:left;padding:2px 6px;border-bottom:1px solid #ccc'>"
                    f"{esc(_HEADS.get(c, c))}</th>" for c in cols)
     rows = []
@@ -117,6 +121,9 @@ def detail_html(e: Experiment, metric: str = "metric", log_tail: str = "", noise
     facts = [f"<b style='color:{plotdata.status_color(e.status)}'>{esc(shown)}</b>", f"{esc(metric)} {value}"]
     if len(e.runs) > 1:
         facts.append(f"mean of {len(e.runs)} runs ({', '.join(f'{x:.6g}' for x in e.runs)})")
+    if e.holdout_bpb is not None:
+        gap = f", gap {e.holdout_gap:+.4f}" if e.holdout_gap is not None else ""
+        facts.append(f"holdout {e.holdout_bpb:.6g}{gap}")
     if e.wall_seconds is not None:
         facts.append(f"{e.wall_seconds:.1f} s")
     if e.seed is not None:

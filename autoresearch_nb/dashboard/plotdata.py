@@ -30,6 +30,7 @@ COLORS = {"running": "#1f77b4", "keep": "#2ca02c", "discard": "#9e9e9e", "crash"
 LIVE_COLORS = ["#1f77b4", "#9467bd", "#17becf", "#e377c2", "#bcbd22", "#393b79"]
 # Experiments chosen for comparison, one colour each in the order chosen: none of them a live or outcome colour.
 COMPARE_COLORS = ["#e6550d", "#31a354", "#756bb1", "#636363", "#843c39", "#3182bd", "#d6616b", "#8c6d31"]
+HOLDOUT_COLOR = "#6a3d9a"  # the best's holdout bpb on the progress chart (dashed)
 FAILED = {Status.CRASH.value, Status.TIMEOUT.value, Status.VIOLATION.value}
 REJECTED_BY_CHECKS = {s.value for s in REJECTED}
 
@@ -84,10 +85,23 @@ class Frontier:
     # "within the noise" of the best; empty without a measured floor or under the plain rule (k = 0).
     band_lo: list[float] = field(default_factory=list)
     band_hi: list[float] = field(default_factory=list)
+    # The running best's holdout bpb (verify = "model"): a second step line; where it does not follow the best,
+    # the kept changes fit val more than the task. Empty without a holdout.
+    holdout_x: list[int] = field(default_factory=list)
+    holdout_y: list[float] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         return not (self.kept_x or self.discarded_x or self.failed_x)
+
+
+def holdouts(experiments: Any) -> dict[int, float]:
+    """Experiment number -> its holdout bpb, for those the verifier scored on the holdout."""
+    if hasattr(experiments, "to_dict") and hasattr(experiments, "columns"):
+        pairs = [(r.get("number"), r.get("holdout_bpb")) for r in experiments.to_dict("records")]
+    else:
+        pairs = [(e.number, getattr(e, "holdout_bpb", None)) for e in experiments]
+    return {int(n): v for n, v in ((n, _num(h)) for n, h in pairs) if v is not None}
 
 
 def frontier(experiments: Any, maximize: bool = False, sigma: float | None = None, k: float = 0.0) -> Frontier:
@@ -99,13 +113,14 @@ def frontier(experiments: Any, maximize: bool = False, sigma: float | None = Non
     f = Frontier()
     best: float | None = None
     best_n = 1
+    held, best_holdout = holdouts(experiments), None
     for number, status, metric, desc, n_runs in _records(experiments):
         if status == Status.KEEP.value and metric is not None:
             f.kept_x.append(number)
             f.kept_y.append(metric)
             f.labels[number] = desc
             if best is None or (metric > best if maximize else metric < best):
-                best, best_n = metric, n_runs
+                best, best_n, best_holdout = metric, n_runs, held.get(number)
         elif status == Status.DISCARD.value and metric is not None:
             f.discarded_x.append(number)
             f.discarded_y.append(metric)
@@ -116,6 +131,9 @@ def frontier(experiments: Any, maximize: bool = False, sigma: float | None = Non
         if best is not None:
             f.best_x.append(number)
             f.best_y.append(best)
+            if best_holdout is not None:
+                f.holdout_x.append(number)
+                f.holdout_y.append(best_holdout)
             if sigma and k > 0:
                 half = _noise.threshold_sigmas(k, 1, best_n) * sigma
                 f.band_lo.append(best - half)
@@ -206,8 +224,8 @@ def y_limits(curves: Sequence[Curve], head: float = 0.1) -> tuple[float, float] 
     return lo - pad, hi + pad
 
 
-TABLE_COLUMNS = ["number", "status", "metric", "verified", "delta", "effect_sigma", "n_runs", "duration_s",
-                 "cost_usd", "description", "reason"]
+TABLE_COLUMNS = ["number", "status", "metric", "verified", "holdout_gap", "delta", "effect_sigma", "n_runs",
+                 "duration_s", "cost_usd", "description", "reason"]
 USER_REJECTED = "rejected"
 
 
@@ -223,7 +241,8 @@ def table(results: "pd.DataFrame", metric: str | None = None, limit: int | None 
     """The dashboard's experiment table: newest first, duration in seconds, ``is_best`` kept for highlighting.
 
     ``delta`` is the change against the best kept experiment before each row (negative is better when
-    minimizing); ``effect_sigma`` the improvement in units of the noise floor (positive is better), ``n_runs``
+    minimizing); ``holdout_gap`` the verifier's holdout bpb minus val bpb (it widens when a change fits val
+    and not the held-out text); ``effect_sigma`` the improvement in units of the noise floor (positive is better), ``n_runs``
     how many runs (seeds) the metric is the mean of. ``metric`` renames the metric column (e.g. ``val_bpb``).
     """
     import pandas as pd

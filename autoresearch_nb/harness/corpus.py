@@ -1,5 +1,8 @@
 """A prepared corpus on disk: ``train.bin`` and ``val.bin`` (documents joined by ``DOC_SEPARATOR``) and
-``meta.json`` (name, fingerprint, sizes), written last so a folder without it is never mistaken for a corpus.
+``meta.json`` (name, fingerprint, sizes, the sha256 of every split), written last so a folder without it is never
+mistaken for a corpus. The **holdout** split lives in a sibling folder, ``<folder>.holdout/holdout.bin``
+(:func:`holdout_dir`): the sandbox lets a run read the corpus folder, never its sibling, and the harness API
+train.py uses has no way to it (only the loop's verifier reads it, through :func:`holdout_bytes`).
 
     >>> corpus = load_corpus()            # the stdlib corpus, prepared on first use (offline, a few seconds)
     >>> corpus.fingerprint                # 'stdlib-py3.11.7-1a2b3c4d5e6f'
@@ -23,7 +26,10 @@ from . import constants as C
 from .runtime import dataset_dir
 
 META = "meta.json"
-SPLITS = ("train", "val", "holdout")  # the holdout is prepared for a later verified metric; train.py never reads it
+SPLITS = ("train", "val", "holdout")
+READABLE = ("train", "val")  # the splits a run may read; the holdout is the verifier's alone
+HOLDOUT_SUFFIX = ".holdout"  # the holdout's folder beside the corpus folder (= sandbox.holdout_cache's rule)
+FORMAT = 3                   # 3: the holdout moved out of the corpus folder (2 kept holdout.bin inside it)
 _TEST_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 
 
@@ -44,14 +50,49 @@ class Corpus:
     def fingerprint(self) -> str:
         return self.meta["fingerprint"]
 
+    @property
+    def has_holdout(self) -> bool:
+        """True when the corpus was prepared with a holdout split (kept in :func:`holdout_dir`)."""
+        return bool(self.meta.get("holdout_bytes")) and int(self.meta.get("format", 1)) >= FORMAT
+
     def split_bytes(self, split: str) -> np.ndarray:
-        """The split as a read-only uint8 array (memory-mapped)."""
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-        path = self.path / f"{split}.bin"
-        if not path.exists() or path.stat().st_size == 0:
-            return np.zeros(0, dtype=np.uint8)
-        return np.memmap(path, dtype=np.uint8, mode="r")
+        """The train or val split as a read-only uint8 array (memory-mapped). Never the holdout: that one is
+        read by the loop's verifier alone (:func:`holdout_bytes`)."""
+        if split not in READABLE:
+            raise ValueError(f"split must be one of {READABLE}, not {split!r}")
+        return _memmap(self.path / f"{split}.bin")
+
+
+def _memmap(path: Path) -> np.ndarray:
+    if not path.exists() or path.stat().st_size == 0:
+        return np.zeros(0, dtype=np.uint8)
+    return np.memmap(path, dtype=np.uint8, mode="r")
+
+
+def holdout_dir(corpus: Corpus | Path | str) -> Path:
+    """The folder holding ``corpus``'s holdout split: a sibling of the corpus folder (``<folder>.holdout``),
+    so a sandboxed run, which may read the corpus folder, cannot read it. Public so the loop can grant the
+    verifier (and the setup command, which prepares it) access to it.
+
+    >>> holdout_dir(Path("/cache/stdlib"))
+    PosixPath('/cache/stdlib.holdout')
+    """
+    folder = Path(corpus.path if isinstance(corpus, Corpus) else corpus).expanduser().absolute()
+    return folder.with_name(folder.name + HOLDOUT_SUFFIX)
+
+
+def holdout_bytes(corpus: Corpus) -> np.ndarray:
+    """The holdout split (empty when the corpus has none). Raises :class:`CorpusError` when the file does not
+    match the sha256 the corpus recorded (a run may have written to shared folders)."""
+    if not corpus.has_holdout:
+        return np.zeros(0, dtype=np.uint8)
+    path = holdout_dir(corpus) / "holdout.bin"
+    data = _memmap(path)
+    if len(data) != corpus.meta["holdout_bytes"] or \
+            hashlib.sha256(data).hexdigest() != corpus.meta.get("holdout_sha256"):
+        raise CorpusError(f"{path} does not match the corpus's manifest (changed or missing); "
+                          "run: autoresearch-nb prepare")
+    return data
 
 
 # ---- splitting and writing ----
@@ -102,9 +143,12 @@ def write_stream(out: Path, name: str, docs: Iterable[tuple[str, str, bytes]], *
     ``meta.json`` records each split's size and sha256 (the hash manifest) and the fingerprint."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    hidden = holdout_dir(out)
+    hidden.mkdir(parents=True, exist_ok=True)
     (out / META).unlink(missing_ok=True)
-    meta: dict = {"name": name, "source": source, "format": 2, "separator": C.DOC_SEPARATOR.hex()}
-    writers = {split: _SplitWriter(out / f"{split}.bin") for split in SPLITS}
+    (out / "holdout.bin").unlink(missing_ok=True)  # a format-2 corpus kept it where runs can read it
+    meta: dict = {"name": name, "source": source, "format": FORMAT, "separator": C.DOC_SEPARATOR.hex()}
+    writers = {split: _SplitWriter((hidden if split == "holdout" else out) / f"{split}.bin") for split in SPLITS}
     try:
         for split, key, text in docs:
             writers[split].add(key, text)
@@ -116,13 +160,16 @@ def write_stream(out: Path, name: str, docs: Iterable[tuple[str, str, bytes]], *
     fingerprint = hashlib.sha256()
     for split, w in writers.items():
         meta[f"{split}_docs"], meta[f"{split}_bytes"], meta[f"{split}_sha256"] = w.count, w.size, w.digest.hexdigest()
-        if len(w.keys) <= 20_000:
+        if len(w.keys) <= 20_000 and split != "holdout":  # which documents are held out is not said to runs
             meta[f"{split}_keys"] = w.keys
         if w.count or split != "holdout":  # a corpus without a holdout keeps its format-1 fingerprint
             fingerprint.update(f"{split}\n".encode() + w.digest.digest())
     if meta["val_bytes"] == 0 or meta["train_bytes"] == 0:
         raise CorpusError(f"{name}: a split is empty ({meta['train_bytes']} train, {meta['val_bytes']} val bytes)")
     meta["fingerprint"] = f"{fingerprint_prefix or name}-{fingerprint.hexdigest()[:12]}"
+    holdout = writers["holdout"]
+    _atomic_write(hidden / META, json.dumps({"corpus": str(out.absolute()), "fingerprint": meta["fingerprint"],
+                                             "holdout_keys": holdout.keys[:20_000]}, indent=1).encode())
     _atomic_write(out / META, json.dumps(meta, indent=1).encode())
     return Corpus(out, meta)
 
@@ -206,13 +253,15 @@ def parquet_texts(path: Path, column: str = "text") -> Iterator[bytes]:
 
 
 def prepare_stdlib(out: Path | None = None, root: Path | None = None) -> Corpus:
-    """Build the default, offline corpus. The fingerprint carries the Python version, since each version's
-    stdlib is different text."""
+    """Build the default, offline corpus, with a holdout (``HOLDOUT_FRACTION``). The fingerprint carries the
+    Python version, since each version's stdlib is different text. Any Python process can read the stdlib's
+    sources, so this holdout catches overfitting by selection, not deliberate leakage."""
     out = Path(out) if out else dataset_dir("stdlib")
-    train, val = split_documents(stdlib_documents(root))
+    docs = sorted(stdlib_documents(root))
+    split = assign_splits(((key, len(text)) for key, text in docs), C.VAL_FRACTION, C.HOLDOUT_FRACTION)
     version = ".".join(map(str, sys.version_info[:3]))
-    return write_corpus(out, "stdlib", train, val, source=str(root or stdlib_root()),
-                        fingerprint_prefix=f"stdlib-py{version}")
+    return write_stream(out, "stdlib", ((split[key], key, text) for key, text in docs),
+                        source=str(root or stdlib_root()), fingerprint_prefix=f"stdlib-py{version}")
 
 
 def prepare_folder(folder: Path, out: Path, name: str | None = None) -> Corpus:
@@ -247,4 +296,37 @@ def load_corpus(path: Path | str | None = None, *, auto_prepare: bool = True) ->
         meta = json.loads(meta_path.read_text())
     except ValueError as exc:
         raise CorpusError(f"{meta_path} is not valid JSON: {exc}") from exc
-    return Corpus(folder, meta)
+    return upgrade(Corpus(folder, meta), reprepare=auto_prepare)
+
+
+def upgrade(corpus: Corpus, reprepare: bool = True) -> Corpus:
+    """A corpus prepared before the holdout moved out of its folder, brought up to date where it can be: a
+    format-2 ``holdout.bin`` is moved to :func:`holdout_dir` (same bytes, same fingerprint); with ``reprepare``
+    the stdlib corpus without a holdout is prepared again (its train split loses the held-out files, so its
+    fingerprint changes and the provenance of later rows says so). Where the folder is read-only (inside a
+    sandboxed run) the corpus is returned as it is: the setup command (``autoresearch-nb prepare``) upgrades it
+    before any run."""
+    meta = corpus.meta
+    if int(meta.get("format", 1)) >= FORMAT:
+        return corpus
+    inside = corpus.path / "holdout.bin"
+    try:
+        if meta.get("holdout_bytes") and inside.is_file():
+            hidden = holdout_dir(corpus)
+            hidden.mkdir(parents=True, exist_ok=True)
+            keys = meta.pop("holdout_keys", [])
+            _atomic_write(hidden / META, json.dumps({"corpus": str(corpus.path.absolute()),
+                                                     "fingerprint": meta["fingerprint"], "holdout_keys": keys},
+                                                    indent=1).encode())
+            os.replace(inside, hidden / "holdout.bin")
+            meta = {**meta, "format": FORMAT}
+            _atomic_write(corpus.path / META, json.dumps(meta, indent=1).encode())
+            return Corpus(corpus.path, meta)
+        if reprepare and meta.get("name") == C.DEFAULT_DATASET and not meta.get("holdout_bytes"):
+            print(f"preparing the stdlib corpus again in {corpus.path}, now with a holdout split (one time)",
+                  file=sys.stderr, flush=True)
+            source = Path(meta.get("source") or "")
+            return prepare_stdlib(corpus.path, root=source if source.is_dir() else None)
+    except OSError:
+        pass  # read-only here: the loop's setup upgrades it
+    return corpus

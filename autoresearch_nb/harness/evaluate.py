@@ -24,13 +24,17 @@ EVAL_BATCH_TOKENS = {"cpu": 2**14, "mps": 2**15, "cuda": 2**16}
 def eval_bytes(corpus: Corpus, dev=None) -> bytes:
     """The validation bytes that are scored: ``EVAL_CHUNKS`` evenly spaced slices of the val split, together
     ``EVAL_BYTES[class]`` long (the whole split if it is shorter), joined by the document separator."""
-    val = corpus.split_bytes("val")
-    total = C.EVAL_BYTES[device_class(dev)]
-    if len(val) <= total:
-        return bytes(val)
+    return spaced_slices(corpus.split_bytes("val"), C.EVAL_BYTES[device_class(dev)])
+
+
+def spaced_slices(split, total: int) -> bytes:
+    """``EVAL_CHUNKS`` evenly spaced slices of ``split``, together ``total`` bytes (all of it if shorter),
+    joined by the document separator: the scored bytes of val here, of the holdout in the verifier."""
+    if len(split) <= total:
+        return bytes(split)
     size = total // C.EVAL_CHUNKS
-    stride = (len(val) - size) // (C.EVAL_CHUNKS - 1)
-    return C.DOC_SEPARATOR.join(bytes(val[i * stride: i * stride + size]) for i in range(C.EVAL_CHUNKS))
+    stride = (len(split) - size) // (C.EVAL_CHUNKS - 1)
+    return C.DOC_SEPARATOR.join(bytes(split[i * stride: i * stride + size]) for i in range(C.EVAL_CHUNKS))
 
 
 @torch.no_grad()

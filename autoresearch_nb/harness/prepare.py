@@ -11,14 +11,16 @@ Train on anything but the default with ``AUTORESEARCH_DATA=<the folder printed a
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from itertools import chain
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import constants as C
-from .corpus import Corpus, CorpusError, parquet_texts, prepare_folder, prepare_stdlib, write_corpus
+from .corpus import Corpus, CorpusError, holdout_dir, parquet_texts, prepare_folder, prepare_stdlib, write_stream
 from .download import DownloadError, NotFound, check_parquet, fetch
 from .runtime import cache_root
 
@@ -72,8 +74,20 @@ def prepare_remote(remote: Remote, out: Path, *, shards: int | None = None, base
                 raise
             break  # the dataset has fewer shards than asked for
     val_paths = [get(name) for name in remote.val_files]
-    return write_corpus(out, remote.name, _docs(train_paths), _docs(val_paths, remote.val_max_bytes),
-                        source=f"{base} ({len(train_paths)} train shards)")
+    docs = chain(held_out(_docs(train_paths), C.HOLDOUT_FRACTION, remote.val_max_bytes),
+                 (("val", key, text) for key, text in _docs(val_paths, remote.val_max_bytes)))
+    return write_stream(out, remote.name, docs, source=f"{base} ({len(train_paths)} train shards)")
+
+
+def held_out(docs: Iterable[tuple[str, bytes]], fraction: float, max_bytes: int) -> Iterator[tuple[str, str, bytes]]:
+    """``(split, key, text)``: a document goes to the holdout when the sha1 of its key falls in the first
+    ``fraction`` of the hash range, until the holdout holds ``max_bytes``; the rest to train. One pass, so a
+    download bigger than memory streams; same keys, same holdout, on any machine."""
+    size, cut = 0, int(fraction * 2**32)
+    for key, text in docs:
+        held = size < max_bytes and int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) < cut
+        size += len(text) if held else 0
+        yield ("holdout" if held else "train"), key, text
 
 
 def _docs(paths: list[Path], max_bytes: int | None = None) -> Iterator[tuple[str, bytes]]:
@@ -172,8 +186,10 @@ def cli(argv: list[str] | None = None) -> int:
         return 1
     meta = corpus.meta
     print(f"prepared {corpus.name}: {meta['train_bytes'] / 1e6:.1f} MB train ({meta['train_docs']} docs), "
-          f"{meta['val_bytes'] / 1e6:.2f} MB val ({meta['val_docs']} docs), fingerprint {corpus.fingerprint}")
-    print(f"folder: {corpus.path}")
+          f"{meta['val_bytes'] / 1e6:.2f} MB val ({meta['val_docs']} docs), "
+          f"{meta['holdout_bytes'] / 1e6:.2f} MB holdout ({meta['holdout_docs']} docs), "
+          f"fingerprint {corpus.fingerprint}")
+    print(f"folder: {corpus.path} (holdout: {holdout_dir(corpus)}, never readable by runs)")
     if corpus.name != C.DEFAULT_DATASET:
         print(f"train on it with: AUTORESEARCH_DATA={corpus.path} python train.py")
     return 0
