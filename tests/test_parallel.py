@@ -150,6 +150,8 @@ def test_stale_result_that_did_not_improve_is_discarded(repo: Path, holds) -> No
         assert worse.reason.startswith("stale parent #0: "), worse.reason
         assert worse.status == Status.DISCARD and "re-applied" not in worse.reason
         assert not any(e.description.startswith("re-applied") for e in loop.experiments)
+        # the run that happened is the row's evidence, as for any decided experiment
+        assert worse.runs == [worse.metric] == [15] and worse.seeds == [worse.seed] == [42]
 
 
 def stale_outcome(repo: Path, holds, items: list, held: tuple[int, int, int], tag: str) -> list:
@@ -168,9 +170,12 @@ def test_a_stale_change_that_conflicts_with_the_new_best_is_discarded(repo: Path
     assert not any(e.description.startswith("re-applied") for e in exps)
 
 
-def test_a_stale_change_the_new_best_already_has_is_discarded(repo: Path, holds) -> None:
-    exps = stale_outcome(repo, holds, [("A and C", "A = 0\nB = 0\nC = 0", "A = 1\nB = 0\nC = 1"),
-                                       ("C", "C = 0", "C = 1")], (0, 0, 1), "h")
+@pytest.mark.parametrize("first", [
+    ("A and C", "A = 0\nB = 0\nC = 0", "A = 1\nB = 0\nC = 1"),  # two hunks, one of them the stale change
+    ("B and C", "B = 0\nC = 0", "B = 1\nC = 1"),                 # one hunk with the stale change inside it
+])
+def test_a_stale_change_the_new_best_already_has_is_discarded(repo: Path, holds, first) -> None:
+    exps = stale_outcome(repo, holds, [first, ("C", "C = 0", "C = 1")], (0, 0, 1), "h")
     assert [e.status for e in exps] == [Status.KEEP, Status.KEEP, Status.DISCARD]
     assert "the new best #1 already has this change" in exps[2].reason
     assert not any(e.description.startswith("re-applied") for e in exps)
@@ -329,6 +334,18 @@ def test_merge_file_adjacent_lines_merge_overlaps_conflict() -> None:
     assert merge_file(base, "A = 1\nB = 0\nC = 0\n", "A = 0\nB = 1\nC = 0\n") == "A = 1\nB = 1\nC = 0\n"
     assert merge_file(base, "A = 1\nB = 0\nC = 0\n", "A = 2\nB = 0\nC = 0\n") is None
     assert merge_file(base, "A = 1\nB = 0\nC = 0\n", "A = 1\nB = 0\nC = 0\n") == "A = 1\nB = 0\nC = 0\n"
+
+
+def test_merge_file_an_identical_change_inside_a_larger_hunk_is_no_conflict() -> None:
+    base = "A = 0\nB = 0\nC = 0\n"
+    both = "A = 1\nB = 1\nC = 0\n"  # one hunk over A and B
+    assert merge_file(base, both, "A = 1\nB = 0\nC = 0\n") == both  # the best already has theirs
+    assert merge_file(base, "A = 1\nB = 0\nC = 0\n", both) == both  # theirs adds B to the best's A
+    assert merge_file(base, both, "A = 1\nB = 2\nC = 0\n") is None  # B changed two ways
+    # a changed line plus a new line after it, against the same changed line alone
+    assert merge_file("LR = 1\nX = 0\n", "LR = 2\nWD = 1\nX = 0\n", "LR = 2\nX = 0\n") == \
+        "LR = 2\nWD = 1\nX = 0\n"
+    assert merge_file("X = 0\n", "X = 0\nP = 1\n", "X = 0\nQ = 1\n") is None  # two insertions at one place
 
 
 # -- Ray ------------------------------------------------------------------------------------------------
