@@ -20,12 +20,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .boundary import THREAD_VARS
 from .executors import Job, Outcome, PointSink
 from .records import CurvePoint, RunResult
 
 RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_agent_register_timeout_ms": "120000"}  # a loaded 2-core machine starts its agents slowly
 MAX_LOG = 4 << 20  # bytes of a remote log brought back
+# Besides AUTORESEARCH_*: the run's thread-pool sizes (its share of the cores; else Ray's worker default of 1).
+SHIPPED = ("PYTHONUNBUFFERED", *THREAD_VARS)
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> Any:
@@ -135,7 +138,7 @@ class RayExecutor:
         tar = self.workspace.archive(job.sha)
         # Only the run's own variables travel: the worker node has its own PATH, HOME and so on.
         env = {k: v for k, v in job.env.items()
-               if k.startswith("AUTORESEARCH_") or k == "PYTHONUNBUFFERED" or k in job.allow}
+               if k.startswith("AUTORESEARCH_") or k in SHIPPED or k in job.allow}
         from .rundir import tree
         cfg = self.config
         ref = self._remote.remote({"number": job.number, "command": job.command, "timeout_s": job.timeout_s,

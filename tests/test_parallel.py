@@ -20,6 +20,7 @@ from conftest import git, make_repo
 
 from autoresearch_nb import Edit, EventKind, Loop, Proposal, Status
 from autoresearch_nb.agents.base import QueueExhausted
+from autoresearch_nb.boundary import THREAD_VARS, usable_cores
 from autoresearch_nb.parallel import merge_file
 
 TARGET = textwrap.dedent("""\
@@ -34,6 +35,7 @@ TARGET = textwrap.dedent("""\
     print(f"score: {10 - A - B - C}")
     print(f"worker: {os.environ.get('AUTORESEARCH_WORKER')}")
     print(f"threads: {os.environ.get('OMP_NUM_THREADS')}")
+    print(f"blas_threads: {os.environ.get('MKL_NUM_THREADS')}/{os.environ.get('OPENBLAS_NUM_THREADS')}")
     print(f"gpu: gpu{os.environ.get('CUDA_VISIBLE_DEVICES')}")
     print(f"key_seen: {int('ANTHROPIC_API_KEY' in os.environ)}")
 """)
@@ -43,13 +45,16 @@ GATED = TARGET.replace("time.sleep(SLEEP)\n", "time.sleep(SLEEP)\n"
                        "HOLD = os.path.join(os.environ.get('TEST_HOLD_DIR', '/nonexistent'), f'hold-{A}-{B}-{C}')\n"
                        "while os.path.exists(HOLD):\n    time.sleep(0.02)\n")
 PLAIN = dict(metric="score", time_budget_s=5, timeout_s=60, noise_repeats=1, noise_k=0)
+SHARE = max(1, usable_cores() // 2)  # each of two workers' thread pools: its share of the cores
 
 
 FILES = {"train.py": GATED}
 
 
 @pytest.fixture()
-def repo(tmp_path: Path) -> Path:
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in THREAD_VARS:  # the user's own setting would stand; these tests see the loop's
+        monkeypatch.delenv(name, raising=False)
     return make_repo(tmp_path / "r", FILES)
 
 
@@ -118,7 +123,8 @@ def test_two_workers_run_at_once_and_keep_a_linear_chain(repo: Path) -> None:
         assert loop.best.metric == 7  # all three changes end up combined, each combination measured
         workers = {e.worker for e in exps if e.worker is not None}
         assert workers == {0, 1}
-        assert exps[1].summary["threads"] == max(1, (os.cpu_count() or 1) // 2)
+        for e in exps[1:]:  # seen by each worker's child: its share of the cores, not a thread per core each
+            assert (e.summary["threads"], e.summary["blas_threads"]) == (SHARE, f"{SHARE}/{SHARE}"), e.summary
     assert 1 in agent.in_flight_seen  # the agent saw an experiment in flight when asked for the next
     assert most[0] == 2  # two experiments were in flight at once (with one worker this is 1)
 
@@ -198,10 +204,12 @@ def test_a_change_overtaken_again_and_again_stops_being_reapplied(repo: Path, ho
     assert exps["C"].status == Status.KEEP and len(exps) == 5  # no third try
 
 
-def test_each_worker_gets_its_own_gpu_and_no_secret(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_worker_gets_its_own_gpu_the_users_threads_and_no_secret(repo: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from autoresearch_nb import executors
     monkeypatch.setattr(executors, "gpu_count", lambda: 2)  # the edge: NVML on a machine with two GPUs
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-" + "test-should-not-leak")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice stands, and the loop adds no other
     agent = Agent([("A", "A = 0", "A = 1"), ("B", "B = 0", "B = 1"), ("C", "C = 0", "C = 1")])
     with Loop.open(repo, tag="g", agent=agent, workers=2, **PLAIN) as loop:
         loop.optimize()
@@ -209,6 +217,7 @@ def test_each_worker_gets_its_own_gpu_and_no_secret(repo: Path, monkeypatch: pyt
     assert {e.worker for e in ran} == {0, 1}
     for e in ran:  # seen by the child itself
         assert e.summary["gpu"] == f"gpu{e.worker}" and e.summary["key_seen"] == 0, (e.number, e.summary)
+        assert (e.summary["threads"], e.summary["blas_threads"]) == (3, "None/None"), (e.number, e.summary)
 
 
 def test_a_violation_in_a_worker_is_recorded_and_reverted(repo: Path) -> None:
@@ -221,10 +230,14 @@ def test_a_violation_in_a_worker_is_recorded_and_reverted(repo: Path) -> None:
         assert_linear_chain(repo, loop)
 
 
-def test_the_noise_rule_and_confirmation_runs_with_two_workers(tmp_path: Path) -> None:
+def test_the_noise_rule_and_confirmation_runs_with_two_workers(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from test_loop_noise import SIGMA, TRAIN, Scripted, _marginal_effect, value
 
-    repo = make_repo(tmp_path / "noisy", {"train.py": TRAIN})
+    for name in THREAD_VARS:
+        monkeypatch.delenv(name, raising=False)
+    threads = "print(f\"threads: {os.environ.get('OMP_NUM_THREADS')}\")\n"
+    repo = make_repo(tmp_path / "noisy", {"train.py": TRAIN + threads})
     effect = _marginal_effect(1, 0.5)  # passes by 0.5σ̂ on its first run: confirmed with a second seed
     with Loop.open(repo, tag="n", agent=Scripted([(1, effect), (2, 5 * SIGMA)]), workers=2, time_budget_s=10,
                    timeout_s=60) as loop:
@@ -239,6 +252,9 @@ def test_the_noise_rule_and_confirmation_runs_with_two_workers(tmp_path: Path) -
     assert worse.metric == pytest.approx(value(2, 5 * SIGMA, 42))
     assert marginal.worker is not None and worse.worker is not None
     assert marginal.noise_sigma == sigma and marginal.threshold > 0
+    # the confirmation run ran beside the other worker's run: it got a worker's share of the cores too
+    confirmation = repo / ".autoresearch" / "logs" / "n" / f"{marginal.number:04d}.1.log"
+    assert f"threads: {SHARE}" in confirmation.read_text()
 
 
 def test_workers_running_together_are_both_stopped(repo: Path) -> None:
@@ -368,6 +384,7 @@ def test_ray_two_workers_linear_chain(repo: Path, ray_instance) -> None:
         assert loop.best.metric == 7
         ran = [e for e in loop.experiments if e.worker is not None]
         assert {e.worker for e in ran} == {0, 1}
+        assert all(e.summary["threads"] == SHARE for e in ran)  # not Ray's default of one, nor one per core
         assert all(Path(e.log_path).read_text().count("score:") == 1 for e in ran)  # logs came back
         assert loop.curve(ran[0].number)  # progress streamed back
 
