@@ -3,6 +3,7 @@
 the bottleneck), the linear-chain invariant, a worker killed mid-run, and the store's shape."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -433,3 +434,93 @@ def test_ray_worker_killed_mid_run_is_interrupted(repo: Path, ray_instance) -> N
         assert exps[2].status == Status.KEEP  # the other worker went on
         psutil.wait_procs([guard], timeout=30)  # returns as soon as it is gone
         assert not guard.is_running() or guard.status() == psutil.STATUS_ZOMBIE
+
+
+K9_TARGET = textwrap.dedent("""\
+    import time
+    SLEEP = 0.2
+    A = 0
+    B = 0
+    C = 0
+    time.sleep(SLEEP)
+    print("step 1 | loss: 1.0")
+    print("---")
+    print(f"score: {10 - A - B - C}")
+""")
+# Two slow experiments fill both workers; the third is left for the resumed run.
+K9_QUEUE = textwrap.dedent("""\
+    [[experiment]]
+    description = "A slow"
+    edits = [{ search = "A = 0", replace = "A = 1\\nSLEEP = 300" }]
+
+    [[experiment]]
+    description = "B slow"
+    edits = [{ search = "B = 0", replace = "B = 1\\nSLEEP = 301" }]
+
+    [[experiment]]
+    description = "C"
+    edits = [{ search = "C = 0", replace = "C = 1" }]
+""")
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_cli_running_ray_tasks_then_resume(tmp_path: Path) -> None:
+    """The loop process (the real CLI, the driver of a local Ray instance) dies by SIGKILL while two Ray tasks
+    run: no row is lost, the two are interrupted on reopen, nothing of the run is left running, the user's
+    checkout is as it was, and the resumed run goes on with the queue."""
+    pytest.importorskip("ray")
+    from test_cli import alive, cli
+
+    from autoresearch_nb.store import Store
+
+    repo = make_repo(tmp_path / "k9r", {"train.py": K9_TARGET, "queue.toml": K9_QUEUE})
+    (repo / "notes.txt").write_text("the user's own untracked file\n")
+    def checkout() -> dict[Path, bytes]:  # the user's files (the loop's state lives in .autoresearch/)
+        return {p: p.read_bytes() for p in repo.rglob("*")
+                if p.is_file() and not {".git", ".autoresearch"} & set(p.relative_to(repo).parts)}
+    before = checkout()
+    args = ["run", "--tag", "k9r", "--repo", str(repo), "--agent", "queue", "--metric", "score", "--timeout", "600",
+            "--workers", "2", "--executor", "ray", "--noise-repeats", "1", "--noise-k", "0"]
+    log = (tmp_path / "cli.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch_nb.cli", *args], stdout=log, stderr=subprocess.STDOUT)
+
+    def training() -> set[str]:  # the experiments whose train.py runs now, on a Ray worker
+        out = set()
+        for p in runs_of("k9r/"):
+            try:
+                if "train.py" in " ".join(p.cmdline()):
+                    out.add(p.environ().get("AUTORESEARCH_RUN"))
+            except psutil.Error:
+                continue
+        return out
+    deadline = time.monotonic() + 240  # generous: Ray starts its processes slowly on a busy machine
+    while training() != {"k9r/1", "k9r/2"} and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert training() == {"k9r/1", "k9r/2"}, (tmp_path / "cli.log").read_text()[-3000:]
+    ray_side = psutil.Process(proc.pid).children(recursive=True)  # raylet, GCS, workers, guards, the runs
+    assert any("raylet" in " ".join(p.cmdline()) for p in ray_side if alive(p))
+    proc.kill()
+    proc.wait(30)
+
+    store = Store(repo / ".autoresearch" / "store.db")  # read before any reopen: every row is there
+    rows = [(e.number, e.description, e.status.value) for e in store.experiments("k9r")]
+    store.close()
+    assert rows == [(0, "baseline", "keep"), (1, "A slow", "running"), (2, "B slow", "running")]
+
+    # Nothing of the run outlives its driver: Ray's processes share its fate, and each run's guard ends the run
+    # when its Ray worker is gone. Waits as long as they take to die (a zombie counts as gone).
+    gone_by = time.monotonic() + 120
+    while [p for p in ray_side if alive(p)] and time.monotonic() < gone_by:
+        time.sleep(0.2)
+    assert not [(p.pid, p.cmdline()) for p in ray_side if alive(p)]
+    assert runs_of("k9r/") == []
+
+    r = cli(*args, timeout=600)  # the resumed run: recovery on reopen, then the rest of the queue
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads(cli("results", "--tag", "k9r", "--repo", str(repo), "--format", "json").stdout)
+    assert [(d["description"], d["status"]) for d in data] == [
+        ("baseline", "keep"), ("A slow", "interrupted"), ("B slow", "interrupted"), ("C", "keep")]
+    assert [d["metric"] for d in data][3] == 9
+    assert all("loop process ended while this experiment was running" in d["reason"] for d in data[1:3])
+    assert checkout() == before
+    assert git(repo, "status", "--porcelain") == "?? notes.txt" and git(repo, "branch", "--show-current") == "main"
