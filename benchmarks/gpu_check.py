@@ -8,7 +8,6 @@ printed as soon as its stage ends, so a run cut short still reports what it did.
     python benchmarks/gpu_check.py                        # on the GPU machine: stdlib corpus, 60 s budgets
     python benchmarks/gpu_check.py --data ~/texts         # a folder of text/parquet files instead
     python benchmarks/gpu_check.py --dry                  # on a CPU: this package's sources, 2 s budgets
-    python benchmarks/gpu_check.py --dry --budget 1 --noise-repeats 1   # the test's: one baseline run
 
 Needs no network: ``pip install --no-deps`` of this package on an image with torch >= 2.4, plus the wheels of its
 other requirements carried in, is enough.
@@ -101,8 +100,7 @@ def stage_loop(args, env: dict, work: Path) -> bool:
     t = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "gpu-check", "--repo", str(repo),
-         "--agent", "tuner", "--max-experiments", str(args.experiments), "--time-budget-s", str(args.budget),
-         *(["--noise-repeats", str(args.noise_repeats)] if args.noise_repeats else [])],
+         "--agent", "tuner", "--max-experiments", str(args.experiments), "--time-budget-s", str(args.budget)],
         cwd=repo, capture_output=True, text=True, env=env, timeout=args.experiments * (args.budget * 4 + 300))
     rows = subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "results", "--tag", "gpu-check", "--repo",
                            str(repo), "--format", "json"], cwd=repo, capture_output=True, text=True, env=env)
@@ -125,8 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="a local folder of text/parquet files (default: stdlib)")
     parser.add_argument("--budget", type=float, help="training seconds per run (default 60; --dry: 2)")
     parser.add_argument("--experiments", type=int, default=3, help="loop experiments, baseline included")
-    parser.add_argument("--noise-repeats", type=int,
-                        help="baseline runs of the loop stage (default: the loop's own, 3)")
     parser.add_argument("--script", type=Path, default=ROOT / "train.py")
     parser.add_argument("--dry", action="store_true", help="on the CPU, tiny budgets and corpus (for tests)")
     parser.add_argument("--work", type=Path, help="work folder to keep (default: a temp folder)")

@@ -159,10 +159,8 @@ def test_muon_orthogonalizes_and_lowers_the_loss(monkeypatch):
 def test_gpu_check_dry_runs_every_stage_on_the_cpu(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
     env.update(PYTHONPATH=str(ROOT), AUTORESEARCH_CACHE=str(tmp_path / "cache"))
-    # one baseline run, not the loop's three (the noise floor is tested in test_loop_noise): 2 runs fewer
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry", "--budget", "1",
-                             "--noise-repeats", "1", "--work", str(tmp_path / "work")], capture_output=True, text=True,
-                            env=env, timeout=600)
+                             "--work", str(tmp_path / "work")], capture_output=True, text=True, env=env, timeout=600)
     import json
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [line["stage"] for line in lines] == ["env", "prepare", "train", "loop", "done"], result.stderr[-2000:]

@@ -1,8 +1,8 @@
 """PYTHONPATH=. python -m pytest -q tests/test_verifier.py
 
-The model verifier on the repository's own train.py (a tiny copy, 1 s budgets, one corpus for the module): every cheat of
-benchmarks/integrity.py goes through the real CLI and gets its status, an honest change is still kept; and the
-verifier's own refusals (pickle, refused ops, leftovers, no harness clock) one by one.
+The model verifier on the repository's own train.py (a tiny copy, 2 s budgets, one corpus for the module): every
+cheat of benchmarks/integrity.py goes through the real CLI and gets its status, an honest change is still kept; and
+the verifier's own refusals (pickle, refused ops, leftovers, no harness clock) one by one.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import integrity  # noqa: E402
 
 
-BUDGET = 1  # training seconds per experiment: the honest change still gains, the cheats are still what they are
+BUDGET = 2  # training seconds per experiment; at 1 s "evaluation bytes shrunk" scores worse and is simply discarded
 
 
 @pytest.fixture(scope="module")
