@@ -436,31 +436,12 @@ def test_ray_worker_killed_mid_run_is_interrupted(repo: Path, ray_instance) -> N
         assert not guard.is_running() or guard.status() == psutil.STATUS_ZOMBIE
 
 
-K9_TARGET = textwrap.dedent("""\
-    import time
-    SLEEP = 0.2
-    A = 0
-    B = 0
-    C = 0
-    time.sleep(SLEEP)
-    print("step 1 | loss: 1.0")
-    print("---")
-    print(f"score: {10 - A - B - C}")
-""")
 # Two slow experiments fill both workers; the third is left for the resumed run.
-K9_QUEUE = textwrap.dedent("""\
-    [[experiment]]
-    description = "A slow"
-    edits = [{ search = "A = 0", replace = "A = 1\\nSLEEP = 300" }]
-
-    [[experiment]]
-    description = "B slow"
-    edits = [{ search = "B = 0", replace = "B = 1\\nSLEEP = 301" }]
-
-    [[experiment]]
-    description = "C"
-    edits = [{ search = "C = 0", replace = "C = 1" }]
-""")
+K9_QUEUE = [{"description": "A slow", "edits": [{"search": "A = 0", "replace": "A = 1"},
+                                                {"search": "SLEEP = 0.6", "replace": "SLEEP = 300"}]},
+            {"description": "B slow", "edits": [{"search": "B = 0", "replace": "B = 1"},
+                                                {"search": "SLEEP = 0.6", "replace": "SLEEP = 301"}]},
+            {"description": "C", "edits": [{"search": "C = 0", "replace": "C = 1"}]}]
 
 
 @pytest.mark.slow
@@ -473,16 +454,12 @@ def test_kill_9_of_the_cli_running_ray_tasks_then_resume(tmp_path: Path) -> None
 
     from autoresearch_nb.store import Store
 
-    repo = make_repo(tmp_path / "k9r", {"train.py": K9_TARGET, "queue.toml": K9_QUEUE})
+    repo = make_repo(tmp_path / "k9r", {"train.py": TARGET, "queue.json": json.dumps(K9_QUEUE)})
     (repo / "notes.txt").write_text("the user's own untracked file\n")
+
     def checkout() -> dict[Path, bytes]:  # the user's files (the loop's state lives in .autoresearch/)
         return {p: p.read_bytes() for p in repo.rglob("*")
                 if p.is_file() and not {".git", ".autoresearch"} & set(p.relative_to(repo).parts)}
-    before = checkout()
-    args = ["run", "--tag", "k9r", "--repo", str(repo), "--agent", "queue", "--metric", "score", "--timeout", "600",
-            "--workers", "2", "--executor", "ray", "--noise-repeats", "1", "--noise-k", "0"]
-    log = (tmp_path / "cli.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "autoresearch_nb.cli", *args], stdout=log, stderr=subprocess.STDOUT)
 
     def training() -> set[str]:  # the experiments whose train.py runs now, on a Ray worker
         out = set()
@@ -493,14 +470,23 @@ def test_kill_9_of_the_cli_running_ray_tasks_then_resume(tmp_path: Path) -> None
             except psutil.Error:
                 continue
         return out
-    deadline = time.monotonic() + 240  # generous: Ray starts its processes slowly on a busy machine
-    while training() != {"k9r/1", "k9r/2"} and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    assert training() == {"k9r/1", "k9r/2"}, (tmp_path / "cli.log").read_text()[-3000:]
-    ray_side = psutil.Process(proc.pid).children(recursive=True)  # raylet, GCS, workers, guards, the runs
-    assert any("raylet" in " ".join(p.cmdline()) for p in ray_side if alive(p))
-    proc.kill()
-    proc.wait(30)
+
+    before = checkout()
+    args = ["run", "--tag", "k9r", "--repo", str(repo), "--agent", "queue", "--metric", "score", "--timeout", "600",
+            "--workers", "2", "--executor", "ray", "--noise-repeats", "1", "--noise-k", "0"]
+    with (tmp_path / "cli.log").open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "autoresearch_nb.cli", *args], stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240  # generous: Ray starts its processes slowly on a busy machine
+        while training() != {"k9r/1", "k9r/2"} and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert training() == {"k9r/1", "k9r/2"}, (tmp_path / "cli.log").read_text()[-3000:]
+        ray_side = psutil.Process(proc.pid).children(recursive=True)  # raylet, GCS, workers, guards, the runs
+        assert any("raylet" in " ".join(p.cmdline()) for p in ray_side if alive(p))
+    finally:
+        proc.kill()  # the SIGKILL under test (or, when the test failed early, the cleanup)
+        proc.wait(30)
 
     store = Store(repo / ".autoresearch" / "store.db")  # read before any reopen: every row is there
     rows = [(e.number, e.description, e.status.value) for e in store.experiments("k9r")]
