@@ -5,14 +5,14 @@ The driver (the loop) alone writes the store and moves the branch; an executor o
 (an experiment commit to run) into an :class:`Outcome` (the run's result and the paths it changed).
 
 Local workers each have a run directory (:mod:`.boundary`, outside the checkout) and a device: on a GPU
-machine one GPU each (``CUDA_VISIBLE_DEVICES``), on a CPU machine a share of the cores (``OMP_NUM_THREADS``).
+machine one GPU each (``CUDA_VISIBLE_DEVICES``); every worker's run gets its share of the cores as thread-pool
+sizes (``OMP_NUM_THREADS``..., from the run plan's environment, unless the user set them).
 Ray workers may not share a filesystem with the driver, so a job ships the experiment's tree as a ``git
 archive`` tarball with its listing; the task unpacks it into a plain directory (no git), runs it under the
 sandbox, compares it with the listing, streams progress points back through a Ray queue and returns its result.
 """
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections.abc import Callable
@@ -80,15 +80,11 @@ def gpu_count() -> int:
         return 0
 
 
-def device_env(worker: int, workers: int, gpus: int | None = None, cores: int | None = None) -> dict[str, str]:
-    """Environment that gives worker ``worker`` its own GPU, or its share of the CPU cores."""
+def device_env(worker: int, gpus: int | None = None) -> dict[str, str]:
+    """Environment that gives worker ``worker`` its own GPU (none on a machine without one). Its share of the
+    cores comes with the job's environment (:func:`autoresearch_nb.boundary.thread_env`)."""
     gpus = gpu_count() if gpus is None else gpus
-    if gpus > 0:
-        return {"CUDA_VISIBLE_DEVICES": str(worker % gpus)}
-    cores = os.cpu_count() or 1 if cores is None else cores
-    threads = str(max(1, cores // max(1, workers)))
-    return {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-            "AUTORESEARCH_THREADS": threads}
+    return {"CUDA_VISIBLE_DEVICES": str(worker % gpus) if gpus > 0 else ""}
 
 
 @dataclass
@@ -109,7 +105,7 @@ class LocalExecutor:
     def __init__(self, boundary: Any, workers: int, env_for: Callable[[int], dict[str, str]] | None = None) -> None:
         self.boundary = boundary
         self.slots = workers
-        self._env_for = env_for or (lambda i: device_env(i, workers))
+        self._env_for = env_for or device_env
         self._slots = [_Slot(i, boundary.run_dir(i + 1)) for i in range(workers)]
         self._done: "queue.Queue[Outcome]" = queue.Queue()
         self._lock = threading.Lock()

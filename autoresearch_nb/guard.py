@@ -16,6 +16,21 @@ import sys
 import time
 
 
+def _dies_with(guard: int):
+    """For the command's process (before it execs): SIGKILL when the guard dies (Linux). A Ray worker that exits
+    kills its children, the guard among them, before the guard can end the group; the command must not live on.
+    Processes the command starts itself are not covered (the guard's group kill is what covers them)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    def set_pdeathsig() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != guard:  # the guard died before the signal was armed
+            os._exit(137)
+    return set_pdeathsig
+
+
 def main(argv: list[str]) -> int:
     parent = os.getppid()
     if argv[:1] == ["--parent"] and len(argv) > 1:
@@ -29,7 +44,7 @@ def main(argv: list[str]) -> int:
         argv = [sys.executable, *argv[1:]]
     if os.getppid() != parent:  # the worker died before we even started
         return 137
-    child = subprocess.Popen(argv)  # same process group as the guard
+    child = subprocess.Popen(argv, preexec_fn=_dies_with(os.getpid()))  # same process group as the guard
     while True:
         try:
             return child.wait(timeout=0.2)

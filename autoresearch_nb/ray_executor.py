@@ -10,6 +10,7 @@ outcome (recorded as interrupted); its command dies with it (see :mod:`autoresea
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shutil
 import sys
@@ -20,12 +21,26 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .boundary import THREAD_VARS
 from .executors import Job, Outcome, PointSink
 from .records import CurvePoint, RunResult
 
+log = logging.getLogger("autoresearch_nb")
+
+# A loaded 2-core machine starts Ray's agents slowly: the raylet gives the dashboard agent 15 s (not settable) to
+# report its port, and workers it prestarts (one per CPU, each importing ray) compete with that agent for the
+# cores. With prestarting off a local instance started 2 times in 3 at load 9 on 2 cores, with it on 0 times
+# in 5. A task's worker starts on first use instead (seconds, against runs of minutes).
 RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_agent_register_timeout_ms": "120000"}  # a loaded 2-core machine starts its agents slowly
+           "RAY_agent_register_timeout_ms": "120000", "RAY_enable_worker_prestart": "0",
+           "RAY_prestart_worker_first_driver": "0",
+           # A worker that exits would SIGKILL its children, the guard among them, before the guard can end the
+           # run's whole group (autoresearch_nb.guard); the guard does that itself when its worker is gone.
+           "RAY_kill_child_processes_on_worker_exit": "0"}
 MAX_LOG = 4 << 20  # bytes of a remote log brought back
+START_ATTEMPTS = 3  # a local instance whose agents missed the raylet's start-up window is started again
+# Besides AUTORESEARCH_*: the run's thread-pool sizes (its share of the cores; else Ray's worker default of 1).
+SHIPPED = ("PYTHONUNBUFFERED", *THREAD_VARS)
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> Any:
@@ -39,10 +54,47 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     common = dict(log_to_driver=False, configure_logging=False, ignore_reinit_error=True)
     if address:
         ray.init(address=address, **common)
-    else:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 **common)
+        return ray
+    for attempt in range(1, START_ATTEMPTS + 1):
+        before = _children()
+        try:
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     **common)
+            return ray
+        except Exception as e:
+            # Only the agents' start-up race is tried again; the failed attempt's processes (GCS, raylet, log
+            # monitor), which ray.shutdown() does not end, go first so they do not slow the next one.
+            if "timed out during startup" not in str(e) or attempt == START_ATTEMPTS:
+                raise
+            log.warning("a local Ray instance did not start in time (attempt %d of %d): %s", attempt,
+                        START_ATTEMPTS, e)
+            _end(_children() - before)
     return ray
+
+
+def _children() -> set[Any]:
+    """This process's descendants that are Ray's (its binaries and scripts live under a ``ray/`` folder)."""
+    import psutil
+    out = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "/ray/" in " ".join(p.cmdline()):
+                out.add(p)
+        except psutil.ZombieProcess:  # a crashed raylet: reaped by the wait below
+            out.add(p)
+        except psutil.Error:
+            continue
+    return out
+
+
+def _end(processes: set[Any]) -> None:
+    import psutil
+    for p in processes:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(list(processes), timeout=10)
 
 
 def _run_task(job: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
@@ -135,7 +187,7 @@ class RayExecutor:
         tar = self.workspace.archive(job.sha)
         # Only the run's own variables travel: the worker node has its own PATH, HOME and so on.
         env = {k: v for k, v in job.env.items()
-               if k.startswith("AUTORESEARCH_") or k == "PYTHONUNBUFFERED" or k in job.allow}
+               if k.startswith("AUTORESEARCH_") or k in SHIPPED or k in job.allow}
         from .rundir import tree
         cfg = self.config
         ref = self._remote.remote({"number": job.number, "command": job.command, "timeout_s": job.timeout_s,

@@ -26,6 +26,13 @@ from .trial import Plan, StopSignal, classify
 log = logging.getLogger("autoresearch_nb")
 
 
+def with_first_run(exp: Experiment) -> Experiment:
+    """``exp`` with its own clean run as the first of its ``runs`` (the evidence every decision is made from)."""
+    if not exp.runs and exp.metric is not None:
+        return exp.with_(runs=[exp.metric], seeds=[exp.seed] if exp.seed is not None else [])
+    return exp
+
+
 class Repeats:
     """Repeat runs of commits in the loop's worktree: the noise floor, confirmations and re-validations."""
 
@@ -141,8 +148,7 @@ class Repeats:
 
     def judge(self, exp: Experiment, best: Experiment | None) -> Experiment:
         """Decide a clean run: keep, discard, or first confirm a marginal pass with more runs (seed + i)."""
-        if not exp.runs and exp.metric is not None:
-            exp = exp.with_(runs=[exp.metric], seeds=[exp.seed] if exp.seed is not None else [])
+        exp = with_first_run(exp)
         if is_baseline(exp):
             floor = self.noise if len(exp.runs) > 1 else None
             reason = "baseline"

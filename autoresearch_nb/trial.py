@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .boundary import SETUP, Boundary
+from .boundary import SETUP, Boundary, thread_env
 from .errors import AutoresearchError
 from .events import EventKind
 from .git import STATE_DIR
@@ -365,4 +365,7 @@ class Plan:
             extra.update(AUTORESEARCH_TIME_BUDGET=f"{self.config.time_budget_s:g}", AUTORESEARCH_SEED=str(seed))
             if self.verification is not None and self.verification.command == MODEL:
                 extra[ENV_EXPORT] = str(artifact_dir(self.repo_root, self.tag, number))
+            if self.config.workers > 1 or self.config.executor == "ray":
+                # runs side by side (workers, and a confirmation run beside them): each its share of the cores
+                extra.update(thread_env(self.config.workers))
         return self.boundary.env(extra)

@@ -114,11 +114,12 @@ def run_loop(root: Path, env: dict[str, str], budget: float, *extra: str):
     return load_results(root, "t")
 
 
-def table(budget: float, work: Path, control: bool, cheats: list | None = None) -> tuple[list[dict], float | None]:
+def table(budget: float, work: Path, control: bool, cheats: list | None = None,
+          data: Path | None = None) -> tuple[list[dict], float | None]:
     """One dict per experiment (description, expected, status, control, printed, verified) and the median
-    verification overhead in seconds."""
+    verification overhead in seconds. ``data``: a corpus :func:`corpus` prepared before (else one is made)."""
     entries = list(cheats if cheats is not None else CHEATS) + [HONEST] + (AFTER_HONEST if cheats is None else [])
-    env = env_for(work, corpus(work))
+    env = env_for(work, data or corpus(work))
     df = run_loop(make_repo(work / "on", entries), env, budget)
     off = run_loop(make_repo(work / "off", entries), env, budget, "--verify", "off") if control else None
     rows = []

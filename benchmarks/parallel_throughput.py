@@ -129,8 +129,8 @@ def measure_honest(workers: int, executor: str, work: int, effect: float, salt: 
                    threads: str | None = None) -> dict:
     """One campaign over the whole queue, baseline repeats included, timed from start to end.
 
-    ``threads`` caps a single worker's OMP threads through the environment the runs inherit (two workers get
-    their share from the executor either way)."""
+    ``threads`` caps a single worker's OMP threads through the environment the runs inherit (unset, two
+    workers get their share of the cores from the loop: ``boundary.thread_env``)."""
     saved = os.environ.get("OMP_NUM_THREADS")
     if threads:
         os.environ["OMP_NUM_THREADS"] = threads

@@ -28,10 +28,22 @@ edits = [{ search = "EXTRA_SECONDS = 0.0", replace = "EXTRA_SECONDS = 60.0" }]
 '''
 
 
+def _open(tmp_path, queue):
+    repo = make_demo_repo(tmp_path / "target", queue=queue)
+    return Loop.open(repo, tag="dash", agent="queue", time_budget_s=1, noise_repeats=2)  # a floor from 2 runs
+
+
 @pytest.fixture
 def loop(tmp_path):
-    repo = make_demo_repo(tmp_path / "target", queue=SLOW_QUEUE)
-    lp = Loop.open(repo, tag="dash", agent="queue", time_budget_s=1, noise_repeats=2)  # a floor from 2 runs
+    lp = _open(tmp_path, SLOW_QUEUE)
+    yield lp
+    lp.close()
+
+
+@pytest.fixture
+def quick_loop(tmp_path):
+    """The same loop with the demo's own queue: every experiment takes the 1 s budget (no 60 s run)."""
+    lp = _open(tmp_path, None)
     yield lp
     lp.close()
 
@@ -39,6 +51,13 @@ def loop(tmp_path):
 @pytest.fixture
 def dash(loop):
     d = Dashboard(loop, live=False, bar_interval_s=0.0, curve_interval_s=0.0)
+    yield d
+    d.close()
+
+
+@pytest.fixture
+def quick_dash(quick_loop):
+    d = Dashboard(quick_loop, live=False, bar_interval_s=0.0, curve_interval_s=0.0)
     yield d
     d.close()
 
@@ -236,10 +255,12 @@ def test_noise_floor_repeats_and_endings_drawn_at_once(loop):
     dash.close()
 
 
+# The baseline runs 2 s; an experiment (A or B changed) runs until it is stopped, so the two are in flight
+# together for as long as the test needs to see it, however busy the machine.
 PARALLEL_TARGET = '''import time
 A = 0
 B = 0
-for i in range(1, 41):
+for i in range(1, 41 if A == B == 0 else 10 ** 6):
     time.sleep(0.05)
     print(f"step {i} | loss: {10 - A - B + 1.0 / i:.4f}", flush=True)
 print("---")
@@ -348,7 +369,8 @@ def test_choose_an_experiment_to_see_its_reason_diff_and_curve(loop, dash):
     assert "arnb-detail" not in dash.diff.value
 
 
-def test_compare_overlays_chosen_experiments_curves_with_a_legend(loop, dash):
+def test_compare_overlays_chosen_experiments_curves_with_a_legend(quick_loop, quick_dash):
+    loop, dash = quick_loop, quick_dash
     loop.baseline()
     loop.step()
     dash.flush()

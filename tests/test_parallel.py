@@ -3,6 +3,7 @@
 the bottleneck), the linear-chain invariant, a worker killed mid-run, and the store's shape."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -20,6 +21,7 @@ from conftest import git, make_repo
 
 from autoresearch_nb import Edit, EventKind, Loop, Proposal, Status
 from autoresearch_nb.agents.base import QueueExhausted
+from autoresearch_nb.boundary import THREAD_VARS, usable_cores
 from autoresearch_nb.parallel import merge_file
 
 TARGET = textwrap.dedent("""\
@@ -34,6 +36,7 @@ TARGET = textwrap.dedent("""\
     print(f"score: {10 - A - B - C}")
     print(f"worker: {os.environ.get('AUTORESEARCH_WORKER')}")
     print(f"threads: {os.environ.get('OMP_NUM_THREADS')}")
+    print(f"blas_threads: {os.environ.get('MKL_NUM_THREADS')}/{os.environ.get('OPENBLAS_NUM_THREADS')}")
     print(f"gpu: gpu{os.environ.get('CUDA_VISIBLE_DEVICES')}")
     print(f"key_seen: {int('ANTHROPIC_API_KEY' in os.environ)}")
 """)
@@ -43,13 +46,16 @@ GATED = TARGET.replace("time.sleep(SLEEP)\n", "time.sleep(SLEEP)\n"
                        "HOLD = os.path.join(os.environ.get('TEST_HOLD_DIR', '/nonexistent'), f'hold-{A}-{B}-{C}')\n"
                        "while os.path.exists(HOLD):\n    time.sleep(0.02)\n")
 PLAIN = dict(metric="score", time_budget_s=5, timeout_s=60, noise_repeats=1, noise_k=0)
+SHARE = max(1, usable_cores() // 2)  # each of two workers' thread pools: its share of the cores
 
 
 FILES = {"train.py": GATED}
 
 
 @pytest.fixture()
-def repo(tmp_path: Path) -> Path:
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in THREAD_VARS:  # the user's own setting would stand; these tests see the loop's
+        monkeypatch.delenv(name, raising=False)
     return make_repo(tmp_path / "r", FILES)
 
 
@@ -118,7 +124,8 @@ def test_two_workers_run_at_once_and_keep_a_linear_chain(repo: Path) -> None:
         assert loop.best.metric == 7  # all three changes end up combined, each combination measured
         workers = {e.worker for e in exps if e.worker is not None}
         assert workers == {0, 1}
-        assert exps[1].summary["threads"] == max(1, (os.cpu_count() or 1) // 2)
+        for e in exps[1:]:  # seen by each worker's child: its share of the cores, not a thread per core each
+            assert (e.summary["threads"], e.summary["blas_threads"]) == (SHARE, f"{SHARE}/{SHARE}"), e.summary
     assert 1 in agent.in_flight_seen  # the agent saw an experiment in flight when asked for the next
     assert most[0] == 2  # two experiments were in flight at once (with one worker this is 1)
 
@@ -150,6 +157,8 @@ def test_stale_result_that_did_not_improve_is_discarded(repo: Path, holds) -> No
         assert worse.reason.startswith("stale parent #0: "), worse.reason
         assert worse.status == Status.DISCARD and "re-applied" not in worse.reason
         assert not any(e.description.startswith("re-applied") for e in loop.experiments)
+        # the run that happened is the row's evidence, as for any decided experiment
+        assert worse.runs == [worse.metric] == [15] and worse.seeds == [worse.seed] == [42]
 
 
 def stale_outcome(repo: Path, holds, items: list, held: tuple[int, int, int], tag: str) -> list:
@@ -168,9 +177,12 @@ def test_a_stale_change_that_conflicts_with_the_new_best_is_discarded(repo: Path
     assert not any(e.description.startswith("re-applied") for e in exps)
 
 
-def test_a_stale_change_the_new_best_already_has_is_discarded(repo: Path, holds) -> None:
-    exps = stale_outcome(repo, holds, [("A and C", "A = 0\nB = 0\nC = 0", "A = 1\nB = 0\nC = 1"),
-                                       ("C", "C = 0", "C = 1")], (0, 0, 1), "h")
+@pytest.mark.parametrize("first", [
+    ("A and C", "A = 0\nB = 0\nC = 0", "A = 1\nB = 0\nC = 1"),  # two hunks, one of them the stale change
+    ("B and C", "B = 0\nC = 0", "B = 1\nC = 1"),                 # one hunk with the stale change inside it
+])
+def test_a_stale_change_the_new_best_already_has_is_discarded(repo: Path, holds, first) -> None:
+    exps = stale_outcome(repo, holds, [first, ("C", "C = 0", "C = 1")], (0, 0, 1), "h")
     assert [e.status for e in exps] == [Status.KEEP, Status.KEEP, Status.DISCARD]
     assert "the new best #1 already has this change" in exps[2].reason
     assert not any(e.description.startswith("re-applied") for e in exps)
@@ -193,10 +205,12 @@ def test_a_change_overtaken_again_and_again_stops_being_reapplied(repo: Path, ho
     assert exps["C"].status == Status.KEEP and len(exps) == 5  # no third try
 
 
-def test_each_worker_gets_its_own_gpu_and_no_secret(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_worker_gets_its_own_gpu_the_users_threads_and_no_secret(repo: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from autoresearch_nb import executors
     monkeypatch.setattr(executors, "gpu_count", lambda: 2)  # the edge: NVML on a machine with two GPUs
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-" + "test-should-not-leak")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice stands, and the loop adds no other
     agent = Agent([("A", "A = 0", "A = 1"), ("B", "B = 0", "B = 1"), ("C", "C = 0", "C = 1")])
     with Loop.open(repo, tag="g", agent=agent, workers=2, **PLAIN) as loop:
         loop.optimize()
@@ -204,6 +218,7 @@ def test_each_worker_gets_its_own_gpu_and_no_secret(repo: Path, monkeypatch: pyt
     assert {e.worker for e in ran} == {0, 1}
     for e in ran:  # seen by the child itself
         assert e.summary["gpu"] == f"gpu{e.worker}" and e.summary["key_seen"] == 0, (e.number, e.summary)
+        assert (e.summary["threads"], e.summary["blas_threads"]) == (3, "None/None"), (e.number, e.summary)
 
 
 def test_a_violation_in_a_worker_is_recorded_and_reverted(repo: Path) -> None:
@@ -216,10 +231,14 @@ def test_a_violation_in_a_worker_is_recorded_and_reverted(repo: Path) -> None:
         assert_linear_chain(repo, loop)
 
 
-def test_the_noise_rule_and_confirmation_runs_with_two_workers(tmp_path: Path) -> None:
+def test_the_noise_rule_and_confirmation_runs_with_two_workers(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from test_loop_noise import SIGMA, TRAIN, Scripted, _marginal_effect, value
 
-    repo = make_repo(tmp_path / "noisy", {"train.py": TRAIN})
+    for name in THREAD_VARS:
+        monkeypatch.delenv(name, raising=False)
+    threads = "print(f\"threads: {os.environ.get('OMP_NUM_THREADS')}\")\n"
+    repo = make_repo(tmp_path / "noisy", {"train.py": TRAIN + threads})
     effect = _marginal_effect(1, 0.5)  # passes by 0.5σ̂ on its first run: confirmed with a second seed
     with Loop.open(repo, tag="n", agent=Scripted([(1, effect), (2, 5 * SIGMA)]), workers=2, time_budget_s=10,
                    timeout_s=60) as loop:
@@ -234,6 +253,9 @@ def test_the_noise_rule_and_confirmation_runs_with_two_workers(tmp_path: Path) -
     assert worse.metric == pytest.approx(value(2, 5 * SIGMA, 42))
     assert marginal.worker is not None and worse.worker is not None
     assert marginal.noise_sigma == sigma and marginal.threshold > 0
+    # the confirmation run ran beside the other worker's run: it got a worker's share of the cores too
+    confirmation = repo / ".autoresearch" / "logs" / "n" / f"{marginal.number:04d}.1.log"
+    assert f"threads: {SHARE}" in confirmation.read_text()
 
 
 def test_workers_running_together_are_both_stopped(repo: Path) -> None:
@@ -331,6 +353,18 @@ def test_merge_file_adjacent_lines_merge_overlaps_conflict() -> None:
     assert merge_file(base, "A = 1\nB = 0\nC = 0\n", "A = 1\nB = 0\nC = 0\n") == "A = 1\nB = 0\nC = 0\n"
 
 
+def test_merge_file_an_identical_change_inside_a_larger_hunk_is_no_conflict() -> None:
+    base = "A = 0\nB = 0\nC = 0\n"
+    both = "A = 1\nB = 1\nC = 0\n"  # one hunk over A and B
+    assert merge_file(base, both, "A = 1\nB = 0\nC = 0\n") == both  # the best already has theirs
+    assert merge_file(base, "A = 1\nB = 0\nC = 0\n", both) == both  # theirs adds B to the best's A
+    assert merge_file(base, both, "A = 1\nB = 2\nC = 0\n") is None  # B changed two ways
+    # a changed line plus a new line after it, against the same changed line alone
+    assert merge_file("LR = 1\nX = 0\n", "LR = 2\nWD = 1\nX = 0\n", "LR = 2\nX = 0\n") == \
+        "LR = 2\nWD = 1\nX = 0\n"
+    assert merge_file("X = 0\n", "X = 0\nP = 1\n", "X = 0\nQ = 1\n") is None  # two insertions at one place
+
+
 # -- Ray ------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -351,6 +385,7 @@ def test_ray_two_workers_linear_chain(repo: Path, ray_instance) -> None:
         assert loop.best.metric == 7
         ran = [e for e in loop.experiments if e.worker is not None]
         assert {e.worker for e in ran} == {0, 1}
+        assert all(e.summary["threads"] == SHARE for e in ran)  # not Ray's default of one, nor one per core
         assert all(Path(e.log_path).read_text().count("score:") == 1 for e in ran)  # logs came back
         assert loop.curve(ran[0].number)  # progress streamed back
 
@@ -399,3 +434,79 @@ def test_ray_worker_killed_mid_run_is_interrupted(repo: Path, ray_instance) -> N
         assert exps[2].status == Status.KEEP  # the other worker went on
         psutil.wait_procs([guard], timeout=30)  # returns as soon as it is gone
         assert not guard.is_running() or guard.status() == psutil.STATUS_ZOMBIE
+
+
+# Two slow experiments fill both workers; the third is left for the resumed run.
+K9_QUEUE = [{"description": "A slow", "edits": [{"search": "A = 0", "replace": "A = 1"},
+                                                {"search": "SLEEP = 0.6", "replace": "SLEEP = 300"}]},
+            {"description": "B slow", "edits": [{"search": "B = 0", "replace": "B = 1"},
+                                                {"search": "SLEEP = 0.6", "replace": "SLEEP = 301"}]},
+            {"description": "C", "edits": [{"search": "C = 0", "replace": "C = 1"}]}]
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_cli_running_ray_tasks_then_resume(tmp_path: Path) -> None:
+    """The loop process (the real CLI, the driver of a local Ray instance) dies by SIGKILL while two Ray tasks
+    run: no row is lost, the two are interrupted on reopen, nothing of the run is left running, the user's
+    checkout is as it was, and the resumed run goes on with the queue."""
+    pytest.importorskip("ray")
+    from test_cli import alive, cli
+
+    from autoresearch_nb.store import Store
+
+    repo = make_repo(tmp_path / "k9r", {"train.py": TARGET, "queue.json": json.dumps(K9_QUEUE)})
+    (repo / "notes.txt").write_text("the user's own untracked file\n")
+
+    def checkout() -> dict[Path, bytes]:  # the user's files (the loop's state lives in .autoresearch/)
+        return {p: p.read_bytes() for p in repo.rglob("*")
+                if p.is_file() and not {".git", ".autoresearch"} & set(p.relative_to(repo).parts)}
+
+    def training() -> set[str]:  # the experiments whose train.py runs now, on a Ray worker
+        out = set()
+        for p in runs_of("k9r/"):
+            try:
+                if "train.py" in " ".join(p.cmdline()):
+                    out.add(p.environ().get("AUTORESEARCH_RUN"))
+            except psutil.Error:
+                continue
+        return out
+
+    before = checkout()
+    args = ["run", "--tag", "k9r", "--repo", str(repo), "--agent", "queue", "--metric", "score", "--timeout", "600",
+            "--workers", "2", "--executor", "ray", "--noise-repeats", "1", "--noise-k", "0"]
+    with (tmp_path / "cli.log").open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "autoresearch_nb.cli", *args], stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240  # generous: Ray starts its processes slowly on a busy machine
+        while training() != {"k9r/1", "k9r/2"} and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert training() == {"k9r/1", "k9r/2"}, (tmp_path / "cli.log").read_text()[-3000:]
+        ray_side = psutil.Process(proc.pid).children(recursive=True)  # raylet, GCS, workers, guards, the runs
+        assert any("raylet" in " ".join(p.cmdline()) for p in ray_side if alive(p))
+    finally:
+        proc.kill()  # the SIGKILL under test (or, when the test failed early, the cleanup)
+        proc.wait(30)
+
+    store = Store(repo / ".autoresearch" / "store.db")  # read before any reopen: every row is there
+    rows = [(e.number, e.description, e.status.value) for e in store.experiments("k9r")]
+    store.close()
+    assert rows == [(0, "baseline", "keep"), (1, "A slow", "running"), (2, "B slow", "running")]
+
+    # Nothing of the run outlives its driver: Ray's processes share its fate, and each run's guard ends the run
+    # when its Ray worker is gone. Waits as long as they take to die (a zombie counts as gone).
+    gone_by = time.monotonic() + 120
+    while [p for p in ray_side if alive(p)] and time.monotonic() < gone_by:
+        time.sleep(0.2)
+    assert not [(p.pid, p.cmdline()) for p in ray_side if alive(p)]
+    assert runs_of("k9r/") == []
+
+    r = cli(*args, timeout=600)  # the resumed run: recovery on reopen, then the rest of the queue
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads(cli("results", "--tag", "k9r", "--repo", str(repo), "--format", "json").stdout)
+    assert [(d["description"], d["status"]) for d in data] == [
+        ("baseline", "keep"), ("A slow", "interrupted"), ("B slow", "interrupted"), ("C", "keep")]
+    assert [d["metric"] for d in data][3] == 9
+    assert all("loop process ended while this experiment was running" in d["reason"] for d in data[1:3])
+    assert checkout() == before
+    assert git(repo, "status", "--porcelain") == "?? notes.txt" and git(repo, "branch", "--show-current") == "main"

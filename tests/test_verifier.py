@@ -1,8 +1,8 @@
 """PYTHONPATH=. python -m pytest -q tests/test_verifier.py
 
-The model verifier on the repository's own train.py (a tiny copy, 2 s budgets): every cheat of
-benchmarks/integrity.py goes through the real CLI and gets its status, an honest change is still kept; and the
-verifier's own refusals (pickle, refused ops, leftovers, no harness clock) one by one.
+The model verifier on the repository's own train.py (a tiny copy, 2 s budgets, one corpus for the module): every
+cheat of benchmarks/integrity.py goes through the real CLI and gets its status, an honest change is still kept; and
+the verifier's own refusals (pickle, refused ops, leftovers, no harness clock) one by one.
 """
 from __future__ import annotations
 
@@ -26,8 +26,17 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import integrity  # noqa: E402
 
 
-def test_every_cheat_is_caught_and_an_honest_change_is_kept(tmp_path: Path) -> None:
-    rows, overhead = integrity.table(2, tmp_path, control=False)
+BUDGET = 2  # training seconds per experiment; at 1 s "evaluation bytes shrunk" scores worse and is simply discarded
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The benchmark's small corpus, prepared once for the module."""
+    return integrity.corpus(tmp_path_factory.mktemp("integrity"))
+
+
+def test_every_cheat_is_caught_and_an_honest_change_is_kept(tmp_path: Path, data: Path) -> None:
+    rows, overhead = integrity.table(BUDGET, tmp_path, control=False, data=data)
     got = {r["description"]: r for r in rows}
     assert got["baseline"]["status"] == "keep" and got["baseline"]["verified"] is not None
     for description, _, _, expected in integrity.CHEATS + integrity.AFTER_HONEST:
@@ -50,10 +59,11 @@ def test_every_cheat_is_caught_and_an_honest_change_is_kept(tmp_path: Path) -> N
     assert overhead is not None and overhead > 0
 
 
-def test_without_verification_the_fake_summary_is_kept(tmp_path: Path) -> None:
+def test_without_verification_the_fake_summary_is_kept(tmp_path: Path, data: Path) -> None:
     # the control: the loop believes the run when verify is off, so the test above can fail
-    env = integrity.env_for(tmp_path, integrity.corpus(tmp_path))
-    df = integrity.run_loop(integrity.make_repo(tmp_path / "off", [integrity.CHEATS[0]]), env, 2, "--verify", "off")
+    env = integrity.env_for(tmp_path, data)
+    df = integrity.run_loop(integrity.make_repo(tmp_path / "off", [integrity.CHEATS[0]]), env, BUDGET,
+                            "--verify", "off")
     row = df[df["description"] == integrity.CHEATS[0][0]].iloc[0]
     assert row["status"] == "keep" and row["metric"] == 0.5 and not row["verified"]
 
