@@ -26,24 +26,29 @@ import shlex
 import shutil
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .rundir import run_dir_for
 from .records import RunResult, Status
-from .runner import log_tail, run_command
+from .runner import Run, log_tail, run_command
 
 if TYPE_CHECKING:
     from .config import Config
 
 ENV_EXPORT = "AUTORESEARCH_EXPORT"  # = harness.export.ENV_EXPORT (not imported: the harness imports torch)
+GO = "go"                # = verifier.GO: the word a warm verifier waits for
 MODEL = "model"          # verify = "model": the built-in verifier of the harness's exported model
 AUTO = "auto"            # the default: "model" when the editable file is a harness train.py, else off
 OFF = ("off", "none", "false", "")
 VERIFY_TIMEOUT_S = 600.0  # a verify or guard command's own hard limit (the run's budget does not cover it)
+WARM_LIMIT_S = 7 * 86400.0  # a warm verifier waits as long as its run lasts; Pending.close ends it
+# Wraps a command in the sandbox: (argv, its private working directory, the folders it must read) -> argv.
+Confine = Callable[[list[str], Path, tuple[Path, ...]], list[str]]
 GUARD_TAIL_LINES = 20
 
 
@@ -78,14 +83,16 @@ def _number(summary: Mapping[str, object], key: str) -> float | None:
 
 
 def model_command(artifact_dir: str | Path, budget_s: float, budget_tolerance: float,
-                  not_before: float | None = None) -> list[str]:
-    """The built-in verifier's command: this package's own copy (never the run directory's), isolated mode."""
+                  not_before: float | None = None, wait: bool = False) -> list[str]:
+    """The built-in verifier's command: this package's own copy (never the run directory's), isolated mode.
+    ``wait``: started with the run, it warms up and verifies when told (:class:`Pending`)."""
     package_parent = str(Path(__file__).resolve().parent.parent)
     boot = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from autoresearch_nb.verifier import main; "
             "raise SystemExit(main(sys.argv[1:]))")
     argv = [sys.executable, "-I", "-c", boot, package_parent, "--artifact-dir", str(Path(artifact_dir).resolve()),
             "--budget", f"{budget_s:g}", "--budget-tolerance", f"{budget_tolerance:g}"]
-    return argv + (["--not-before", f"{not_before:.3f}"] if not_before is not None else [])
+    argv += ["--not-before", f"{not_before:.3f}"] if not_before is not None else []
+    return argv + (["--wait"] if wait else [])
 
 
 def artifact_dir(repo_root: str | Path, tag: str, number: int | str) -> Path:
@@ -100,11 +107,13 @@ def artifacts_root(run_dir: str | Path) -> Path:
     return Path(run_dir).parent / "artifacts"
 
 
-def prune(folder: Path, keep: int, min_age_s: float = 0.0) -> list[Path]:
-    """Delete all but the ``keep`` newest experiment folders of exported models under ``folder``; folders
-    younger than ``min_age_s`` stay too (a parallel worker's verifier may be reading one)."""
+def prune(folder: Path, keep: int, min_age_s: float = 0.0, protect: Collection[str] = ()) -> list[Path]:
+    """Delete all but the ``keep`` newest experiment folders of exported models under ``folder``, and the
+    ``protect``ed ones (the best experiment's, by name); folders younger than ``min_age_s`` stay too (a
+    parallel worker's verifier may be reading one)."""
     try:
-        runs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+        runs = sorted((p for p in folder.iterdir() if p.is_dir() and p.name not in protect),
+                      key=lambda p: p.stat().st_mtime, reverse=True)
         now = time.time()
         old = [p for p in runs[keep:] if now - p.stat().st_mtime >= min_age_s]
     except OSError:
@@ -127,6 +136,7 @@ class Verification:
     budget_tolerance: float = 0.1
     timeout_s: float = VERIFY_TIMEOUT_S
     keep_artifacts: int = 3          # exported models kept per run (the newest), so a night of runs fits on disk
+    protect: tuple[str, ...] = ()    # artifact folders never pruned: the best experiment's (the loop says which)
 
     @classmethod
     def of(cls, config: "Config", repo_root: str | Path) -> "Verification | None":
@@ -139,32 +149,27 @@ class Verification:
                    budget_s=float(config.time_budget_s), budget_tolerance=float(config.budget_tolerance),
                    keep_artifacts=int(config.keep_artifacts))
 
+    def begin(self, run_dir: str | Path, env: Mapping[str, str] | None, log_path: str | Path,
+              confine: Confine | None = None, confine_command: Callable[[str], list[str]] | None = None,
+              not_before: float | None = None) -> "Pending":
+        """The verification of one run, begun as the run starts (the model verifier warms up meanwhile).
+        ``confine`` puts the model verifier in its sandbox, ``confine_command`` the verify and guard commands
+        in the run's; ``not_before``: when the run started (default: now)."""
+        return Pending(self, run_dir, env, log_path, confine, confine_command, not_before)
+
     def check(self, result: RunResult, run_dir: str | Path, env: Mapping[str, str] | None,
               log_path: str | Path) -> RunResult:
-        """``result`` verified and guarded; a run that crashed, timed out or was stopped is left as it is."""
-        if result.interrupted or result.timed_out or result.exit_code != 0 or result.failed:
-            return result
-        log = Path(log_path)
-        if self.command is not None:
-            result = self._verified(result, run_dir, env, log.with_suffix(".verify.log"))
-        if result.flag is None and self.guard is not None:
-            result = self._guarded(result, run_dir, env, log.with_suffix(".guard.log"))
-        return result
+        """``result`` verified and guarded, with a verifier started now; a run that crashed, timed out or was
+        stopped is left as it is."""
+        pending = self.begin(run_dir, env, log_path, not_before=time.time() - result.wall_s)
+        try:
+            return pending(result)
+        finally:
+            pending.close()
 
-    def _verified(self, result: RunResult, run_dir: str | Path, env: Mapping[str, str] | None,
-                  log: Path) -> RunResult:
+    def verified(self, result: RunResult, checked: RunResult, log: Path) -> RunResult:
+        """``result`` judged by the verifier's own run ``checked`` (its summary, logged at ``log``)."""
         claimed = _number(result.summary, self.metric)
-        if self.command == MODEL:
-            folder = (env or {}).get(ENV_EXPORT, "")
-            not_before = time.time() - result.wall_s - 1.0  # an older artifact is a leftover, not this run's
-            # cwd outside the run directory, so nothing the run left there is imported or read by accident
-            with tempfile.TemporaryDirectory(prefix="autoresearch-verify-") as cwd:
-                checked = run_command(model_command(folder, self.budget_s, self.budget_tolerance, not_before),
-                                      cwd, log, timeout_s=self.timeout_s, env=env)
-            if folder:
-                prune(Path(folder).parent, self.keep_artifacts, min_age_s=self.timeout_s)
-        else:
-            checked = run_command(self.command or "", run_dir, log, timeout_s=self.timeout_s, env=env)
         verified = _number(checked.summary, self.metric)
         summary = {k: v for k, v in result.summary.items() if k != self.metric}
         if checked.summary.get("verdict") == Status.OVER_BUDGET.value:
@@ -184,6 +189,186 @@ class Verification:
                                        f"{verified:.6g} (tolerance {self.tolerance:g})")
         return out
 
+    def guarded(self, result: RunResult, checked: RunResult, log: Path) -> RunResult:
+        """``result`` refused (``guard_failed``) unless the guard's run ``checked`` passed."""
+        if checked.exit_code == 0 and not checked.timed_out:
+            return result
+        how = checked.error or f"exit code {checked.exit_code}"
+        tail = log_tail(log, GUARD_TAIL_LINES)
+        return replace(result, flag=Status.GUARD_FAILED,
+                       flag_reason=f"guard {shlex.quote(self.guard or '')} failed ({how}):\n{tail}")
+
+
+class Pending:
+    """One run's verification, begun when the run starts. With ``verify = "model"`` the verifier process
+    starts at once (``--wait``): it imports torch and reads the corpus while the run imports and trains, then
+    blocks on its standard input; calling the object with the run's result tells it to go (or, for a run that
+    did not end cleanly, :meth:`close` ends it unused). The process is still fresh per run, ``python -I``
+    from the installed package, outside the run directory, and never reads the artifact before the run ends.
+
+    >>> pending = verification.begin(run_dir, env, log_path)    # as the run starts   # doctest: +SKIP
+    >>> result = pending(run.wait()); pending.close()                                  # doctest: +SKIP
+    """
+
+    def __init__(self, verification: Verification, run_dir: str | Path, env: Mapping[str, str] | None,
+                 log_path: str | Path, confine: Confine | None = None,
+                 confine_command: Callable[[str], list[str]] | None = None, not_before: float | None = None) -> None:
+        self.verification = verification
+        self.run_dir, self.env = Path(run_dir), env
+        self.log = Path(log_path)
+        self.confine_command = confine_command
+        self.folder = (env or {}).get(ENV_EXPORT, "") if verification.command == MODEL else ""
+        self.process: Run | None = None
+        self.cwd: Path | None = None
+        if verification.command == MODEL and self.folder:
+            # cwd outside the run directory, so nothing the run leaves there is imported or read by accident
+            self.cwd = Path(tempfile.mkdtemp(prefix="autoresearch-verify-"))
+            started = time.time() if not_before is None else not_before
+            # an artifact older than the run is a leftover (a repeat, a resume), not this run's
+            argv = model_command(self.folder, verification.budget_s, verification.budget_tolerance, started - 1.0,
+                                 wait=True)
+            if confine is not None:
+                # made now: the sandbox can only grant a folder that exists when the verifier starts
+                Path(self.folder).mkdir(parents=True, exist_ok=True)
+                argv = confine(argv, self.cwd, (Path(self.folder),))
+            self.process = Run(argv, self.cwd, self.log.with_suffix(".verify.log"), timeout_s=WARM_LIMIT_S,
+                               env=env, stdin=True)
+
+    def __call__(self, result: RunResult) -> RunResult:
+        """``result`` verified and guarded; a run that crashed, timed out or was stopped is left as it is."""
+        check = self.verification
+        if result.interrupted or result.timed_out or result.exit_code != 0 or result.failed:
+            self.close()
+            return result
+        if check.command is not None:
+            log = self.log.with_suffix(".verify.log")
+            checked = self._model() if check.command == MODEL else self._command(check.command, log)
+            result = check.verified(result, checked, log)
+        if result.flag is None and check.guard is not None:
+            log = self.log.with_suffix(".guard.log")
+            result = check.guarded(result, self._command(check.guard, log), log)
+        return result
+
+    def _model(self) -> RunResult:
+        process = self.process
+        if process is None:
+            return RunResult(exit_code=None, timed_out=False, wall_s=0.0, summary={}, failed=True,
+                             error=f"the run had no export folder ({ENV_EXPORT})")
+        process.send(GO + "\n")
+        limit = self.verification.timeout_s
+        timer = threading.Timer(limit, process.cancel)  # the verifier's own limit starts now, not with the run
+        timer.start()
+        try:
+            checked = process.wait()
+        finally:
+            timer.cancel()
+            self.close()
+        if checked.interrupted:
+            checked = replace(checked, timed_out=True, error=f"the verifier took longer than {limit:g} s")
+        check = self.verification
+        prune(Path(self.folder).parent, check.keep_artifacts, min_age_s=check.timeout_s, protect=check.protect)
+        return checked
+
+    def _command(self, command: str, log: Path) -> RunResult:
+        argv = self.confine_command(command) if self.confine_command is not None else command
+        return run_command(argv, self.run_dir, log, timeout_s=self.verification.timeout_s, env=self.env)
+
+    def close(self) -> None:
+        """End the verifier process if it is still waiting (the run did not end cleanly) and remove its
+        working directory. Safe to call twice."""
+        process, self.process = self.process, None
+        if process is not None:
+            process.cancel()
+            process.wait()
+        if self.cwd is not None:
+            shutil.rmtree(self.cwd, ignore_errors=True)
+            self.cwd = None
+
+class Pending:
+    """One run's verification, begun when the run starts. With ``verify = "model"`` the verifier process
+    starts at once (``--wait``): it imports torch and reads the corpus while the run imports and trains, then
+    blocks on its standard input; calling the object with the run's result tells it to go (or, for a run that
+    did not end cleanly, :meth:`close` ends it unused). The process is still fresh per run, ``python -I``
+    from the installed package, outside the run directory, and never reads the artifact before the run ends.
+
+    >>> pending = verification.begin(run_dir, env, log_path)    # as the run starts   # doctest: +SKIP
+    >>> result = pending(run.wait()); pending.close()                                  # doctest: +SKIP
+    """
+
+    def __init__(self, verification: Verification, run_dir: str | Path, env: Mapping[str, str] | None,
+                 log_path: str | Path, confine: Confine | None = None,
+                 confine_command: Callable[[str], list[str]] | None = None, not_before: float | None = None) -> None:
+        self.verification = verification
+        self.run_dir, self.env = Path(run_dir), env
+        self.log = Path(log_path)
+        self.confine_command = confine_command
+        self.folder = (env or {}).get(ENV_EXPORT, "") if verification.command == MODEL else ""
+        self.process: Run | None = None
+        self.cwd: Path | None = None
+        if verification.command == MODEL and self.folder:
+            # cwd outside the run directory, so nothing the run leaves there is imported or read by accident
+            self.cwd = Path(tempfile.mkdtemp(prefix="autoresearch-verify-"))
+            started = time.time() if not_before is None else not_before
+            # an artifact older than the run is a leftover (a repeat, a resume), not this run's
+            argv = model_command(self.folder, verification.budget_s, verification.budget_tolerance, started - 1.0,
+                                 wait=True)
+            if confine is not None:
+                # made now: the sandbox can only grant a folder that exists when the verifier starts
+                Path(self.folder).mkdir(parents=True, exist_ok=True)
+                argv = confine(argv, self.cwd, (Path(self.folder),))
+            self.process = Run(argv, self.cwd, self.log.with_suffix(".verify.log"), timeout_s=WARM_LIMIT_S,
+                               env=env, stdin=True)
+
+    def __call__(self, result: RunResult) -> RunResult:
+        """``result`` verified and guarded; a run that crashed, timed out or was stopped is left as it is."""
+        check = self.verification
+        if result.interrupted or result.timed_out or result.exit_code != 0 or result.failed:
+            self.close()
+            return result
+        if check.command is not None:
+            log = self.log.with_suffix(".verify.log")
+            checked = self._model() if check.command == MODEL else self._command(check.command, log)
+            result = check.verified(result, checked, log)
+        if result.flag is None and check.guard is not None:
+            log = self.log.with_suffix(".guard.log")
+            result = check.guarded(result, self._command(check.guard, log), log)
+        return result
+
+    def _model(self) -> RunResult:
+        process = self.process
+        if process is None:
+            return RunResult(exit_code=None, timed_out=False, wall_s=0.0, summary={}, failed=True,
+                             error=f"the run had no export folder ({ENV_EXPORT})")
+        process.send(GO + "\n")
+        limit = self.verification.timeout_s
+        timer = threading.Timer(limit, process.cancel)  # the verifier's own limit starts now, not with the run
+        timer.start()
+        try:
+            checked = process.wait()
+        finally:
+            timer.cancel()
+            self.close()
+        if checked.interrupted:
+            checked = replace(checked, timed_out=True, error=f"the verifier took longer than {limit:g} s")
+        check = self.verification
+        prune(Path(self.folder).parent, check.keep_artifacts, min_age_s=check.timeout_s, protect=check.protect)
+        return checked
+
+    def _command(self, command: str, log: Path) -> RunResult:
+        argv = self.confine_command(command) if self.confine_command is not None else command
+        return run_command(argv, self.run_dir, log, timeout_s=self.verification.timeout_s, env=self.env)
+
+    def close(self) -> None:
+        """End the verifier process if it is still waiting (the run did not end cleanly) and remove its
+        working directory. Safe to call twice."""
+        process, self.process = self.process, None
+        if process is not None:
+            process.cancel()
+            process.wait()
+        if self.cwd is not None:
+            shutil.rmtree(self.cwd, ignore_errors=True)
+            self.cwd = None
+
     def _guarded(self, result: RunResult, run_dir: str | Path, env: Mapping[str, str] | None,
                  log: Path) -> RunResult:
         checked = run_command(self.guard or "", run_dir, log, timeout_s=self.timeout_s, env=env)
@@ -195,4 +380,4 @@ class Verification:
                        flag_reason=f"guard {shlex.quote(self.guard or '')} failed ({how}):\n{tail}")
 
 
-__all__ = ["Verification", "resolve", "close_enough", "model_command", "artifact_dir", "prune", "MODEL", "AUTO"]
+__all__ = ["Verification", "Pending", "resolve", "close_enough", "model_command", "artifact_dir", "prune", "MODEL", "AUTO"]
