@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from . import rundir, sandbox, scrub
 from .git import STATE_DIR
-from .verify import Pending, Verification, artifacts_root
+from .verify import Pending, Verification, artifacts_root, confined
 
 if TYPE_CHECKING:
     from .config import Config
@@ -67,26 +67,14 @@ class Boundary:
                 memory_mb=cfg.sandbox_memory_mb, file_mb=cfg.sandbox_file_mb)
         return self._policies[worker]
 
-    def verifier_reads(self) -> tuple[Path, ...]:
-        """What the loop's model verifier reads besides the package and Python: the prepared dataset (corpus,
-        tokenizers). The one place a folder runs cannot read but the verifier must (a holdout split) is added."""
-        return (sandbox.dataset_cache(dict(os.environ)),)
-
-    def verifier_policy(self, cwd: Path, reads: tuple[Path, ...] = ()) -> sandbox.Policy:
-        """The model verifier's own sandbox: reads the package, Python, :meth:`verifier_reads` and ``reads``
-        (the run's export folder), writes only its private working directory ``cwd`` (and ``/dev/shm``), no
-        network. It runs no agent code, but it parses a file the agent's run wrote."""
-        cfg = self.config
-        return sandbox.policy_for(cwd, repo=self.root, tmp=cwd / "tmp", mode=cfg.sandbox,
-                                  read=tuple(map(str, (*reads, *self.verifier_reads()))), network=False,
-                                  compile_caches=False, memory_mb=cfg.sandbox_memory_mb, file_mb=cfg.sandbox_file_mb)
-
     def begin(self, check: Verification, run_dir: str | Path, env: Mapping[str, str] | None,
               log_path: str | Path, worker: int = 0) -> Pending:
-        """``check`` begun for one run of ``worker``: the model verifier under :meth:`verifier_policy`, a
-        verify or guard command under the run's own policy."""
+        """``check`` begun for one run of ``worker``: the model verifier in its own sandbox
+        (:func:`.verify.confined`), a verify or guard command under the run's policy."""
+        cfg = self.config
         return check.begin(run_dir, env, log_path,
-                           confine=lambda argv, cwd, reads: sandbox.wrap(argv, self.verifier_policy(cwd, reads)),
+                           confine=confined(cfg.sandbox, repo=self.root, memory_mb=cfg.sandbox_memory_mb,
+                                            file_mb=cfg.sandbox_file_mb),
                            confine_command=lambda command: self.argv(command, worker))
 
     def describe(self) -> str:

@@ -22,6 +22,7 @@ run directory by design), and a run that rewrites the verify script itself is ca
 from __future__ import annotations
 
 import math
+import os
 import shlex
 import shutil
 import sys
@@ -93,6 +94,28 @@ def model_command(artifact_dir: str | Path, budget_s: float, budget_tolerance: f
             "--budget", f"{budget_s:g}", "--budget-tolerance", f"{budget_tolerance:g}"]
     argv += ["--not-before", f"{not_before:.3f}"] if not_before is not None else []
     return argv + (["--wait"] if wait else [])
+
+
+def verifier_reads(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
+    """What the model verifier reads besides Python, this package and the run's export folder: the prepared
+    dataset (corpus, tokenizers). The one place for another folder runs cannot read but the verifier must
+    (a holdout split kept outside the dataset)."""
+    from .sandbox import dataset_cache
+
+    return (dataset_cache(dict(os.environ if env is None else env)),)
+
+
+def confined(mode: str, *, repo: str | Path | None = None, env: Mapping[str, str] | None = None,
+             memory_mb: int | None = None, file_mb: int | None = None) -> Confine:
+    """A :data:`Confine` putting the model verifier in its own sandbox (:func:`.sandbox.reader_policy`):
+    it reads :func:`verifier_reads` and its export folder, writes only a private temp, no network."""
+    from . import sandbox
+
+    def confine(argv: list[str], cwd: Path, reads: tuple[Path, ...]) -> list[str]:
+        read = tuple(str(p) for p in (*reads, *verifier_reads(env)))
+        return sandbox.wrap(argv, sandbox.reader_policy(cwd, read, repo=repo, mode=mode, memory_mb=memory_mb,
+                                                        file_mb=file_mb if file_mb else sandbox.DEFAULT_FILE_MB))
+    return confine
 
 
 def artifact_dir(repo_root: str | Path, tag: str, number: int | str) -> Path:
@@ -380,4 +403,4 @@ class Pending:
                        flag_reason=f"guard {shlex.quote(self.guard or '')} failed ({how}):\n{tail}")
 
 
-__all__ = ["Verification", "Pending", "resolve", "close_enough", "model_command", "artifact_dir", "prune", "MODEL", "AUTO"]
+__all__ = ["Verification", "Pending", "resolve", "close_enough", "model_command", "artifact_dir", "confined", "verifier_reads", "prune", "MODEL", "AUTO"]

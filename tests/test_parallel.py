@@ -399,3 +399,29 @@ def test_ray_worker_killed_mid_run_is_interrupted(repo: Path, ray_instance) -> N
         assert exps[2].status == Status.KEEP  # the other worker went on
         psutil.wait_procs([guard], timeout=30)  # returns as soon as it is gone
         assert not guard.is_running() or guard.status() == psutil.STATUS_ZOMBIE
+
+
+CHECK = textwrap.dedent("""\
+    import re
+    source = open("train.py").read()
+    values = [int(re.search(rf"^{name} = (-?[0-9]+)", source, re.M).group(1)) for name in "ABC"]
+    print("---")
+    print(f"score: {10 - sum(values)}")
+""")
+
+
+@pytest.mark.slow
+def test_ray_tasks_are_verified_like_local_runs(tmp_path: Path, ray_instance) -> None:
+    repo = make_repo(tmp_path / "r", {"train.py": GATED, "check.py": CHECK})
+    agent = Agent([("fake", 'print(f"score: {10 - A - B - C}")', 'print("score: 1000")'), ("A", "A = 0", "A = 1"),
+                   ("negative guard", "B = 0", "B = -1")])
+    with Loop.open(repo, tag="rq", agent=agent, workers=2, executor="ray", verify="python check.py",
+                   guard="python -c \"import re, sys; sys.exit(bool(re.search('^B = -', open('train.py').read(), "
+                         "re.M)))\"", **PLAIN) as loop:
+        loop.optimize()
+        exps = {e.description: e for e in loop.experiments}
+        assert exps["fake"].status == Status.TAMPERED and exps["fake"].claimed == 1000
+        assert "1000" in exps["fake"].reason
+        assert exps["negative guard"].status == Status.GUARD_FAILED
+        assert exps["A"].status == Status.KEEP and exps["A"].verified and exps["A"].metric == 9
+        assert Path(exps["negative guard"].log_path).with_suffix(".guard.log").exists()  # its log came back
