@@ -193,3 +193,27 @@ def test_the_best_experiments_model_survives_pruning(tmp_path: Path, monkeypatch
         assert statuses == ["keep", "discard", "discard"], [(e.status, e.reason) for e in loop.experiments]
         assert loop.best.number == 0
     assert sorted(p.name for p in folder.iterdir()) == ["0", "2"]  # the best and the newest
+
+
+@pytest.mark.slow
+def test_under_ray_the_model_is_verified_and_a_patched_evaluation_is_tampered(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ray")
+    from autoresearch_nb import Loop
+    from autoresearch_nb.ray_executor import start_ray
+
+    cheat = next(c for c in integrity.CHEATS if c[3] == "tampered")
+    repo = integrity.make_repo(tmp_path / "repo", [cheat])
+    ray = start_ray(num_cpus=2)  # before the run's variables: a task gets them with its job
+    try:
+        for key, value in integrity.env_for(tmp_path, integrity.corpus(tmp_path)).items():
+            monkeypatch.setenv(key, value)
+        with Loop.open(repo, tag="ray", agent="queue", time_budget_s=2, noise_repeats=1, noise_k=0, workers=2,
+                       executor="ray") as loop:
+            loop.optimize()
+            got = {e.description: e for e in loop.experiments}
+    finally:
+        ray.shutdown()
+    assert got["baseline"].verified and got["baseline"].status.value == "keep"
+    patched = got[cheat[0]]
+    assert patched.status.value == "tampered" and "verifier measured" in patched.reason, patched.reason
