@@ -1,14 +1,18 @@
 """The number the loop decides on comes from the loop, not from the experiment: verification and the guard.
 
-After a clean run, :meth:`Verification.check` runs
+A run's verification is begun as the run starts (:meth:`Verification.begin` gives a :class:`Pending`) and
+applied to its result after a clean end:
 
-* the **verify** command (a setting): in the run's directory, with the run's environment, after the run has
-  ended; its ``---`` summary gives the metric the loop decides on. The run's own printed number becomes a
-  cross-check: beyond ``verify_tolerance`` the row is ``tampered``, with both numbers in its reason. A verify
-  command that gives no number makes the row ``unverified`` (never kept), with its error as the reason.
-  ``verify = "model"`` is the built-in verifier of the repository's ``train.py``: a fresh
-  ``python -I`` process of this package (:mod:`autoresearch_nb.verifier`), started outside the run directory,
-  that re-scores the model the harness exported (``H.export(model)``) on the fixed evaluation bytes.
+* the **verify** command (a setting): in the run's directory, with the run's environment and under the run's
+  sandbox, after the run has ended; its ``---`` summary gives the metric the loop decides on. The run's own
+  printed number becomes a cross-check: beyond ``verify_tolerance`` the row is ``tampered``, with both numbers
+  in its reason. A verify command that gives no number makes the row ``unverified`` (never kept), with its
+  error as the reason. ``verify = "model"`` is the built-in verifier of the repository's ``train.py``: a fresh
+  ``python -I`` process of this package (:mod:`autoresearch_nb.verifier`), started outside the run directory
+  and in its own sandbox (:func:`confined`), that re-scores the model the harness exported
+  (``H.export(model)``) on the fixed evaluation bytes. It starts with the run (``--wait``: it imports torch and
+  reads the corpus while the run trains) and is told to go when the run has ended, so the loop waits only for
+  the load and the evaluation. The models of the best experiment and the last ``keep_artifacts`` are kept.
 * the **guard** command (a setting): must exit 0 for a keep (the project's tests, "the optimised function still
   returns the right answer"); otherwise the row is ``guard_failed`` with the tail of its output.
 
@@ -17,7 +21,8 @@ run directory by design), and a run that rewrites the verify script itself is ca
 (the loop's check for files changed besides the editable one). See the README's "Verification" section.
 
 >>> v = Verification(metric="score", command="python check.py", guard=None)   # doctest: +SKIP
->>> result = v.check(result, run_dir, env, log_path)                           # doctest: +SKIP
+>>> pending = v.begin(run_dir, env, log_path)            # as the run starts  # doctest: +SKIP
+>>> result = pending(run_result); pending.close()        # after it           # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -307,100 +312,6 @@ class Pending:
             shutil.rmtree(self.cwd, ignore_errors=True)
             self.cwd = None
 
-class Pending:
-    """One run's verification, begun when the run starts. With ``verify = "model"`` the verifier process
-    starts at once (``--wait``): it imports torch and reads the corpus while the run imports and trains, then
-    blocks on its standard input; calling the object with the run's result tells it to go (or, for a run that
-    did not end cleanly, :meth:`close` ends it unused). The process is still fresh per run, ``python -I``
-    from the installed package, outside the run directory, and never reads the artifact before the run ends.
 
-    >>> pending = verification.begin(run_dir, env, log_path)    # as the run starts   # doctest: +SKIP
-    >>> result = pending(run.wait()); pending.close()                                  # doctest: +SKIP
-    """
-
-    def __init__(self, verification: Verification, run_dir: str | Path, env: Mapping[str, str] | None,
-                 log_path: str | Path, confine: Confine | None = None,
-                 confine_command: Callable[[str], list[str]] | None = None, not_before: float | None = None) -> None:
-        self.verification = verification
-        self.run_dir, self.env = Path(run_dir), env
-        self.log = Path(log_path)
-        self.confine_command = confine_command
-        self.folder = (env or {}).get(ENV_EXPORT, "") if verification.command == MODEL else ""
-        self.process: Run | None = None
-        self.cwd: Path | None = None
-        if verification.command == MODEL and self.folder:
-            # cwd outside the run directory, so nothing the run leaves there is imported or read by accident
-            self.cwd = Path(tempfile.mkdtemp(prefix="autoresearch-verify-"))
-            started = time.time() if not_before is None else not_before
-            # an artifact older than the run is a leftover (a repeat, a resume), not this run's
-            argv = model_command(self.folder, verification.budget_s, verification.budget_tolerance, started - 1.0,
-                                 wait=True)
-            if confine is not None:
-                # made now: the sandbox can only grant a folder that exists when the verifier starts
-                Path(self.folder).mkdir(parents=True, exist_ok=True)
-                argv = confine(argv, self.cwd, (Path(self.folder),))
-            self.process = Run(argv, self.cwd, self.log.with_suffix(".verify.log"), timeout_s=WARM_LIMIT_S,
-                               env=env, stdin=True)
-
-    def __call__(self, result: RunResult) -> RunResult:
-        """``result`` verified and guarded; a run that crashed, timed out or was stopped is left as it is."""
-        check = self.verification
-        if result.interrupted or result.timed_out or result.exit_code != 0 or result.failed:
-            self.close()
-            return result
-        if check.command is not None:
-            log = self.log.with_suffix(".verify.log")
-            checked = self._model() if check.command == MODEL else self._command(check.command, log)
-            result = check.verified(result, checked, log)
-        if result.flag is None and check.guard is not None:
-            log = self.log.with_suffix(".guard.log")
-            result = check.guarded(result, self._command(check.guard, log), log)
-        return result
-
-    def _model(self) -> RunResult:
-        process = self.process
-        if process is None:
-            return RunResult(exit_code=None, timed_out=False, wall_s=0.0, summary={}, failed=True,
-                             error=f"the run had no export folder ({ENV_EXPORT})")
-        process.send(GO + "\n")
-        limit = self.verification.timeout_s
-        timer = threading.Timer(limit, process.cancel)  # the verifier's own limit starts now, not with the run
-        timer.start()
-        try:
-            checked = process.wait()
-        finally:
-            timer.cancel()
-            self.close()
-        if checked.interrupted:
-            checked = replace(checked, timed_out=True, error=f"the verifier took longer than {limit:g} s")
-        check = self.verification
-        prune(Path(self.folder).parent, check.keep_artifacts, min_age_s=check.timeout_s, protect=check.protect)
-        return checked
-
-    def _command(self, command: str, log: Path) -> RunResult:
-        argv = self.confine_command(command) if self.confine_command is not None else command
-        return run_command(argv, self.run_dir, log, timeout_s=self.verification.timeout_s, env=self.env)
-
-    def close(self) -> None:
-        """End the verifier process if it is still waiting (the run did not end cleanly) and remove its
-        working directory. Safe to call twice."""
-        process, self.process = self.process, None
-        if process is not None:
-            process.cancel()
-            process.wait()
-        if self.cwd is not None:
-            shutil.rmtree(self.cwd, ignore_errors=True)
-            self.cwd = None
-
-    def _guarded(self, result: RunResult, run_dir: str | Path, env: Mapping[str, str] | None,
-                 log: Path) -> RunResult:
-        checked = run_command(self.guard or "", run_dir, log, timeout_s=self.timeout_s, env=env)
-        if checked.exit_code == 0 and not checked.timed_out:
-            return result
-        how = checked.error or f"exit code {checked.exit_code}"
-        tail = log_tail(log, GUARD_TAIL_LINES)
-        return replace(result, flag=Status.GUARD_FAILED,
-                       flag_reason=f"guard {shlex.quote(self.guard or '')} failed ({how}):\n{tail}")
-
-
-__all__ = ["Verification", "Pending", "resolve", "close_enough", "model_command", "artifact_dir", "confined", "verifier_reads", "prune", "MODEL", "AUTO"]
+__all__ = ["Verification", "Pending", "resolve", "close_enough", "model_command", "artifact_dir", "confined",
+           "verifier_reads", "prune", "MODEL", "AUTO"]
