@@ -238,12 +238,21 @@ def main(argv: list[str] | None = None) -> int:
     except (Refused, OverBudget) as e:
         verdict = "over_budget" if isinstance(e, OverBudget) else "unverified"
         print(f"---\nverdict: {verdict}\nreason: {' '.join(str(e).split())}", flush=True)
-        return 1
+        return _exit(1, args.wait)
     print("---")
     for key, value in summary.items():
         print(f"{key}: {value}")
     sys.stdout.flush()
-    return 0
+    return _exit(0, args.wait)
+
+
+def _exit(code: int, now: bool) -> int:
+    """``code``; with ``now`` (the loop's verifier) the process ends here: tearing torch down at interpreter
+    exit takes seconds on a small CPU, while the loop waits, and there is nothing left to flush."""
+    if now:
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":
