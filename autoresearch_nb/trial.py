@@ -106,14 +106,15 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
             timeout_s: float, stop: StopSignal, on_point: Callable[[CurvePoint], None] | None = None,
             on_start: Callable[[int], None] | None = None,
             on_interrupt: Callable[[RunResult], None] | None = None,
-            verify: Pending | None = None, stall_s: float | None = None,
+            verify: Callable[[RunResult], RunResult] | None = None, stall_s: float | None = None,
             secrets: tuple[str, ...] = (), log_cap: int = LOG_CAP) -> RunResult:
     """Run ``command`` in ``run_dir`` to its end, the hard timeout, or a forced stop.
 
     A ``KeyboardInterrupt`` (a notebook's "interrupt kernel") ends the run cleanly, hands the result to
     ``on_interrupt`` (so the caller records it) and is re-raised. ``verify`` sees a result that was not
-    interrupted and may replace it (a verifier that recomputes the metric on its own; begun before the run, so
-    it warms up meanwhile, and closed here however the run ends). ``stall_s``: kill a run
+    interrupted and may replace it (a verifier that recomputes the metric on its own); one with a ``close()``
+    (a :class:`~.verify.Pending`, begun before the run so it warms up meanwhile) is closed here however the
+    run ends. ``stall_s``: kill a run
     that prints nothing for that long (the stall watchdog; None: off). ``secrets``: values masked in the log;
     ``log_cap``: bytes of log kept (head and tail).
     """
@@ -137,8 +138,9 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
             stop.add_busy(time.monotonic() - started)  # verification is the device's work too (the duty cycle)
         return result
     finally:
-        if verify is not None:
-            verify.close()  # a warm verifier of a run that ended badly (or raised) must not outlive it
+        close = getattr(verify, "close", None)
+        if close is not None:
+            close()  # a warm verifier of a run that ended badly (or raised) must not outlive it
 
 
 class Verdict(NamedTuple):
