@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from . import rundir, sandbox, scrub
 from .git import STATE_DIR
-from .verify import artifacts_root
+from .verify import Pending, Verification, artifacts_root, confined
 
 if TYPE_CHECKING:
     from .config import Config
@@ -96,6 +96,16 @@ class Boundary:
                 include=tuple(cfg.sandbox_include), network=bool(cfg.sandbox_network) or setup, data=data,
                 memory_mb=cfg.sandbox_memory_mb, file_mb=cfg.sandbox_file_mb)
         return self._policies[worker]
+
+    def begin(self, check: Verification, run_dir: str | Path, env: Mapping[str, str] | None,
+              log_path: str | Path, worker: int = 0) -> Pending:
+        """``check`` begun for one run of ``worker``: the model verifier in its own sandbox
+        (:func:`.verify.confined`), a verify or guard command under the run's policy."""
+        cfg = self.config
+        return check.begin(run_dir, env, log_path,
+                           confine=confined(cfg.sandbox, repo=self.root, memory_mb=cfg.sandbox_memory_mb,
+                                            file_mb=cfg.sandbox_file_mb),
+                           confine_command=lambda command: self.argv(command, worker))
 
     def describe(self) -> str:
         """What the boundary is here, in one line (never silent when Landlock is unavailable). Raises

@@ -55,8 +55,8 @@ class Config:
                                       "exit 0 for a keep (e.g. the project's tests); else 'guard_failed'")
     budget_tolerance: float = setting(0.1, "a run that trains past the time budget by more than this share "
                                            "(the harness's clock) is 'over_budget'")
-    keep_artifacts: int = setting(3, "exported models (verify = 'model') kept per run, the newest; older ones "
-                                     "are deleted after each verification")
+    keep_artifacts: int = setting(3, "exported models (verify = 'model') kept per run: the newest this many, "
+                                     "plus the best experiment's; older ones are deleted after each verification")
     # limits of one run
     time_budget_s: float = setting(300.0, "seconds of training per experiment (passed to the run as "
                                           "AUTORESEARCH_TIME_BUDGET)")

@@ -143,7 +143,7 @@ class LocalExecutor:
         worker = slot.index + 1
         try:
             check = job.verification
-            verify = None if check is None else (lambda r: check.check(r, slot.path, env, job.log_path))
+            verify = None if check is None else self.boundary.begin(check, slot.path, env, job.log_path, worker)
             result = execute(self.boundary.argv(job.command, worker), slot.path, job.log_path, env=env,
                              timeout_s=job.timeout_s, stop=slot.stop, on_point=lambda p: on_point(job.number, p),
                              on_start=on_start, stall_s=job.stall_s, secrets=self.boundary.secrets,

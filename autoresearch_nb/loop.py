@@ -81,6 +81,7 @@ class Loop:
         self._lock = lock
         self._plan.note = lambda text, purpose="checkout": self._recorder.emit(EventKind.MESSAGE, message=text,
                                                                                purpose=purpose)
+        self._plan.protect = lambda: [str(best.number)] if (best := self._recorder.best) else []  # its model stays
         if lock is not None:
             lock.owned_by(self.close)
             recover(repo_root, tag, self._recorder, workspace, self._recorder.base_sha())

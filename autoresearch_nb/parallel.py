@@ -157,7 +157,7 @@ class ParallelDriver:
                         runs=[], seeds=[])
         rec.store.clear_points(rec.tag, exp.number)
         job = Job(exp.number, sha, cfg.command, cfg.editable, cfg.hard_timeout_s, self.plan.env(seed, exp.number),
-                  str(log_path), tuple(cfg.env_allow), stall_s=cfg.stall_s, verification=self.plan.verification)
+                  str(log_path), tuple(cfg.env_allow), stall_s=cfg.stall_s, verification=self.plan.checks())
         self._points[exp.number] = PointBuffer(rec.store, rec.tag, exp.number)
         worker = self.executor.submit(job, self._on_point)
         exp = rec.save(exp.with_(worker=worker, pid=self.executor.pid(exp.number)))  # a reopened loop kills it

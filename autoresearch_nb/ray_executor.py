@@ -98,25 +98,35 @@ def _end(processes: set[Any]) -> None:
 
 
 def _run_task(job: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
-    """Runs on a Ray worker: unpack the tree, run the command under the guard and the sandbox, report back.
+    """Runs on a Ray worker: unpack the tree, run the command under the guard and the sandbox, verify it as a
+    local run is (:mod:`autoresearch_nb.verify`, the model verifier started with the run), report back.
 
     No ``git init``: a run could commit there to hide its changes. What it changed is found by comparing
     content hashes with the commit's tree listing shipped with the job (:func:`rundir.diff_tree`)."""
-    from autoresearch_nb import rundir, sandbox
+    from autoresearch_nb import rundir, sandbox, verify
     from autoresearch_nb.runner import Run
     from autoresearch_nb.scrub import scrub_env
 
     scratch = Path(tempfile.mkdtemp(prefix="autoresearch-ray-"))
     root = scratch / "run"
+    pending = None
     try:
         root.mkdir()
         with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
             tf.extractall(root, filter="data")
         tmp = rundir.tmp_for(root)
         tmp.mkdir()
-        policy = sandbox.policy_for(root, tmp=tmp, mode=job.get("sandbox", "auto"),
-                                    network=bool(job.get("network", False)), memory_mb=job.get("memory_mb"),
-                                    file_mb=job.get("file_mb", sandbox.DEFAULT_FILE_MB))
+        extra = dict(job["env"])
+        export = _export_folder(extra.get(verify.ENV_EXPORT), scratch, job["number"])
+        if export is not None:
+            extra[verify.ENV_EXPORT] = str(export)
+        mode, file_mb = job.get("sandbox", "auto"), job.get("file_mb", sandbox.DEFAULT_FILE_MB)
+        # The worker's own environment may hold secrets (a cluster's credentials): scrub it like a local run.
+        clean = scrub_env(allow=tuple(job.get("allow", ())), extra=extra)
+        policy = sandbox.policy_for(root, tmp=tmp, mode=mode, network=bool(job.get("network", False)),
+                                    memory_mb=job.get("memory_mb"), file_mb=file_mb,
+                                    write=(str(export),) if export is not None else (),
+                                    data=sandbox.dataset_cache(clean.env))
         log_path = root.parent / f"{root.name}.log"
         last = [0.0]
 
@@ -128,10 +138,14 @@ def _run_task(job: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
 
         from autoresearch_nb import guard
 
+        check = job.get("verification")
+        if check is not None:  # begun before the run, so the model verifier warms up while it trains
+            pending = check.begin(root, clean.env, log_path,
+                                  confine=verify.confined(mode, env=clean.env, memory_mb=job.get("memory_mb"),
+                                                          file_mb=file_mb),
+                                  confine_command=lambda command: sandbox.wrap(command, policy))
         argv = [sys.executable, guard.__file__, "--parent", str(os.getpid()), "--",
                 *sandbox.wrap(job["command"], policy)]
-        # The worker's own environment may hold secrets (a cluster's credentials): scrub it like a local run.
-        clean = scrub_env(allow=tuple(job.get("allow", ())), extra=job["env"])
         run = Run(argv, root, log_path, timeout_s=job["timeout_s"], env=clean.env, on_point=on_point,
                   stall_s=job.get("stall_s"), secrets=clean.secrets)
         try:
@@ -139,6 +153,8 @@ def _run_task(job: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
         except BaseException:  # ray.cancel: end the command, report it as interrupted
             run.cancel()
             result = run.wait()
+        if pending is not None and not result.interrupted:
+            result = pending(result)
         try:
             changed = rundir.diff_tree({p: tuple(e) for p, e in job["tree"].items()}, root)
         except OSError as e:
@@ -147,9 +163,31 @@ def _run_task(job: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
         log_path.unlink(missing_ok=True)
         out = asdict(result)
         out["points"] = [asdict(p) for p in result.points]
-        return {"result": out, "changed": changed, "log": data.decode("utf-8", "replace")}
+        logs = {}
+        for suffix in (".verify.log", ".guard.log"):  # the verifier's and the guard's, under the driver's names
+            path = log_path.with_suffix(suffix)
+            if path.exists():
+                logs[suffix] = path.read_bytes()[-MAX_LOG:].decode("utf-8", "replace")
+                if out.get("flag_reason"):
+                    out["flag_reason"] = out["flag_reason"].replace(
+                        str(path), str(Path(job["log_path"]).with_suffix(suffix)))
+        return {"result": out, "changed": changed, "log": data.decode("utf-8", "replace"), "logs": logs}
     finally:
+        if pending is not None:
+            pending.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _export_folder(asked: str | None, scratch: Path, number: int) -> Path | None:
+    """Where the run exports its model on this worker: the driver's folder when its artifacts folder is here
+    too (this machine, or a shared filesystem), so the best and the last models are kept; else the task's
+    scratch (deleted with it: on a remote node only the verified number comes back)."""
+    if not asked:
+        return None
+    folder = Path(asked)
+    if folder.parent.is_dir():
+        return folder
+    return scratch / "artifacts" / str(number)
 
 
 class RayExecutor:
@@ -196,7 +234,8 @@ class RayExecutor:
                                    "sandbox": cfg.sandbox if cfg else "auto",
                                    "network": bool(cfg.sandbox_network) if cfg else False,
                                    "memory_mb": cfg.sandbox_memory_mb if cfg else None,
-                                   "file_mb": cfg.sandbox_file_mb if cfg else 10240},
+                                   "file_mb": cfg.sandbox_file_mb if cfg else 10240,
+                                   "verification": job.verification, "log_path": job.log_path},
                                   tar, self._sink)
         self._refs[ref] = (job.number, worker, job)
         self._on_point[job.number] = on_point
@@ -235,6 +274,8 @@ class RayExecutor:
             r["log_path"] = job.log_path
             Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)
             Path(job.log_path).write_text(data["log"])
+            for suffix, text in data.get("logs", {}).items():
+                Path(job.log_path).with_suffix(suffix).write_text(text)
             out.append(Outcome(number, worker, RunResult(**r), tuple(data["changed"])))
         return out
 

@@ -82,14 +82,15 @@ def kill_group(pgid: int, grace_s: float | None = None, poll: Callable[[], objec
 
 
 class Run:
-    """A running command. ``wait()`` gives the :class:`RunResult`; ``cancel()`` ends it from another thread."""
+    """A running command. ``wait()`` gives the :class:`RunResult`; ``cancel()`` ends it from another thread.
+    With ``stdin=True`` its standard input is a pipe that :meth:`send` writes once (else ``/dev/null``)."""
 
     def __init__(self, command: str | list[str], cwd: Path | str, log_path: Path | str, *, timeout_s: float,
                  env: Mapping[str, str] | None = None,
                  on_point: Callable[[CurvePoint], None] | None = None,
                  on_start: Callable[[int], None] | None = None,
                  stall_s: float | None = None, secrets: tuple[str, ...] = (),
-                 log_cap: int = LOG_CAP) -> None:
+                 log_cap: int = LOG_CAP, stdin: bool = False) -> None:
         from .scrub import Redactor, redact
         self.log_path = Path(log_path)
         self._log_cap, self._written, self._tail = max(int(log_cap), 2), 0, bytearray()
@@ -114,7 +115,8 @@ class Run:
         self._last_output = self.started  # read by wait() for the stall watchdog; a float store is atomic
         try:
             self.proc = subprocess.Popen(argv, cwd=str(cwd), env=dict(env) if env is not None else scrub_env(),
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             self._log.write(f"could not start {argv!r}: {e}\n".encode())
@@ -135,6 +137,19 @@ class Run:
     def cancel(self) -> None:
         """End the run now (the result will say ``interrupted``)."""
         self._cancelled.set()
+
+    def send(self, text: str) -> bool:
+        """Write ``text`` to the command's standard input (``stdin=True``) and close it; False when the command
+        is gone or reads no input."""
+        pipe = self.proc.stdin if self.proc is not None else None
+        if pipe is None or pipe.closed:
+            return False
+        try:
+            pipe.write(text.encode())
+            pipe.close()
+            return True
+        except (BrokenPipeError, ValueError, OSError):
+            return False
 
     def _read(self) -> None:
         assert self.proc and self.proc.stdout
@@ -252,6 +267,11 @@ class Run:
         wall = time.monotonic() - self.started
         # The main process is gone; children that kept running (or hold the pipe) go too.
         kill_group(self.proc.pid, grace_s=0.5)
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:  # the reader is gone: nothing to flush
+                pass
         self._reader.join(timeout=5)
         self._log.close()  # a reader still blocked (a child that left the group holds the pipe) stops writing
         if not self._reader.is_alive() and self.proc.stdout:

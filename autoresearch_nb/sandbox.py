@@ -248,6 +248,18 @@ def policy_for(run_dir: str | os.PathLike[str], *, repo: str | os.PathLike[str] 
                   file_mb=file_mb, env=tuple(sorted(env.items())))
 
 
+def reader_policy(cwd: str | os.PathLike[str], read: tuple[str, ...], *, repo: str | os.PathLike[str] | None = None,
+                  mode: str = "auto", memory_mb: int | None = None, file_mb: int | None = DEFAULT_FILE_MB) -> Policy:
+    """The policy of a trusted program that reads files an untrusted one wrote (the loop's model verifier):
+    reads ``read`` besides Python, this package and the system; writes only its private working directory
+    ``cwd`` (its ``TMPDIR`` inside) and ``/dev/shm``; no network. A ``read`` folder must exist when it starts.
+
+    >>> p = reader_policy("/tmp/verify-x", ("/data/corpus", "/runs/artifacts/3"))    # doctest: +SKIP
+    """
+    return policy_for(cwd, repo=repo, tmp=Path(cwd) / "tmp", mode=mode, read=read, network=False,
+                      compile_caches=False, memory_mb=memory_mb, file_mb=file_mb)
+
+
 def _check_readable(path: Path, repo: Path | None) -> None:
     if repo is not None and _within(repo, path):
         raise SandboxError(f"a run may not read {path}: it holds the checkout {repo} (name the folders it needs)")

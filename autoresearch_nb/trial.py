@@ -34,7 +34,7 @@ from .plumbing import git
 from .records import CurvePoint, Experiment, RunResult, Status
 from .runner import LOG_CAP, Run, run_command
 from .watch import CheckoutWatch
-from .verify import ENV_EXPORT, MODEL, Verification, artifact_dir, prepare_command
+from .verify import ENV_EXPORT, MODEL, Pending, Verification, artifact_dir, prepare_command
 
 if TYPE_CHECKING:
     from .config import Config
@@ -116,28 +116,35 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
 
     A ``KeyboardInterrupt`` (a notebook's "interrupt kernel") ends the run cleanly, hands the result to
     ``on_interrupt`` (so the caller records it) and is re-raised. ``verify`` sees a result that was not
-    interrupted and may replace it (a verifier that recomputes the metric on its own). ``stall_s``: kill a run
+    interrupted and may replace it (a verifier that recomputes the metric on its own); one with a ``close()``
+    (a :class:`~.verify.Pending`, begun before the run so it warms up meanwhile) is closed here however the
+    run ends. ``stall_s``: kill a run
     that prints nothing for that long (the stall watchdog; None: off). ``secrets``: values masked in the log;
     ``log_cap``: bytes of log kept (head and tail).
     """
-    run = Run(command, run_dir, log_path, timeout_s=timeout_s, env=env, on_point=on_point, on_start=on_start,
-              stall_s=stall_s, secrets=secrets, log_cap=log_cap)
-    stop.attach(run)
     try:
-        result = run.wait()
-    except KeyboardInterrupt:
-        run.cancel()
-        result = run.wait()
-        if on_interrupt is not None:
-            on_interrupt(result)
-        raise
+        run = Run(command, run_dir, log_path, timeout_s=timeout_s, env=env, on_point=on_point, on_start=on_start,
+                  stall_s=stall_s, secrets=secrets, log_cap=log_cap)
+        stop.attach(run)
+        try:
+            result = run.wait()
+        except KeyboardInterrupt:
+            run.cancel()
+            result = run.wait()
+            if on_interrupt is not None:
+                on_interrupt(result)
+            raise
+        finally:
+            stop.attach(None)
+        if verify is not None and not result.interrupted:
+            started = time.monotonic()
+            result = verify(result)
+            stop.add_busy(time.monotonic() - started)  # verification is the device's work too (the duty cycle)
+        return result
     finally:
-        stop.attach(None)
-    if verify is not None and not result.interrupted:
-        started = time.monotonic()
-        result = verify(result)
-        stop.add_busy(time.monotonic() - started)  # verification is the device's work too (the duty cycle)
-    return result
+        close = getattr(verify, "close", None)
+        if close is not None:
+            close()  # a warm verifier of a run that ended badly (or raised) must not outlive it
 
 
 class Verdict(NamedTuple):
@@ -233,6 +240,8 @@ class Plan:
         self.watch = CheckoutWatch(self.repo_root, tag)
         self.stop = stop
         self.note: Callable[..., None] = lambda text, purpose="checkout": None  # the loop's MESSAGE events
+        # artifact folders never pruned (the best experiment's number); the loop sets it, it knows the best
+        self.protect: Callable[[], Sequence[str]] = lambda: ()
         self.setup_done = self.announced = self.warned_passes = False
 
     def checkout(self, label: str) -> list[str]:
@@ -263,7 +272,7 @@ class Plan:
         run_dir = self.boundary.prepare(sha, worker)
         result = execute(self.boundary.argv(command, worker), run_dir, log_path, env=env, stop=stop,
                          secrets=self.boundary.secrets, log_cap=int(self.config.log_cap_mb) << 20,
-                         verify=self.verifier(run_dir, env, log_path), **options)
+                         verify=self.verifier(run_dir, env, log_path, worker), **options)
         self.warn_passes(result, Path(log_path).stem)
         return result, self.boundary.changes(sha, worker) + self.checkout(Path(log_path).stem)
 
@@ -340,11 +349,17 @@ class Plan:
                 f"{editable} has uncommitted changes in your checkout; the run starts from its last commit "
                 f"({base_sha[:7]}), not from them: commit them first to use them"))
 
-    def verifier(self, run_dir: str | Path, env: Mapping[str, str] | None,
-                 log_path: str | Path) -> Callable[[RunResult], RunResult] | None:
-        """:func:`execute`'s ``verify`` hook for one run, or None when verification and the guard are off."""
+    def verifier(self, run_dir: str | Path, env: Mapping[str, str] | None, log_path: str | Path,
+                 worker: int = 0) -> Pending | None:
+        """:func:`execute`'s ``verify`` hook for one run of ``worker``, begun now (the model verifier warms up
+        while the run trains), or None when verification and the guard are off."""
+        check = self.checks()
+        return None if check is None else self.boundary.begin(check, run_dir, env, log_path, worker)
+
+    def checks(self) -> Verification | None:
+        """The verification of the next run, told which exported model to keep whatever its age: the best's."""
         check = self.verification
-        return None if check is None else lambda result: check.check(result, run_dir, env, log_path)
+        return None if check is None else replace(check, protect=tuple(self.protect()))
 
     def seed(self, seed: int | None = None) -> int:
         """The seed a run gets: the one asked for, else the configured one, else the default."""

@@ -1,14 +1,18 @@
 """The number the loop decides on comes from the loop, not from the experiment: verification and the guard.
 
-After a clean run, :meth:`Verification.check` runs
+A run's verification is begun as the run starts (:meth:`Verification.begin` gives a :class:`Pending`) and
+applied to its result after a clean end:
 
-* the **verify** command (a setting): in the run's directory, with the run's environment, after the run has
-  ended; its ``---`` summary gives the metric the loop decides on. The run's own printed number becomes a
-  cross-check: beyond ``verify_tolerance`` the row is ``tampered``, with both numbers in its reason. A verify
-  command that gives no number makes the row ``unverified`` (never kept), with its error as the reason.
-  ``verify = "model"`` is the built-in verifier of the repository's ``train.py``: a fresh
-  ``python -I`` process of this package (:mod:`autoresearch_nb.verifier`), started outside the run directory,
-  that re-scores the model the harness exported (``H.export(model)``) on the fixed evaluation bytes.
+* the **verify** command (a setting): in the run's directory, with the run's environment and under the run's
+  sandbox, after the run has ended; its ``---`` summary gives the metric the loop decides on. The run's own
+  printed number becomes a cross-check: beyond ``verify_tolerance`` the row is ``tampered``, with both numbers
+  in its reason. A verify command that gives no number makes the row ``unverified`` (never kept), with its
+  error as the reason. ``verify = "model"`` is the built-in verifier of the repository's ``train.py``: a fresh
+  ``python -I`` process of this package (:mod:`autoresearch_nb.verifier`), started outside the run directory
+  and in its own sandbox (:func:`confined`), that re-scores the model the harness exported
+  (``H.export(model)``) on the fixed evaluation bytes. It starts with the run (``--wait``: it imports torch and
+  reads the corpus while the run trains) and is told to go when the run has ended, so the loop waits only for
+  the load and the evaluation. The models of the best experiment and the last ``keep_artifacts`` are kept.
 * the **guard** command (a setting): must exit 0 for a keep (the project's tests, "the optimised function still
   returns the right answer"); otherwise the row is ``guard_failed`` with the tail of its output.
 
@@ -17,33 +21,40 @@ run directory by design), and a run that rewrites the verify script itself is ca
 (the loop's check for files changed besides the editable one). See the README's "Verification" section.
 
 >>> v = Verification(metric="score", command="python check.py", guard=None)   # doctest: +SKIP
->>> result = v.check(result, run_dir, env, log_path)                           # doctest: +SKIP
+>>> pending = v.begin(run_dir, env, log_path)            # as the run starts  # doctest: +SKIP
+>>> result = pending(run_result); pending.close()        # after it           # doctest: +SKIP
 """
 from __future__ import annotations
 
 import math
+import os
 import shlex
 import shutil
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .rundir import run_dir_for
 from .records import RunResult, Status
-from .runner import log_tail, run_command
+from .runner import Run, log_tail, run_command
 
 if TYPE_CHECKING:
     from .config import Config
 
 ENV_EXPORT = "AUTORESEARCH_EXPORT"  # = harness.export.ENV_EXPORT (not imported: the harness imports torch)
+GO = "go"                # = verifier.GO: the word a warm verifier waits for
 MODEL = "model"          # verify = "model": the built-in verifier of the harness's exported model
 AUTO = "auto"            # the default: "model" when the editable file is a harness train.py, else off
 OFF = ("off", "none", "false", "")
 VERIFY_TIMEOUT_S = 600.0  # a verify or guard command's own hard limit (the run's budget does not cover it)
+WARM_LIMIT_S = 7 * 86400.0  # a warm verifier waits as long as its run lasts; Pending.close ends it
+# Wraps a command in the sandbox: (argv, its private working directory, the folders it must read) -> argv.
+Confine = Callable[[list[str], Path, tuple[Path, ...]], list[str]]
 GUARD_TAIL_LINES = 20
 
 
@@ -78,15 +89,41 @@ def _number(summary: Mapping[str, object], key: str) -> float | None:
 
 
 def model_command(artifact_dir: str | Path, budget_s: float, budget_tolerance: float,
-                  not_before: float | None = None, pins: str | None = None) -> list[str]:
-    """The built-in verifier's command: this package's own copy (never the run directory's), isolated mode."""
+                  not_before: float | None = None, pins: str | None = None, wait: bool = False) -> list[str]:
+    """The built-in verifier's command: this package's own copy (never the run directory's), isolated mode.
+    ``pins``: the session's corpus and tokenizer hashes (provenance.pin); ``wait``: started with the run, it
+    warms up and verifies when told (:class:`Pending`)."""
     package_parent = str(Path(__file__).resolve().parent.parent)
     boot = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from autoresearch_nb.verifier import main; "
             "raise SystemExit(main(sys.argv[1:]))")
     argv = [sys.executable, "-I", "-c", boot, package_parent, "--artifact-dir", str(Path(artifact_dir).resolve()),
             "--budget", f"{budget_s:g}", "--budget-tolerance", f"{budget_tolerance:g}"]
     argv += ["--pins", pins] if pins else []  # the corpus and tokenizer hashes of the session (provenance.pin)
-    return argv + (["--not-before", f"{not_before:.3f}"] if not_before is not None else [])
+    argv += ["--not-before", f"{not_before:.3f}"] if not_before is not None else []
+    return argv + (["--wait"] if wait else [])
+
+
+def verifier_reads(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
+    """What the model verifier reads besides Python, this package and the run's export folder: the prepared
+    dataset (corpus, tokenizers). The one place for another folder runs cannot read but the verifier must
+    (a holdout split kept outside the dataset)."""
+    from .sandbox import dataset_cache, holdout_cache
+
+    values = dict(os.environ if env is None else env)
+    return (dataset_cache(values), holdout_cache(values))
+
+
+def confined(mode: str, *, repo: str | Path | None = None, env: Mapping[str, str] | None = None,
+             memory_mb: int | None = None, file_mb: int | None = None) -> Confine:
+    """A :data:`Confine` putting the model verifier in its own sandbox (:func:`.sandbox.reader_policy`):
+    it reads :func:`verifier_reads` and its export folder, writes only a private temp, no network."""
+    from . import sandbox
+
+    def confine(argv: list[str], cwd: Path, reads: tuple[Path, ...]) -> list[str]:
+        read = tuple(str(p) for p in (*reads, *verifier_reads(env)))
+        return sandbox.wrap(argv, sandbox.reader_policy(cwd, read, repo=repo, mode=mode, memory_mb=memory_mb,
+                                                        file_mb=file_mb if file_mb else sandbox.DEFAULT_FILE_MB))
+    return confine
 
 
 def prepare_command(editable: str | Path) -> list[str]:
@@ -111,11 +148,13 @@ def artifacts_root(run_dir: str | Path) -> Path:
     return Path(run_dir).parent / "artifacts"
 
 
-def prune(folder: Path, keep: int, min_age_s: float = 0.0) -> list[Path]:
-    """Delete all but the ``keep`` newest experiment folders of exported models under ``folder``; folders
-    younger than ``min_age_s`` stay too (a parallel worker's verifier may be reading one)."""
+def prune(folder: Path, keep: int, min_age_s: float = 0.0, protect: Collection[str] = ()) -> list[Path]:
+    """Delete all but the ``keep`` newest experiment folders of exported models under ``folder``, and the
+    ``protect``ed ones (the best experiment's, by name); folders younger than ``min_age_s`` stay too (a
+    parallel worker's verifier may be reading one)."""
     try:
-        runs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+        runs = sorted((p for p in folder.iterdir() if p.is_dir() and p.name not in protect),
+                      key=lambda p: p.stat().st_mtime, reverse=True)
         now = time.time()
         old = [p for p in runs[keep:] if now - p.stat().st_mtime >= min_age_s]
     except OSError:
@@ -139,6 +178,7 @@ class Verification:
     timeout_s: float = VERIFY_TIMEOUT_S
     keep_artifacts: int = 3          # exported models kept per run (the newest), so a night of runs fits on disk
     pins: str | None = None          # provenance.pin's JSON, set at the session's first experiment (MODEL only)
+    protect: tuple[str, ...] = ()    # artifact folders never pruned: the best experiment's (the loop says which)
 
     @classmethod
     def of(cls, config: "Config", repo_root: str | Path) -> "Verification | None":
@@ -151,33 +191,27 @@ class Verification:
                    budget_s=float(config.time_budget_s), budget_tolerance=float(config.budget_tolerance),
                    keep_artifacts=int(config.keep_artifacts))
 
+    def begin(self, run_dir: str | Path, env: Mapping[str, str] | None, log_path: str | Path,
+              confine: Confine | None = None, confine_command: Callable[[str], list[str]] | None = None,
+              not_before: float | None = None) -> "Pending":
+        """The verification of one run, begun as the run starts (the model verifier warms up meanwhile).
+        ``confine`` puts the model verifier in its sandbox, ``confine_command`` the verify and guard commands
+        in the run's; ``not_before``: when the run started (default: now)."""
+        return Pending(self, run_dir, env, log_path, confine, confine_command, not_before)
+
     def check(self, result: RunResult, run_dir: str | Path, env: Mapping[str, str] | None,
               log_path: str | Path) -> RunResult:
-        """``result`` verified and guarded; a run that crashed, timed out or was stopped is left as it is."""
-        if result.interrupted or result.timed_out or result.exit_code != 0 or result.failed:
-            return result
-        log = Path(log_path)
-        if self.command is not None:
-            result = self._verified(result, run_dir, env, log.with_suffix(".verify.log"))
-        if result.flag is None and self.guard is not None:
-            result = self._guarded(result, run_dir, env, log.with_suffix(".guard.log"))
-        return result
+        """``result`` verified and guarded, with a verifier started now; a run that crashed, timed out or was
+        stopped is left as it is."""
+        pending = self.begin(run_dir, env, log_path, not_before=time.time() - result.wall_s)
+        try:
+            return pending(result)
+        finally:
+            pending.close()
 
-    def _verified(self, result: RunResult, run_dir: str | Path, env: Mapping[str, str] | None,
-                  log: Path) -> RunResult:
+    def verified(self, result: RunResult, checked: RunResult, log: Path) -> RunResult:
+        """``result`` judged by the verifier's own run ``checked`` (its summary, logged at ``log``)."""
         claimed = _number(result.summary, self.metric)
-        if self.command == MODEL:
-            folder = (env or {}).get(ENV_EXPORT, "")
-            not_before = time.time() - result.wall_s - 1.0  # an older artifact is a leftover, not this run's
-            # cwd outside the run directory, so nothing the run left there is imported or read by accident
-            with tempfile.TemporaryDirectory(prefix="autoresearch-verify-") as cwd:
-                checked = run_command(model_command(folder, self.budget_s, self.budget_tolerance, not_before,
-                                                    self.pins),
-                                      cwd, log, timeout_s=self.timeout_s, env=env)
-            if folder:
-                prune(Path(folder).parent, self.keep_artifacts, min_age_s=self.timeout_s)
-        else:
-            checked = run_command(self.command or "", run_dir, log, timeout_s=self.timeout_s, env=env)
         verified = _number(checked.summary, self.metric)
         summary = {k: v for k, v in result.summary.items() if k != self.metric}
         if checked.summary.get("verdict") == Status.OVER_BUDGET.value:
@@ -197,9 +231,8 @@ class Verification:
                                        f"{verified:.6g} (tolerance {self.tolerance:g})")
         return out
 
-    def _guarded(self, result: RunResult, run_dir: str | Path, env: Mapping[str, str] | None,
-                 log: Path) -> RunResult:
-        checked = run_command(self.guard or "", run_dir, log, timeout_s=self.timeout_s, env=env)
+    def guarded(self, result: RunResult, checked: RunResult, log: Path) -> RunResult:
+        """``result`` refused (``guard_failed``) unless the guard's run ``checked`` passed."""
         if checked.exit_code == 0 and not checked.timed_out:
             return result
         how = checked.error or f"exit code {checked.exit_code}"
@@ -208,5 +241,91 @@ class Verification:
                        flag_reason=f"guard {shlex.quote(self.guard or '')} failed ({how}):\n{tail}")
 
 
-__all__ = ["Verification", "resolve", "close_enough", "model_command", "artifact_dir", "prune", "prepare_command",
-           "MODEL", "AUTO"]
+class Pending:
+    """One run's verification, begun when the run starts. With ``verify = "model"`` the verifier process
+    starts at once (``--wait``): it imports torch and reads the corpus while the run imports and trains, then
+    blocks on its standard input; calling the object with the run's result tells it to go (or, for a run that
+    did not end cleanly, :meth:`close` ends it unused). The process is still fresh per run, ``python -I``
+    from the installed package, outside the run directory, and never reads the artifact before the run ends.
+
+    >>> pending = verification.begin(run_dir, env, log_path)    # as the run starts   # doctest: +SKIP
+    >>> result = pending(run.wait()); pending.close()                                  # doctest: +SKIP
+    """
+
+    def __init__(self, verification: Verification, run_dir: str | Path, env: Mapping[str, str] | None,
+                 log_path: str | Path, confine: Confine | None = None,
+                 confine_command: Callable[[str], list[str]] | None = None, not_before: float | None = None) -> None:
+        self.verification = verification
+        self.run_dir, self.env = Path(run_dir), env
+        self.log = Path(log_path)
+        self.confine_command = confine_command
+        self.folder = (env or {}).get(ENV_EXPORT, "") if verification.command == MODEL else ""
+        self.process: Run | None = None
+        self.cwd: Path | None = None
+        if verification.command == MODEL and self.folder:
+            # cwd outside the run directory, so nothing the run leaves there is imported or read by accident
+            self.cwd = Path(tempfile.mkdtemp(prefix="autoresearch-verify-"))
+            started = time.time() if not_before is None else not_before
+            # an artifact older than the run is a leftover (a repeat, a resume), not this run's
+            argv = model_command(self.folder, verification.budget_s, verification.budget_tolerance, started - 1.0,
+                                 pins=verification.pins, wait=True)
+            if confine is not None:
+                # made now: the sandbox can only grant a folder that exists when the verifier starts
+                Path(self.folder).mkdir(parents=True, exist_ok=True)
+                argv = confine(argv, self.cwd, (Path(self.folder),))
+            self.process = Run(argv, self.cwd, self.log.with_suffix(".verify.log"), timeout_s=WARM_LIMIT_S,
+                               env=env, stdin=True)
+
+    def __call__(self, result: RunResult) -> RunResult:
+        """``result`` verified and guarded; a run that crashed, timed out or was stopped is left as it is."""
+        check = self.verification
+        if result.interrupted or result.timed_out or result.exit_code != 0 or result.failed:
+            self.close()
+            return result
+        if check.command is not None:
+            log = self.log.with_suffix(".verify.log")
+            checked = self._model() if check.command == MODEL else self._command(check.command, log)
+            result = check.verified(result, checked, log)
+        if result.flag is None and check.guard is not None:
+            log = self.log.with_suffix(".guard.log")
+            result = check.guarded(result, self._command(check.guard, log), log)
+        return result
+
+    def _model(self) -> RunResult:
+        process = self.process
+        if process is None:
+            return RunResult(exit_code=None, timed_out=False, wall_s=0.0, summary={}, failed=True,
+                             error=f"the run had no export folder ({ENV_EXPORT})")
+        process.send(GO + "\n")
+        limit = self.verification.timeout_s
+        timer = threading.Timer(limit, process.cancel)  # the verifier's own limit starts now, not with the run
+        timer.start()
+        try:
+            checked = process.wait()
+        finally:
+            timer.cancel()
+            self.close()
+        if checked.interrupted:
+            checked = replace(checked, timed_out=True, error=f"the verifier took longer than {limit:g} s")
+        check = self.verification
+        prune(Path(self.folder).parent, check.keep_artifacts, min_age_s=check.timeout_s, protect=check.protect)
+        return checked
+
+    def _command(self, command: str, log: Path) -> RunResult:
+        argv = self.confine_command(command) if self.confine_command is not None else command
+        return run_command(argv, self.run_dir, log, timeout_s=self.verification.timeout_s, env=self.env)
+
+    def close(self) -> None:
+        """End the verifier process if it is still waiting (the run did not end cleanly) and remove its
+        working directory. Safe to call twice."""
+        process, self.process = self.process, None
+        if process is not None:
+            process.cancel()
+            process.wait()
+        if self.cwd is not None:
+            shutil.rmtree(self.cwd, ignore_errors=True)
+            self.cwd = None
+
+
+__all__ = ["Verification", "Pending", "resolve", "close_enough", "model_command", "artifact_dir", "confined",
+           "verifier_reads", "prune", "prepare_command", "MODEL", "AUTO"]

@@ -510,3 +510,29 @@ def test_kill_9_of_the_cli_running_ray_tasks_then_resume(tmp_path: Path) -> None
     assert all("loop process ended while this experiment was running" in d["reason"] for d in data[1:3])
     assert checkout() == before
     assert git(repo, "status", "--porcelain") == "?? notes.txt" and git(repo, "branch", "--show-current") == "main"
+
+
+CHECK = textwrap.dedent("""\
+    import re
+    source = open("train.py").read()
+    values = [int(re.search(rf"^{name} = (-?[0-9]+)", source, re.M).group(1)) for name in "ABC"]
+    print("---")
+    print(f"score: {10 - sum(values)}")
+""")
+
+
+@pytest.mark.slow
+def test_ray_tasks_are_verified_like_local_runs(tmp_path: Path, ray_instance) -> None:
+    repo = make_repo(tmp_path / "r", {"train.py": GATED, "check.py": CHECK})
+    agent = Agent([("fake", 'print(f"score: {10 - A - B - C}")', 'print("score: 1000")'), ("A", "A = 0", "A = 1"),
+                   ("negative guard", "B = 0", "B = -1")])
+    with Loop.open(repo, tag="rq", agent=agent, workers=2, executor="ray", verify="python check.py",
+                   guard="python -c \"import re, sys; sys.exit(bool(re.search('^B = -', open('train.py').read(), "
+                         "re.M)))\"", **PLAIN) as loop:
+        loop.optimize()
+        exps = {e.description: e for e in loop.experiments}
+        assert exps["fake"].status == Status.TAMPERED and exps["fake"].claimed == 1000
+        assert "1000" in exps["fake"].reason
+        assert exps["negative guard"].status == Status.GUARD_FAILED
+        assert exps["A"].status == Status.KEEP and exps["A"].verified and exps["A"].metric == 9
+        assert Path(exps["negative guard"].log_path).with_suffix(".guard.log").exists()  # its log came back

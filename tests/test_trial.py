@@ -54,6 +54,31 @@ def test_execute_runs_in_the_given_directory_and_the_verifier_sees_the_result(tm
     assert seen[0].summary["score"] == 2.0 and out.summary == {"score": 3.0}
 
 
+def test_a_verification_begun_with_the_run_is_closed_however_the_run_ends(tmp_path: Path) -> None:
+    class Begun:
+        """A verification begun before the run (verify.Pending's shape): called for a clean end only."""
+
+        def __init__(self) -> None:
+            self.called, self.closed = 0, 0
+
+        def __call__(self, result: RunResult) -> RunResult:
+            self.called += 1
+            return result
+
+        def close(self) -> None:
+            self.closed += 1
+
+    clean, stopped = Begun(), Begun()
+    execute(script(tmp_path, "print('---')\nprint('score: 1')\n"), tmp_path, tmp_path / "a.log", env=None,
+            timeout_s=30, stop=StopSignal(), verify=clean)
+    stop = StopSignal()
+    stop.set(force=True)
+    out = execute(script(tmp_path, "import time\ntime.sleep(30)\n"), tmp_path, tmp_path / "b.log", env=None,
+                  timeout_s=60, stop=stop, verify=stopped)
+    assert (clean.called, clean.closed) == (1, 1)
+    assert out.interrupted and (stopped.called, stopped.closed) == (0, 1)  # no verifier left waiting
+
+
 def test_a_forced_stop_before_the_run_cancels_it_at_once(tmp_path: Path) -> None:
     stop = StopSignal()
     stop.set(force=True)

@@ -142,3 +142,117 @@ def test_the_holdout_is_scored_only_when_it_matches_its_manifest(tmp_path: Path)
     (holdout_dir(corpus) / "holdout.bin").write_bytes(b"a swapped holdout")
     assert score_holdout(model, corpus, ByteTokenizer(), 16, torch.device("cpu"), None)["holdout"].startswith(
         "unreadable")
+
+
+# -- the verifier process: warm start, sandbox, the best's model kept -----------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A tiny train.py run once with an export folder: its folder, environment, printed val_bpb, start time."""
+    from autoresearch_nb.runner import run_command
+
+    work = tmp_path_factory.mktemp("trained")
+    env = integrity.env_for(work, integrity.corpus(work))
+    run_dir = work / "run"
+    run_dir.mkdir()
+    (run_dir / "train.py").write_text(integrity.tiny_train())
+    env.update(AUTORESEARCH_TIME_BUDGET="1", AUTORESEARCH_SEED="1", **{ENV_EXPORT: str(work / "artifacts" / "1")})
+    started = time.time()
+    done = run_command("python train.py", run_dir, work / "run.log", timeout_s=600, env=env)
+    assert done.exit_code == 0, (work / "run.log").read_text()[-2000:]
+    return {"work": work, "run_dir": run_dir, "env": env, "printed": done.summary["val_bpb"], "started": started,
+            "result": done}
+
+
+def test_a_sandboxed_verifier_still_verifies_and_cannot_write_the_checkout(trained: dict, tmp_path: Path) -> None:
+    from autoresearch_nb.sandbox import landlock_abi
+    from autoresearch_nb.verify import MODEL, Verification, confined
+
+    if landlock_abi()[0] == 0:
+        pytest.skip("no Landlock on this kernel")
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    confine = confined("landlock", repo=checkout, env=trained["env"])
+    check = Verification(metric="val_bpb", command=MODEL, budget_s=1)
+    pending = check.begin(trained["run_dir"], trained["env"], tmp_path / "v.log", confine=confine,
+                          not_before=trained["started"])
+    try:
+        out = pending(trained["result"])
+    finally:
+        pending.close()
+    assert out.verified and out.flag is None, out.flag_reason
+    assert out.summary["val_bpb"] == pytest.approx(trained["printed"], rel=1e-4)
+    # the same policy around a probe: its private directory is writable, the checkout and the run are not
+    cwd = tmp_path / "probe"
+    cwd.mkdir()
+    probe = ("import sys\nfor path in sys.argv[1:]:\n    try:\n        open(path, 'w').write('x')\n"
+             "        print('wrote', path)\n    except OSError as e:\n        print('refused', path, e.errno)\n")
+    argv = confine([sys.executable, "-c", probe, str(cwd / "ok"), str(checkout / "x"),
+                    str(trained["run_dir"] / "x")], cwd, (Path(trained["env"][ENV_EXPORT]),))
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert f"wrote {cwd / 'ok'}" in done.stdout, done.stdout + done.stderr
+    assert f"refused {checkout / 'x'}" in done.stdout and f"refused {trained['run_dir'] / 'x'}" in done.stdout
+    assert not (checkout / "x").exists()
+
+
+def test_the_warm_verifier_waits_for_the_run_and_goes_with_a_crashed_one(trained: dict, tmp_path: Path) -> None:
+    import psutil
+    from dataclasses import replace
+
+    from autoresearch_nb.verify import MODEL, Verification
+
+    check = Verification(metric="val_bpb", command=MODEL, budget_s=1)
+    pending = check.begin(trained["run_dir"], trained["env"], tmp_path / "v.log")
+    process = psutil.Process(pending.process.pid)
+    assert process.is_running() and "--wait" in process.cmdline()
+    crashed = replace(trained["result"], exit_code=1)
+    assert pending(crashed) is crashed  # nothing verified: the run did not end cleanly
+    assert pending.process is None
+    process.wait(timeout=30)  # gone, not left waiting for a word that never comes
+    assert not (tmp_path / "v.verify.log").read_text().strip()  # it printed nothing, not even a summary
+
+
+def test_the_best_experiments_model_survives_pruning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autoresearch_nb import Loop
+    from autoresearch_nb.rundir import run_dir_for
+    from autoresearch_nb.verify import artifacts_root
+
+    worse = [(f"worse {lr}", "LR = 3e-4", f"LR = {lr}", "discard") for lr in ("1e-6", "2e-6")]
+    repo = integrity.make_repo(tmp_path / "repo", worse)
+    for key, value in integrity.env_for(tmp_path, integrity.corpus(tmp_path)).items():
+        monkeypatch.setenv(key, value)
+    folder = artifacts_root(run_dir_for(repo, "b", 0))
+    with Loop.open(repo, tag="b", agent="queue", time_budget_s=2, noise_repeats=1, noise_k=0,
+                   keep_artifacts=1) as loop:
+        loop.baseline()
+        for _ in worse:
+            for old in folder.iterdir():  # older than a verifier may take: only keep_artifacts and the best count
+                os.utime(old, (time.time() - 7200, time.time() - 7200))
+            loop.step()
+        statuses = [e.status.value for e in loop.experiments]
+        assert statuses == ["keep", "discard", "discard"], [(e.status, e.reason) for e in loop.experiments]
+        assert loop.best.number == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["0", "2"]  # the best and the newest
+
+
+@pytest.mark.slow
+def test_under_ray_the_model_is_verified_and_a_patched_evaluation_is_tampered(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ray")
+    from autoresearch_nb import Loop
+    from autoresearch_nb.ray_executor import start_ray
+
+    cheat = next(c for c in integrity.CHEATS if c[3] == "tampered")
+    repo = integrity.make_repo(tmp_path / "repo", [cheat])
+    ray = start_ray(num_cpus=2)  # before the run's variables: a task gets them with its job
+    try:
+        for key, value in integrity.env_for(tmp_path, integrity.corpus(tmp_path)).items():
+            monkeypatch.setenv(key, value)
+        with Loop.open(repo, tag="ray", agent="queue", time_budget_s=2, noise_repeats=1, noise_k=0, workers=2,
+                       executor="ray") as loop:
+            loop.optimize()
+            got = {e.description: e for e in loop.experiments}
+    finally:
+        ray.shutdown()
+    assert got["baseline"].verified and got["baseline"].status.value == "keep"
+    patched = got[cheat[0]]
+    assert patched.status.value == "tampered" and "verifier measured" in patched.reason, patched.reason

@@ -141,3 +141,13 @@ def test_parallel_workers_verify_and_guard_too(tmp_path: Path) -> None:
     statuses = dict(zip(load_results(root, "v")["description"], load_results(root, "v")["status"]))
     assert statuses["fake the score"] == "tampered" and statuses["X negative"] == "guard_failed"
     assert statuses["X to 1"] == "keep"
+
+
+def test_the_best_experiments_model_is_kept_whatever_its_age(tmp_path: Path) -> None:
+    import os
+
+    for i in range(5):
+        (tmp_path / str(i)).mkdir()
+        os.utime(tmp_path / str(i), (1000 + i, 1000 + i))
+    removed = prune(tmp_path, 1, protect=("1",))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "4"] and len(removed) == 3
