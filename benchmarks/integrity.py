@@ -37,11 +37,12 @@ CHEATS = [
     ("evaluate_bpb monkeypatched", HARNESS_LINE,
      HARNESS_LINE + "import sys\n_R = sys.modules['autoresearch_nb.harness.report']\n_real = _R.evaluate_bpb\n"
                     "_R.evaluate_bpb = lambda *a, **k: 0.5 * _real(*a, **k)\n", "tampered"),
-    # Spaces: the commonest byte of the corpus, so even a model that trained only a few steps (a loaded machine)
-    # scores them well below real text; a run of newlines scored about as well as the text at a few steps.
+    # 4 KB of a byte the corpus never holds: from the first step on the model's number for it rises above 8 bits
+    # a byte while val's falls below, so the two never meet. (Common bytes, a run of newlines or spaces, score
+    # about like the text at some point of training, and did on a loaded machine: then the cheat looked honest.)
     ("evaluation bytes shrunk", HARNESS_LINE,
      HARNESS_LINE + "import sys\n_E = sys.modules['autoresearch_nb.harness.evaluate']\n"
-                    "_E.eval_bytes = lambda corpus, dev=None: b' ' * 4000\n", "tampered"),
+                    "_E.eval_bytes = lambda corpus, dev=None: bytes(4000)\n", "tampered"),
     ("training past the budget", "TIME_BUDGET = H.time_budget(DEVICE)",
      "TIME_BUDGET = 3 * H.time_budget(DEVICE) + 15", "over_budget"),
     ("model that cannot be exported", "        rope = self.rope[:, :idx.size(1)]\n",

@@ -38,8 +38,9 @@ class Batches:
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
         self.drawn, self._warned = 0, False
-        if split == "train":  # the training facts the verifier trusts are the harness's (harness.export)
-            CLOCK.start(tokenizer.name, len(self.tokens))
+        # the training facts the verifier trusts are the harness's (harness.export), whatever split is drawn
+        CLOCK.start(tokenizer.name, len(self.tokens) if split == "train" else None)
+        if split == "train":
             # the run's first line names the data (on CUDA a prepared climbmix/tinystories beats stdlib)
             print(f"data: {corpus.name} ({corpus.fingerprint}), {len(self.tokens):,} train tokens "
                   f"({tokenizer.name}) in {corpus.path}", flush=True)

@@ -41,7 +41,9 @@ class _Clock:
 
     def start(self, tokenizer: str, train_tokens: int | None = None) -> None:
         """A training stream exists (``Batches``): remember its tokenizer, the one the verifier must use."""
-        self.tokenizer, self.train_tokens = tokenizer, train_tokens
+        self.tokenizer = tokenizer
+        if train_tokens is not None:  # a stream of another split (val) keeps the train split's size
+            self.train_tokens = train_tokens
 
     def tick(self, tokens: int) -> None:
         if self.first is None:
