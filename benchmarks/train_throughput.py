@@ -142,7 +142,7 @@ def run(args, which: str, seed: int | None) -> dict:
     print(f"{which:>9}: {summary['tok_s']:8,.0f} tok/s over {summary['total_seconds']:5.1f} s of process, "
           f"{summary['tok_cpu_s']:8,.0f} per CPU second | "
           f"val_bpb {summary['val_bpb']:.4f} | mfu {summary['mfu_percent']:.1f}% | "
-          f"params {summary['num_params_M']}M | seed {summary.get('seed')} | load {os.getloadavg()[0]:.1f}", flush=True)
+          f"params {summary['num_params_M']}M | seed {int(summary['seed'])} | load {os.getloadavg()[0]:.1f}", flush=True)
     return summary
 
 
