@@ -6,11 +6,13 @@ tokenizer, sequence, batch) from train.py, trains on the same corpus with the sa
 budget, and is scored by the same ``evaluate_bpb``. Each run is its own subprocess with the same environment
 (thread count, ``OMP_WAIT_POLICY``); runs alternate train.py / reference so a busy neighbour hits both alike.
 
-    python benchmarks/train_throughput.py                      # 2 rounds of 20 s each
-    python benchmarks/train_throughput.py --budget 60 --rounds 3
+    python benchmarks/train_throughput.py                      # 3 pairs of 20 s runs
+    python benchmarks/train_throughput.py --budget 60 --seeds 1 2 3 --threads 2
 
-Prints one line per run and the ratios (train.py / reference) of the best runs; > 1 means train.py is faster.
-tokens/s is the training tokens over the whole process's wall time (imports, compile and evaluation count).
+Prints one line per run, then the median over pairs of the ratio train.py / reference (each pair ran back to back,
+so a busy neighbour hits both alike); > 1 means train.py is faster. tokens/s is the training tokens over the whole
+process's wall time (imports, compile and evaluation count). The load average is printed beside each pair: on a
+shared machine the ratios are what counts, not the absolute figures.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -114,7 +117,7 @@ def reference(script: Path) -> None:
              flops_per_token=flops_per_token, depth=T.DEPTH, device=device)
 
 
-def run(args, which: str) -> dict:
+def run(args, which: str, seed: int | None) -> dict:
     from autoresearch_nb.harness import parse_summary
 
     cmd = [sys.executable, str(args.script)] if which == "train.py" else \
@@ -124,8 +127,8 @@ def run(args, which: str) -> dict:
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # train.py sets this default itself; the reference gets the same
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
-    if args.seed is not None:
-        env["AUTORESEARCH_SEED"] = str(args.seed)
+    if seed is not None:
+        env["AUTORESEARCH_SEED"] = str(seed)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=args.script.parent)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -139,16 +142,16 @@ def run(args, which: str) -> dict:
     print(f"{which:>9}: {summary['tok_s']:8,.0f} tok/s over {summary['total_seconds']:5.1f} s of process, "
           f"{summary['tok_cpu_s']:8,.0f} per CPU second | "
           f"val_bpb {summary['val_bpb']:.4f} | mfu {summary['mfu_percent']:.1f}% | "
-          f"params {summary['num_params_M']}M | tokenizer {summary.get('tokenizer')}", flush=True)
+          f"params {summary['num_params_M']}M | seed {int(summary['seed'])} | load {os.getloadavg()[0]:.1f}", flush=True)
     return summary
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=float, default=20.0, help="training seconds per run")
-    parser.add_argument("--rounds", type=int, default=2, help="train.py/reference pairs, interleaved")
+    parser.add_argument("--rounds", type=int, default=3, help="train.py/reference pairs, back to back")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for both (default: torch's choice)")
-    parser.add_argument("--seed", type=int, help="AUTORESEARCH_SEED for both")
+    parser.add_argument("--seeds", type=int, nargs="*", help="AUTORESEARCH_SEED of each pair (overrides --rounds)")
     parser.add_argument("--script", type=Path, default=ROOT / "train.py")
     parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -160,20 +163,17 @@ def main() -> int:
     from autoresearch_nb import harness as H
     T = load_train(args.script)
     H.get_tokenizer(H.load_corpus(), T.TOKENIZER)  # train a BPE once here, not inside a timed run
+    seeds = args.seeds or [None] * args.rounds
     print(f"device: {T.DEVICE} | threads: {args.threads or 'default'} | "
-          f"OMP_WAIT_POLICY: {os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')} | budget: {args.budget:.0f}s")
-    runs: dict[str, list[dict]] = {"train.py": [], "reference": []}
-    for _ in range(args.rounds):
-        for which in runs:
-            runs[which].append(run(args, which))
-    best = {k: max(v, key=lambda s: s["tok_s"]) for k, v in runs.items()}
-    bpb = {k: sum(s["val_bpb"] for s in v) / len(v) for k, v in runs.items()}
-    cpu = {k: max(s["tok_cpu_s"] for s in v) for k, v in runs.items()}
-    print(f"ratio tokens/s (best of {args.rounds}, train.py / reference): "
-          f"{best['train.py']['tok_s'] / best['reference']['tok_s']:.2f}x over process wall time, "
-          f"{cpu['train.py'] / cpu['reference']:.2f}x per CPU second")
-    print(f"val_bpb at {args.budget:.0f} s (mean of {args.rounds}): train.py {bpb['train.py']:.4f} | "
-          f"reference {bpb['reference']:.4f} | ratio {bpb['train.py'] / bpb['reference']:.3f} (< 1: train.py better)")
+          f"OMP_WAIT_POLICY: {os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')} | budget: {args.budget:.0f}s | "
+          f"script: {args.script}")
+    pairs = [(run(args, "train.py", seed), run(args, "reference", seed)) for seed in seeds]
+    print(f"ratio tokens/s (train.py / reference, median of {len(pairs)} pairs): "
+          f"{median(a['tok_s'] / b['tok_s'] for a, b in pairs):.2f}x over process wall time, "
+          f"{median(a['tok_cpu_s'] / b['tok_cpu_s'] for a, b in pairs):.2f}x per CPU second")
+    bpb = [sum(pair[i]["val_bpb"] for pair in pairs) / len(pairs) for i in (0, 1)]
+    print(f"val_bpb at {args.budget:.0f} s (mean of {len(pairs)}): train.py {bpb[0]:.4f} | "
+          f"reference {bpb[1]:.4f} | ratio {bpb[0] / bpb[1]:.3f} (< 1: train.py better)")
     return 0
 
 

@@ -132,6 +132,20 @@ def test_norm_rotary_and_relu_squared_match_their_textbook_forms(monkeypatch):
     assert not torch.allclose(rotated[:, 1], x[:, 1])
 
 
+def test_cross_entropy_matches_torch_in_value_and_gradient(monkeypatch):
+    import torch
+    import torch.nn.functional as F
+
+    train = load_train_module(monkeypatch)
+    logits = torch.randn(12, 7, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 7, (12,))
+    assert torch.autograd.gradcheck(lambda x: train.CrossEntropy.apply(x, targets), (logits,))
+    ours, = torch.autograd.grad(3 * train.CrossEntropy.apply(logits, targets), logits)
+    theirs, = torch.autograd.grad(3 * F.cross_entropy(logits, targets), logits)
+    assert torch.allclose(train.CrossEntropy.apply(logits, targets), F.cross_entropy(logits, targets))
+    assert torch.allclose(ours, theirs)
+
+
 def test_muon_orthogonalizes_and_lowers_the_loss(monkeypatch):
     import torch
 
