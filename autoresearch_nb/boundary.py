@@ -103,7 +103,7 @@ class Boundary:
         (:func:`.verify.confined`), a verify or guard command under the run's policy."""
         cfg = self.config
         return check.begin(run_dir, env, log_path,
-                           confine=confined(cfg.sandbox, repo=self.root, memory_mb=cfg.sandbox_memory_mb,
+                           confine=confined(cfg.sandbox, repo=self.root, env=env, memory_mb=cfg.sandbox_memory_mb,
                                             file_mb=cfg.sandbox_file_mb),
                            confine_command=lambda command: self.argv(command, worker))
 

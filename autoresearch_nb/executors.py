@@ -141,13 +141,20 @@ class LocalExecutor:
             slot.started.set()
 
         worker = slot.index + 1
+        verify = None
         try:
+            argv = self.boundary.argv(job.command, worker)
             check = job.verification
             verify = None if check is None else self.boundary.begin(check, slot.path, env, job.log_path, worker)
-            result = execute(self.boundary.argv(job.command, worker), slot.path, job.log_path, env=env,
+            result = execute(argv, slot.path, job.log_path, env=env,
                              timeout_s=job.timeout_s, stop=slot.stop, on_point=lambda p: on_point(job.number, p),
                              on_start=on_start, stall_s=job.stall_s, secrets=self.boundary.secrets,
                              log_cap=int(self.boundary.config.log_cap_mb) << 20, verify=verify)
+        except Exception as e:  # the run could not start (sandbox, verifier): a failed row, never a hung driver
+            if verify is not None:
+                verify.close()
+            result = RunResult(exit_code=None, timed_out=False, wall_s=0.0, summary={}, failed=True,
+                               error=f"the run could not start: {type(e).__name__}: {e}", log_path=str(job.log_path))
         finally:
             slot.started.set()  # a command that could not start never called on_start
         changed = tuple(self.boundary.changes(job.sha, worker))  # the next job's prepare undoes them

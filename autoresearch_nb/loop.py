@@ -78,6 +78,7 @@ class Loop:
         self._repeats = Repeats(self._recorder, self._plan, workspace, self._stop)
         self._thread: threading.Thread | None = None
         self._baseline: Experiment | None = None  # the baseline, once it ran
+        self._compared = False  # provenance checked once more after this session's setup
         self._lock = lock
         self._plan.note = lambda text, purpose="checkout": self._recorder.emit(EventKind.MESSAGE, message=text,
                                                                                purpose=purpose)
@@ -191,10 +192,12 @@ class Loop:
         """Run the best commit ``repeats`` more times (fresh seeds) and pool their spread into the noise floor."""
         if self.running and threading.current_thread() is not self._thread:
             raise StateError("the loop is running in the background; stop() it before measuring the noise")
+        self.setup()  # the session's setup and the verifier's pins come before any run, whichever verb is first
         return self._repeats.measure_noise(repeats)
 
     def revalidate(self) -> dict[str, Any] | None:
         """Re-run the best kept commit once (a fresh seed) and report its drift from the recorded metric."""
+        self.setup()
         return self._repeats.revalidate()
 
     # -- the verbs -----------------------------------------------------------------------------------
@@ -324,6 +327,9 @@ class Loop:
         """Run the configured ``setup`` command once per session (data preparation, tokenizer training) before
         the first experiment, with 30 min of its own; a failing setup raises (see :meth:`Plan.setup`)."""
         self._plan.setup(self.workspace.head(), self._recorder.emit, self._recorder.base_sha())
+        if not self._compared:  # again after the setup: it (or the verifier's prepare) may have changed the corpus
+            check_comparable(self._recorder.store, self.tag, self.config, self.repo_root)
+            self._compared = True
 
     def decide(self, exp: Experiment) -> Experiment:
         """Keep the experiment if its metric beats the best kept one, else move the branch back to its parent.

@@ -139,8 +139,9 @@ class Repeats:
         return float(self.config.holdout_tolerance)
 
     def holdout_check(self, exp: Experiment, best: Experiment | None) -> Experiment:
-        """A keep whose holdout bpb or gap got worse than the best's is ``overfit`` (:func:`noise.overfit`)."""
-        if exp.status != Status.KEEP or best is None:
+        """A keep whose holdout bpb or gap got worse than the best's is ``overfit`` (:func:`noise.overfit`).
+        Only for a lower-is-better metric (bits per byte): a holdout bpb says nothing about a maximised score."""
+        if exp.status != Status.KEEP or best is None or self.config.maximize:
             return exp
         why = _noise.overfit(exp.holdout_bpb, exp.holdout_gap, best.holdout_bpb, best.holdout_gap,
                              self.holdout_threshold(), best_label=f"#{best.number}")

@@ -51,6 +51,8 @@ GO = "go"                # = verifier.GO: the word a warm verifier waits for
 MODEL = "model"          # verify = "model": the built-in verifier of the harness's exported model
 AUTO = "auto"            # the default: "model" when the editable file is a harness train.py, else off
 OFF = ("off", "none", "false", "")
+VERIFIER_FACTS = ("holdout_bpb", "holdout_bytes", "holdout", "holdout_gap", "verifier", "verify_seconds",
+                  "training_seconds", "graph_ops")
 VERIFY_TIMEOUT_S = 600.0  # a verify or guard command's own hard limit (the run's budget does not cover it)
 WARM_LIMIT_S = 7 * 86400.0  # a warm verifier waits as long as its run lasts; Pending.close ends it
 # Wraps a command in the sandbox: (argv, its private working directory, the folders it must read) -> argv.
@@ -179,6 +181,7 @@ class Verification:
     keep_artifacts: int = 3          # exported models kept per run (the newest), so a night of runs fits on disk
     pins: str | None = None          # provenance.pin's JSON, set at the session's first experiment (MODEL only)
     protect: tuple[str, ...] = ()    # artifact folders never pruned: the best experiment's (the loop says which)
+    run_timeout_s: float = 600.0     # a run's hard limit: an export folder younger than it + timeout_s may be in use
 
     @classmethod
     def of(cls, config: "Config", repo_root: str | Path) -> "Verification | None":
@@ -189,7 +192,7 @@ class Verification:
             return None
         return cls(metric=config.metric, command=command, guard=guard, tolerance=float(config.verify_tolerance),
                    budget_s=float(config.time_budget_s), budget_tolerance=float(config.budget_tolerance),
-                   keep_artifacts=int(config.keep_artifacts))
+                   keep_artifacts=int(config.keep_artifacts), run_timeout_s=float(config.hard_timeout_s))
 
     def begin(self, run_dir: str | Path, env: Mapping[str, str] | None, log_path: str | Path,
               confine: Confine | None = None, confine_command: Callable[[str], list[str]] | None = None,
@@ -199,21 +202,13 @@ class Verification:
         in the run's; ``not_before``: when the run started (default: now)."""
         return Pending(self, run_dir, env, log_path, confine, confine_command, not_before)
 
-    def check(self, result: RunResult, run_dir: str | Path, env: Mapping[str, str] | None,
-              log_path: str | Path) -> RunResult:
-        """``result`` verified and guarded, with a verifier started now; a run that crashed, timed out or was
-        stopped is left as it is."""
-        pending = self.begin(run_dir, env, log_path, not_before=time.time() - result.wall_s)
-        try:
-            return pending(result)
-        finally:
-            pending.close()
-
     def verified(self, result: RunResult, checked: RunResult, log: Path) -> RunResult:
         """``result`` judged by the verifier's own run ``checked`` (its summary, logged at ``log``)."""
         claimed = _number(result.summary, self.metric)
         verified = _number(checked.summary, self.metric)
-        summary = {k: v for k, v in result.summary.items() if k != self.metric}
+        # Facts only the verifier may state (a run can print anything): never kept from the run's own summary,
+        # even when the verifier does not give them (no holdout on an old corpus).
+        summary = {k: v for k, v in result.summary.items() if k != self.metric and k not in VERIFIER_FACTS}
         if checked.summary.get("verdict") == Status.OVER_BUDGET.value:
             return replace(result, summary=summary, claimed=claimed, flag=Status.OVER_BUDGET,
                            flag_reason=str(checked.summary.get("reason") or "trained past the time budget"))
@@ -295,7 +290,8 @@ class Pending:
         process = self.process
         if process is None:
             return RunResult(exit_code=None, timed_out=False, wall_s=0.0, summary={}, failed=True,
-                             error=f"the run had no export folder ({ENV_EXPORT})")
+                             error=f"the run had no export folder ({ENV_EXPORT})",
+                             log_path=str(self.log.with_suffix(".verify.log")))
         process.send(GO + "\n")
         limit = self.verification.timeout_s
         timer = threading.Timer(limit, process.cancel)  # the verifier's own limit starts now, not with the run
@@ -308,7 +304,8 @@ class Pending:
         if checked.interrupted:
             checked = replace(checked, timed_out=True, error=f"the verifier took longer than {limit:g} s")
         check = self.verification
-        prune(Path(self.folder).parent, check.keep_artifacts, min_age_s=check.timeout_s, protect=check.protect)
+        prune(Path(self.folder).parent, check.keep_artifacts, min_age_s=check.run_timeout_s + check.timeout_s,
+              protect=check.protect)  # a folder made at a run's start may belong to a worker's run still going
         return checked
 
     def _command(self, command: str, log: Path) -> RunResult:

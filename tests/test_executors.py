@@ -37,3 +37,22 @@ def test_a_silent_job_is_killed_by_the_stall_watchdog(tmp_path: Path) -> None:
     finally:
         executor.close()
     assert result.stalled and result.timed_out and result.error == "stalled: no output for 1 s"
+
+
+def test_a_run_whose_verifier_cannot_begin_is_a_failed_outcome_not_a_hung_driver(tmp_path: Path) -> None:
+    """The export folder cannot be made (a file stands in its way): the worker reports a failed run."""
+    from autoresearch_nb.verify import ENV_EXPORT, MODEL, Verification
+
+    root = make_repo(tmp_path / "r", {"train.py": 'print("---")\nprint("val_bpb: 1.0")\n'})
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    executor = LocalExecutor(Boundary(root, "a", Config()), 1)
+    try:
+        job = Job(1, git(root, "rev-parse", "HEAD"), "python train.py", "train.py", 300.0,
+                  {**scrub_env(), ENV_EXPORT: str(blocker / "1")}, str(tmp_path / "1.log"),
+                  verification=Verification(metric="val_bpb", command=MODEL))
+        executor.submit(job, lambda n, p: None)
+        got = outcome(executor)
+    finally:
+        executor.close()
+    assert got.number == 1 and got.result.failed and "could not start" in got.result.error

@@ -151,3 +151,32 @@ def test_the_best_experiments_model_is_kept_whatever_its_age(tmp_path: Path) -> 
         os.utime(tmp_path / str(i), (1000 + i, 1000 + i))
     removed = prune(tmp_path, 1, protect=("1",))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "4"] and len(removed) == 3
+
+
+def clean_run(summary: dict, log: Path) -> RunResult:
+    return RunResult(exit_code=0, timed_out=False, wall_s=1.0, summary=summary, failed=False, error=None,
+                     log_path=str(log))
+
+
+def test_facts_only_the_verifier_may_state_never_come_from_the_run(tmp_path: Path) -> None:
+    """A run that prints its own holdout_bpb (the verifier gave none: an old corpus) must not fill the row's."""
+    check = Verification(metric="val_bpb", command=MODEL)
+    run = clean_run({"val_bpb": 2.0, "holdout_bpb": 0.1, "training_seconds": 1.0, "depth": 4}, tmp_path / "r.log")
+    verifier = clean_run({"val_bpb": 2.0, "holdout": "none (prepare the corpus again)", "training_seconds": 9.0},
+                         tmp_path / "v.log")
+    out = check.verified(run, verifier, tmp_path / "v.log")
+    assert out.verified and out.flag is None
+    assert "holdout_bpb" not in out.summary and out.summary["training_seconds"] == 9.0 and out.summary["depth"] == 4
+    refused = check.verified(run, clean_run({"verdict": "unverified", "reason": "no model"}, tmp_path / "v.log"),
+                             tmp_path / "v.log")
+    assert refused.flag == Status.UNVERIFIED and "holdout_bpb" not in refused.summary
+
+
+def test_a_model_verification_without_an_export_folder_is_unverified_not_a_crash(tmp_path: Path) -> None:
+    """The verifier never started (no AUTORESEARCH_EXPORT in the run's environment): the row says why."""
+    pending = Verification(metric="val_bpb", command=MODEL).begin(tmp_path, {}, tmp_path / "3.log")
+    try:
+        out = pending(clean_run({"val_bpb": 2.0}, tmp_path / "3.log"))
+    finally:
+        pending.close()
+    assert out.flag == Status.UNVERIFIED and "no export folder" in out.flag_reason
