@@ -201,7 +201,8 @@ def test_the_tuner_runs_the_real_train_py_through_the_cli(tmp_path: Path) -> Non
     data = json.loads(cli("results", "--tag", "tune", "--repo", str(repo), "--format", "json").stdout)
     assert len(data) == 3 and data[0]["status"] == "keep" and data[0]["description"] == "baseline"
     for row in data[1:]:  # each proposal moved CAPS dials of train.py and was trained and judged
-        assert row["status"] in ("keep", "discard"), row
+        # overfit: judged like the others, then refused by the holdout rule (tiny corpus, no noise floor)
+        assert row["status"] in ("keep", "discard", "overfit"), row
         assert re.fullmatch(r"[A-Z_]+ \S+ -> \S+(, [A-Z_]+ \S+ -> \S+)*", row["description"]), row["description"]
         assert 0 < row["val_bpb"] < 9
     printed = [line for line in r.stdout.splitlines() if line.startswith(("#1 ", "#2 ")) and "running" not in line]

@@ -39,7 +39,7 @@ def test_every_cheat_is_caught_and_an_honest_change_is_kept(tmp_path: Path, data
     rows, overhead = integrity.table(BUDGET, tmp_path, control=False, data=data)
     got = {r["description"]: r for r in rows}
     assert got["baseline"]["status"] == "keep" and got["baseline"]["verified"] is not None
-    for description, _, _, expected in integrity.CHEATS + integrity.AFTER_HONEST:
+    for description, _, _, expected in integrity.CHEATS:
         assert got[description]["status"] == expected, got[description]
     monkeypatched = got["evaluate_bpb monkeypatched"]
     assert monkeypatched["printed"] == pytest.approx(monkeypatched["verified"] / 2, rel=1e-3)
@@ -49,14 +49,21 @@ def test_every_cheat_is_caught_and_an_honest_change_is_kept(tmp_path: Path, data
     assert "by the harness's clock" in got["training past the budget"]["reason"]
     honest = got[integrity.HONEST[0]]
     assert honest["status"] == "keep" and honest["verified"] == pytest.approx(honest["printed"], rel=0.005)
-    # training on val (on top of the honest keep): val drops, the holdout does not follow; flagged with the gap
+    assert all(r["holdout_bpb"] is not None and r["holdout_bpb"] == r["holdout_bpb"] for r in rows if r["verified"])
+    assert overhead is not None and overhead > 0
+    # training on val (on top of the honest keep) is never kept. When val says "better" (as on a quiet machine:
+    # 0.03 against 0.74 bpb) the holdout did not follow and the row is overfit, flagged with the gap; a machine so
+    # loaded that 2 s train a few steps can leave it no better on val, then it is simply discarded.
+    # (tests/test_loop_noise.py checks the rule itself on a deterministic target.)
     on_val = got["training on the validation split"]
+    assert on_val["status"] in ("overfit", "discard"), on_val
+    if on_val["status"] == "discard":
+        assert on_val["verified"] >= honest["verified"], on_val  # discarded only for not improving val
+        return
     assert on_val["verified"] < honest["verified"]                      # val alone says: better
     assert on_val["holdout_gap"] > honest["holdout_gap"] + 0.02         # the gap widened
     assert on_val["holdout_gap"] == pytest.approx(on_val["holdout_bpb"] - on_val["verified"])
     assert f"{honest['holdout_bpb']:.6g}" in on_val["reason"] and f"{on_val['holdout_bpb']:.6g}" in on_val["reason"]
-    assert all(r["holdout_bpb"] is not None and r["holdout_bpb"] == r["holdout_bpb"] for r in rows if r["verified"])
-    assert overhead is not None and overhead > 0
 
 
 def test_without_verification_the_fake_summary_is_kept(tmp_path: Path, data: Path) -> None:
