@@ -7,6 +7,7 @@ the pieces one by one: the comparison, the torch-free ``eval_bytes``, the pins.
 """
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -152,22 +153,65 @@ def test_the_torch_free_eval_size_matches_the_harness(tmp_path: Path, cls: str) 
     assert P.device_class({"AUTORESEARCH_DEVICE_CLASS": "mps", "AUTORESEARCH_DEVICE": "cpu"}) == "mps"
 
 
-def test_pins_catch_a_changed_file_and_an_unpinned_tokenizer(tmp_path: Path) -> None:
+def test_pins_catch_a_changed_file_and_an_untrusted_tokenizer(tmp_path: Path) -> None:
+    from autoresearch_nb.harness.constants import TOKENIZER_MANIFEST
+
     corpus = prepare_folder(_folder(tmp_path / "src"), tmp_path / "corpus")
     tok = corpus.path / "tokenizers" / "bpe-300-x.json"
     tok.parent.mkdir()
     tok.write_text("{}")
+    key, other = "tokenizers/bpe-300-x.json", "tokenizers/b.json"
+    (corpus.path / "tokenizers" / "b.json").write_text("{}")  # written by a run: in no manifest
+    manifest = P.hidden(corpus.path) / TOKENIZER_MANIFEST
+    manifest.parent.mkdir(exist_ok=True)
+    manifest.write_text(json.dumps({"bpe-300-x.json": P.sha256(tok), "b.json": "0" * 64}))
     pins = P.pin(corpus.path)
-    assert set(map(Path, pins["files"])) >= {corpus.path / "meta.json", corpus.path / "val.bin", tok}
-    assert P.pin_problem(pins, corpus.path, tok) is None
-    assert "was not there when the session started" in P.pin_problem(pins, corpus.path, tok.with_name("b.json"))
-    assert "pinned" in P.pin_problem(pins, tmp_path, None)
+    assert set(pins["files"]) == {"meta.json", "val.bin", P.HOLDOUT, key}  # b.json's hash is not the trusted one
+    assert pins["fingerprint"] == corpus.fingerprint and "dir" not in pins
+    assert P.pin_problem(pins, corpus.path, key) is None
+    assert "not prepared by a trusted process" in P.pin_problem(pins, corpus.path, other)
     tok.write_text("{} ")
-    assert "bpe-300-x.json changed since the session started" in P.pin_problem(pins, corpus.path, tok)
+    assert "bpe-300-x.json changed since the session started" in P.pin_problem(pins, corpus.path, key)
+    with pytest.raises(ValueError, match="changed since the session started"):
+        P.pinned_bytes(pins, corpus.path, key)
     tok.write_text("{}")  # same bytes again: a hash, not a timestamp, decides
-    assert P.pin_problem(pins, corpus.path, tok) is None
+    assert P.pin_problem(pins, corpus.path, key) is None and P.pinned_bytes(pins, corpus.path, key) == b"{}"
+    holdout = P.hidden(corpus.path) / "holdout.bin"
+    assert P.locate(corpus.path, P.HOLDOUT) == holdout and holdout.is_file()
     val = corpus.path / "val.bin"
     data = val.read_bytes()
     time.sleep(0.01)
     val.write_bytes(data[:-1] + b"!")  # a read-only file rewritten (no sandbox): its stat moved, so it is hashed
     assert "val.bin changed" in P.pin_problem(pins, corpus.path, None)
+    val.write_bytes(data)
+    holdout.write_bytes(holdout.read_bytes() + b"!")
+    assert "holdout.bin changed" in P.pin_problem(pins, corpus.path, None)
+
+
+def test_pins_are_relative_so_a_node_with_its_cache_elsewhere_checks_them(tmp_path: Path) -> None:
+    import shutil
+
+    corpus = prepare_folder(_folder(tmp_path / "src"), tmp_path / "home-a" / "corpus")
+    pins = P.pin(corpus.path)
+    node = tmp_path / "home-b" / "cache" / "corpus"  # another HOME: same corpus, another absolute path
+    shutil.copytree(corpus.path, node)
+    shutil.copytree(P.hidden(corpus.path), P.hidden(node))
+    assert all(not Path(key).is_absolute() for key in pins["files"])
+    assert P.pin_problem(pins, node, None) is None
+    other = prepare_folder(_folder(tmp_path / "src2", docs=7), tmp_path / "other")
+    assert "but the session pinned" in P.pin_problem(pins, other.path, None)
+    (P.hidden(node) / "holdout.bin").write_bytes(b"x")
+    assert "holdout.bin changed" in P.pin_problem(pins, node, None)
+
+
+def test_the_recorded_provenance_ignores_rows_a_run_could_forge() -> None:
+    from autoresearch_nb.records import Experiment, Status
+
+    honest = Experiment(0, "t", Status.KEEP, metric=1.0, corpus="a", torch="2.5.1", verified=True)
+    forged = Experiment(1, "t", Status.CRASH, metric=1.0, corpus="forged", torch="9.9")  # printed by the run
+    unverified = Experiment(2, "t", Status.UNVERIFIED, metric=0.5, corpus="forged", torch="9.9")
+    assert P.recorded([honest, forged, unverified], verified=True)["corpus"] == "a"
+    assert P.recorded([honest, forged], verified=False)["corpus"] == "a"
+    P.check_resume("t", [honest, forged, unverified], {"corpus": "a", "torch": "2.5.0", "eval_bytes": None,
+                                                       "verifier": None}, verified=True)
+    assert P.recorded([forged, unverified], verified=True) == {}
