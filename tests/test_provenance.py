@@ -111,6 +111,24 @@ def test_a_run_that_rewrites_the_tokenizer_cache_is_refused_by_the_verifier(tmp_
     assert cheat["status"] == "unverified"
     assert "bpe-300" in cheat["reason"] and "changed since the session started" in cheat["reason"]
 
+    # session 2: the file the refused run wrote is still in the cache; it is not trusted (pinned), and the
+    # loop's trusted prepare step trains it again before anything is verified with it
+    from autoresearch_nb.harness.tokenizer import trusted_hashes
+
+    poisoned = next((data / "tokenizers").glob("bpe-300-*.json"))
+    assert poisoned.read_text().endswith(" ")
+    assert f"tokenizers/{poisoned.name}" not in P.pin(data)["files"]
+    (root / "queue.toml").write_text(integrity.queue([]))
+    subprocess.run(["git", "commit", "-qam", "baseline only"], cwd=root, check=True)
+    second = subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "t2", "--repo", str(root),
+                             "--agent", "queue", "--time-budget", "2", "--noise-repeats", "1", "--noise-k", "0"],
+                            env=integrity.env_for(tmp_path, data), capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    row = load_results(root, "t2").iloc[0]
+    assert row["status"] == "keep" and row["verified"] and row["tokenizer"] == "bpe-300"
+    assert not poisoned.read_text().endswith(" ")
+    assert P.sha256(poisoned) == trusted_hashes(data)[poisoned.name]
+
 
 def _folder(path: Path, docs: int = 6) -> Path:
     path.mkdir(parents=True)
@@ -215,3 +233,19 @@ def test_the_recorded_provenance_ignores_rows_a_run_could_forge() -> None:
     P.check_resume("t", [honest, forged, unverified], {"corpus": "a", "torch": "2.5.0", "eval_bytes": None,
                                                        "verifier": None}, verified=True)
     assert P.recorded([forged, unverified], verified=True) == {}
+
+
+def test_the_verifier_builds_the_tokenizer_from_the_bytes_it_checked(tmp_path: Path) -> None:
+    from autoresearch_nb.harness.tokenizer import prepare_tokenizer, tokenizer_path
+    from autoresearch_nb.verifier import Refused, pinned_tokenizer, tokenizer_key
+
+    corpus = prepare_folder(_folder(tmp_path / "src"), tmp_path / "corpus")
+    trusted = prepare_tokenizer(corpus, "bpe-300")
+    pins = json.dumps(P.pin(corpus.path))
+    assert tokenizer_key(corpus, "bpe-300") in json.loads(pins)["files"] and tokenizer_key(corpus, "byte") is None
+    built = pinned_tokenizer(pins, corpus, "bpe-300")
+    assert built.encode(b"another text").tolist() == trusted.encode(b"another text").tolist()
+    path = tokenizer_path(corpus, "bpe-300")
+    path.write_bytes(path.read_bytes().replace(b'"vocab"', b'"vocab" ', 1))  # a run's rewrite after the pins
+    with pytest.raises(Refused, match="changed since the session started"):
+        pinned_tokenizer(pins, corpus, "bpe-300")
