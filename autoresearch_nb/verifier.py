@@ -11,6 +11,8 @@ directory outside the run directory. It
    ops that touch files; higher-order ops only for autocast and grad mode);
 4. computes val_bpb with the pristine harness (``evaluate_bpb`` on the fixed evaluation bytes, the harness's
    sequence length and precision), and prints it as the ``---`` summary with the facts and versions it used;
+   with ``--pins`` (:func:`autoresearch_nb.provenance.pin`) the corpus files are checked against the session's
+   hashes before and after, and the tokenizer is built from the bytes checked against its pin (one read);
 5. computes ``holdout_bpb`` the same way on the holdout split, which the training process is never given
    (:func:`score_holdout`; kept in a folder beside the corpus that the sandbox does not let a run read).
 

@@ -4,6 +4,9 @@ symbols trained by the ``tokenizers`` library on the train split and cached besi
 Every tokenizer reports ``token_bytes``, the number of corpus bytes each id stands for, which is what lets
 evaluate_bpb score any tokenizer in bits per *byte*.
 
+Runs may write the cache, so trusted processes prepare with :func:`prepare_tokenizer`, which records the hash
+of what it wrote in a manifest beside the holdout (runs cannot write there); the loop's pins trust only those.
+
     >>> tok = get_tokenizer(load_corpus(), "bpe-4096")
     >>> tok.decode(tok.encode(b"def f(x):\\n")) == b"def f(x):\\n"
 """
