@@ -8,9 +8,11 @@ its ``meta.json``, ``eval_bytes`` from the device class), and refuses with :clas
 corpus, the evaluation bytes, the verifier or torch's major.minor differ (:data:`COMPARED`).
 
 The pins (:func:`pin`): at the first experiment of a session the loop hashes the files the verifier reads (the
-corpus's ``meta.json``, ``val.bin``, the holdout, the cached tokenizers) and hands the hashes to every
-verification (:func:`autoresearch_nb.verifier.check_pins`), which refuses a file that changed since (a run may
-write the shared tokenizer cache). Hashing is once per session; the verifier re-hashes a read-only file only
+corpus's ``meta.json``, ``val.bin``, the holdout beside it, and the cached tokenizers whose hash a trusted
+process recorded in the manifest beside the holdout) and hands the hashes, keyed by path relative to the corpus
+folder, to every verification (:func:`autoresearch_nb.verifier.check_pins`), which refuses a file that changed
+since (a run may write the shared tokenizer cache) and builds the tokenizer from the very bytes it checked
+(:func:`pinned_bytes`). Hashing is once per session; the verifier re-hashes a read-only file only
 when its ``stat`` (inode, size, mtime, ctime: a write always moves ctime) changed, a writable one every time.
 
     >>> differences({"corpus": "stdlib-py3.11.7-aaa", "torch": "2.5.1"}, {"corpus": "x-1", "torch": "2.5.0"})
@@ -34,7 +36,7 @@ from .errors import AutoresearchError
 FIELDS = ("harness", "verifier", "eval_bytes", "corpus", "tokenizer", "torch")
 # What must agree for two numbers to be comparable (torch by major.minor: a patch release keeps kernels' maths).
 COMPARED = ("corpus", "eval_bytes", "verifier", "torch")
-HARNESS_FILES = ("meta.json", "val.bin", "holdout.bin")  # in the corpus folder, pinned when present
+HARNESS_FILES = ("meta.json", "val.bin")  # in the corpus folder, pinned (with the holdout beside it) when present
 TOKENIZERS = "tokenizers"   # the corpus's tokenizer cache: runs may write it (harness.tokenizer.tokenizer_path)
 _STAT = ("st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
 
@@ -88,18 +90,26 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[s
     return out
 
 
-def recorded(experiments: Iterable[Any]) -> dict[str, Any]:
-    """The provenance of a run: its latest row that has any (rows without, e.g. a crash, say nothing)."""
+def recorded(experiments: Iterable[Any], verified: bool = False) -> dict[str, Any]:
+    """The provenance of a run: its latest row whose fields came from a trusted source. With ``verified``
+    (verification is on) only rows the verifier scored; else only clean rows (keep, discard). Never a crash
+    row: what it says is what the run printed, which may be forged to block resumes."""
     for exp in reversed(list(experiments)):
+        if verified and not getattr(exp, "verified", False):
+            continue
+        if not verified and getattr(exp, "status", None) not in ("keep", "discard"):  # Status is a str enum
+            continue
         values = {key: getattr(exp, key, None) for key in FIELDS}
         if getattr(exp, "metric", None) is not None and any(values[k] is not None for k in COMPARED):
             return values
     return {}
 
 
-def check_resume(tag: str, experiments: Iterable[Any], current_values: Mapping[str, Any]) -> None:
-    """Raise :class:`IncomparableRun` when the run's rows and this session disagree on :data:`COMPARED`."""
-    stored = recorded(experiments)
+def check_resume(tag: str, experiments: Iterable[Any], current_values: Mapping[str, Any],
+                 verified: bool = False) -> None:
+    """Raise :class:`IncomparableRun` when the run's trusted rows (:func:`recorded`) and this session disagree
+    on :data:`COMPARED`."""
+    stored = recorded(experiments, verified)
     found = differences(stored, current_values)
     if found:
         raise IncomparableRun(tag, found, stored, current_values)
@@ -185,28 +195,66 @@ def signature(path: Path) -> list[int]:
     return [int(getattr(st, name)) for name in _STAT]
 
 
-def pin(folder: Path, extra: Iterable[Path] = ()) -> dict[str, Any]:
-    """The hashes of the files the verifier reads in corpus ``folder`` (and ``extra`` files elsewhere, e.g. a
-    holdout kept apart): ``{"dir": ..., "files": {path: {"sha256", "stat", "writable"}}}``. Tokenizer files
-    are marked writable (runs may write that cache), so the verifier hashes them every time."""
+HOLDOUT = "<holdout>/holdout.bin"  # the pin key of the holdout file, kept in the folder beside the corpus
+
+
+def hidden(folder: Path) -> Path:
+    """The holdout folder beside corpus ``folder`` (``harness.corpus.holdout_dir``'s rule, without torch)."""
+    folder = Path(folder).expanduser().absolute()
+    return folder.with_name(folder.name + ".holdout")
+
+
+def locate(folder: Path, key: str) -> Path:
+    """The file pin ``key`` names for the corpus in ``folder`` (keys are relative, so a node whose cache lives
+    elsewhere checks the same pins)."""
+    if key == HOLDOUT:
+        return hidden(folder) / "holdout.bin"
+    return Path(folder) / key
+
+
+def trusted_tokenizers(folder: Path) -> dict[str, str]:
+    """``{file name: sha256}`` of the tokenizers a trusted process prepared (``harness.tokenizer``'s manifest
+    in the holdout folder, which runs cannot write)."""
+    try:
+        found = json.loads((hidden(folder) / constants().TOKENIZER_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def pin(folder: Path) -> dict[str, Any]:
+    """The hashes of the files the verifier reads for the corpus in ``folder``: its ``meta.json`` and
+    ``val.bin``, the holdout beside it, and the cached tokenizers a trusted process prepared (a file whose hash
+    is not in that manifest, e.g. one a run wrote, is left out, so the verifier refuses it):
+    ``{"fingerprint": ..., "files": {key: {"sha256", "stat", "writable"}}}``, keys relative (:func:`locate`).
+    Tokenizer files are marked writable (runs may write that cache), so the verifier hashes them every time."""
     folder = Path(folder).resolve()
-    paths = [folder / name for name in HARNESS_FILES] + sorted((folder / TOKENIZERS).glob("*.json"))
+    keys = [*HARNESS_FILES, HOLDOUT] + [f"{TOKENIZERS}/{p.name}" for p in sorted((folder / TOKENIZERS).glob("*.json"))]
+    trusted = trusted_tokenizers(folder)
     files = {}
-    for path in [*paths, *(Path(p).resolve() for p in extra)]:
-        if path.is_file():
-            files[str(path)] = {"sha256": sha256(path), "stat": signature(path),
-                                "writable": path.parent.name == TOKENIZERS}
-    return {"dir": str(folder), "files": files}
+    for key in keys:
+        path = locate(folder, key)
+        if not path.is_file():
+            continue
+        writable = key.startswith(f"{TOKENIZERS}/")
+        digest = sha256(path)
+        if writable and trusted.get(path.name) != digest:
+            continue
+        files[key] = {"sha256": digest, "stat": signature(path), "writable": writable}
+    meta = read_meta(folder) or {}
+    return {"fingerprint": meta.get("fingerprint"), "files": files}
 
 
-def pin_problem(pins: Mapping[str, Any], folder: Path, tokenizer_file: Path | None) -> str | None:
-    """Why the pinned files can no longer be trusted, or None: the corpus folder moved, a pinned file is gone
-    or changed, or the tokenizer a run used was not there when the session started (a run wrote it)."""
-    if str(Path(folder).resolve()) != pins.get("dir"):
-        return f"the corpus is {Path(folder).resolve()}, but the session pinned {pins.get('dir')}"
+def pin_problem(pins: Mapping[str, Any], folder: Path, tokenizer: str | None) -> str | None:
+    """Why the pinned files can no longer be trusted, or None: the corpus has another fingerprint, a pinned
+    file is gone or changed, or the tokenizer a run used (``tokenizer``: its key, ``tokenizers/NAME.json``) was
+    not prepared by a trusted process before the session (a run wrote it)."""
+    meta = read_meta(Path(folder)) or {}
+    if meta.get("fingerprint") != pins.get("fingerprint"):
+        return f"the corpus is {meta.get('fingerprint')}, but the session pinned {pins.get('fingerprint')}"
     files: Mapping[str, Any] = pins.get("files") or {}
-    for name, want in files.items():
-        path = Path(name)
+    for key, want in files.items():
+        path = locate(folder, key)
         try:
             if not want.get("writable") and signature(path) == list(want.get("stat") or ()):
                 continue  # untouched since the session hashed it (any write moves ctime)
@@ -216,12 +264,28 @@ def pin_problem(pins: Mapping[str, Any], folder: Path, tokenizer_file: Path | No
             return f"{path} is gone or unreadable since the session started ({e.strerror})"
         return (f"{path} changed since the session started (sha256 differs from the pinned one): a run may have "
                 "written to the shared cache; delete it and prepare it again (autoresearch-nb prepare)")
-    if tokenizer_file is not None and str(Path(tokenizer_file).resolve()) not in files:
-        return (f"the tokenizer file {tokenizer_file} was not there when the session started (a run wrote it), "
-                "so it cannot be trusted: prepare it before the session (autoresearch-nb prepare --tokenizer "
-                "NAME, or setup = ...) and resume")
+    if tokenizer is not None and tokenizer not in files:
+        return (f"the tokenizer file {locate(folder, tokenizer)} was not prepared by a trusted process before the "
+                "session (a run may have written it), so it cannot be trusted: prepare it (autoresearch-nb "
+                "prepare --tokenizer NAME, or setup = ...) and resume")
     return None
 
 
+def pinned_bytes(pins: Mapping[str, Any], folder: Path, key: str) -> bytes:
+    """The bytes of pinned file ``key``, read once and checked against its pin (so what the caller builds from
+    them is what was checked). Raises ValueError saying why when it is not pinned or differs."""
+    want = (pins.get("files") or {}).get(key)
+    path = locate(folder, key)
+    if not want:
+        raise ValueError(f"{path} was not pinned at the session's start (not prepared by a trusted process)")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"{path} is gone or unreadable since the session started ({e.strerror})") from None
+    if hashlib.sha256(data).hexdigest() != want.get("sha256"):
+        raise ValueError(f"{path} changed since the session started (sha256 differs from the pinned one)")
+    return data
+
+
 __all__ = ["FIELDS", "COMPARED", "IncomparableRun", "of_summary", "differences", "recorded", "check_resume",
-           "current", "device_class", "eval_size", "torch_version", "pin", "pin_problem"]
+           "current", "device_class", "eval_size", "torch_version", "pin", "pin_problem", "pinned_bytes", "locate"]

@@ -116,9 +116,11 @@ def check_comparable(store: Store, tag: str, config: "Config", root: Path) -> No
     from .verify import MODEL, resolve
     from .verifier import VERSION
 
-    verifier = VERSION if resolve(config, root) == MODEL else None
+    command = resolve(config, root)
+    verifier = VERSION if command == MODEL else None
     folder = dataset_cache(dict(os.environ))  # the rule the run's Boundary follows
-    provenance.check_resume(tag, experiments, provenance.current(folder, verifier=verifier))
+    provenance.check_resume(tag, experiments, provenance.current(folder, verifier=verifier),
+                            verified=command is not None)
 
 
 def marked_processes(root: Path, tag: str, known: dict[int, int] | None = None) -> list[int]:

@@ -11,6 +11,8 @@ directory outside the run directory. It
    ops that touch files; higher-order ops only for autocast and grad mode);
 4. computes val_bpb with the pristine harness (``evaluate_bpb`` on the fixed evaluation bytes, the harness's
    sequence length and precision), and prints it as the ``---`` summary with the facts and versions it used;
+   with ``--pins`` (:func:`autoresearch_nb.provenance.pin`) the corpus files are checked against the session's
+   hashes before and after, and the tokenizer is built from the bytes checked against its pin (one read);
 5. computes ``holdout_bpb`` the same way on the holdout split, which the training process is never given
    (:func:`score_holdout`; kept in a folder beside the corpus that the sandbox does not let a run read).
 
@@ -133,8 +135,10 @@ class Padded:
         return self.forward(x)[:n]
 
 
-def verify(folder: Path, budget_s: float | None, tolerance: float, not_before: float | None) -> dict[str, Any]:
-    """The summary of one artifact (see the module docstring)."""
+def verify(folder: Path, budget_s: float | None, tolerance: float, not_before: float | None,
+           pins: str | None = None) -> dict[str, Any]:
+    """The summary of one artifact (see the module docstring). With ``pins`` the tokenizer file is read once,
+    checked against its pin and built from those same bytes."""
     import torch
 
     from . import harness as H
@@ -169,7 +173,7 @@ def verify(folder: Path, budget_s: float | None, tolerance: float, not_before: f
         raise Refused(f"the exported model does not load: {type(e).__name__}: {e}") from None
     ops = check_ops(program)
     corpus = H.load_corpus(auto_prepare=False)  # never prepares: the corpus must not change under a session
-    tokenizer = H.get_tokenizer(corpus, tokenizer_name)
+    tokenizer = pinned_tokenizer(pins, corpus, tokenizer_name)
     forward = program.module()
     # The precision the run evaluated with (its facts); only fp32 or bf16 autocast, whatever the facts claim.
     dtype = torch.bfloat16 if facts.get("autocast") == "bfloat16" else None
@@ -187,14 +191,39 @@ def verify(folder: Path, budget_s: float | None, tolerance: float, not_before: f
             "torch": torch.__version__, "verifier": VERSION}
 
 
+def tokenizer_key(corpus: Any, name: Any) -> str | None:
+    """The pin key (path relative to the corpus folder) of the BPE tokenizer file ``name``; None for bytes."""
+    from .harness.tokenizer import tokenizer_path
+
+    if not isinstance(name, str) or name == "byte":
+        return None
+    return tokenizer_path(corpus, name).relative_to(corpus.path).as_posix()
+
+
+def pinned_tokenizer(pins: str | None, corpus: Any, name: str) -> Any:
+    """The tokenizer ``name``; with ``pins``, built from the bytes that were checked against the pin (one read:
+    a run writing the cache between the check and the build changes nothing)."""
+    from . import harness as H
+    from .harness.tokenizer import BPETokenizer
+    from .provenance import pinned_bytes
+
+    key = tokenizer_key(corpus, name)
+    if not pins or key is None:
+        return H.get_tokenizer(corpus, name)
+    try:
+        return BPETokenizer.from_bytes(pinned_bytes(json.loads(pins), corpus.path, key), name)
+    except ValueError as e:
+        raise Refused(str(e)) from None
+
+
 def check_pins(pins: str | None, folder: Path) -> None:
     """Refuse (:class:`Refused`) when a file this verification reads differs from the hash the loop pinned at
     the start of its session (a run may have written to the shared tokenizer cache), or the run's tokenizer
-    file was not there then. ``pins``: :func:`autoresearch_nb.provenance.pin`'s JSON; None checks nothing."""
+    was not prepared by a trusted process then. ``pins``: :func:`autoresearch_nb.provenance.pin`'s JSON; None
+    checks nothing."""
     if not pins:
         return
     from . import harness as H
-    from .harness.tokenizer import tokenizer_path
     from .provenance import pin_problem
 
     try:
@@ -205,8 +234,7 @@ def check_pins(pins: str | None, folder: Path) -> None:
         name = json.loads((folder / "facts.json").read_text()[:1_000_000]).get("tokenizer")
     except (OSError, ValueError, AttributeError):
         name = None  # verify() gives the reason for an unreadable facts.json
-    tokenizer = tokenizer_path(corpus, name) if isinstance(name, str) and name != "byte" else None
-    problem = pin_problem(json.loads(pins), corpus.path, tokenizer)
+    problem = pin_problem(json.loads(pins), corpus.path, tokenizer_key(corpus, name))
     if problem:
         raise Refused(problem)
 
@@ -301,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     try:
         check_pins(args.pins, args.artifact_dir)
-        summary = verify(args.artifact_dir, args.budget, args.budget_tolerance, args.not_before)
+        summary = verify(args.artifact_dir, args.budget, args.budget_tolerance, args.not_before, args.pins)
         check_pins(args.pins, args.artifact_dir)  # again: a parallel worker's run may have written meanwhile
     except (Refused, OverBudget) as e:
         verdict = "over_budget" if isinstance(e, OverBudget) else "unverified"

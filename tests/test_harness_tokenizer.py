@@ -1,6 +1,8 @@
 # Run: python -m pytest tests/test_harness_tokenizer.py -q
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import tokenizers
@@ -58,3 +60,30 @@ def test_bpe_encodes_in_bounded_batches_with_the_same_ids(monkeypatch):
     monkeypatch.setattr(module, "_ENCODE_BATCH_BYTES", 100)  # a flush every few documents
     assert np.array_equal(tok.encode(data), whole) and tok.decode(whole) == data
     assert len(tok.encode(b"")) == 0 and tok.decode(tok.encode(b"\x00\x00")) == b"\x00\x00"
+
+
+def test_prepare_tokenizer_trusts_only_the_files_it_recorded(tmp_path):
+    """A tokenizer a run wrote into the cache (no hash in the manifest beside the holdout) is trained again by
+    the trusted prepare step; one it recorded is reused as is, built from the bytes it checked."""
+    from autoresearch_nb.harness.tokenizer import manifest_path, prepare_tokenizer, tokenizer_path, trusted_hashes
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"f{i}.py").write_text(f"value_{i} = compute({i})\n" * 40)
+    corpus = prepare_folder(src, tmp_path / "out")
+    size = get_tokenizer(corpus, "bpe-320").vocab_size  # as a run would: cached, but in no manifest
+    path = tokenizer_path(corpus, "bpe-320")
+    marked = tokenizers.Tokenizer.from_file(str(path))
+    assert marked.add_tokens(["ZZQ_MARK"]) == 1
+    marked.save(str(path))  # poisoned
+    assert trusted_hashes(corpus) == {}
+    tok = prepare_tokenizer(corpus, "bpe-320")
+    assert tok.vocab_size == size and "ZZQ_MARK" not in path.read_text()  # trained again, over the poison
+    assert trusted_hashes(corpus) == {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
+    assert manifest_path(corpus).parent.name.endswith(".holdout")  # where runs can neither read nor write
+    before = path.stat().st_ino, path.stat().st_mtime_ns
+    again = prepare_tokenizer(corpus, "bpe-320")
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == before  # trusted: reused, not trained
+    assert again.decode(again.encode(SAMPLE)) == SAMPLE
+    assert BPETokenizer.from_bytes(path.read_bytes(), "bpe-320").vocab_size == size

@@ -7,6 +7,7 @@ the pieces one by one: the comparison, the torch-free ``eval_bytes``, the pins.
 """
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -110,6 +111,24 @@ def test_a_run_that_rewrites_the_tokenizer_cache_is_refused_by_the_verifier(tmp_
     assert cheat["status"] == "unverified"
     assert "bpe-300" in cheat["reason"] and "changed since the session started" in cheat["reason"]
 
+    # session 2: the file the refused run wrote is still in the cache; it is not trusted (pinned), and the
+    # loop's trusted prepare step trains it again before anything is verified with it
+    from autoresearch_nb.harness.tokenizer import trusted_hashes
+
+    poisoned = next((data / "tokenizers").glob("bpe-300-*.json"))
+    assert poisoned.read_text().endswith(" ")
+    assert f"tokenizers/{poisoned.name}" not in P.pin(data)["files"]
+    (root / "queue.toml").write_text(integrity.queue([]))
+    subprocess.run(["git", "commit", "-qam", "baseline only"], cwd=root, check=True)
+    second = subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "t2", "--repo", str(root),
+                             "--agent", "queue", "--time-budget", "2", "--noise-repeats", "1", "--noise-k", "0"],
+                            env=integrity.env_for(tmp_path, data), capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    row = load_results(root, "t2").iloc[0]
+    assert row["status"] == "keep" and row["verified"] and row["tokenizer"] == "bpe-300"
+    assert not poisoned.read_text().endswith(" ")
+    assert P.sha256(poisoned) == trusted_hashes(data)[poisoned.name]
+
 
 def _folder(path: Path, docs: int = 6) -> Path:
     path.mkdir(parents=True)
@@ -152,22 +171,81 @@ def test_the_torch_free_eval_size_matches_the_harness(tmp_path: Path, cls: str) 
     assert P.device_class({"AUTORESEARCH_DEVICE_CLASS": "mps", "AUTORESEARCH_DEVICE": "cpu"}) == "mps"
 
 
-def test_pins_catch_a_changed_file_and_an_unpinned_tokenizer(tmp_path: Path) -> None:
+def test_pins_catch_a_changed_file_and_an_untrusted_tokenizer(tmp_path: Path) -> None:
+    from autoresearch_nb.harness.constants import TOKENIZER_MANIFEST
+
     corpus = prepare_folder(_folder(tmp_path / "src"), tmp_path / "corpus")
     tok = corpus.path / "tokenizers" / "bpe-300-x.json"
     tok.parent.mkdir()
     tok.write_text("{}")
+    key, other = "tokenizers/bpe-300-x.json", "tokenizers/b.json"
+    (corpus.path / "tokenizers" / "b.json").write_text("{}")  # written by a run: in no manifest
+    manifest = P.hidden(corpus.path) / TOKENIZER_MANIFEST
+    manifest.parent.mkdir(exist_ok=True)
+    manifest.write_text(json.dumps({"bpe-300-x.json": P.sha256(tok), "b.json": "0" * 64}))
     pins = P.pin(corpus.path)
-    assert set(map(Path, pins["files"])) >= {corpus.path / "meta.json", corpus.path / "val.bin", tok}
-    assert P.pin_problem(pins, corpus.path, tok) is None
-    assert "was not there when the session started" in P.pin_problem(pins, corpus.path, tok.with_name("b.json"))
-    assert "pinned" in P.pin_problem(pins, tmp_path, None)
+    assert set(pins["files"]) == {"meta.json", "val.bin", P.HOLDOUT, key}  # b.json's hash is not the trusted one
+    assert pins["fingerprint"] == corpus.fingerprint and "dir" not in pins
+    assert P.pin_problem(pins, corpus.path, key) is None
+    assert "not prepared by a trusted process" in P.pin_problem(pins, corpus.path, other)
     tok.write_text("{} ")
-    assert "bpe-300-x.json changed since the session started" in P.pin_problem(pins, corpus.path, tok)
+    assert "bpe-300-x.json changed since the session started" in P.pin_problem(pins, corpus.path, key)
+    with pytest.raises(ValueError, match="changed since the session started"):
+        P.pinned_bytes(pins, corpus.path, key)
     tok.write_text("{}")  # same bytes again: a hash, not a timestamp, decides
-    assert P.pin_problem(pins, corpus.path, tok) is None
+    assert P.pin_problem(pins, corpus.path, key) is None and P.pinned_bytes(pins, corpus.path, key) == b"{}"
+    holdout = P.hidden(corpus.path) / "holdout.bin"
+    assert P.locate(corpus.path, P.HOLDOUT) == holdout and holdout.is_file()
     val = corpus.path / "val.bin"
     data = val.read_bytes()
     time.sleep(0.01)
     val.write_bytes(data[:-1] + b"!")  # a read-only file rewritten (no sandbox): its stat moved, so it is hashed
     assert "val.bin changed" in P.pin_problem(pins, corpus.path, None)
+    val.write_bytes(data)
+    holdout.write_bytes(holdout.read_bytes() + b"!")
+    assert "holdout.bin changed" in P.pin_problem(pins, corpus.path, None)
+
+
+def test_pins_are_relative_so_a_node_with_its_cache_elsewhere_checks_them(tmp_path: Path) -> None:
+    import shutil
+
+    corpus = prepare_folder(_folder(tmp_path / "src"), tmp_path / "home-a" / "corpus")
+    pins = P.pin(corpus.path)
+    node = tmp_path / "home-b" / "cache" / "corpus"  # another HOME: same corpus, another absolute path
+    shutil.copytree(corpus.path, node)
+    shutil.copytree(P.hidden(corpus.path), P.hidden(node))
+    assert all(not Path(key).is_absolute() for key in pins["files"])
+    assert P.pin_problem(pins, node, None) is None
+    other = prepare_folder(_folder(tmp_path / "src2", docs=7), tmp_path / "other")
+    assert "but the session pinned" in P.pin_problem(pins, other.path, None)
+    (P.hidden(node) / "holdout.bin").write_bytes(b"x")
+    assert "holdout.bin changed" in P.pin_problem(pins, node, None)
+
+
+def test_the_recorded_provenance_ignores_rows_a_run_could_forge() -> None:
+    from autoresearch_nb.records import Experiment, Status
+
+    honest = Experiment(0, "t", Status.KEEP, metric=1.0, corpus="a", torch="2.5.1", verified=True)
+    forged = Experiment(1, "t", Status.CRASH, metric=1.0, corpus="forged", torch="9.9")  # printed by the run
+    unverified = Experiment(2, "t", Status.UNVERIFIED, metric=0.5, corpus="forged", torch="9.9")
+    assert P.recorded([honest, forged, unverified], verified=True)["corpus"] == "a"
+    assert P.recorded([honest, forged], verified=False)["corpus"] == "a"
+    P.check_resume("t", [honest, forged, unverified], {"corpus": "a", "torch": "2.5.0", "eval_bytes": None,
+                                                       "verifier": None}, verified=True)
+    assert P.recorded([forged, unverified], verified=True) == {}
+
+
+def test_the_verifier_builds_the_tokenizer_from_the_bytes_it_checked(tmp_path: Path) -> None:
+    from autoresearch_nb.harness.tokenizer import prepare_tokenizer, tokenizer_path
+    from autoresearch_nb.verifier import Refused, pinned_tokenizer, tokenizer_key
+
+    corpus = prepare_folder(_folder(tmp_path / "src"), tmp_path / "corpus")
+    trusted = prepare_tokenizer(corpus, "bpe-300")
+    pins = json.dumps(P.pin(corpus.path))
+    assert tokenizer_key(corpus, "bpe-300") in json.loads(pins)["files"] and tokenizer_key(corpus, "byte") is None
+    built = pinned_tokenizer(pins, corpus, "bpe-300")
+    assert built.encode(b"another text").tolist() == trusted.encode(b"another text").tolist()
+    path = tokenizer_path(corpus, "bpe-300")
+    path.write_bytes(path.read_bytes().replace(b'"vocab"', b'"vocab" ', 1))  # a run's rewrite after the pins
+    with pytest.raises(Refused, match="changed since the session started"):
+        pinned_tokenizer(pins, corpus, "bpe-300")

@@ -42,3 +42,7 @@ DOC_SEPARATOR = b"\x00"    # between documents in train.bin / val.bin; a real by
 
 # A loss above this (nats/token) is "exploding"; train.py prints FAIL and stops.
 FAIL_LOSS = 100.0
+
+# The trusted tokenizers' sha256 by file name, kept in the holdout folder beside the corpus (runs can neither
+# read nor write it): written only by trusted processes (harness.tokenizer.prepare_tokenizer), read by the pins.
+TOKENIZER_MANIFEST = "tokenizers.json"

@@ -176,8 +176,8 @@ def cli(argv: list[str] | None = None) -> int:
         corpus = prepare(args.dataset, args.out, **options)
         name = tokenizer_of(args.tokenizer[5:]) if args.tokenizer.startswith("from:") else args.tokenizer
         if name != "byte":
-            from .tokenizer import get_tokenizer
-            get_tokenizer(corpus, name)
+            from .tokenizer import prepare_tokenizer
+            prepare_tokenizer(corpus, name)  # a trusted process: its hash goes in the manifest runs can't write
     except ValueError as exc:
         print(f"prepare: {exc}", file=sys.stderr)
         return 2

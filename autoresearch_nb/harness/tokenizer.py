@@ -4,11 +4,16 @@ symbols trained by the ``tokenizers`` library on the train split and cached besi
 Every tokenizer reports ``token_bytes``, the number of corpus bytes each id stands for, which is what lets
 evaluate_bpb score any tokenizer in bits per *byte*.
 
+Runs may write the cache, so trusted processes prepare with :func:`prepare_tokenizer`, which records the hash
+of what it wrote in a manifest beside the holdout (runs cannot write there); the loop's pins trust only those.
+
     >>> tok = get_tokenizer(load_corpus(), "bpe-4096")
     >>> tok.decode(tok.encode(b"def f(x):\\n")) == b"def f(x):\\n"
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -16,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import constants as C
-from .corpus import Corpus
+from .corpus import Corpus, holdout_dir
 
 # Pre-tokenization (GPT-2's idea, our pattern): words with one leading space, digit runs, punctuation runs,
 # whitespace runs. Applied to latin-1 text so that one character is always one byte.
@@ -70,10 +75,18 @@ class BPETokenizer:
         from tokenizers import Tokenizer
         return cls(Tokenizer.from_file(str(path)), name)
 
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str) -> "BPETokenizer":
+        """The tokenizer a saved file's ``data`` holds (so a caller that checked those bytes' hash builds
+        from exactly them, with no second read of the file)."""
+        from tokenizers import Tokenizer
+        return cls(Tokenizer.from_str(bytes(data).decode("utf-8")), name)
+
+    def to_bytes(self) -> bytes:
+        return self._tok.to_str().encode("utf-8")
+
     def save(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        self._tok.save(str(tmp))
-        os.replace(tmp, path)
+        _replace(path, self.to_bytes())
 
     def encode(self, data: bytes) -> np.ndarray:
         docs = bytes(data).split(C.DOC_SEPARATOR)
@@ -95,6 +108,13 @@ class BPETokenizer:
     @property
     def token_bytes(self) -> np.ndarray:
         return self._lengths
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (a reader sees the old file or the new one, never half)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 # BPE merges are learnt from at most this many train bytes (evenly spaced slices), so training memory and time
@@ -119,20 +139,67 @@ def training_sample(train: np.ndarray, limit: int = BPE_SAMPLE_BYTES) -> list[by
     return docs
 
 
+def _bpe_size(name: str) -> int:
+    match = re.fullmatch(r"bpe-(\d+)", name)
+    if not match or not 257 <= int(match.group(1)) <= 65536:
+        raise ValueError(f"tokenizer must be 'byte' or 'bpe-N' with 257 <= N <= 65536, not {name!r}")
+    return int(match.group(1))
+
+
 def get_tokenizer(corpus: Corpus | None = None, name: str = "byte"):
     """``byte`` or ``bpe-N`` (N in 257..65536). A BPE is trained on the corpus's train split the first time
     (seconds to a minute) and reused after."""
     if name == "byte":
         return ByteTokenizer()
-    match = re.fullmatch(r"bpe-(\d+)", name)
-    if not match or not 257 <= int(match.group(1)) <= 65536:
-        raise ValueError(f"tokenizer must be 'byte' or 'bpe-N' with 257 <= N <= 65536, not {name!r}")
+    size = _bpe_size(name)
     if corpus is None:
         raise ValueError("a BPE tokenizer needs the corpus it is trained on")
     path = tokenizer_path(corpus, name)
     if path.exists():
         return BPETokenizer.load(path, name)
-    tok = BPETokenizer.train(training_sample(corpus.split_bytes("train")), int(match.group(1)), name)
+    tok = BPETokenizer.train(training_sample(corpus.split_bytes("train")), size, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tok.save(path)
+    return tok
+
+
+def manifest_path(corpus: Corpus | Path) -> Path:
+    """The trusted tokenizers' hashes (:data:`constants.TOKENIZER_MANIFEST`), in the holdout folder."""
+    return holdout_dir(corpus) / C.TOKENIZER_MANIFEST
+
+
+def trusted_hashes(corpus: Corpus | Path) -> dict[str, str]:
+    """``{file name: sha256}`` of the tokenizer files a trusted process wrote ({} without a manifest)."""
+    try:
+        found = json.loads(manifest_path(corpus).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def prepare_tokenizer(corpus: Corpus, name: str):
+    """For trusted processes only (the loop's prepare step, the setup command, ``autoresearch-nb prepare``):
+    :func:`get_tokenizer`, but a cached file is reused only when its hash is one a trusted process recorded;
+    any other (a run may write the cache) is trained again, and the hash of the bytes written is recorded in
+    the manifest beside the holdout, which runs cannot write."""
+    if name == "byte":
+        return ByteTokenizer()
+    size = _bpe_size(name)
+    path = tokenizer_path(corpus, name)
+    trusted = trusted_hashes(corpus)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        data = None
+    if data is not None and trusted.get(path.name) == hashlib.sha256(data).hexdigest():
+        return BPETokenizer.from_bytes(data, name)
+    tok = BPETokenizer.train(training_sample(corpus.split_bytes("train")), size, name)
+    data = tok.to_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _replace(path, data)
+    # the hash of the bytes this process wrote, not of the file: a run may replace it meanwhile
+    trusted[path.name] = hashlib.sha256(data).hexdigest()
+    manifest = manifest_path(corpus)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    _replace(manifest, json.dumps(trusted, indent=1, sort_keys=True).encode())
     return tok
