@@ -90,8 +90,10 @@ def corpus(work: Path) -> Path:
 
     src = work / "src"
     src.mkdir(parents=True)
-    for i in range(12):
-        (src / f"mod{i}.py").write_text(f"def function_{i}(value):\n    return value + {i}\n\n" * 60)
+    # each document around its own single letter (no one-digit vs two-digit numbers): val and the holdout are
+    # equally hard, so an honest change moves both and only training on val opens a gap
+    for i, c in enumerate("abcdefghijkl"):
+        (src / f"mod{i}.py").write_text(f"def function_{c}(value):\n    return value + {c}\n\n" * 60)
     return prepare_folder(src, work / "corpus").path
 
 

@@ -188,7 +188,7 @@ def test_the_tuner_runs_the_real_train_py_through_the_cli(tmp_path: Path) -> Non
     repo = make_repo(tmp_path / "research", {"train.py": text})
     src = tmp_path / "src"
     src.mkdir()
-    for i in range(12):
+    for i in range(10, 22):  # two-digit numbers: val and the holdout equally hard
         (src / f"mod{i}.py").write_text(f"def function_{i}(value):\n    return value + {i}\n\n" * 60)
     corpus = prepare_folder(src, tmp_path / "corpus")
     env = {**os.environ, "AUTORESEARCH_DATA": str(corpus.path), "AUTORESEARCH_DEVICE": "cpu",
