@@ -20,6 +20,7 @@ when its ``stat`` (inode, size, mtime, ctime: a write always moves ctime) change
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -117,8 +118,10 @@ def check_resume(tag: str, experiments: Iterable[Any], current_values: Mapping[s
 
 # -- this session, without torch -------------------------------------------------------------------------
 
+@functools.cache
 def constants() -> Any:
-    """``harness/constants.py`` loaded on its own: importing it through the package would import torch."""
+    """``harness/constants.py`` loaded on its own (once per process): importing it through the package would
+    import torch."""
     path = Path(__file__).resolve().parent / "harness" / "constants.py"
     spec = importlib.util.spec_from_file_location("_autoresearch_harness_constants", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
@@ -201,7 +204,7 @@ HOLDOUT = "<holdout>/holdout.bin"  # the pin key of the holdout file, kept in th
 def hidden(folder: Path) -> Path:
     """The holdout folder beside corpus ``folder`` (``harness.corpus.holdout_dir``'s rule, without torch)."""
     folder = Path(folder).expanduser().absolute()
-    return folder.with_name(folder.name + ".holdout")
+    return folder.with_name(folder.name + constants().HOLDOUT_SUFFIX)
 
 
 def locate(folder: Path, key: str) -> Path:

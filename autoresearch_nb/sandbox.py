@@ -200,8 +200,9 @@ def dataset_cache(env: dict[str, str] | None = None) -> Path:
 def holdout_cache(env: dict[str, str] | None = None) -> Path:
     """The folder of the dataset's holdout split, a sibling of :func:`dataset_cache` (the rule of
     ``harness.corpus.holdout_dir``): never readable by a run; writable only by the setup command."""
-    data = dataset_cache(env).absolute()
-    return data.with_name(data.name + ".holdout")
+    from .provenance import hidden
+
+    return hidden(dataset_cache(env))
 
 
 def policy_for(run_dir: str | os.PathLike[str], *, repo: str | os.PathLike[str] | None = None,

@@ -35,6 +35,7 @@ EVAL_BYTES = {"cpu": 2**16, "mps": 2**19, "cuda": 2**24}
 EVAL_CHUNKS = 16
 
 VAL_FRACTION = 0.10        # share of the corpus bytes (whole documents) held out for validation
+HOLDOUT_SUFFIX = ".holdout"  # the holdout's folder beside the corpus folder: <folder>.holdout
 HOLDOUT_FRACTION = 0.05    # of every corpus's bytes, kept out of train and val, scored only by the verifier
 # Holdout bytes the verifier scores (evenly spaced slices, as for val): fixed per class, like EVAL_BYTES.
 HOLDOUT_EVAL_BYTES = dict(EVAL_BYTES)

@@ -28,7 +28,6 @@ from .runtime import dataset_dir
 META = "meta.json"
 SPLITS = ("train", "val", "holdout")
 READABLE = ("train", "val")  # the splits a run may read; the holdout is the verifier's alone
-HOLDOUT_SUFFIX = ".holdout"  # the holdout's folder beside the corpus folder (= sandbox.holdout_cache's rule)
 FORMAT = 3                   # 3: the holdout moved out of the corpus folder (2 kept holdout.bin inside it)
 _TEST_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 
@@ -78,7 +77,7 @@ def holdout_dir(corpus: Corpus | Path | str) -> Path:
     PosixPath('/cache/stdlib.holdout')
     """
     folder = Path(corpus.path if isinstance(corpus, Corpus) else corpus).expanduser().absolute()
-    return folder.with_name(folder.name + HOLDOUT_SUFFIX)
+    return folder.with_name(folder.name + C.HOLDOUT_SUFFIX)
 
 
 def holdout_bytes(corpus: Corpus) -> np.ndarray:
