@@ -30,7 +30,12 @@ def kernel_env(base: Path) -> dict[str, str]:
         "display_name": "Python 3 (ipykernel)", "language": "python",
         "env": {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)},
     }))
-    return {"JUPYTER_DATA_DIR": str(data), "JUPYTER_PATH": str(data), "JUPYTER_CONFIG_DIR": str(base / "jcfg"),
+    # nbconvert's templates sit in the base Python's share/jupyter when this runs in a venv made with
+    # --system-site-packages (jupyter_core looks only under sys.prefix): name those folders too
+    shares = [str(d) for d in dict.fromkeys(Path(p) / "share" / "jupyter" for p in (sys.prefix, sys.base_prefix))
+              if (d / "nbconvert" / "templates").is_dir()]
+    return {"JUPYTER_DATA_DIR": str(data), "JUPYTER_PATH": os.pathsep.join([str(data), *shares]),
+            "JUPYTER_CONFIG_DIR": str(base / "jcfg"),
             "JUPYTER_RUNTIME_DIR": str(base / "jrt"), "IPYTHONDIR": str(base / "ipython"),
             "JUPYTER_PLATFORM_DIRS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 
