@@ -1,6 +1,8 @@
 # Run: python -m pytest tests/test_harness_prepare.py -q
 from __future__ import annotations
 
+import json
+
 from autoresearch_nb.harness import constants as C
 from autoresearch_nb.harness.corpus import load_corpus
 from autoresearch_nb.harness.prepare import cli
@@ -31,6 +33,10 @@ def test_folder_dataset_end_to_end(tmp_path, monkeypatch, capsys):
     corpus = load_corpus(folder)
     assert corpus.meta["train_docs"] + corpus.meta["val_docs"] + corpus.meta["holdout_docs"] == 5
     assert list((folder / "tokenizers").glob("bpe-300-*.json"))
+    # the train split is tokenized here too (a run would otherwise spend its time limit on it: GBs on a GPU VM)
+    manifest = folder / "tokens" / f"bpe-300-{corpus.fingerprint}" / "train" / "manifest.json"
+    assert manifest.exists() and json.loads(manifest.read_text())["shards"]
+    assert not (folder / "tokens" / f"bpe-300-{corpus.fingerprint}" / "val").exists()  # only what training reads
 
 
 def _texts(tmp_path):

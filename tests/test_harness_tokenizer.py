@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -87,3 +88,41 @@ def test_prepare_tokenizer_trusts_only_the_files_it_recorded(tmp_path):
     assert (path.stat().st_ino, path.stat().st_mtime_ns) == before  # trusted: reused, not trained
     assert again.decode(again.encode(SAMPLE)) == SAMPLE
     assert BPETokenizer.from_bytes(path.read_bytes(), "bpe-320").vocab_size == size
+
+
+def test_two_trusted_prepares_at_once_keep_both_manifest_entries(tmp_path, monkeypatch):
+    """Two sessions preparing different tokenizers on one corpus: each records its hash under a lock, reading
+    the manifest again there, so neither drops the other's entry (a read before training lost the second)."""
+    import fcntl
+    import threading
+
+    from autoresearch_nb.harness import tokenizer as module
+    from autoresearch_nb.harness.tokenizer import manifest_path, prepare_tokenizer, trusted_hashes
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"f{i}.py").write_text(f"value_{i} = compute({i})\n" * 40)
+    corpus = prepare_folder(src, tmp_path / "out")
+    trained = threading.Event()
+    real_train = BPETokenizer.train
+
+    def train_then_signal(*args, **kwargs):  # the real training; the event only says it finished
+        tok = real_train(*args, **kwargs)
+        trained.set()
+        return tok
+
+    monkeypatch.setattr(module.BPETokenizer, "train", staticmethod(train_then_signal))
+    manifest = manifest_path(corpus)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(manifest.with_name(manifest.name + ".lock"), "a+")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # "the other session" holds the lock
+    worker = threading.Thread(target=prepare_tokenizer, args=(corpus, "bpe-300"))
+    worker.start()
+    assert trained.wait(120)
+    # the other session records its tokenizer while this one waits for the lock
+    manifest.write_text(json.dumps({"bpe-999-other.json": "ab" * 32}))
+    assert worker.is_alive()  # blocked on the lock, not writing over the other session's entry
+    lock.close()
+    worker.join(120)
+    assert set(trusted_hashes(corpus)) == {"bpe-999-other.json", module.tokenizer_path(corpus, "bpe-300").name}

@@ -108,6 +108,10 @@ def test_a_run_that_rewrites_the_tokenizer_cache_is_refused_by_the_verifier(tmp_
     df = load_results(root, "t")
     base, cheat = df.iloc[0], df.iloc[1]
     assert base["status"] == "keep" and base["verified"] and base["tokenizer"] == "bpe-300"
+    # the trusted prepare step also tokenized the train split, before the first run (not inside its time limit)
+    pins_log = (root / ".autoresearch" / "logs" / "t" / "pins.log").read_text()
+    assert "prepared the tokenizer bpe-300 and the train split" in pins_log
+    assert list((data / "tokens").glob("bpe-300-*/train/manifest.json"))
     assert cheat["status"] == "unverified"
     assert "bpe-300" in cheat["reason"] and "changed since the session started" in cheat["reason"]
 

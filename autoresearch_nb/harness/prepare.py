@@ -177,7 +177,9 @@ def cli(argv: list[str] | None = None) -> int:
         name = tokenizer_of(args.tokenizer[5:]) if args.tokenizer.startswith("from:") else args.tokenizer
         if name != "byte":
             from .tokenizer import prepare_tokenizer
-            prepare_tokenizer(corpus, name)  # a trusted process: its hash goes in the manifest runs can't write
+            tokenizer = prepare_tokenizer(corpus, name)  # trusted: its hash goes in the manifest runs can't write
+            from .data import token_stream
+            token_stream(corpus, tokenizer, "train")  # the shards now, not inside the first run's time limit
     except ValueError as exc:
         print(f"prepare: {exc}", file=sys.stderr)
         return 2

@@ -195,11 +195,33 @@ def prepare_tokenizer(corpus: Corpus, name: str):
         return BPETokenizer.from_bytes(data, name)
     tok = BPETokenizer.train(training_sample(corpus.split_bytes("train")), size, name)
     data = tok.to_bytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _replace(path, data)
-    # the hash of the bytes this process wrote, not of the file: a run may replace it meanwhile
-    trusted[path.name] = hashlib.sha256(data).hexdigest()
     manifest = manifest_path(corpus)
     manifest.parent.mkdir(parents=True, exist_ok=True)
-    _replace(manifest, json.dumps(trusted, indent=1, sort_keys=True).encode())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(manifest.with_name(manifest.name + ".lock")):
+        # read again under the lock: another trusted process (a second session) may have recorded its own
+        # tokenizer while this one trained, and a manifest written from the first read would drop it
+        trusted = trusted_hashes(corpus)
+        _replace(path, data)
+        # the hash of the bytes this process wrote, not of the file: a run may replace it meanwhile
+        trusted[path.name] = hashlib.sha256(data).hexdigest()
+        _replace(manifest, json.dumps(trusted, indent=1, sort_keys=True).encode())
     return tok
+
+
+class _locked:
+    """An exclusive advisory lock on ``path`` (flock; a no-op where there is none) for a read-modify-write."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except ImportError:  # Windows: no flock; concurrent prepares there may drop a manifest entry
+            pass
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)  # closing releases the lock
