@@ -327,9 +327,10 @@ class Plan:
                                timeout_s=SETUP_TIMEOUT_S, env=env)
         if done.exit_code != 0 or done.timed_out:
             emit(EventKind.MESSAGE, purpose="verify", message=(
-                f"could not prepare the tokenizer of {self.config.editable} before the session "
-                f"({done.error or f'exit code {done.exit_code}'}; see {log_path}): a tokenizer a run writes is "
-                "not trusted by the verifier"))
+                f"could not prepare the tokenizer of {self.config.editable} or tokenize the train split before "
+                f"the session ({done.error or f'exit code {done.exit_code}'}; see {log_path}): a tokenizer a run "
+                "writes is not trusted by the verifier, and a run tokenizes what is missing inside its own time "
+                "limit"))
         self.verification = replace(check, pins=json.dumps(provenance.pin(self.boundary.data)))
 
     def announce(self, emit: Callable[..., None], base_sha: str) -> None:

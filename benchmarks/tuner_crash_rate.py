@@ -6,7 +6,7 @@ train.py and program.md, runs ``autoresearch-nb run --agent tuner`` through the 
 experiments at a short budget (same tuner seed for both, verification off: the old file does not export), and
 counts the experiments whose status is ``crash``, with the first line of each crash's reason.
 
-    python benchmarks/tuner_crash_rate.py                        # 20 experiments, 2 s budgets, 764740e vs HEAD
+    python benchmarks/tuner_crash_rate.py                        # 20 experiments, 2 s budgets, 5b8046b^ vs now
     python benchmarks/tuner_crash_rate.py --experiments 30 --seeds 1 2
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BEFORE = "764740e"  # the last train.py before the width was rounded to whole heads
+BEFORE = "5b8046b^"  # train.py just before its width was rounded to whole heads (5b8046b)
 
 
 def source(rev: str) -> str:

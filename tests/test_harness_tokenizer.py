@@ -93,8 +93,9 @@ def test_prepare_tokenizer_trusts_only_the_files_it_recorded(tmp_path):
 def test_two_trusted_prepares_at_once_keep_both_manifest_entries(tmp_path, monkeypatch):
     """Two sessions preparing different tokenizers on one corpus: each records its hash under a lock, reading
     the manifest again there, so neither drops the other's entry (a read before training lost the second)."""
-    import fcntl
     import threading
+
+    fcntl = pytest.importorskip("fcntl")  # the lock is flock; where there is none, prepares are not serialised
 
     from autoresearch_nb.harness import tokenizer as module
     from autoresearch_nb.harness.tokenizer import manifest_path, prepare_tokenizer, trusted_hashes
@@ -117,12 +118,14 @@ def test_two_trusted_prepares_at_once_keep_both_manifest_entries(tmp_path, monke
     manifest.parent.mkdir(parents=True, exist_ok=True)
     lock = open(manifest.with_name(manifest.name + ".lock"), "a+")
     fcntl.flock(lock, fcntl.LOCK_EX)  # "the other session" holds the lock
-    worker = threading.Thread(target=prepare_tokenizer, args=(corpus, "bpe-300"))
-    worker.start()
-    assert trained.wait(120)
-    # the other session records its tokenizer while this one waits for the lock
-    manifest.write_text(json.dumps({"bpe-999-other.json": "ab" * 32}))
-    assert worker.is_alive()  # blocked on the lock, not writing over the other session's entry
-    lock.close()
+    worker = threading.Thread(target=prepare_tokenizer, args=(corpus, "bpe-300"), daemon=True)
+    try:
+        worker.start()
+        assert trained.wait(120)
+        # the other session records its tokenizer while this one waits for the lock
+        manifest.write_text(json.dumps({"bpe-999-other.json": "ab" * 32}))
+        assert worker.is_alive()  # blocked on the lock, not writing over the other session's entry
+    finally:
+        lock.close()
     worker.join(120)
     assert set(trusted_hashes(corpus)) == {"bpe-999-other.json", module.tokenizer_path(corpus, "bpe-300").name}

@@ -182,3 +182,37 @@ def test_gpu_check_dry_runs_every_stage_on_the_cpu(tmp_path):
     train, loop = lines[2], lines[3]
     assert 0 < train["val_bpb"] < 10 and train["tokens_per_s"] > 0 and train["eval_bytes"] > 0
     assert loop["experiments"] == 3 and len(loop["statuses"]) == 3
+
+
+@pytest.mark.slow
+def test_train_throughput_tokenizes_before_timing_and_alternates_the_pairs(tmp_path):
+    """The benchmark's fairness: the train split is tokenized in the parent before any timed process starts
+    (the first timed process once paid for it alone: a 0.86x pair), and each pair's order alternates so
+    neither side always runs first."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(12):
+        (src / f"mod{i}.py").write_text(f"def function_{i}(value):\n    return value + {i}\n\n" * 60)
+    corpus = prepare_folder(src, tmp_path / "corpus")  # its own: no other test has tokenized it
+    script = tiny_copy(tmp_path, TOKENIZER='"bpe-300"')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    env.update(AUTORESEARCH_DATA=str(corpus.path), AUTORESEARCH_DEVICE="cpu", AUTORESEARCH_PEAK_FLOPS="1e11",
+               AUTORESEARCH_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-u", str(ROOT / "benchmarks" / "train_throughput.py"), "--script",
+                             str(script), "--budget", "1", "--rounds", "2", "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines, tokenized_at_header = [], None
+    try:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("device: ") and tokenized_at_header is None:
+                # printed after the parent's preparation, before the first timed process starts
+                tokenized_at_header = bool(list(corpus.path.glob("tokens/bpe-300-*/train/manifest.json")))
+        assert proc.wait(300) == 0, proc.stderr.read()[-2000:]
+    finally:
+        proc.kill()
+    assert tokenized_at_header, "\n".join(lines)
+    runs = [line.split(":")[0].strip() for line in lines if re.match(r"^\s*(train\.py|reference):", line)]
+    assert runs == ["train.py", "reference", "reference", "train.py"]
+    ratio = next(line for line in lines if line.startswith("ratio tokens/s"))
+    assert float(re.search(r"(\d+\.\d+)x over process wall time", ratio).group(1)) > 0

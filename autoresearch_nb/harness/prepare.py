@@ -4,7 +4,7 @@
     autoresearch-nb prepare --dataset tinystories --shards 1
     autoresearch-nb prepare --dataset climbmix --shards 2 --base-url http://127.0.0.1:8000
     autoresearch-nb prepare --dataset ~/my_texts             # a folder of text or parquet (`text`) files
-    autoresearch-nb prepare --dataset stdlib --tokenizer bpe-4096   # also train and cache a BPE
+    autoresearch-nb prepare --dataset stdlib --tokenizer bpe-4096   # also a BPE, and the train split in it
 
 Train on anything but the default with ``AUTORESEARCH_DATA=<the folder printed at the end>``.
 """
@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=5, help="tries per file after the first (default 5)")
     p.add_argument("--tokenizer", default="byte",
                    help="also train and cache this tokenizer, e.g. bpe-4096, or from:train.py (the one that "
-                        "file's TOKENIZER line picks on this machine)")
+                        "file's TOKENIZER line picks on this machine), and tokenize the train split with it")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -178,8 +178,8 @@ def cli(argv: list[str] | None = None) -> int:
         if name != "byte":
             from .tokenizer import prepare_tokenizer
             tokenizer = prepare_tokenizer(corpus, name)  # trusted: its hash goes in the manifest runs can't write
-            from .data import token_stream
-            token_stream(corpus, tokenizer, "train")  # the shards now, not inside the first run's time limit
+            from .shards import tokenize_split
+            tokenize_split(corpus, tokenizer, "train")  # the shards now, not inside the first run's time limit
     except ValueError as exc:
         print(f"prepare: {exc}", file=sys.stderr)
         return 2
