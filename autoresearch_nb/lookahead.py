@@ -10,8 +10,9 @@ thread just before the run, which asks the agent for N+1 against the current bes
   3-way merge of the parallel driver); when it conflicts, N+1 is recorded ``invalid`` (``reapplied_onto`` = N)
   and the agent is asked afresh; when the new best already has the change, it is recorded ``skipped``.
 
-``auto`` overlaps only when recent proposals took more than :data:`AUTO_SHARE` of a run: a fast agent (the
-tuner) then still sees each result before its next move, so it can push a kept move one step further.
+``auto`` overlaps only when recent proposals took more than :data:`AUTO_SHARE` of a run and more than
+:data:`AUTO_MIN_S`: a fast agent (the tuner) then still sees each result before its next move, so it can push a
+kept move one step further.
 
 Threads. The proposing thread runs no git (this thread reads the best's file for it) and writes through its
 own store handle (one SQLite connection per thread). It writes the prepared proposal as a row (``proposed``,
@@ -43,6 +44,9 @@ from .store import Store
 from .trial import StopSignal
 
 AUTO_SHARE = 0.02  # auto: overlap when a proposal takes more than this share of a run
+# ... and more than this many seconds: overlapping a faster agent saves less than that per experiment, while the
+# prepared proposal loses sight of the running result (a queue of edits that build on each other stops applying)
+AUTO_MIN_S = 0.5
 
 
 class Lookahead:
@@ -182,7 +186,7 @@ class Lookahead:
         if not asked:
             return False  # nothing measured yet: this proposal is asked in the open and timed
         run_s = statistics.median(ran) if ran else float(self.config.time_budget_s)
-        return statistics.median(asked) > AUTO_SHARE * run_s
+        return statistics.median(asked) > max(AUTO_SHARE * run_s, AUTO_MIN_S)
 
     def _work(self, parent: str, source: str, running: Experiment) -> None:
         try:

@@ -427,7 +427,10 @@ def test_bad_tag(repo: Path) -> None:
 # A loop process for the crash tests: it runs the baseline, then does ``then`` (Python, with ``loop`` and the
 # ``Proposal`` and ``Edit`` names) while the test kills it. Its agent proposes ``steps`` in order.
 DRIVER = textwrap.dedent("""\
-    import os, sys, time
+    import os, signal, sys, time
+    # as in a Jupyter kernel, an interrupt raises KeyboardInterrupt, even when this process was started with
+    # SIGINT ignored (a background job of a non-interactive shell: CI, nohup, `cmd &` inherit SIG_IGN)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from autoresearch_nb import Loop, Proposal, Edit
     from autoresearch_nb.git import Workspace
     class A:
