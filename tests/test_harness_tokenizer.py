@@ -14,6 +14,15 @@ from autoresearch_nb.harness.tokenizer import BPETokenizer, ByteTokenizer, get_t
 SAMPLE = b"def area(r):\n    return 3.14159 * r ** 2\n\n\x00caf\xc3\xa9 \xff\xfe raw bytes\n"
 
 
+def small_corpus(tmp_path):
+    """Six small Python files as a prepared folder corpus (a BPE of a few hundred symbols trains in a blink)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"f{i}.py").write_text(f"value_{i} = compute({i})\n" * 40)
+    return prepare_folder(src, tmp_path / "out")
+
+
 def test_byte_tokenizer_round_trips():
     tok = ByteTokenizer()
     assert tok.decode(tok.encode(SAMPLE)) == SAMPLE
@@ -30,11 +39,7 @@ def test_bpe_round_trips_any_bytes_and_counts_them():
 
 
 def test_get_tokenizer_trains_once_and_caches(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(6):
-        (src / f"f{i}.py").write_text(f"value_{i} = compute({i})\n" * 40)
-    corpus = prepare_folder(src, tmp_path / "out")
+    corpus = small_corpus(tmp_path)
     tok = get_tokenizer(corpus, "bpe-320")
     (cached,) = (corpus.path / "tokenizers").glob("bpe-320-*.json")
     # Two trainings give the same encoding, so mark the cached file and see the mark come back.
@@ -68,11 +73,7 @@ def test_prepare_tokenizer_trusts_only_the_files_it_recorded(tmp_path):
     the trusted prepare step; one it recorded is reused as is, built from the bytes it checked."""
     from autoresearch_nb.harness.tokenizer import manifest_path, prepare_tokenizer, tokenizer_path, trusted_hashes
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(6):
-        (src / f"f{i}.py").write_text(f"value_{i} = compute({i})\n" * 40)
-    corpus = prepare_folder(src, tmp_path / "out")
+    corpus = small_corpus(tmp_path)
     size = get_tokenizer(corpus, "bpe-320").vocab_size  # as a run would: cached, but in no manifest
     path = tokenizer_path(corpus, "bpe-320")
     marked = tokenizers.Tokenizer.from_file(str(path))
@@ -100,11 +101,7 @@ def test_two_trusted_prepares_at_once_keep_both_manifest_entries(tmp_path, monke
     from autoresearch_nb.harness import tokenizer as module
     from autoresearch_nb.harness.tokenizer import manifest_path, prepare_tokenizer, trusted_hashes
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(6):
-        (src / f"f{i}.py").write_text(f"value_{i} = compute({i})\n" * 40)
-    corpus = prepare_folder(src, tmp_path / "out")
+    corpus = small_corpus(tmp_path)
     trained = threading.Event()
     real_train = BPETokenizer.train
 

@@ -29,12 +29,17 @@ def tiny_copy(tmp_path, **changes) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    src = tmp_path_factory.mktemp("src")
+def tiny_corpus(src: Path, out: Path):
+    """A small folder corpus of twelve Python files, prepared into ``out``."""
+    src.mkdir(parents=True, exist_ok=True)
     for i in range(12):
         (src / f"mod{i}.py").write_text(f"def function_{i}(value):\n    return value + {i}\n\n" * 60)
-    return prepare_folder(src, tmp_path_factory.mktemp("corpus"))
+    return prepare_folder(src, out)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_corpus(tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("corpus"))
 
 
 def run(script: Path, data, device_class="cpu", budget="2", **env) -> subprocess.CompletedProcess:
@@ -189,11 +194,7 @@ def test_train_throughput_tokenizes_before_timing_and_alternates_the_pairs(tmp_p
     """The benchmark's fairness: the train split is tokenized in the parent before any timed process starts
     (the first timed process once paid for it alone: a 0.86x pair), and each pair's order alternates so
     neither side always runs first."""
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(12):
-        (src / f"mod{i}.py").write_text(f"def function_{i}(value):\n    return value + {i}\n\n" * 60)
-    corpus = prepare_folder(src, tmp_path / "corpus")  # its own: no other test has tokenized it
+    corpus = tiny_corpus(tmp_path / "src", tmp_path / "corpus")  # its own: no other test has tokenized it
     script = tiny_copy(tmp_path, TOKENIZER='"bpe-300"')
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
     env.update(AUTORESEARCH_DATA=str(corpus.path), AUTORESEARCH_DEVICE="cpu", AUTORESEARCH_PEAK_FLOPS="1e11",
@@ -201,6 +202,7 @@ def test_train_throughput_tokenizes_before_timing_and_alternates_the_pairs(tmp_p
     proc = subprocess.Popen([sys.executable, "-u", str(ROOT / "benchmarks" / "train_throughput.py"), "--script",
                              str(script), "--budget", "1", "--rounds", "2", "--threads", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    run_line = re.compile(r"^\s*(train\.py|reference):")
     lines, tokenized_at_header = [], None
     try:
         for line in proc.stdout:
@@ -212,7 +214,7 @@ def test_train_throughput_tokenizes_before_timing_and_alternates_the_pairs(tmp_p
     finally:
         proc.kill()
     assert tokenized_at_header, "\n".join(lines)
-    runs = [line.split(":")[0].strip() for line in lines if re.match(r"^\s*(train\.py|reference):", line)]
+    runs = [run_line.match(line).group(1) for line in lines if run_line.match(line)]
     assert runs == ["train.py", "reference", "reference", "train.py"]
     ratio = next(line for line in lines if line.startswith("ratio tokens/s"))
     assert float(re.search(r"(\d+\.\d+)x over process wall time", ratio).group(1)) > 0

@@ -16,6 +16,8 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -169,12 +171,11 @@ def manifest_path(corpus: Corpus | Path) -> Path:
 
 
 def trusted_hashes(corpus: Corpus | Path) -> dict[str, str]:
-    """``{file name: sha256}`` of the tokenizer files a trusted process wrote ({} without a manifest)."""
-    try:
-        found = json.loads(manifest_path(corpus).read_text())
-    except (OSError, ValueError):
-        return {}
-    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+    """``{file name: sha256}`` of the tokenizer files a trusted process wrote ({} without a manifest); the
+    manifest is read by :func:`autoresearch_nb.provenance.trusted_tokenizers`, the reader the pins use."""
+    from ..provenance import trusted_tokenizers
+
+    return trusted_tokenizers(corpus.path if isinstance(corpus, Corpus) else Path(corpus))
 
 
 def prepare_tokenizer(corpus: Corpus, name: str):
@@ -209,19 +210,16 @@ def prepare_tokenizer(corpus: Corpus, name: str):
     return tok
 
 
-class _locked:
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
     """An exclusive advisory lock on ``path`` (flock; a no-op where there is none) for a read-modify-write."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> None:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
         try:
             import fcntl
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         except ImportError:  # Windows: no flock; concurrent prepares there may drop a manifest entry
             pass
-
-    def __exit__(self, *exc) -> None:
-        os.close(self.fd)  # closing releases the lock
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
