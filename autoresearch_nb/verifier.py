@@ -14,9 +14,13 @@ directory outside the run directory. It
    with ``--pins`` (:func:`autoresearch_nb.provenance.pin`) the corpus files are checked against the session's
    hashes before and after, and the tokenizer is built from the bytes checked against its pin (one read);
 5. computes ``holdout_bpb`` the same way on the holdout split, which the training process is never given
-   (:func:`score_holdout`; kept in a folder beside the corpus that the sandbox does not let a run read).
+   (:func:`score_holdout`; kept in a folder beside the corpus that the sandbox does not let a run read);
+6. while scoring both, establishes that the model does not see what it predicts (:mod:`autoresearch_nb.causal`):
+   each scored batch runs again with the tokens after a secret cut replaced, and the predictions up to the cut
+   must not move; rows must not mix; the model must not write to its own state.
 
-A model that is missing, cannot load, uses a refused op or the wrong shapes gives ``verdict: unverified`` and a
+A model that is missing, cannot load, uses a refused op or the wrong shapes, or is not causal gives
+``verdict: unverified`` and a
 ``reason``; training longer than the budget (the harness's clock) gives ``verdict: over_budget``. Exit 0 only
 with a number. Not covered: the training process itself runs the agent's code, so it could patch the harness's
 clock or write a model trained on anything it can read; see the README's "Verification" section.
@@ -36,7 +40,8 @@ from typing import Any
 REFUSED_ATEN = {"from_file", "_print", "save", "load", "_debug_has_internal_overlap"}
 HIGHER_ORDER = {"wrap_with_autocast", "wrap_with_set_grad_enabled"}
 ALLOWED_NAMESPACES = {"aten", "prims"}
-VERSION = "autoresearch_nb.verifier/1"  # in every row (provenance): bump when what it measures changes
+VERSION = "autoresearch_nb.verifier/2"  # in every row (provenance): bump when what it measures changes
+# /2: the causality probe (causal.py) and interleaved evaluation batches; /1 scored models that read the answer
 # Seconds past the budget the harness's clock may show, per device class, before the budget tolerance applies:
 # the untimed warm-up (compilation on CUDA) and the first batch, which a run cannot skip.
 UNTIMED_ALLOWANCE_S = {"cpu": 10.0, "mps": 20.0, "cuda": 60.0}
@@ -142,6 +147,7 @@ def verify(folder: Path, budget_s: float | None, tolerance: float, not_before: f
     import torch
 
     from . import harness as H
+    from .causal import Leak, Probe
     from .harness import constants as C
     from .harness.export import EXPORT_BATCH
 
@@ -177,16 +183,20 @@ def verify(folder: Path, budget_s: float | None, tolerance: float, not_before: f
     forward = program.module()
     # The precision the run evaluated with (its facts); only fp32 or bf16 autocast, whatever the facts claim.
     dtype = torch.bfloat16 if facts.get("autocast") == "bfloat16" else None
+    model = Padded(forward, EXPORT_BATCH)
+    probe = Probe(model, dtype, state=forward)  # every scored batch: causal, rows apart, no memory (causal.py)
     try:
-        bpb = H.evaluate_bpb(Padded(forward, EXPORT_BATCH), corpus, tokenizer, seq_len=seq_len,
-                             batch_size=EXPORT_BATCH, device=device, dtype=dtype)
+        bpb = H.evaluate_bpb(model, corpus, tokenizer, seq_len=seq_len, batch_size=EXPORT_BATCH, device=device,
+                             dtype=dtype, check=probe)
+    except Leak as e:
+        raise Refused(str(e)) from None
     except Exception as e:
         raise Refused(f"the exported model does not run on the evaluation rows: {type(e).__name__}: {e}") from None
     if not math.isfinite(bpb):
         raise Refused(f"the exported model scores val_bpb = {bpb}")
-    holdout = score_holdout(Padded(forward, EXPORT_BATCH), corpus, tokenizer, seq_len, device, dtype)
+    holdout = score_holdout(model, corpus, tokenizer, seq_len, device, dtype, probe)
     return {"val_bpb": round(bpb, 6), **holdout, "training_seconds": round(float(seconds), 1),
-            "verify_seconds": round(time.perf_counter() - started, 2), "graph_ops": ops,
+            "verify_seconds": round(time.perf_counter() - started, 2), "graph_ops": ops, **probe.facts(),
             "corpus": corpus.fingerprint, "tokenizer": tokenizer_name, "eval_bytes": len(H.eval_bytes(corpus, device)),
             "torch": torch.__version__, "verifier": VERSION}
 
@@ -253,10 +263,13 @@ def holdout_eval_bytes(corpus: Any, device: Any) -> bytes:
     return spaced_slices(split, C.HOLDOUT_EVAL_BYTES[device_class(device)]) if len(split) else b""
 
 
-def score_holdout(model: Any, corpus: Any, tokenizer: Any, seq_len: int, device: Any, dtype: Any) -> dict[str, Any]:
+def score_holdout(model: Any, corpus: Any, tokenizer: Any, seq_len: int, device: Any, dtype: Any,
+                  probe: Any = None) -> dict[str, Any]:
     """``holdout_bpb`` (and how many bytes it covers) of the exported model, at the precision and sequence
-    length of val; ``{"holdout": why}`` when the corpus has no usable holdout (then no overfit check)."""
+    length of val; ``{"holdout": why}`` when the corpus has no usable holdout (then no overfit check).
+    ``probe``: the causality probe, which checks the holdout's rows too."""
     from . import harness as H
+    from .causal import Leak
     from .harness.corpus import CorpusError
     from .harness.export import EXPORT_BATCH
 
@@ -268,7 +281,9 @@ def score_holdout(model: Any, corpus: Any, tokenizer: Any, seq_len: int, device:
         return {"holdout": "none (prepare the corpus again: autoresearch-nb prepare)"}
     try:
         bpb = H.evaluate_bpb(model, tokenizer=tokenizer, data=data, seq_len=seq_len, batch_size=EXPORT_BATCH,
-                             device=device, dtype=dtype)
+                             device=device, dtype=dtype, check=probe)
+    except Leak as e:
+        raise Refused(str(e)) from None
     except Exception as e:
         raise Refused(f"the exported model does not run on the holdout rows: {type(e).__name__}: {e}") from None
     if not math.isfinite(bpb):

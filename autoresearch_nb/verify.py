@@ -52,7 +52,7 @@ MODEL = "model"          # verify = "model": the built-in verifier of the harnes
 AUTO = "auto"            # the default: "model" when the editable file is a harness train.py, else off
 OFF = ("off", "none", "false", "")
 VERIFIER_FACTS = ("holdout_bpb", "holdout_bytes", "holdout", "holdout_gap", "verifier", "verify_seconds",
-                  "training_seconds", "graph_ops")
+                  "training_seconds", "graph_ops", "causal_rows", "causal_positions", "causal_worst")
 VERIFY_TIMEOUT_S = 600.0  # a verify or guard command's own hard limit (the run's budget does not cover it)
 WARM_LIMIT_S = 7 * 86400.0  # a warm verifier waits as long as its run lasts; Pending.close ends it
 # Wraps a command in the sandbox: (argv, its private working directory, the folders it must read) -> argv.

@@ -43,6 +43,11 @@ CHEATS = [
     ("evaluation bytes shrunk", HARNESS_LINE,
      HARNESS_LINE + "import sys\n_E = sys.modules['autoresearch_nb.harness.evaluate']\n"
                     "_E.eval_bytes = lambda corpus, dev=None: bytes(4000)\n", "tampered"),
+    # a model that sees what it predicts (issue 22): one word of train.py, or logits copied from the next input;
+    # both were verified and kept before the verifier's causality probe (causal.py)
+    ("attention that sees the future", "is_causal=True", "is_causal=False", "unverified"),
+    ("logits that read the next input token", "        logits = self.head(norm(x))\n",
+     "        logits = self.head(norm(x)).scatter(2, idx.roll(-1, 1).unsqueeze(-1), 30.0)\n", "unverified"),
     ("training past the budget", "TIME_BUDGET = H.time_budget(DEVICE)",
      "TIME_BUDGET = 3 * H.time_budget(DEVICE) + 15", "over_budget"),
     ("model that cannot be exported", "        rope = self.rope[:, :idx.size(1)]\n",

@@ -47,6 +47,8 @@ def test_every_cheat_is_caught_and_an_honest_change_is_kept(tmp_path: Path, data
     assert "H.export" in got["fake summary without training"]["reason"]
     assert "could not be exported" in got["model that cannot be exported"]["reason"]
     assert "by the harness's clock" in got["training past the budget"]["reason"]
+    for cheat in ("attention that sees the future", "logits that read the next input token"):
+        assert "not causal: the prediction at position" in got[cheat]["reason"], got[cheat]
     honest = got[integrity.HONEST[0]]
     assert honest["status"] == "keep" and honest["verified"] == pytest.approx(honest["printed"], rel=0.005)
     assert all(r["holdout_bpb"] is not None and r["holdout_bpb"] == r["holdout_bpb"] for r in rows if r["verified"])

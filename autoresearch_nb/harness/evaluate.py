@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -37,14 +38,31 @@ def spaced_slices(split, total: int) -> bytes:
     return C.DOC_SEPARATOR.join(bytes(split[i * stride: i * stride + size]) for i in range(C.EVAL_CHUNKS))
 
 
+def batch_rows(n_rows: int, batch_size: int) -> list[torch.Tensor]:
+    """The row indices of each evaluation batch, interleaved so that no batch holds two neighbouring rows: a
+    row's last target is the next row's first input, which a model that mixed the rows of a batch could read.
+    At least two batches whenever there are two rows.
+
+        >>> [b.tolist() for b in batch_rows(5, 4)]
+        [[0, 2, 4], [1, 3]]
+    """
+    if n_rows <= 1:
+        return [torch.arange(n_rows)]
+    n_batches = max(2, -(-n_rows // batch_size))
+    return [torch.arange(b, n_rows, n_batches) for b in range(n_batches)]
+
+
 @torch.no_grad()
 def evaluate_bpb(model, corpus: Corpus | None = None, tokenizer=None, *, data: bytes | None = None,
                  seq_len: int | None = None, batch_size: int | None = None, device=None,
-                 dtype: torch.dtype | None = None) -> float:
+                 dtype: torch.dtype | None = None,
+                 check: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> float:
     """Bits per byte of ``model`` on ``data`` (default: the corpus's fixed validation bytes).
 
     ``model(x)`` takes int64 ids (B, T) and returns logits (B, T, vocab). ``dtype`` turns on autocast for the
-    forward pass (the loss is always computed in float32)."""
+    forward pass (the loss is always computed in float32). ``check(x, logits)``, if given, sees every scored
+    batch and the very logits that are scored, under the same autocast, and may raise (the verifier's
+    causality probe, :mod:`autoresearch_nb.causal`)."""
     from .tokenizer import ByteTokenizer
     tokenizer = tokenizer or ByteTokenizer()
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -63,10 +81,12 @@ def evaluate_bpb(model, corpus: Corpus | None = None, tokenizer=None, *, data: b
         model.eval()
     nats, nbytes = 0.0, 0.0
     try:
-        for i in range(0, len(x_all), batch_size):
-            x, y = x_all[i:i + batch_size].to(device), y_all[i:i + batch_size]
+        for rows in batch_rows(len(x_all), batch_size):
+            x, y = x_all[rows].to(device), y_all[rows]
             with autocast:
                 logits = model(x)
+                if check is not None:
+                    check(x, logits)
             loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.to(device).reshape(-1),
                                    ignore_index=-1, reduction="sum")
             nats += float(loss)
