@@ -102,6 +102,22 @@ def _blob_hash(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+HASH_CHUNK = 1 << 20  # bytes read at a time: a run may leave a file of many GB (sparse or not)
+
+
+def _file_hash(f, size: int) -> str | None:
+    """Git's blob hash of an open file of ``size`` bytes, read in bounded memory; None when the file does not
+    hold exactly ``size`` bytes (it changed while read: it differs, whatever it holds)."""
+    h = hashlib.sha1(b"blob %d\0" % size)
+    seen = 0
+    while chunk := f.read(HASH_CHUNK):
+        seen += len(chunk)
+        if seen > size:
+            return None
+        h.update(chunk)
+    return h.hexdigest() if seen == size else None
+
+
 def _is_cache(name: str) -> bool:
     return name in CACHE_DIRS or name.endswith(CACHE_SUFFIXES)
 
@@ -157,9 +173,10 @@ def _scan(run_dir: Path, links: set[str]) -> tuple[dict[str, tuple[int, str] | N
                     files[rel] = None
                     continue
                 with os.fdopen(fd, "rb") as f:
-                    data = f.read()
-                files[rel] = (0o100755 if st.st_mode & 0o111 else 0o100644, _blob_hash(data))
-                memo[rel] = (key, files[rel])
+                    digest = _file_hash(f, os.fstat(f.fileno()).st_size)
+                files[rel] = None if digest is None else (0o100755 if st.st_mode & 0o111 else 0o100644, digest)
+                if digest is not None:
+                    memo[rel] = (key, files[rel])
             else:
                 files[rel] = None  # a FIFO, socket or device: never the commit's content
     return files, caches
@@ -201,6 +218,60 @@ def tmp_for(run_dir: str | os.PathLike[str]) -> Path:
     """The run's private temp directory (``TMPDIR``), beside the run directory; emptied by :func:`refresh`."""
     run = Path(run_dir)
     return run.parent / f"{run.name}.tmp"
+
+
+def pristine_for(run_dir: str | os.PathLike[str]) -> Path:
+    """Where :func:`keep_pristine` keeps a run directory's state before its run: beside it, where runs cannot
+    write."""
+    run = Path(run_dir)
+    return run.parent / f"{run.name}.pristine"
+
+
+def keep_pristine(run_dir: str | os.PathLike[str]) -> Path:
+    """Before a run, a copy of its freshly exported directory (the commit's files and the ``include`` links,
+    links copied as links, no caches) out of the run's reach: verify and guard commands later run in a copy of
+    it, not among the files the run left (a ``json.py`` or ``conftest.py`` beside a check would replace what
+    it imports)."""
+    run, dest = Path(run_dir), pristine_for(run_dir)
+    if dest.exists() or dest.is_symlink():
+        _remove(dest)
+    shutil.copytree(run, dest, symlinks=True, ignore=lambda _top, names: [n for n in names if _is_cache(n)])
+    return dest
+
+
+def check_tree(pristine: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """A fresh copy of ``pristine`` at ``dest`` (whatever was there first removed, links never followed), for
+    one verify or guard command to run in."""
+    dest = Path(dest)
+    if dest.exists() or dest.is_symlink():
+        _remove(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(pristine, dest, symlinks=True)
+    return dest
+
+
+def move_outputs(run_dir: str | os.PathLike[str], pristine: str | os.PathLike[str],
+                 dest: str | os.PathLike[str]) -> Path:
+    """Move what the run created (every path of ``run_dir`` that ``pristine`` lacks, caches aside) into the
+    empty folder ``dest``, keeping relative paths; links are moved as links, never followed. The tracked
+    files stay where they are (the run's changes to them are still compared after), and the next
+    :func:`refresh` would have deleted the moved files anyway."""
+    run, before, out = Path(run_dir), Path(pristine), Path(dest)
+    if out.exists() or out.is_symlink():
+        _remove(out)
+    out.mkdir(parents=True)
+    for top, dirs, names in os.walk(run):
+        rel_top = os.path.relpath(top, run)
+        for name in [*dirs, *names]:
+            rel = os.path.normpath(os.path.join(rel_top, name))
+            if _is_cache(name) or os.path.lexists(before / rel):
+                continue
+            target = out / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(run / rel, target)
+        dirs[:] = [d for d in dirs if (before / rel_top / d).is_dir() and not (run / rel_top / d).is_symlink()
+                   and not _is_cache(d)]
+    return out
 
 
 def _remove(path: Path) -> None:

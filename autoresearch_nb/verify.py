@@ -3,7 +3,8 @@
 A run's verification is begun as the run starts (:meth:`Verification.begin` gives a :class:`Pending`) and
 applied to its result after a clean end:
 
-* the **verify** command (a setting): in the run's directory, with the run's environment and under the run's
+* the **verify** command (a setting): in a clean copy of the commit's files (taken before the run, so
+  nothing the run left there is imported), with the run's environment and under the run's
   sandbox, after the run has ended; its ``---`` summary gives the metric the loop decides on. The run's own
   printed number becomes a cross-check: beyond ``verify_tolerance`` the row is ``tampered``, with both numbers
   in its reason. A verify command that gives no number makes the row ``unverified`` (never kept), with its
@@ -16,9 +17,10 @@ applied to its result after a clean end:
 * the **guard** command (a setting): must exit 0 for a keep (the project's tests, "the optimised function still
   returns the right answer"); otherwise the row is ``guard_failed`` with the tail of its output.
 
-What this does not protect against: a verify or guard command that reads files the run wrote (it runs in the
-run directory by design), and a run that rewrites the verify script itself is caught only as a ``violation``
-(the loop's check for files changed besides the editable one). See the README's "Verification" section.
+Both commands run in the run's temp folder, in a copy of the commit's tracked files as committed (kept before
+the run, out of its reach); the files the run created are moved into a separate folder named by
+``AUTORESEARCH_OUTPUTS``: data to read, never on the command's import path. A run that rewrites a tracked file
+(the verify script itself) is still caught as a ``violation``. See the README's "Verification" section.
 
 >>> v = Verification(metric="score", command="python check.py", guard=None)   # doctest: +SKIP
 >>> pending = v.begin(run_dir, env, log_path)            # as the run starts  # doctest: +SKIP
@@ -39,7 +41,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .rundir import run_dir_for
+from .rundir import check_tree, keep_pristine, move_outputs, run_dir_for, tmp_for
 from .records import RunResult, Status
 from .runner import Run, log_tail, run_command
 
@@ -47,6 +49,9 @@ if TYPE_CHECKING:
     from .config import Config
 
 ENV_EXPORT = "AUTORESEARCH_EXPORT"  # = harness.export.ENV_EXPORT (not imported: the harness imports torch)
+# A verify or guard command runs in a clean copy of the commit; the files the run created are in this folder.
+ENV_OUTPUTS = "AUTORESEARCH_OUTPUTS"
+CHECK_FOLDER = "autoresearch-check"  # in the run's temp folder: the clean trees and the outputs
 GO = "go"                # = verifier.GO: the word a warm verifier waits for
 MODEL = "model"          # verify = "model": the built-in verifier of the harness's exported model
 AUTO = "auto"            # the default: "model" when the editable file is a harness train.py, else off
@@ -262,6 +267,10 @@ class Pending:
         self.folder = (env or {}).get(ENV_EXPORT, "") if verification.command == MODEL else ""
         self.process: Run | None = None
         self.cwd: Path | None = None
+        # verify and guard commands run in a copy of the commit's files taken now, before the run can touch them
+        has_command = verification.guard is not None or verification.command not in (None, MODEL)
+        self.pristine: Path | None = keep_pristine(self.run_dir) if has_command else None
+        self.outputs: Path | None = None
         if verification.command == MODEL and self.folder:
             # cwd outside the run directory, so nothing the run leaves there is imported or read by accident
             self.cwd = Path(tempfile.mkdtemp(prefix="autoresearch-verify-"))
@@ -284,11 +293,11 @@ class Pending:
             return result
         if check.command is not None:
             log = self.log.with_suffix(".verify.log")
-            checked = self._model() if check.command == MODEL else self._command(check.command, log)
+            checked = self._model() if check.command == MODEL else self._command(check.command, log, "verify")
             result = check.verified(result, checked, log)
         if result.flag is None and check.guard is not None:
             log = self.log.with_suffix(".guard.log")
-            result = check.guarded(result, self._command(check.guard, log), log)
+            result = check.guarded(result, self._command(check.guard, log, "guard"), log)
         return result
 
     def _model(self) -> RunResult:
@@ -313,9 +322,18 @@ class Pending:
               protect=check.protect)  # a folder made at a run's start may belong to a worker's run still going
         return checked
 
-    def _command(self, command: str, log: Path) -> RunResult:
+    def _command(self, command: str, log: Path, name: str) -> RunResult:
+        """``command`` in a clean copy of the commit's files (inside the run's temp folder, so the run's sandbox
+        policy covers it), with what the run created moved to :data:`ENV_OUTPUTS` (data, never on an import
+        path)."""
+        assert self.pristine is not None
+        base = tmp_for(self.run_dir) / CHECK_FOLDER
+        if self.outputs is None:
+            self.outputs = move_outputs(self.run_dir, self.pristine, base / "outputs")
+        tree = check_tree(self.pristine, base / name)
+        env = {**(os.environ if self.env is None else self.env), ENV_OUTPUTS: str(self.outputs)}
         argv = self.confine_command(command) if self.confine_command is not None else command
-        return run_command(argv, self.run_dir, log, timeout_s=self.verification.timeout_s, env=self.env)
+        return run_command(argv, tree, log, timeout_s=self.verification.timeout_s, env=env)
 
     def close(self) -> None:
         """End the verifier process if it is still waiting (the run did not end cleanly) and remove its
@@ -327,7 +345,10 @@ class Pending:
         if self.cwd is not None:
             shutil.rmtree(self.cwd, ignore_errors=True)
             self.cwd = None
+        if self.pristine is not None:
+            shutil.rmtree(self.pristine, ignore_errors=True)
+            self.pristine = None
 
 
 __all__ = ["Verification", "Pending", "resolve", "close_enough", "model_command", "artifact_dir", "confined",
-           "verifier_reads", "prune", "prepare_command", "MODEL", "AUTO"]
+           "verifier_reads", "prune", "prepare_command", "MODEL", "AUTO", "ENV_OUTPUTS"]

@@ -180,3 +180,46 @@ def test_a_model_verification_without_an_export_folder_is_unverified_not_a_crash
     finally:
         pending.close()
     assert out.flag == Status.UNVERIFIED and "no export folder" in out.flag_reason
+
+
+HOSTILE_SOLVE = SOLVE.replace('if __name__ == "__main__":\n', 'if __name__ == "__main__":\n'
+                              '    open("out.txt", "w").write("ran")  # an output the check reads\n')
+# the check imports json (which a run could shadow) and reads the run's output from AUTORESEARCH_OUTPUTS only
+HOSTILE_CHECK = ('import json, os, solve\n'
+                 'assert not os.path.exists("out.txt"), "the run\'s files are not in the clean tree"\n'
+                 'assert open(os.path.join(os.environ["AUTORESEARCH_OUTPUTS"], "out.txt")).read() == "ran"\n'
+                 'print("---")\nprint("score: " + json.dumps(round(solve.value(), 6)))\n')
+HOSTILE_TEST = "import solve\n\n\ndef test_x_not_negative():\n    assert solve.X >= 0\n"
+HOSTILE_QUEUE = """[[experiment]]
+description = "plant json.py"
+edits = [{ search = 'print(f"score: {value():.6f}")', replace = '''open("json.py", "w").write("def dumps(x):\\\\n    return '1000000'\\\\n")
+    print("score: 1000000")''' }]
+
+[[experiment]]
+description = "plant conftest.py with X negative"
+edits = [{ search = "X = 3.0", replace = "X = -0.5" },
+         { search = 'print("---")', replace = '''open("conftest.py", "w").write("def pytest_pyfunc_call(pyfuncitem):\\\\n    return True\\\\n")
+    print("---")''' }]
+
+[[experiment]]
+description = "X to 1"
+edits = [{ search = "X = 3.0", replace = "X = 1.0" }]
+"""
+
+
+def test_files_a_run_leaves_cannot_fool_the_verify_or_guard_command(tmp_path: Path) -> None:
+    """Issue 22: a json.py beside the check made it report 1000000, a conftest.py passed an unsafe change. The
+    commands now run in a clean copy of the commit; the run's files are data in AUTORESEARCH_OUTPUTS."""
+    root = make_repo(tmp_path / "repo", {"solve.py": HOSTILE_SOLVE, "check.py": HOSTILE_CHECK,
+                                         "test_solve.py": HOSTILE_TEST, "queue.toml": HOSTILE_QUEUE})
+    done = run(root, "--verify", "python check.py", "--guard", "python -m pytest -q -p no:cacheprovider test_solve.py")
+    assert done.returncode == 0, done.stderr
+    by = {row.description: row for row in load_results(root, "v").itertuples()}
+    assert by["baseline"].status == "keep" and by["baseline"].metric == pytest.approx(6.0)  # outputs were read
+    planted_json = by["plant json.py"]
+    assert planted_json.status == "tampered", planted_json
+    assert "1e+06" in planted_json.reason and "verifier measured 6" in planted_json.reason
+    planted_conftest = by["plant conftest.py with X negative"]
+    assert planted_conftest.status == "guard_failed", planted_conftest
+    assert "1 failed" in planted_conftest.reason
+    assert by["X to 1"].status == "keep" and by["X to 1"].metric == pytest.approx(10.0)
