@@ -107,6 +107,10 @@ class Boundary:
                                             file_mb=cfg.sandbox_file_mb),
                            confine_command=lambda command: self.argv(command, worker))
 
+    def label(self, worker: int = 0) -> str:
+        """The boundary ``worker``'s runs actually get here, for their rows (:func:`.sandbox.label`)."""
+        return sandbox.label(self.policy(worker))
+
     def describe(self) -> str:
         """What the boundary is here, in one line (never silent when Landlock is unavailable). Raises
         :class:`SandboxError` when ``sandbox = 'landlock'`` and the kernel has none. Says so when the
@@ -123,7 +127,8 @@ class Boundary:
     def confined(self) -> bool:
         """True when runs get a kernel-enforced filesystem boundary here."""
         if self._confined is None:
-            self._confined = self.config.sandbox != "none" and sandbox.landlock_abi()[0] > 0
+            self._confined = self.config.sandbox != "none" and (sandbox.landlock_abi()[0] > 0
+                                                                 or self.policy(0).bubblewrap is not None)
         return self._confined
 
     # -- one run --------------------------------------------------------------------------------------

@@ -68,8 +68,9 @@ class Config:
     env_allow: tuple[str, ...] = setting((), "secret-looking environment variables a run may still see "
                                              "(comma-separated)")
     # the boundary around every run (autoresearch_nb.sandbox): paths relative to the repo
-    sandbox: str = setting("auto", "'auto' (Landlock where the kernel has it, said at start when not), "
-                                   "'landlock' (required) or 'none'")
+    sandbox: str = setting("auto", "'auto' (the strongest that works here: bubblewrap with Landlock inside, "
+                                   "Landlock alone on a GPU machine or where bubblewrap fails; said at start), "
+                                   "'bubblewrap' (required), 'landlock' (required, no bubblewrap) or 'none'")
     sandbox_write: tuple[str, ...] = setting((), "extra paths a run may write (comma-separated; never the "
                                                  "checkout, a .git or $HOME itself)")
     sandbox_read: tuple[str, ...] = setting((), "extra paths a run may read (comma-separated; a target's data "
@@ -209,8 +210,8 @@ class Config:
                 raise ConfigError(f"{name} command {value!r} cannot be parsed: {e}") from None
             if self.editable in words and name == "verify":  # the verifier must not be the file under test
                 raise ConfigError(f"verify must run from a fixed file, not the editable {self.editable!r}")
-        if self.sandbox not in ("auto", "landlock", "none"):
-            raise ConfigError(f"sandbox must be 'auto', 'landlock' or 'none', not {self.sandbox!r}")
+        if self.sandbox not in ("auto", "bubblewrap", "landlock", "none"):
+            raise ConfigError(f"sandbox must be 'auto', 'bubblewrap', 'landlock' or 'none', not {self.sandbox!r}")
         if not isinstance(self.sandbox_network, bool):
             raise ConfigError(f"sandbox_network must be true or false, not {self.sandbox_network!r}")
         for name in ("sandbox_memory_mb", "sandbox_file_mb"):

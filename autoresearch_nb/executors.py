@@ -16,7 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -150,6 +150,7 @@ class LocalExecutor:
                              timeout_s=job.timeout_s, stop=slot.stop, on_point=lambda p: on_point(job.number, p),
                              on_start=on_start, stall_s=job.stall_s, secrets=self.boundary.secrets,
                              log_cap=int(self.boundary.config.log_cap_mb) << 20, verify=verify)
+            result = replace(result, sandbox=self.boundary.label(worker))
         except Exception as e:  # the run could not start (sandbox, verifier): a failed row, never a hung driver
             if verify is not None:
                 verify.close()

@@ -1,5 +1,13 @@
-"""The exec wrapper and the kernel side of the sandbox: resource limits, ``PR_SET_NO_NEW_PRIVS`` and a Landlock
-ruleset (through ``ctypes``) applied to this process, which then ``execvpe``s the command.
+"""The wrapper and the kernel side of the sandbox: resource limits, ``PR_SET_NO_NEW_PRIVS``, a Landlock ruleset
+(through ``ctypes``) and no capabilities for the command, and a supervisor that outlives it just long enough to
+end everything it started.
+
+The wrapper makes itself a child subreaper (``PR_SET_CHILD_SUBREAPER``) and forks: the child applies the policy
+to itself and ``execvpe``s the command; the parent waits. Whatever the command leaves behind (a daemon that
+double-forked and called ``setsid``, so it left the process group the runner kills) is re-parented to the
+wrapper, which SIGKILLs every descendant when the command ends or when it is told to stop (SIGTERM, SIGINT,
+SIGHUP), then ends the way the command did (the same exit code, or the same signal). Under bubblewrap
+(:func:`autoresearch_nb.sandbox.wrap`) the run also has its own pid namespace, so the kernel ends it all too.
 
     python landlock.py [--mode auto|landlock|none] [--read P] [--list P] [--write P] [--device P] [--no-network]
                        [--tmp P] [--memory-mb N] [--file-mb N] [--env K=V] -- CMD...
@@ -23,13 +31,19 @@ except ImportError:  # run by path: no package import to pay for
         pass
 
 USAGE = "usage: python landlock.py [--mode M] [--read P] [--write P] ... -- CMD..."
-MODES = ("auto", "landlock", "none")
+MODES = ("auto", "bubblewrap", "landlock", "none")  # bubblewrap: Landlock inside it where the kernel has it
 
 # Landlock's userspace API (include/uapi/linux/landlock.h). The syscall numbers are the same on every arch.
 _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446
 _CREATE_RULESET_VERSION = 1
 _RULE_PATH_BENEATH = 1
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_CAPBSET_DROP = 24
+_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+_CAPABILITY_VERSION_3 = 0x20080522
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+REAP_LIMIT_S = 10.0  # how long the supervisor keeps killing re-parented descendants (a fork bomb) before it gives up
 EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 REMOVE_DIR, REMOVE_FILE, MAKE_CHAR, MAKE_DIR = 1 << 4, 1 << 5, 1 << 6, 1 << 7
 MAKE_REG, MAKE_SOCK, MAKE_FIFO, MAKE_BLOCK = 1 << 8, 1 << 9, 1 << 10, 1 << 11
@@ -155,6 +169,147 @@ def restrict_self(rules: list[tuple[str, int]], network: bool, version: int) -> 
         os.close(fd)
 
 
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_capabilities() -> None:
+    """Leave this process, and what it execs, no capability: the ambient set cleared, and as root the bounding
+    set emptied and the effective, permitted and inheritable sets zeroed (an exec as uid 0 would otherwise get
+    them all back). Root without capabilities cannot open raw sockets, bypass file permissions, mount or load
+    modules; it still owns its own files (chmod of those needs a read-only mount: bubblewrap)."""
+    libc = _libc()
+    libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    if os.geteuid() != 0:
+        return  # NO_NEW_PRIVS already keeps an unprivileged exec from gaining any
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+    except (OSError, ValueError):
+        last = 63
+    for cap in range(last + 1):
+        libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)  # EINVAL past the kernel's last: ignored
+    header, data = _CapHeader(_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise SandboxError(f"capset failed: {os.strerror(ctypes.get_errno())}")
+
+
+def _children(pid: int) -> list[int]:
+    """The live children of ``pid`` (``/proc/PID/task/*/children``, else a scan of ``/proc``)."""
+    found: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found += [int(c) for c in f.read().split()]
+        return found
+    except (OSError, ValueError):
+        pass
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if len(fields) > 1 and fields[1] == str(pid):
+                found.append(int(name))
+    return found
+
+
+def kill_descendants(keep: int | None = None) -> int:
+    """SIGKILL every child of this process but ``keep`` (and so, as they are re-parented to this subreaper,
+    their descendants), reaping them, until none is left or :data:`REAP_LIMIT_S` passes; returns how many were
+    killed."""
+    import signal
+    import time
+
+    killed, deadline = 0, time.monotonic() + REAP_LIMIT_S
+    while time.monotonic() < deadline:
+        strays = [c for c in _children(os.getpid()) if c != keep]
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+        reaped = False
+        while True:  # reap what died (never the command itself while it is still being waited for)
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return killed
+            if pid == 0:
+                break
+            if pid == keep:  # the command ended meanwhile: let the caller see it by its pid no more
+                keep = None
+            reaped = True
+        if not strays and not reaped:
+            if keep is None and not _children(os.getpid()):
+                return killed
+            if keep is not None:
+                return killed
+            time.sleep(0.01)
+    return killed
+
+
+def supervise(command: list[str], prepare) -> int:
+    """Run ``command`` as a child that calls ``prepare()`` (the policy) before it execs, as a subreaper that
+    ends every descendant with it (see the module docstring). Returns the command's exit code; a command killed
+    by a signal makes this process die of the same signal."""
+    import signal
+
+    libc = _libc()
+    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    child = os.fork()
+    if child == 0:  # the command: single-threaded here, so Python between fork and exec is safe
+        code = 126
+        try:
+            prepare()
+            code = 127
+            for name in ("SIGPIPE", "SIGXFSZ"):  # Python ignores these; the command gets the defaults back
+                if hasattr(signal, name):
+                    signal.signal(getattr(signal, name), signal.SIG_DFL)
+            os.execvpe(command[0], command, os.environ)
+        except (SandboxError, OSError) as e:
+            what = f"cannot run {command[0]!r}: {e}" if code == 127 else str(e)
+            os.write(2, f"sandbox: {what}\n".encode(errors="replace"))
+        os._exit(code)
+
+    def stop(signum, _frame) -> None:
+        try:
+            os.kill(child, signum)  # the command may end cleanly; what it left goes now
+        except OSError:
+            pass
+        kill_descendants(keep=child)
+
+    for name in STOP_SIGNALS:
+        signal.signal(getattr(signal, name), stop)
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:  # reaped by the stop handler's sweep
+            status = 0
+            break
+    kill_descendants()
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        for name in STOP_SIGNALS:
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+        try:
+            signal.signal(sig, signal.SIG_DFL)  # SIGKILL and SIGSTOP cannot be handled, nor need to be
+        except (OSError, ValueError):
+            pass
+        os.kill(os.getpid(), sig)
+    return os.waitstatus_to_exitcode(status) if not os.WIFSIGNALED(status) else 128 + os.WTERMSIG(status)
+
+
 def parse(argv: list[str]) -> tuple[dict, list[str]]:
     """``(spec, command)`` from the wrapper's flags; raises ValueError on bad usage."""
     spec: dict = {"mode": "auto", "rules": [], "network": True, "tmp": None, "memory_mb": None, "file_mb": None,
@@ -213,8 +368,10 @@ def apply(spec: dict) -> str | None:
     if version == 0:
         if spec["mode"] == "landlock":
             raise SandboxError(f"sandbox = 'landlock' but {why}")
-        return f"running without a filesystem boundary: {why}"
+        drop_capabilities()
+        return None if spec["mode"] == "bubblewrap" else f"running without a filesystem boundary: {why}"
     restrict_self(spec["rules"], spec["network"], version)
+    drop_capabilities()
     return None
 
 
@@ -227,18 +384,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if command[0] in ("python", "python3"):
         command[0] = sys.executable
-    try:
+
+    def prepare() -> None:
         note = apply(spec)
-    except (SandboxError, OSError) as e:
-        print(f"sandbox: {e}", file=sys.stderr)
-        return 126
-    if note:
-        print(f"sandbox: {note}", file=sys.stderr, flush=True)
-    try:
-        os.execvpe(command[0], command, os.environ)
-    except OSError as e:
-        print(f"sandbox: cannot run {command[0]!r}: {e}", file=sys.stderr)
-    return 127
+        if note:
+            os.write(2, f"sandbox: {note}\n".encode(errors="replace"))
+    if not sys.platform.startswith("linux"):  # no subreaper: become the command, as before
+        try:
+            prepare()
+            os.execvpe(command[0], command, os.environ)
+        except (SandboxError, OSError) as e:
+            print(f"sandbox: {e}", file=sys.stderr)
+            return 126
+    return supervise(command, prepare)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,7 @@ def _run_task(job: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
             result = run.wait()
         if pending is not None and not result.interrupted:
             result = pending(result)
+        result = replace(result, sandbox=sandbox.label(policy))  # this worker's, which may differ from the driver's
         try:
             changed = rundir.diff_tree({p: tuple(e) for p, e in job["tree"].items()}, root)
         except OSError as e:

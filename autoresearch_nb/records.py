@@ -78,6 +78,7 @@ class RunResult:
     flag: Status | None = None
     flag_reason: str = ""
     log_cut: int = 0             # bytes of output cut from the middle of the log (runner.LOG_CAP)
+    sandbox: str | None = None   # the boundary it actually ran under (sandbox.label), set where it ran
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,9 @@ class Experiment:
     corpus: str | None = None
     tokenizer: str | None = None
     torch: str | None = None
+    # the boundary the run actually ran under, where it ran (a Ray worker may differ from the driver):
+    # bubblewrap+landlock, bubblewrap, landlock or none (autoresearch_nb.sandbox.label)
+    sandbox: str | None = None
 
     def with_(self, **changes: Any) -> "Experiment":
         """A copy with some fields changed."""

@@ -54,6 +54,8 @@ def rows(experiments: list[Experiment], metric: str = "val_bpb", maximize: bool 
             # provenance (autoresearch_nb.provenance): what the number came from
             "harness": e.harness, "verifier": e.verifier, "eval_bytes": e.eval_bytes, "corpus": e.corpus,
             "tokenizer": e.tokenizer, "torch": e.torch,
+            # the boundary the run actually ran under (bubblewrap+landlock, bubblewrap, landlock, none)
+            "sandbox": e.sandbox,
         }
         for key in record:
             row[key] = e.summary.get(key)

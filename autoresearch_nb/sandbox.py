@@ -59,8 +59,10 @@ _ETC_SECRETS = ("shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.
 # Under $HOME: never readable or writable, whatever sandbox_read / sandbox_write say.
 _HOME_SECRETS = (".ssh", ".aws", ".gnupg", ".netrc", ".docker", ".kube", ".azure", ".config/gcloud",
                  ".git-credentials", ".pypirc", ".password-store")
+# /dev is not here: only the device nodes of Policy.devices (null, zero, random... and GPUs) and /dev/shm, never
+# a block device (a filesystem image read with debugfs).
 _SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin", "/opt", "/nix/store", "/proc",
-                "/sys", "/dev")
+                "/sys")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class Policy:
     memory_mb: int | None = None
     file_mb: int | None = DEFAULT_FILE_MB
     env: tuple[tuple[str, str], ...] = field(default=())
+    bubblewrap: str | None = None  # the bwrap binary the run goes through (None: Landlock alone, or nothing)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -115,6 +118,66 @@ class Policy:
             data[name] = tuple(data.get(name, ()))
         data["env"] = tuple((str(k), str(v)) for k, v in data.get("env", ()))
         return cls(**data)
+
+
+# bubblewrap: detected by running it (a binary that exists may still fail: Docker's seccomp profile, no
+# CAP_SYS_ADMIN, --proc in an unprivileged container, Ubuntu 24.04's AppArmor limit on user namespaces).
+_BWRAP_PROBE = ("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid", "--unshare-net",
+                "--die-with-parent", "--cap-drop", "ALL", "--", "true")
+_BWRAP_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")  # --dev has these
+_bwrap_found: list[tuple[str | None, str | None]] = []
+
+
+def bubblewrap() -> tuple[str | None, str | None]:
+    """``(path, None)`` when bubblewrap works here (run once per process: a sandbox with pid and network
+    namespaces around ``true``), else ``(None, why)`` in one line."""
+    if _bwrap_found:
+        return _bwrap_found[0]
+    import subprocess
+
+    path = shutil.which("bwrap")
+    found: tuple[str | None, str | None] = (None, "bubblewrap is not installed (Debian/Ubuntu: apt install bubblewrap)")
+    if path and sys.platform.startswith("linux"):
+        try:
+            done = subprocess.run([path, *_BWRAP_PROBE], capture_output=True, text=True, timeout=20)
+            found = (path, None) if done.returncode == 0 else \
+                (None, f"bubblewrap does not work here ({' '.join(done.stderr.split())[:200] or done.returncode})")
+        except (OSError, subprocess.TimeoutExpired) as e:
+            found = (None, f"bubblewrap does not work here ({e})")
+    _bwrap_found.append(found)
+    return found
+
+
+def gpu_present() -> bool:
+    """True when an NVIDIA device node exists: ``auto`` keeps to Landlock alone there, until
+    ``benchmarks/gpu_check.py`` has shown CUDA under bubblewrap (its device nodes, nvidia-uvm's lazy setup)."""
+    return Path("/dev/nvidiactl").exists()
+
+
+def bubblewrap_argv(policy: Policy) -> list[str]:
+    """bwrap's flags for ``policy``: everything read-only but its writable roots, a private ``/dev`` (a fresh
+    ``/dev/shm`` included) and ``/proc``, its devices (GPUs), new pid, IPC, UTS and (without ``network``)
+    network namespaces, no capabilities, and the whole sandbox ends when the process that started it does."""
+    assert policy.bubblewrap is not None
+    argv = [policy.bubblewrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for path in policy.write:
+        if not path.startswith("/dev/") and os.path.isdir(path):
+            argv += ["--bind", path, path]
+    for device in policy.devices:
+        if device not in _BWRAP_DEVICES:
+            argv += ["--dev-bind-try", device, device]
+    argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent",
+             "--cap-drop", "ALL"]
+    return argv + ([] if policy.network else ["--unshare-net"]) + ["--"]
+
+
+def label(policy: Policy) -> str:
+    """What a run under ``policy`` actually gets here, for its row: ``bubblewrap+landlock``, ``bubblewrap``,
+    ``landlock`` or ``none``."""
+    landlocked = policy.mode != "none" and landlock_abi()[0] > 0
+    if policy.bubblewrap:
+        return "bubblewrap+landlock" if landlocked else "bubblewrap"
+    return "landlock" if landlocked else "none"
 
 
 def restrict(policy: Policy) -> str | None:
@@ -246,7 +309,18 @@ def policy_for(run_dir: str | os.PathLike[str], *, repo: str | os.PathLike[str] 
     return Policy(mode=mode, write=tuple(dict.fromkeys(map(str, writable))), read=tuple(dict.fromkeys(reads)),
                   listable=(str(Path(__file__).resolve().parent.parent),), devices=tuple(devices),
                   network=network, tmp=str(Path(tmp).resolve()) if tmp else None, memory_mb=memory_mb,
-                  file_mb=file_mb, env=tuple(sorted(env.items())))
+                  file_mb=file_mb, env=tuple(sorted(env.items())), bubblewrap=_bubblewrap_for(mode))
+
+
+def _bubblewrap_for(mode: str) -> str | None:
+    """The bwrap a policy of ``mode`` uses: required for ``bubblewrap``, taken by ``auto`` where it works and
+    no GPU is present (:func:`gpu_present`), never otherwise."""
+    if mode not in ("auto", "bubblewrap"):
+        return None
+    path, why = bubblewrap()
+    if mode == "bubblewrap" and path is None:
+        raise SandboxError(f"sandbox = 'bubblewrap' but {why}")
+    return None if mode == "auto" and gpu_present() else path
 
 
 def reader_policy(cwd: str | os.PathLike[str], read: tuple[str, ...], *, repo: str | os.PathLike[str] | None = None,
@@ -311,8 +385,9 @@ def wrap(command: str | list[str], policy: Policy) -> list[str]:
     argv = shlex.split(command) if isinstance(command, str) else list(command)
     if not argv:
         raise SandboxError("nothing to run: the command is empty")
-    return [sys.executable, "-I", "-S", "-c", _BOOT, str(Path(landlock.__file__).resolve().parent),
-            *policy.to_argv(), "--", *argv]
+    inner = [sys.executable, "-I", "-S", "-c", _BOOT, str(Path(landlock.__file__).resolve().parent),
+             *policy.to_argv(), "--", *argv]
+    return bubblewrap_argv(policy) + inner if policy.bubblewrap else inner
 
 
 def describe(policy: Policy) -> str:
@@ -324,13 +399,21 @@ def describe(policy: Policy) -> str:
     if policy.mode == "none":
         return "sandbox off (sandbox = 'none'): runs can read and write anything this user can"
     abi, why = landlock_abi()
+    if policy.bubblewrap:
+        net = "network on" if policy.network else "no network"
+        inner = (f"Landlock ABI {abi} inside (reads from an allow-list)" if abi else
+                 f"no Landlock inside ({why}): everything readable that this user can read")
+        return (f"sandbox: bubblewrap (all read-only but {len(policy.write)} writable roots: run dir, temp, caches; "
+                f"own pid namespace, nothing outlives a run; no capabilities; {net}) + {inner}")
     if abi == 0:
         if policy.mode == "landlock":
             raise SandboxError(f"sandbox = 'landlock' but {why}")
         return f"sandbox off: {why}; violations are still detected by comparing the run directory"
     net = "network on" if policy.network else ("TCP off" if abi >= 4 else "network on (TCP rules need ABI 4)")
+    no_bwrap = "" if policy.mode == "landlock" else \
+        f"; bubblewrap not used ({'a GPU is present' if bubblewrap()[0] else bubblewrap()[1]})"
     return (f"sandbox: Landlock ABI {abi}, writes to {len(policy.write)} roots (run dir, temp, caches), "
-            f"reads from an allow-list, {net}")
+            f"reads from an allow-list, {net}, no capabilities, strays killed at the end{no_bwrap}")
 
 
 def readable_root(policy: Policy, path: str | os.PathLike[str]) -> str | None:

@@ -213,7 +213,7 @@ def finished(exp: Experiment, result: RunResult, metric: str, changed: Sequence[
                      summary=dict(result.summary), exit_code=result.exit_code, error=error,
                      ended_at=time.time(), wall_seconds=result.wall_s, verified=result.verified,
                      claimed=result.claimed, holdout_bpb=holdout, holdout_gap=gap,
-                     **provenance.of_summary(result.summary),
+                     **provenance.of_summary(result.summary), sandbox=result.sandbox,
                      training_seconds=float(training) if isinstance(training, (int, float)) else None)
 
 
@@ -273,6 +273,7 @@ class Plan:
         result = execute(self.boundary.argv(command, worker), run_dir, log_path, env=env, stop=stop,
                          secrets=self.boundary.secrets, log_cap=int(self.config.log_cap_mb) << 20,
                          verify=self.verifier(run_dir, env, log_path, worker), **options)
+        result = replace(result, sandbox=self.boundary.label(worker))
         self.warn_passes(result, Path(log_path).stem)
         return result, self.boundary.changes(sha, worker) + self.checkout(Path(log_path).stem)
 

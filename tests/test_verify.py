@@ -223,3 +223,10 @@ def test_files_a_run_leaves_cannot_fool_the_verify_or_guard_command(tmp_path: Pa
     assert planted_conftest.status == "guard_failed", planted_conftest
     assert "1 failed" in planted_conftest.reason
     assert by["X to 1"].status == "keep" and by["X to 1"].metric == pytest.approx(10.0)
+    # every row says the boundary it actually ran under
+    from autoresearch_nb import sandbox
+    bwrap = sandbox.bubblewrap()[0] is not None and not sandbox.gpu_present()
+    landlocked = sandbox.landlock_abi()[0] > 0
+    expected = ("bubblewrap" if bwrap else "") + ("+" if bwrap and landlocked else "") + \
+        ("landlock" if landlocked else "") or "none"
+    assert {row.sandbox for row in by.values()} == {expected}
