@@ -48,6 +48,7 @@ from .errors import SandboxError
 
 MODES = landlock.MODES
 DEFAULT_FILE_MB = 10240
+COMPILE_FOLDER = "compile"  # beside a session's run directories: its runs' compile caches (compute_caches)
 USAGE = "usage: python -m autoresearch_nb.sandbox --policy JSON -- CMD..."
 landlock_abi = landlock.abi
 # Imported rather than run by path, so its byte-code is cached (compiling it each time costs more than the rest).
@@ -222,24 +223,19 @@ def _resolve(path: str | os.PathLike[str], base: Path) -> Path:
     return (p if p.is_absolute() else base / p).resolve()
 
 
-def compute_caches(env: dict[str, str] | None = None, gpu: bool | None = None) -> dict[str, str]:
-    """The shared compile caches a run writes (so it doesn't recompile every time), as the variables that
-    point at them: ``TORCHINDUCTOR_CACHE_DIR``, and with a GPU (``gpu=None``: if ``/dev/nvidiactl`` exists)
-    ``TRITON_CACHE_DIR`` and ``CUDA_CACHE_PATH``. Set explicitly, because under a private ``TMPDIR`` inductor
-    would otherwise cache in a directory that goes. A run can poison these for later runs (all sandboxed)."""
-    import getpass
-    import tempfile
-    env = dict(os.environ if env is None else env)
-    home = Path(env.get("HOME") or Path.home())
-    try:
-        user = getpass.getuser()
-    except Exception:
-        user = str(os.getuid())
-    caches = {"TORCHINDUCTOR_CACHE_DIR": env.get("TORCHINDUCTOR_CACHE_DIR")
-              or str(Path(tempfile.gettempdir()) / f"torchinductor_{user}")}
-    if gpu or (gpu is None and Path("/dev/nvidiactl").exists()):  # no GPU: no directories made in $HOME
-        caches["TRITON_CACHE_DIR"] = env.get("TRITON_CACHE_DIR") or str(home / ".triton" / "cache")
-        caches["CUDA_CACHE_PATH"] = env.get("CUDA_CACHE_PATH") or str(home / ".nv" / "ComputeCache")
+def compute_caches(root: str | os.PathLike[str], gpu: bool | None = None) -> dict[str, str]:
+    """The compile caches of a session's runs, all under ``root`` (beside the run directories), as the
+    variables that point at them: ``TORCHINDUCTOR_CACHE_DIR``, and with a GPU (``gpu=None``: if
+    ``/dev/nvidiactl`` exists) ``TRITON_CACHE_DIR`` and ``CUDA_CACHE_PATH``. Never the shared defaults
+    (``$TMPDIR/torchinductor_$USER``, ``~/.triton``, ``~/.nv``) nor the user's own settings of those variables: a
+    run can write code into a compile cache, and a later ``torch.compile`` that reads it runs that code, so
+    nothing outside the runs may ever read these. One cache per session: a run can still poison it for the
+    session's later runs (all sandboxed; a documented gap), which keeps CUDA from recompiling every run."""
+    base = Path(root)
+    caches = {"TORCHINDUCTOR_CACHE_DIR": str(base / "inductor")}
+    if gpu or (gpu is None and gpu_present()):  # no GPU: no folders for it
+        caches["TRITON_CACHE_DIR"] = str(base / "triton")
+        caches["CUDA_CACHE_PATH"] = str(base / "cuda")
     return caches
 
 
@@ -287,7 +283,7 @@ def policy_for(run_dir: str | os.PathLike[str], *, repo: str | os.PathLike[str] 
         raise SandboxError(f"sandbox must be one of {', '.join(MODES)}, not {mode!r}")
     run = Path(run_dir).resolve()
     base = Path(repo).resolve() if repo is not None else run
-    cache_env = compute_caches() if compile_caches else {}
+    cache_env = compute_caches(run.parent / COMPILE_FOLDER) if compile_caches else {}
     writable = [run] + ([Path(tmp).resolve()] if tmp else []) + [Path("/dev/shm")]
     # The dataset's files stay read-only (a run must not edit val.bin); its token and tokenizer caches are
     # written by train.py on first use of a tokenizer.

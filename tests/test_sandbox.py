@@ -2,8 +2,10 @@
 """The sandbox's promises, one per test, each through the real exec wrapper in a real subprocess."""
 from __future__ import annotations
 
+import getpass
 import os
 import re
+import tempfile
 import socket
 import subprocess
 import sys
@@ -303,11 +305,27 @@ def test_attacks_from_a_run_dir_leave_the_users_repository_alone(world, mode):
     assert R.refresh(repo, head.strip(), run).written == ("train.py",)  # ... and undone before the next run
 
 
-def test_compile_caches_point_outside_the_private_tmp(tmp_path):
-    caches = S.compute_caches({"HOME": str(tmp_path)}, gpu=True)
-    assert caches["TRITON_CACHE_DIR"] == str(tmp_path / ".triton" / "cache")
-    assert set(S.compute_caches({"HOME": str(tmp_path)}, gpu=False)) == {"TORCHINDUCTOR_CACHE_DIR"}
-    assert S.compute_caches({"TORCHINDUCTOR_CACHE_DIR": "/x"}, gpu=False)["TORCHINDUCTOR_CACHE_DIR"] == "/x"
+def test_compile_caches_are_the_sessions_own(world, monkeypatch):
+    """Issue 22: a run appended code to the shared inductor cache ($TMPDIR/torchinductor_$USER) that a later
+    unsandboxed torch.compile of the user's ran. Runs get caches beside their run directories, whatever the
+    user's own variables say."""
+    caches = S.compute_caches(world["tmp_path"] / "c", gpu=True)
+    assert caches == {"TORCHINDUCTOR_CACHE_DIR": str(world["tmp_path"] / "c" / "inductor"),
+                      "TRITON_CACHE_DIR": str(world["tmp_path"] / "c" / "triton"),
+                      "CUDA_CACHE_PATH": str(world["tmp_path"] / "c" / "cuda")}
+    assert set(S.compute_caches(world["tmp_path"], gpu=False)) == {"TORCHINDUCTOR_CACHE_DIR"}
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(world["tmp_path"] / "users-own"))
+    policy = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"])
+    env = dict(policy.env)
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == str(world["run"].resolve().parent / S.COMPILE_FOLDER / "inductor")
+    assert env["TORCHINDUCTOR_CACHE_DIR"] in policy.write
+    shared = Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}"
+    assert str(shared) not in policy.write
+    if S.landlock_abi()[0]:
+        shared.mkdir(exist_ok=True)  # the user's own cache, as their torch.compile makes it
+        r = sandboxed(world, f"open({str(shared / 'planted.py')!r}, 'w').write('x')")
+        assert r.returncode != 0 and "Permission denied" in r.stderr  # not the runs' to write
+        assert not (shared / "planted.py").exists()
 
 
 def test_extras_may_not_expose_secret_folders_or_the_whole_checkout(world):

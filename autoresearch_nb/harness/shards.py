@@ -23,6 +23,7 @@ import numpy as np
 
 from . import constants as C
 from .corpus import Corpus, CorpusError
+from .safefs import real_dir, write_file
 
 CHUNK_BYTES = 8 * 2**20  # bytes of the split per shard
 ENCODE_BYTES = 2**20
@@ -93,9 +94,7 @@ def _encode_chunk(split_file: str, start: int, end: int, tokenizer_file: str, na
             parts.append(tokenizer.encode(mm[start:piece_end]).astype(dtype))
             start = piece_end
     ids = np.concatenate(parts)
-    tmp = f"{out}.{os.getpid()}.tmp"
-    ids.tofile(tmp)
-    os.replace(tmp, out)
+    write_file(Path(out), ids.tobytes())  # never through a link a run planted in the shared cache
     return len(ids), hashlib.sha256(ids.tobytes()).hexdigest()
 
 
@@ -112,15 +111,18 @@ def tokenize_split(corpus: Corpus, tokenizer, split: str, *, workers: int | None
                    chunk_bytes: int = CHUNK_BYTES) -> Shards:
     """The split's token shards under ``tokens/<tokenizer>-<fingerprint>/<split>/``, made on first use."""
     from .tokenizer import tokenizer_path
-    folder = corpus.path / "tokens" / f"{tokenizer.name}-{corpus.fingerprint}" / split
+    rel = ("tokens", f"{tokenizer.name}-{corpus.fingerprint}", split)
+    folder = corpus.path.joinpath(*rel)
     dtype = token_dtype(tokenizer.vocab_size)
     manifest_path = folder / MANIFEST
     if not manifest_path.exists():
+        # runs may write this cache: every folder on the way is made real (a planted link is removed, not
+        # followed into the user's checkout), and each file is written by O_EXCL | O_NOFOLLOW and a rename
+        real_dir(corpus.path, *rel)
         split_file = corpus.path / f"{split}.bin"
         bounds = chunk_bounds(split_file, chunk_bytes)
         if not bounds:
             raise CorpusError(f"the {split} split of {corpus.path} is empty")
-        folder.mkdir(parents=True, exist_ok=True)
         names = [f"shard_{i:05d}.bin" for i in range(len(bounds))]
         todo = [(i, b) for i, b in enumerate(bounds) if not (folder / names[i]).exists()]
         args = [(str(split_file), s, e, str(tokenizer_path(corpus, tokenizer.name)), tokenizer.name, dtype.str,
@@ -141,9 +143,7 @@ def tokenize_split(corpus: Corpus, tokenizer, split: str, *, workers: int | None
             entries.append({"file": name, "bytes": [start, end], "tokens": tokens, "sha256": sha})
         manifest = {"tokenizer": tokenizer.name, "corpus": corpus.fingerprint, "split": split,
                     "dtype": dtype.name, "tokens": sum(e["tokens"] for e in entries), "shards": entries}
-        tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, manifest_path)
+        write_file(manifest_path, json.dumps(manifest, indent=1).encode())
     manifest = json.loads(manifest_path.read_text())
     arrays = tuple(np.memmap(folder / e["file"], dtype=manifest["dtype"], mode="r") if e["tokens"] else
                    np.zeros(0, dtype=manifest["dtype"]) for e in manifest["shards"])

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import constants as C
 from .corpus import Corpus, holdout_dir
+from .safefs import real_dir, write_file
 
 # Pre-tokenization (GPT-2's idea, our pattern): words with one leading space, digit runs, punctuation runs,
 # whitespace runs. Applied to latin-1 text so that one character is always one byte.
@@ -113,10 +114,9 @@ class BPETokenizer:
 
 
 def _replace(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (a reader sees the old file or the new one, never half)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` atomically (a reader sees the old file or the new one, never half), never
+    through a link a run planted (:func:`.safefs.write_file`)."""
+    write_file(path, data)
 
 
 # BPE merges are learnt from at most this many train bytes (evenly spaced slices), so training memory and time
@@ -198,7 +198,7 @@ def prepare_tokenizer(corpus: Corpus, name: str):
     data = tok.to_bytes()
     manifest = manifest_path(corpus)
     manifest.parent.mkdir(parents=True, exist_ok=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    real_dir(corpus.path, path.parent.relative_to(corpus.path).as_posix())  # runs may write there: no links
     with _locked(manifest.with_name(manifest.name + ".lock")):
         # read again under the lock: another trusted process (a second session) may have recorded its own
         # tokenizer while this one trained, and a manifest written from the first read would drop it
