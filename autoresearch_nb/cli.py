@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from .config import Config, check_tag
 from .errors import AgentError, AutoresearchError, BudgetExceeded, ConfigError
+from .safetext import printable
 
 _SKIP_FLAGS = {"max_experiments"}  # given explicitly below
 
@@ -110,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"autoresearch-nb: error: {e}", file=sys.stderr)
         return 2
     except AutoresearchError as e:
-        print(f"autoresearch-nb: {e}", file=sys.stderr)
+        print(f"autoresearch-nb: {printable(str(e))}", file=sys.stderr)  # may quote a run's output
         return 1
 
 
@@ -155,7 +156,7 @@ def _run(args: argparse.Namespace) -> int:
         loop.optimize(n=args.n, max_seconds=args.duration)
         best = loop.best
         if best is not None:
-            print(f"best: #{best.number} {loop.config.metric} {best.metric:.6f}  {best.description}  "
+            print(f"best: #{best.number} {loop.config.metric} {best.metric:.6f}  {printable(best.description)}  "
                   f"(branch {loop.workspace.branch}, results {loop.results_tsv})")
         duty = loop.results.attrs.get("duty_cycle")
         if duty is not None:  # the device's busy share of the loop's wall time (lookahead raises it)
@@ -221,6 +222,10 @@ def _results(args: argparse.Namespace) -> int:
                         "description", "reason") if c in df.columns]
     if "holdout_gap" in cols and df["holdout_gap"].isna().all():  # no holdout scored: no empty column
         cols.remove("holdout_gap")
+    text_columns = [c for c in ("description", "reason", "error") if c in df.columns]
+    if args.format in ("csv", "table") and len(df):  # agent and run text: escape sequences shown, never sent
+        df[text_columns] = df[text_columns].apply(lambda col: col.map(lambda v: printable(v) if isinstance(v, str)
+                                                                        else v))
     if args.format == "csv":
         df.to_csv(sys.stdout, index=False)
     elif args.format == "json":

@@ -349,6 +349,11 @@ def check_parameters(names: Iterable[str]) -> None:
 
 _SECRET_WORDS = {"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PWD", "CREDENTIAL", "CREDENTIALS",
                  "AUTH", "COOKIE", "SESSION"}
+# Names those rules would catch that hold paths or settings, never a secret: the shell's working directory (its
+# value, a path, was redacted from every log) and AWS's non-credential settings.
+_NOT_SECRET = frozenset({"PWD", "OLDPWD", "AWS_CA_BUNDLE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE",
+                         "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_DEFAULT_OUTPUT",
+                         "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE", "AWS_EC2_METADATA_DISABLED"})
 
 
 def looks_secret(name: str) -> bool:
@@ -357,8 +362,11 @@ def looks_secret(name: str) -> bool:
     Judged by whole words of the name (``HF_TOKEN``, ``ANTHROPIC_API_KEY``, ``DB_PASSWORD``), so that
     ``TOKENIZERS_PARALLELISM`` or ``KEYBOARD`` pass; anything ``AWS_*`` is withheld too.
     """
-    words = set(re.split(r"[^A-Za-z0-9]+", name.upper()))
-    return bool(words & _SECRET_WORDS) or name.upper().startswith("AWS_") or name.upper().endswith("KEY")
+    upper = name.upper()
+    if upper in _NOT_SECRET:
+        return False
+    words = set(re.split(r"[^A-Za-z0-9]+", upper))
+    return bool(words & _SECRET_WORDS) or upper.startswith("AWS_") or upper.endswith("KEY")
 
 
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

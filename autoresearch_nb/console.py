@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 from .events import Event, EventKind
 from .records import Experiment, Status
+from .safetext import printable
 
 
 def _minutes(seconds: float) -> str:
@@ -72,7 +73,7 @@ class ConsolePrinter:
         if event.kind == EventKind.PROGRESS and event.point is not None:
             self._progress(event)
         elif event.kind == EventKind.RUN_STARTED and e is not None:
-            self._write(f"#{e.number:<4} running   {e.description[:70]}")
+            self._write(f"#{e.number:<4} running   {printable(e.description)[:70]}")
         elif event.kind == EventKind.DECIDED and e is not None:
             self.done += 1
             if e.wall_seconds and e.status.ran:
@@ -84,9 +85,9 @@ class ConsolePrinter:
         elif event.kind in (EventKind.MESSAGE, EventKind.REPEAT_STARTED, EventKind.NOISE_FLOOR, EventKind.REVALIDATED,
                             EventKind.SETUP_STARTED) and event.message:
             # Repeat and confirmation runs, setup: say why the loop is busy.
-            self._write(("\n" if self.progress else "") + f"      {event.message}")
+            self._write(("\n" if self.progress else "") + f"      {printable(event.message)}")
         elif event.kind == EventKind.LOOP_FINISHED:
-            self._write(f"loop finished: {event.message}")
+            self._write(f"loop finished: {printable(event.message)}")
 
     def _overall(self) -> str:
         each = sum(self._took) / len(self._took) if self._took else None
@@ -119,10 +120,10 @@ class ConsolePrinter:
         if e.holdout_gap is not None:
             metric += f" (holdout gap {e.holdout_gap:+.4f})"
         cost = f" ${e.cost_usd:.3f}" if e.cost_usd else ""
-        reason = " ".join(e.reason.split())[:160]
+        reason = printable(" ".join(e.reason.split()))[:160]  # agent and run text: escapes shown, not sent
         why = f"  ({reason})" if reason and e.status not in (Status.KEEP,) else ""
         status = "rejected" if e.status == Status.INVALID and e.reason.startswith("rejected") else e.status.value
-        return f"#{e.number:<4} {status:<11} {self.metric} {metric} {took}{cost}  {e.description[:70]}{why}"
+        return f"#{e.number:<4} {status:<11} {self.metric} {metric} {took}{cost}  {printable(e.description)[:70]}{why}"
 
     def _write(self, text: str, end: str = "\n") -> None:
         self.stream.write(text + end)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import git as gitpython
 
 from .errors import ConfigError, GitError
+from .safetext import printable
 
 if TYPE_CHECKING:
     from .records import Experiment
@@ -55,7 +56,7 @@ STATUS_ARGS = ("status", "--porcelain", "-z", "--untracked-files=all")
 
 def commit_message(exp: "Experiment") -> str:
     """The commit message of an experiment: its number and description, then the run's tag."""
-    first = " ".join(exp.description.split())[:72] or "experiment"
+    first = printable(" ".join(exp.description.split()))[:72] or "experiment"  # no escapes in `git log`
     return f"exp {exp.number}: {first}\n\nautoresearch_nb tag {exp.tag}"
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .faults import pause
 from .records import Experiment, Status, best_of
+from .safetext import printable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -114,7 +115,7 @@ def tsv_line(e: Experiment, memory_key: str = "peak_memory_mb") -> str | None:
     value = e.metric if (e.metric is not None and status != "crash") else 0.0
     mem = e.summary.get(memory_key)
     mem_gb = float(mem) / 1024 if isinstance(mem, (int, float)) and status != "crash" else 0.0
-    desc = " ".join(e.description.split()).replace("\t", " ")
+    desc = printable(" ".join(e.description.split()).replace("\t", " "))
     return f"{(e.sha or '0000000')[:7]}\t{value:.6f}\t{mem_gb:.1f}\t{status}\t{desc}"
 
 

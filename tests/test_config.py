@@ -208,13 +208,14 @@ def test_anything_beats_no_metric() -> None:
 # -- secret-looking environment variables ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["ANTHROPIC_API_KEY", "MY_TOKEN", "DB_PASSWORD", "AWS_SECRET_ACCESS_KEY",
-                                  "GITHUB_TOKEN", "OPENAI_API_KEY", "STRIPE_SECRET", "GCP_CREDENTIALS"])
+                                  "GITHUB_TOKEN", "OPENAI_API_KEY", "STRIPE_SECRET", "GCP_CREDENTIALS", "DB_PWD",
+                                  "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"])
 def test_secret_names(name: str) -> None:
     assert looks_secret(name)
 
 
 @pytest.mark.parametrize("name", ["PATH", "HOME", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "LANG",
-                                  "AUTORESEARCH_TIME_BUDGET"])
+                                  "AUTORESEARCH_TIME_BUDGET", "PWD", "OLDPWD", "AWS_CA_BUNDLE", "AWS_REGION"])
 def test_ordinary_names(name: str) -> None:
     assert not looks_secret(name)
 
