@@ -132,12 +132,14 @@ class Boundary:
         return self._confined
 
     # -- one run --------------------------------------------------------------------------------------
-    def check_disk(self) -> str | None:
-        """Why a run may not start (too little free disk for the store, the log or the run), else None."""
-        need = int(self.config.min_free_mb)
+    def check_disk(self, during: bool = False) -> str | None:
+        """Why a run may not start (too little free disk for the store, the log or the run), else None; with
+        ``during``, why a running one must stop (under ``disk_floor_mb``: the store must still write its row)."""
+        need = int(self.config.disk_floor_mb if during else self.config.min_free_mb)
+        when = "while a run writes (disk_floor_mb)" if during else "before a run (min_free_mb)"
         for path in (self.root / STATE_DIR, self.run_dir(0).parent):
             path = path if path.exists() else path.parent
-            why = sandbox.check_disk(path, need) if need else None
+            why = sandbox.check_disk(path, need, when) if need else None
             if why:
                 return why
         return None

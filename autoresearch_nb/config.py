@@ -87,6 +87,9 @@ class Config:
                                    "in the row)")
     min_free_mb: int = setting(1024, "free disk (MB) needed before each run; less is a failed row and the "
                                      "loop stops")
+    disk_floor_mb: int = setting(256, "free disk (MB) kept during a run (checked every second): a run that "
+                                      "fills the disk past it is stopped, its row says why, the loop stops "
+                                      "(the store must be able to write that row); at most min_free_mb")
     # the whole run
     max_experiments: int | None = setting(None, "stop when the run holds this many experiments, baseline "
                                                 "included")
@@ -222,6 +225,9 @@ class Config:
             raise ConfigError(f"log_cap_mb must be >= 1, not {self.log_cap_mb!r}")
         if int(self.min_free_mb) < 0:
             raise ConfigError(f"min_free_mb must be >= 0, not {self.min_free_mb!r}")
+        if not 0 <= int(self.disk_floor_mb) <= max(int(self.min_free_mb), 0) and int(self.disk_floor_mb) != 0:
+            raise ConfigError(f"disk_floor_mb must be between 0 and min_free_mb ({self.min_free_mb}), not "
+                              f"{self.disk_floor_mb!r}")
         if self.max_cost_usd is not None and float(self.max_cost_usd) < 0:
             raise ConfigError(f"max_cost_usd must be >= 0, not {self.max_cost_usd!r}")
 

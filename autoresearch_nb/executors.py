@@ -149,7 +149,8 @@ class LocalExecutor:
             result = execute(argv, slot.path, job.log_path, env=env,
                              timeout_s=job.timeout_s, stop=slot.stop, on_point=lambda p: on_point(job.number, p),
                              on_start=on_start, stall_s=job.stall_s, secrets=self.boundary.secrets,
-                             log_cap=int(self.boundary.config.log_cap_mb) << 20, verify=verify)
+                             log_cap=int(self.boundary.config.log_cap_mb) << 20, verify=verify,
+                             watch=lambda: self.boundary.check_disk(during=True))
             result = replace(result, sandbox=self.boundary.label(worker))
         except Exception as e:  # the run could not start (sandbox, verifier): a failed row, never a hung driver
             if verify is not None:

@@ -33,6 +33,7 @@ from . import scrub
 from .records import CurvePoint, RunResult
 
 GRACE_S = 2.0
+WATCH_EVERY_S = 1.0  # how often a run's ``watch`` check (the disk floor) is called
 MAX_LINE = 4096      # characters of one output line kept for parsing; a flood of long lines stays bounded
 LOG_CAP = 64 << 20   # bytes of one run's log: the first and the last half are kept, the middle is cut
 MAX_POINTS = 10_000  # points kept in the result; past it every other one is dropped (the curve keeps its shape)
@@ -90,7 +91,8 @@ class Run:
                  on_point: Callable[[CurvePoint], None] | None = None,
                  on_start: Callable[[int], None] | None = None,
                  stall_s: float | None = None, secrets: tuple[str, ...] = (),
-                 log_cap: int = LOG_CAP, stdin: bool = False) -> None:
+                 log_cap: int = LOG_CAP, stdin: bool = False,
+                 watch: Callable[[], str | None] | None = None) -> None:
         from .scrub import Redactor, redact
         self.log_path = Path(log_path)
         self._log_cap, self._written, self._tail = max(int(log_cap), 2), 0, bytearray()
@@ -102,6 +104,7 @@ class Run:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout_s = timeout_s
         self.stall_s = stall_s
+        self._watch = watch  # called about once a second: a reason ends the run (the disk floor)
         self._on_point = on_point
         self._cancelled = threading.Event()
         self._lines: list[str] = []
@@ -245,7 +248,9 @@ class Run:
             return RunResult(exit_code=None, timed_out=False, wall_s=0.0, summary={}, failed=False,
                              error=self._start_error, log_path=str(self.log_path))
         timed_out = interrupted = stalled = False
+        stopped: str | None = None
         deadline = self.started + self.timeout_s
+        next_watch = self.started + WATCH_EVERY_S
         while True:
             try:
                 self.proc.wait(timeout=0.05)
@@ -261,6 +266,16 @@ class Run:
             elif self.stall_s and time.monotonic() - self._last_output >= self.stall_s:
                 timed_out = stalled = True
                 kill_group(self.proc.pid, poll=self.proc.poll)
+            elif self._watch is not None and stopped is None and time.monotonic() >= next_watch:
+                next_watch = time.monotonic() + WATCH_EVERY_S
+                try:
+                    stopped = self._watch()
+                except Exception as e:  # a broken check must not end a run; say so in its error
+                    stopped = None
+                    self._watch = None
+                    self._tail_lines.append(f"(the loop's check during the run failed: {e})")
+                if stopped:
+                    kill_group(self.proc.pid, poll=self.proc.poll)
         # A second call (a second Ctrl-C inside the first kill) finds the process already gone: a cancel
         # asked for still makes it an interrupted run, not a crash with the signal's exit code.
         interrupted = interrupted or (self._cancelled.is_set() and not timed_out)
@@ -281,7 +296,9 @@ class Run:
                    for k, v in protocol.parse_summary(self._lines).items()}
         failed = any(protocol.is_fail(line) for line in self._tail_lines)
         error = None
-        if stalled:
+        if stopped:
+            error = f"stopped by the loop: {stopped}"
+        elif stalled:
             error = stall_reason(self.stall_s or 0.0)
         elif timed_out:
             error = f"killed at the hard timeout ({self.timeout_s:g} s)"
@@ -289,7 +306,7 @@ class Run:
             error = "interrupted"
         elif code != 0 or failed:
             error = protocol.last_error(self._tail_lines) or (f"exit code {code}" if code else "FAIL")
-        return RunResult(exit_code=code, timed_out=timed_out, wall_s=wall, summary=summary, failed=failed,
+        return RunResult(exit_code=code, timed_out=timed_out, wall_s=wall, summary=summary, failed=failed or bool(stopped),
                          error=self._redact(error) if error else error, log_path=str(self.log_path), interrupted=interrupted,
                          stalled=stalled, points=tuple(self._points), log_cut=self.log_cut)
 

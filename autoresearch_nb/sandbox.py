@@ -422,7 +422,7 @@ def readable_root(policy: Policy, path: str | os.PathLike[str]) -> str | None:
     return next((root for root in (*policy.read, *policy.write) if _within(target, Path(root))), None)
 
 
-def check_disk(path: str | os.PathLike[str], min_free_mb: int = 1024) -> str | None:
+def check_disk(path: str | os.PathLike[str], min_free_mb: int = 1024, when: str = "before a run") -> str | None:
     """A one-line reason when the filesystem of ``path`` has under ``min_free_mb`` free (call it before each
     run, so the store and the log can still be written), else None.
 
@@ -434,7 +434,7 @@ def check_disk(path: str | os.PathLike[str], min_free_mb: int = 1024) -> str | N
     except OSError as e:
         return f"cannot check free disk space at {path}: {e}"
     if free < min_free_mb << 20:
-        return f"only {free >> 20} MB free at {path} (at least {min_free_mb} MB needed before a run)"
+        return f"only {free >> 20} MB free at {path} (at least {min_free_mb} MB needed {when})"
     return None
 
 

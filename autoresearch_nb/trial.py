@@ -111,7 +111,8 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
             on_start: Callable[[int], None] | None = None,
             on_interrupt: Callable[[RunResult], None] | None = None,
             verify: Callable[[RunResult], RunResult] | None = None, stall_s: float | None = None,
-            secrets: tuple[str, ...] = (), log_cap: int = LOG_CAP) -> RunResult:
+            secrets: tuple[str, ...] = (), log_cap: int = LOG_CAP,
+            watch: Callable[[], str | None] | None = None) -> RunResult:
     """Run ``command`` in ``run_dir`` to its end, the hard timeout, or a forced stop.
 
     A ``KeyboardInterrupt`` (a notebook's "interrupt kernel") ends the run cleanly, hands the result to
@@ -120,11 +121,12 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
     (a :class:`~.verify.Pending`, begun before the run so it warms up meanwhile) is closed here however the
     run ends. ``stall_s``: kill a run
     that prints nothing for that long (the stall watchdog; None: off). ``secrets``: values masked in the log;
-    ``log_cap``: bytes of log kept (head and tail).
+    ``log_cap``: bytes of log kept (head and tail). ``watch``: called every second; a reason it returns
+    stops the run (failed, with that reason: the disk floor).
     """
     try:
         run = Run(command, run_dir, log_path, timeout_s=timeout_s, env=env, on_point=on_point, on_start=on_start,
-                  stall_s=stall_s, secrets=secrets, log_cap=log_cap)
+                  stall_s=stall_s, secrets=secrets, log_cap=log_cap, watch=watch)
         stop.attach(run)
         try:
             result = run.wait()
@@ -272,10 +274,20 @@ class Plan:
         run_dir = self.boundary.prepare(sha, worker)
         result = execute(self.boundary.argv(command, worker), run_dir, log_path, env=env, stop=stop,
                          secrets=self.boundary.secrets, log_cap=int(self.config.log_cap_mb) << 20,
-                         verify=self.verifier(run_dir, env, log_path, worker), **options)
+                         verify=self.verifier(run_dir, env, log_path, worker), watch=self.disk_watch(), **options)
         result = replace(result, sandbox=self.boundary.label(worker))
         self.warn_passes(result, Path(log_path).stem)
         return result, self.boundary.changes(sha, worker) + self.checkout(Path(log_path).stem)
+
+    def disk_watch(self) -> Callable[[], str | None]:
+        """The check a run gets every second: under ``disk_floor_mb`` free it is stopped and the loop stops
+        after it (SQLite cannot write the row that says why once the disk is full)."""
+        def low_disk() -> str | None:
+            why = self.boundary.check_disk(during=True)
+            if why and self.stop is not None:
+                self.stop.set(reason=why)
+            return why
+        return low_disk
 
     def warn_passes(self, result: RunResult, label: str) -> None:
         """Say once per session (a MESSAGE, ``purpose="data"``) when a run saw its training split more than

@@ -401,3 +401,43 @@ def test_a_run_started_but_its_pid_never_saved_is_killed_at_the_reopen(tmp_path:
     assert r.returncode == 0, r.stderr
     assert runs() == []
     assert [d["status"] for d in rows(root)] == ["interrupted"]
+
+
+# -- the loop itself under a hostile run (issue 22) --------------------------------------------------------------
+
+FILL_DISK = """
+import time
+with open("filler.bin", "wb") as f:
+    for i in range(400):  # up to 20 GB, 50 MB at a time; the loop stops the run long before
+        f.write(b"\\1" * (50 << 20))
+        f.flush()
+        time.sleep(0.05)
+"""
+
+
+def test_a_run_that_fills_the_disk_is_stopped_with_a_row_that_says_why(tmp_path: Path) -> None:
+    """Once the store's disk was full, SQLite could not write the row saying why: a traceback, exit 1, the row
+    left running. Now free space is watched during the run: the run is stopped at the floor, its row records
+    why, the loop stops and the store opens afterwards."""
+    import shutil
+
+    from autoresearch_nb.view import load_results
+
+    root = research(tmp_path, misbehaving(("2.0", FILL_DISK), ("1.0", "pass")))
+    free_mb = shutil.disk_usage(root).free >> 20
+    if free_mb < 3000:
+        pytest.skip(f"only {free_mb} MB free: too little to fill safely")
+    # the run may start (min_free_mb is below what is free) and must stop 700 MB later (the floor)
+    try:
+        r = run_queue(root, "a", "--min-free-mb", str(free_mb - 300), "--disk-floor-mb", str(free_mb - 1000),
+                      "--timeout-s", "240")
+    finally:
+        from autoresearch_nb.rundir import run_dir_for
+        (run_dir_for(root, "a", 0) / "filler.bin").unlink(missing_ok=True)  # a GB the next run would delete
+    assert r.returncode == 0, r.stderr
+    df = load_results(root, "a")  # the store opens
+    filled = df[df["description"] == "X to 2.0"].iloc[0]
+    assert filled["status"] == "crash", filled.to_dict()
+    assert "stopped by the loop" in filled["error"] and "disk_floor_mb" in filled["error"]
+    assert "X to 1.0" not in set(df["description"])  # the loop stopped after it
+    assert (shutil.disk_usage(root).free >> 20) > free_mb - 3000  # stopped early, not at 20 GB

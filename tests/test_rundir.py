@@ -211,3 +211,36 @@ def test_diff_tree_works_from_a_shipped_listing(repo, first, tmp_path):
     assert R.diff_tree(shipped, run) == []
     (run / "train.py").write_text("X = 5\n")
     assert R.diff_tree(shipped, run) == ["train.py"]
+
+
+SPARSE = """X = 2.0
+with open("sparse.bin", "wb") as f:
+    f.truncate(3 << 30)  # 3 GB of holes: no disk used, but a whole read takes 3 GB of memory
+print("step 1 | loss: 0.5")
+print("---")
+print(f"score: {(X - 1) ** 2:.6f}")
+"""
+
+
+def test_a_huge_sparse_file_is_hashed_in_bounded_memory(tmp_path: Path) -> None:
+    """Issue 22: a 1.4 GB sparse file in the run directory made the loop read it whole (RSS 2.9 GB)."""
+    from research_repo import make_repo
+
+    root = make_repo(tmp_path / "r", {"train.py": "X = 3.0\n" + SPARSE.split("\n", 1)[1]})
+    (root / "queue.toml").write_text('[[experiment]]\ndescription = "X to 2 with a sparse file"\n'
+                                     'edits = [{ search = "X = 3.0", replace = "X = 2.0" }]\n')
+    driver = ("import resource, subprocess, sys\n"
+              "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+              "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+              "sys.stderr.write(done.stderr)\n")
+    cli = [sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "a", "--repo", str(root), "--agent", "queue",
+           "--metric", "score", "--time-budget", "5", "--noise-repeats", "1"]
+    done = subprocess.run([sys.executable, "-c", driver, *cli], capture_output=True, text=True, timeout=300)
+    code, max_rss_kb = map(int, done.stdout.split())
+    assert code == 0, done.stderr
+    assert max_rss_kb < 1_000_000, f"the loop's largest process held {max_rss_kb // 1024} MB"
+    from autoresearch_nb.view import load_results
+    df = load_results(root, "a")
+    assert list(df["status"]) == ["keep", "keep"]  # a new file is no change of the commit's files
+    from autoresearch_nb.rundir import run_dir_for
+    (run_dir_for(root, "a", 0) / "sparse.bin").unlink(missing_ok=True)
