@@ -139,8 +139,9 @@ WRITER = textwrap.dedent("""\
 @pytest.mark.parametrize("old", [False, True])  # into an empty folder, and over a good corpus
 def test_no_half_written_corpus_is_loadable(tmp_path, old):
     out = tmp_path / "out"
+    before = None
     if old:
-        prepare_folder(make_tree(tmp_path / "src"), out)
+        before = prepare_folder(make_tree(tmp_path / "src"), out).fingerprint
         assert load_corpus(out).meta["train_bytes"] > 0
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(out)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
@@ -148,11 +149,40 @@ def test_no_half_written_corpus_is_loadable(tmp_path, old):
     assert list(out.glob(".train.bin.*.tmp"))  # the write is under way
     writer.send_signal(signal.SIGKILL)
     writer.wait(30)
-    with pytest.raises(CorpusError):
-        load_corpus(out)
-    assert not (out / "meta.json").exists()
+    if old:  # the old corpus is still whole and loadable (issue 22: old or new, never missing)
+        assert load_corpus(out).fingerprint == before
+    else:
+        with pytest.raises(CorpusError):
+            load_corpus(out)
+        assert not (out / "meta.json").exists()
     corpus = prepare_folder(make_tree(tmp_path / "src2"), out)  # and a new prepare succeeds
     assert load_corpus(out).fingerprint == corpus.fingerprint
+
+
+PREPARE_AGAIN = textwrap.dedent("""\
+    import sys
+    from pathlib import Path
+    from autoresearch_nb.harness.corpus import prepare_folder
+    for _ in range(int(sys.argv[3])):
+        prepare_folder(Path(sys.argv[1]), Path(sys.argv[2]))
+    print("DONE", flush=True)
+""")
+
+
+def test_a_corpus_prepared_again_meanwhile_never_goes_missing_for_a_reader(tmp_path):
+    """Issue 22: another process re-prepared the shared corpus while a session ran; its next experiment found
+    "no prepared corpus". A reader now sees the corpus (old or new) at every moment of a prepare."""
+    src, out = make_tree(tmp_path / "src"), tmp_path / "out"
+    fingerprint = prepare_folder(src, out).fingerprint
+    writer = subprocess.Popen([sys.executable, "-c", PREPARE_AGAIN, str(src), str(out), "25"],
+                              stdout=subprocess.PIPE, text=True)
+    reads = 0
+    while writer.poll() is None:
+        corpus = load_corpus(out, auto_prepare=False)
+        assert corpus.fingerprint == fingerprint and len(corpus.split_bytes("val")) == corpus.meta["val_bytes"]
+        reads += 1
+    assert writer.returncode == 0 and writer.stdout.read().strip() == "DONE"
+    assert reads > 10
 
 
 def test_load_corpus_auto_prepares_only_the_default(tmp_path, monkeypatch):

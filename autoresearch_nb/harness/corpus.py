@@ -129,8 +129,9 @@ def split_documents(docs: Iterable[tuple[str, bytes]], val_fraction: float = C.V
 def write_corpus(out: Path, name: str, train: Iterable[tuple[str, bytes]], val: Iterable[tuple[str, bytes]],
                  *, holdout: Iterable[tuple[str, bytes]] = (), source: str,
                  fingerprint_prefix: str | None = None) -> Corpus:
-    """Write the splits then ``meta.json``; every file lands by atomic rename, so an interrupted run leaves
-    either the old corpus or no corpus, never a half-written one."""
+    """Write the splits then ``meta.json``; every file lands by atomic rename, and a split whose bytes did not
+    change is left as it was, so a session reading the corpus while another process prepares it again sees the
+    old corpus or the new one, never none (the old ``meta.json`` stays until the new one replaces it)."""
     stream = chain(((s, k, t) for s, docs in (("train", train), ("val", val), ("holdout", holdout))
                     for k, t in docs))
     return write_stream(out, name, stream, source=source, fingerprint_prefix=fingerprint_prefix)
@@ -144,15 +145,19 @@ def write_stream(out: Path, name: str, docs: Iterable[tuple[str, str, bytes]], *
     out.mkdir(parents=True, exist_ok=True)
     hidden = holdout_dir(out)
     hidden.mkdir(parents=True, exist_ok=True)
-    (out / META).unlink(missing_ok=True)
+    try:  # what is there now: a split with the same size and hash is not replaced (readers keep reading it)
+        old = json.loads((out / META).read_text())
+        old = old if isinstance(old, dict) else {}
+    except (OSError, ValueError):
+        old = {}
     (out / "holdout.bin").unlink(missing_ok=True)  # a format-2 corpus kept it where runs can read it
     meta: dict = {"name": name, "source": source, "format": FORMAT, "separator": C.DOC_SEPARATOR.hex()}
     writers = {split: _SplitWriter((hidden if split == "holdout" else out) / f"{split}.bin") for split in SPLITS}
     try:
         for split, key, text in docs:
             writers[split].add(key, text)
-        for writer in writers.values():
-            writer.commit()
+        for split, writer in writers.items():
+            writer.commit(old.get(f"{split}_bytes"), old.get(f"{split}_sha256"))
     finally:
         for writer in writers.values():
             writer.discard()
@@ -191,9 +196,17 @@ class _SplitWriter:
         self.count, self.size = self.count + 1, self.size + len(text)
         self.keys.append(key)
 
-    def commit(self) -> None:
+    def commit(self, old_size: object = None, old_sha256: object = None) -> None:
+        """Rename into place, unless the file there already holds these bytes (same size and hash as its
+        ``meta.json`` records, checked on disk by size): then it stays, and readers never see it change."""
         self.file.close()
-        os.replace(self.tmp, self.path)
+        try:
+            same = old_size == self.size and old_sha256 == self.digest.hexdigest() and \
+                self.path.stat().st_size == self.size
+        except OSError:
+            same = False
+        if not same:
+            os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
         self.file.close()
