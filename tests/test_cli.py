@@ -136,24 +136,34 @@ def test_signal_stops_cleanly(repo: Path, sig: signal.Signals, code: int) -> Non
     assert not [p.cmdline() for p in group if alive(p)]
 
 
-def test_kill_9_of_the_cli_leaves_the_run_until_the_tag_is_reopened(repo: Path) -> None:
-    """The opposite case, which shows the group check above can fail: kill -9 cleans nothing up."""
+@pytest.mark.parametrize("mode", ["landlock", "bubblewrap"])
+def test_kill_9_of_the_cli_leaves_the_run_until_the_tag_is_reopened(repo: Path, mode: str) -> None:
+    """The opposite case, which shows the group check above can fail: kill -9 cleans nothing up, so the reopened
+    tag kills the orphan. Under bubblewrap (--die-with-parent, its own pid namespace) the run dies with the CLI."""
+    from autoresearch_nb import sandbox
+    if mode == "bubblewrap" and sandbox.bubblewrap()[0] is None:
+        pytest.skip(sandbox.bubblewrap()[1])
+    if mode == "landlock" and sandbox.landlock_abi()[0] == 0:
+        pytest.skip("no Landlock here")
     (repo / "queue.toml").write_text(SLOW_QUEUE)
     proc = subprocess.Popen([sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "s", "--repo", str(repo),
-                             "--agent", "queue", "--metric", "score", "--timeout", "120"],
+                             "--agent", "queue", "--metric", "score", "--timeout", "120", "--sandbox", mode],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     group = run_group(running_pid(repo, "s", 1, proc))
     proc.kill()
     proc.wait(30)
-    assert [p for p in group if alive(p)]  # the orphaned run is still there
+    if mode == "bubblewrap":
+        psutil.wait_procs(group, timeout=30)
+        assert not [p.cmdline() for p in group if alive(p)]  # gone with the CLI
+    else:
+        assert [p for p in group if alive(p)]  # the orphaned run is still there
     r = cli("run", "--tag", "s", "--repo", str(repo), "--agent", "queue", "--metric", "score",
-            "--max-experiments", "2")
+            "--max-experiments", "2", "--sandbox", mode)
     assert r.returncode == 0, r.stderr
     psutil.wait_procs(group, timeout=30)
     assert not [p.cmdline() for p in group if alive(p)]
     data = json.loads(cli("results", "--tag", "s", "--repo", str(repo), "--format", "json").stdout)
     assert [d["status"] for d in data][:2] == ["keep", "interrupted"]
-
 
 
 @pytest.mark.parametrize("key,agent", [(None, "tuner"), ("sk-ant-" + "test-not-real", "claude")])
