@@ -1,8 +1,9 @@
 # loaded by .ci/run: AUTORESEARCH_NB_STRICT_SKIPS=1 python -m pytest -p tests.strict_skips
-"""In CI a skipped browser or Ray test fails the run: a skip there means the promise went unchecked.
+"""In CI a skipped browser, Ray or bubblewrap test fails the run: a skip there means the promise went unchecked.
 
 With ``AUTORESEARCH_NB_STRICT_SKIPS=1``, a skipped test (or a skipped module) fails when its file is
-``tests/test_browser.py`` or its skip reason mentions ray, chromium or playwright, and the terminal summary says
+``tests/test_browser.py`` or its skip reason mentions ray, chromium, playwright or bubblewrap, and the terminal
+summary says
 why, one line per test. An expected failure (xfail) is not a skip. Without the variable the plugin does nothing,
 so ``pytest -p tests.strict_skips`` is safe on a laptop with no Chromium.
 """
@@ -16,7 +17,7 @@ import pytest
 
 ENV = "AUTORESEARCH_NB_STRICT_SKIPS"
 STRICT_FILES = frozenset({"test_browser.py"})
-STRICT_REASON = re.compile(r"\b(ray|chromium|playwright)\b", re.IGNORECASE)
+STRICT_REASON = re.compile(r"\b(ray|chromium|playwright|bubblewrap)\b", re.IGNORECASE)
 _failed: list[str] = []
 
 
@@ -40,7 +41,7 @@ def _enforce(report: pytest.TestReport | pytest.CollectReport) -> None:
     if not (in_strict_file or STRICT_REASON.search(reason)):
         return
     why = (f"{report.nodeid}: skipped in CI ({ENV}=1): {reason} -- the browser and Ray tests must run here; "
-           "install what the reason names (.ci/run installs /usr/bin/chromium and the dev extra)")
+           "install what the reason names (.ci/run installs /usr/bin/chromium, bubblewrap and the dev extra)")
     _failed.append(why)
     if isinstance(report, pytest.TestReport):
         report.outcome = "failed"

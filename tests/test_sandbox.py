@@ -449,3 +449,57 @@ def test_the_holdout_folder_is_beside_the_dataset_and_outside_a_runs_reads(world
     exposed = S.policy_for(world["run"], repo=world["repo"], tmp=world["tmp"], mode="auto", network=False,
                            data=data, read=(str(data.parent),))
     assert S.readable_root(exposed, holdout_dir(data)) == str(data.parent.resolve())
+
+
+UNPRIVILEGED = """
+import os, subprocess, sys
+sys.path.insert(0, sys.argv[1])
+from autoresearch_nb import sandbox as S
+run, tmp = sys.argv[2], sys.argv[3]
+p = S.policy_for(run, tmp=tmp, mode="bubblewrap", network=False)
+code = ("import os, socket, subprocess\\n"
+        "open('ok', 'w').write('written')\\n"
+        "try:\\n    os.chmod('/etc/hostname', 0o600); print('CHMOD', 'allowed')\\n"
+        "except OSError as e:\\n    print('CHMOD', e.errno)\\n"
+        "try:\\n    socket.socket(socket.AF_INET, socket.SOCK_RAW, 6); print('RAW', 'allowed')\\n"
+        "except OSError as e:\\n    print('RAW', e.errno)\\n"
+        "subprocess.Popen(['setsid', 'sleep', '33.5'])\\n")
+done = subprocess.run(S.wrap(["python", "-c", code], p), cwd=run, capture_output=True, text=True, timeout=60)
+print(S.label(p), os.getuid(), done.returncode, done.stdout.replace("\\n", " "), done.stderr[-300:])
+"""
+
+
+def test_bubblewrap_works_for_an_unprivileged_user_too(world):
+    """As root (the tests above) and as an unprivileged user (user namespaces): read-only mounts, no raw
+    sockets, nothing outlives the run."""
+    import shutil as sh
+    if S.bubblewrap()[0] is None:
+        pytest.skip(S.bubblewrap()[1])
+    if os.geteuid() != 0 or not sh.which("setpriv"):
+        pytest.skip("needs root and setpriv to become an unprivileged user (the tests above run as this user)")
+    # an interpreter the unprivileged user can run (this one may live under /root); the sandbox is stdlib only
+    unprivileged = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    python = next((c for c in (sys.executable, "/usr/bin/python3") if subprocess.run(
+        [*unprivileged, S.bubblewrap()[0], "--ro-bind", "/", "/", "--dev", "/dev", "--", c, "-c", "pass"],
+        capture_output=True).returncode == 0), None)
+    if python is None or subprocess.run([*unprivileged, "test", "-r", str(ROOT / "autoresearch_nb" / "sandbox.py")]).returncode:
+        pytest.skip("no Python and checkout an unprivileged user can read here (bubblewrap's unprivileged path)")
+    base = Path(tempfile.mkdtemp(prefix="autoresearch-unpriv-"))
+    try:
+        run, tmp = base / "w0", base / "w0.tmp"
+        run.mkdir()
+        tmp.mkdir()
+        for path in (base, run, tmp):
+            os.chown(path, 65534, 65534)
+        done = subprocess.run([*unprivileged, python, "-c", UNPRIVILEGED, str(ROOT), str(run), str(tmp)],
+                              capture_output=True, text=True, timeout=120, cwd=base, env={**os.environ, "HOME": str(base)})
+        assert done.returncode == 0, done.stderr
+        label, uid, code, *rest = done.stdout.split()
+        assert label.startswith("bubblewrap") and uid == "65534" and code == "0", done.stdout
+        out = " ".join(rest)
+        assert "CHMOD 30" in out or "CHMOD 1" in out  # EROFS (or EPERM): never allowed
+        assert "RAW 1" in out                          # EPERM
+        assert (run / "ok").read_text() == "written"
+        assert alive("sleep 33.5") == []
+    finally:
+        sh.rmtree(base, ignore_errors=True)
