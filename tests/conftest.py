@@ -67,3 +67,11 @@ def _run_dirs(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = old
+
+
+def orphan_mode() -> str:
+    """A sandbox mode under which a run outlives a kill -9 of its loop, for the tests of the reopen's orphan kill:
+    Landlock alone (its wrapper is a subreaper, not tied to the loop), or none where Landlock is missing. Under
+    bubblewrap (--die-with-parent) the run dies with the loop; tests of that pass ``bubblewrap`` explicitly."""
+    from autoresearch_nb import sandbox
+    return "landlock" if sandbox.landlock_abi()[0] else "none"

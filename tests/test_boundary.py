@@ -18,6 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # research_repo.py sits beside this file
 from research_repo import git, make_repo, run_queue, target  # noqa: E402
+from conftest import orphan_mode  # noqa: E402
 
 
 
@@ -376,7 +377,8 @@ def test_a_run_started_but_its_pid_never_saved_is_killed_at_the_reopen(tmp_path:
     run_dir = run_dir_for(root, "a", 0)
     env = {**os.environ, "AUTORESEARCH_FAULT_PAUSE": "started", "AUTORESEARCH_FAULT_PAUSE_S": "60"}
     proc = subprocess.Popen([sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "a", "--repo", str(root),
-                             "--agent", "queue", "--metric", "score", "--time-budget", "5", "--noise-repeats", "1"],
+                             "--agent", "queue", "--metric", "score", "--time-budget", "5", "--noise-repeats", "1",
+                             "--sandbox", orphan_mode()],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     for line in proc.stderr:  # the baseline's run has started: kill the loop in its pid gap
         if line.startswith("fault-pause started"):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import DEMO_TARGET, git
+from conftest import DEMO_TARGET, git, orphan_mode
 
 from autoresearch_nb import ConfigError, EventKind, Loop, Proposal, Status, load_results
 from autoresearch_nb.agents.base import QueueExhausted
@@ -476,7 +476,7 @@ def wait_for_row(repo: Path, number: int, status: Status, tag: str = "k"):
 @pytest.mark.parametrize("kept_first", [False, True])  # the best is the baseline, or a kept experiment
 def test_kill_9_mid_run_then_reopen(repo: Path, tmp_path: Path, kept_first: bool) -> None:
     steps = [("X to 1", "X = 3.0", "X = 1.0"), SLOW] if kept_first else [SLOW]
-    proc = start_driver(repo, tmp_path, steps)
+    proc = start_driver(repo, tmp_path, steps, config={"sandbox": orphan_mode()})
     slow = len(steps)
     run = psutil.Process(wait_for_row(repo, slow, Status.RUNNING).pid)  # before the kill: see alive()
     proc.send_signal(signal.SIGKILL)
@@ -532,7 +532,8 @@ def test_kill_9_during_the_noise_repeats_kills_the_orphaned_repeat_on_reopen(rep
     slow_repeats = DEMO_TARGET.replace("SLEEP = 0.0", "SLEEP = 0.0 if os.environ['AUTORESEARCH_SEED'] == '42' else 60")
     (repo / "train.py").write_text(slow_repeats)
     git(repo, "commit", "-qam", "slow repeats")
-    proc = start_driver(repo, tmp_path, [], then="", config={"noise_repeats": 3}, wait_baseline=False)
+    proc = start_driver(repo, tmp_path, [], then="", config={"noise_repeats": 3, "sandbox": orphan_mode()},
+                        wait_baseline=False)
     deadline = time.monotonic() + 60
     while not (repeats := runs_of("k/0", seed="43")) and time.monotonic() < deadline:
         time.sleep(0.05)
