@@ -201,3 +201,67 @@ def test_the_core_never_imports_the_dashboard_at_module_level() -> None:
         tree = ast.parse(f.read_text())
         top = [n for n in tree.body if isinstance(n, ast.ImportFrom)]
         assert not any((n.module or "").startswith("dashboard") and n.level for n in top), f
+
+
+# -- the code map (ARCHITECTURE.md), checked -----------------------------------------------------------------------
+
+def third_party(path: Path) -> set[str]:
+    """Top-level names of the non-stdlib, non-package modules ``path`` imports (any depth)."""
+    import sys
+    found = set()
+    for node in _imports(ast.parse(path.read_text(), str(path))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            ([] if node.level else [node.module or ""])
+        found.update(n.split(".")[0] for n in names)
+    return {n for n in found if n and n not in sys.stdlib_module_names and n not in ("__future__", "autoresearch_nb")}
+
+
+P = "autoresearch_nb."
+HARNESS_THIRD_PARTY = {"torch", "numpy", "tokenizers", "pyarrow", "tqdm", "psutil"}  # what a bare GPU box has
+# module (or package prefix ending in ".") -> (third-party modules it may import, package modules it may import:
+# exact names, or prefixes ending in ".")
+CODE_MAP = {
+    P + "protocol": (set(), set()),
+    P + "safetext": (set(), set()),
+    P + "errors": (set(), set()),
+    P + "records": (set(), set()),
+    P + "landlock": (set(), {P + "errors"}),  # the errors import falls back when run by path
+    P + "provenance": (set(), {P + "errors"}),
+    P + "rundir": (set(), {P + "errors"}),
+    P + "sandbox": (set(), {P + "errors", P + "provenance", P + "landlock"}),
+    P + "causal": ({"torch"}, set()),
+    P + "harness.safefs": (set(), set()),
+    # the package root only for __version__ (its other names resolve lazily)
+    P + "harness.": (HARNESS_THIRD_PARTY, {"autoresearch_nb", P + "harness", P + "harness.", P + "provenance",
+                                           P + "protocol", P + "errors"}),
+}
+
+
+def contract_for(name: str) -> tuple[set[str], set[str]] | None:
+    if name in CODE_MAP:
+        return CODE_MAP[name]
+    prefixes = [k for k in CODE_MAP if k.endswith(".") and (name + ".").startswith(k)]
+    return CODE_MAP[max(prefixes, key=len)] if prefixes else None
+
+
+def test_the_code_map_is_checked_against_every_module_it_names() -> None:
+    graph, mods, broken = import_graph(), modules(), []
+    assert all(k in mods or k.endswith(".") for k in CODE_MAP), "CODE_MAP names a module that does not exist"
+    for name, path in mods.items():
+        contract = contract_for(name)
+        if contract is None:
+            continue
+        outside, inside = contract
+        extra = third_party(path) - outside
+        reach = {m for m in graph[name] if not any(m == a or (a.endswith(".") and m.startswith(a)) for a in inside)}
+        if extra or reach:
+            broken.append(f"{name}: imports {sorted(extra | reach)}, outside its place in the code map")
+    assert not broken, "\n".join(broken)
+
+
+def test_the_code_map_check_sees_a_forbidden_import(tmp_path: Path) -> None:
+    path = tmp_path / "m.py"
+    path.write_text("import os\nfrom pandas import DataFrame\ndef f():\n    import torch.nn\n")
+    assert third_party(path) == {"pandas", "torch"}
+    assert contract_for(P + "harness.evaluate") == CODE_MAP[P + "harness."]
+    assert contract_for(P + "harness.safefs") == (set(), set())
