@@ -138,7 +138,8 @@ class Boundary:
         need = int(self.config.disk_floor_mb if during else self.config.min_free_mb)
         when = "while a run writes (disk_floor_mb)" if during else "before a run (min_free_mb)"
         for path in (self.root / STATE_DIR, self.run_dir(0).parent):
-            path = path if path.exists() else path.parent
+            while not path.exists() and path != path.parent:  # not made yet: the disk it will be on
+                path = path.parent
             why = sandbox.check_disk(path, need, when) if need else None
             if why:
                 return why

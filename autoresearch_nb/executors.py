@@ -16,48 +16,22 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .records import CurvePoint, RunResult
-from .trial import StopSignal, execute
-from .verify import Verification
+from .pipeline import Hooks, Job, LocalSite, Outcome, StopSignal, failed, run_job
+from .records import CurvePoint
 
 PointSink = Callable[[int, CurvePoint], None]
-
-
-@dataclass(frozen=True)
-class Job:
-    """One experiment commit to run."""
-
-    number: int
-    sha: str
-    command: str
-    editable: str
-    timeout_s: float
-    env: dict[str, str]
-    log_path: str
-    allow: tuple[str, ...] = ()        # secret-looking variables passed through on purpose (env_allow)
-    stall_s: float | None = None       # the runner's stall watchdog (Config.stall_s); None: off
-    verification: Verification | None = None  # verify and guard after the run (autoresearch_nb.verify)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What came back from a worker."""
-
-    number: int
-    worker: int
-    result: RunResult
-    changed: tuple[str, ...] = ()       # paths the run changed besides committed content (violations)
-    lost: bool = False                  # the worker or node died; the result is a stand-in
+__all__ = ["Executor", "Job", "LocalExecutor", "Outcome", "PointSink", "device_env", "gpu_count"]
 
 
 class Executor(Protocol):
     """What the parallel driver needs of an executor (local threads or Ray tasks)."""
 
     slots: int
+    on_phase: Callable[[int | str, str], None] | None  # the driver's: (experiment number, pipeline phase)
 
     def free(self) -> int: ...                                       # workers without a job
     def submit(self, job: Job, on_point: PointSink) -> int: ...      # returns the worker index
@@ -109,6 +83,7 @@ class LocalExecutor:
         self._slots = [_Slot(i, boundary.run_dir(i + 1)) for i in range(workers)]
         self._done: "queue.Queue[Outcome]" = queue.Queue()
         self._lock = threading.Lock()
+        self.on_phase: Callable[[int | str, str], None] | None = None  # the driver's: (number, phase)
 
     def free(self) -> int:
         with self._lock:
@@ -122,47 +97,35 @@ class LocalExecutor:
             slot.number, slot.pid = job.number, None
             slot.stop.clear()
             slot.started.clear()
-        try:
-            self.boundary.prepare(job.sha, slot.index + 1)
-        except BaseException:
-            with self._lock:
-                slot.number = None
-            raise
-        env = {**job.env, **self._env_for(slot.index), "AUTORESEARCH_WORKER": str(slot.index)}
-        slot.thread = threading.Thread(target=self._run, args=(slot, job, env, on_point), daemon=True,
+        extra = {**self._env_for(slot.index), "AUTORESEARCH_WORKER": str(slot.index)}
+        slot.thread = threading.Thread(target=self._run, args=(slot, job, extra, on_point), daemon=True,
                                        name=f"autoresearch-worker-{slot.index}")
         slot.thread.start()
         slot.started.wait(10)  # so pid() names the run as soon as submit returns
         return slot.index
 
-    def _run(self, slot: _Slot, job: Job, env: dict[str, str], on_point: PointSink) -> None:
+    def _run(self, slot: _Slot, job: Job, extra: dict[str, str], on_point: PointSink) -> None:
         def on_start(pid: int) -> None:
             slot.pid = pid
             slot.started.set()
 
-        worker = slot.index + 1
-        verify = None
+        site = LocalSite(self.boundary, slot.index + 1, extra)
+        hooks = Hooks(on_point=lambda p: on_point(job.number, p), on_start=on_start,
+                      on_phase=(lambda name: self.on_phase(job.number, name)) if self.on_phase else None)
         try:
-            argv = self.boundary.argv(job.command, worker)
-            check = job.verification
-            verify = None if check is None else self.boundary.begin(check, slot.path, env, job.log_path, worker)
-            result = execute(argv, slot.path, job.log_path, env=env,
-                             timeout_s=job.timeout_s, stop=slot.stop, on_point=lambda p: on_point(job.number, p),
-                             on_start=on_start, stall_s=job.stall_s, secrets=self.boundary.secrets,
-                             log_cap=int(self.boundary.config.log_cap_mb) << 20, verify=verify,
-                             watch=lambda: self.boundary.check_disk(during=True))
-            result = replace(result, sandbox=self.boundary.label(worker))
+            outcome = run_job(job, site, slot.stop, hooks, worker=slot.index)
         except Exception as e:  # the run could not start (sandbox, verifier): a failed row, never a hung driver
-            if verify is not None:
-                verify.close()
-            result = RunResult(exit_code=None, timed_out=False, wall_s=0.0, summary={}, failed=True,
-                               error=f"the run could not start: {type(e).__name__}: {e}", log_path=str(job.log_path))
+            why = failed(job, f"the run could not start: {type(e).__name__}: {e}")
+            try:
+                changed = tuple(site.changes(job))  # the next job's prepare undoes them
+            except Exception:  # nothing was exported: nothing changed
+                changed = ()
+            outcome = Outcome(job.number, slot.index, why, changed)
         finally:
             slot.started.set()  # a command that could not start never called on_start
-        changed = tuple(self.boundary.changes(job.sha, worker))  # the next job's prepare undoes them
         with self._lock:
             slot.number, slot.pid = None, None
-        self._done.put(Outcome(job.number, slot.index, result, changed))
+        self._done.put(outcome)
 
     def poll(self, timeout: float) -> list[Outcome]:
         out: list[Outcome] = []

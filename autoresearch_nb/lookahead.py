@@ -41,7 +41,7 @@ from .recorder import Recorder
 from .records import Experiment, Status, is_baseline
 from .serial import Limits, optimize_serially
 from .store import Store
-from .trial import StopSignal
+from .pipeline import StopSignal
 
 AUTO_SHARE = 0.02  # auto: overlap when a proposal takes more than this share of a run
 # ... and more than this many seconds: overlapping a faster agent saves less than that per experiment, while the

@@ -28,7 +28,7 @@ from .proposals import ask_agent
 from .errors import BudgetExceeded, ConfigError, StateError
 from .events import EventBus, EventKind, Listener
 from .faults import pause
-from .git import STATE_DIR, Workspace, commit_message, find_repo
+from .git import STATE_DIR, Workspace, find_repo
 from .recorder import PointBuffer, Recorder
 from .records import CurvePoint, Experiment, RunResult, Status, is_baseline
 from .repeats import Repeats
@@ -37,6 +37,7 @@ from .runner import log_tail
 from .serial import Limits
 from .session import RunLock, check_comparable, check_tag, recover
 from .store import Store
+from .pipeline import Hooks, launch_commit, settle
 from .trial import Plan, StopSignal, finished
 from .view import load_results, store_path  # noqa: F401  (load_results: re-exported)
 
@@ -292,16 +293,12 @@ class Loop:
         self.setup()
         rec = self._recorder
         parent = exp.parent_sha or rec.head_sha()
-        self.workspace.restore(parent)
-        sha = parent
-        if exp.content != self.workspace.read(parent):
-            sha = self.workspace.commit(exp.content, commit_message(exp))
+        sha = launch_commit(self.workspace, exp, parent)
         pause("commit")
-        self.workspace.keep_ref(exp.number, sha)
         seed = self._plan.seed(seed)
-        log_path = self._plan.log_path(f"{exp.number:04d}")
+        job = self._plan.job(exp.number, sha, seed, f"{exp.number:04d}")
         running = rec.save(exp.with_(status=Status.RUNNING, sha=sha, started_at=time.time(), seed=seed,
-                                     log_path=str(log_path)))
+                                     log_path=job.log_path))
         pause("saved-running")
         self.store.clear_points(self.tag, exp.number)
         points = PointBuffer(self.store, self.tag, exp.number)
@@ -316,11 +313,10 @@ class Loop:
             running = rec.save(running.with_(pid=pid))
 
         rec.emit(EventKind.RUN_STARTED, running)
-        result, changed = self._plan.run(self.config.command, sha, log_path, env=self._plan.env(seed, exp.number),
-                                         timeout_s=self.config.hard_timeout_s, stop=self._stop, on_point=on_point,
-                                         on_start=on_start,
-                                         on_interrupt=lambda r: self._finish_run(running, r, points, ()),
-                                         stall_s=self.config.stall_s)
+        hooks = Hooks(on_point=on_point, on_start=on_start,
+                      on_interrupt=lambda r: self._finish_run(running, r, points, ()),
+                      on_phase=lambda name: rec.emit(EventKind.PHASE, running, message=name, seed=seed))
+        result, changed = self._plan.finish(job, self._plan.run_here(job, self._stop, hooks))
         return self._finish_run(running, result, points, changed)
 
     def setup(self) -> None:
@@ -346,9 +342,7 @@ class Loop:
         if exp.status == Status.RUNNING:
             exp = self._repeats.judge(exp, self.best)  # noise.judge; marginal passes get confirmation runs first
         pause("decide")
-        exp = self._recorder.record(exp)  # the record first, then git (Karpathy's PR #306)
-        if exp.status != Status.KEEP:
-            self.workspace.restore(parent)
+        exp = settle(self._recorder, self.workspace, exp, parent)
         self._repeats.maybe_revalidate(exp)
         return exp
 

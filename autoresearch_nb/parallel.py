@@ -27,8 +27,9 @@ from .serial import MAX_IDLE_PROPOSALS, Limits
 from .edits import content_hash, unified_diff
 from .errors import BudgetExceeded
 from .events import EventKind
-from .executors import Executor, Job, LocalExecutor, Outcome
-from .git import Workspace, commit_message
+from .executors import Executor, LocalExecutor, Outcome
+from .pipeline import Job, launch_commit, settle
+from .git import Workspace
 from .recorder import PointBuffer, Recorder
 from .records import CurvePoint, Experiment, Status
 from .repeats import Repeats, with_first_run
@@ -140,26 +141,31 @@ class ParallelDriver:
         self.baseline = baseline
         self.propose = propose
         self.executor = executor
+        executor.on_phase = self._on_phase
         self.in_flight: dict[int, Experiment] = {}
+        self.jobs: dict[int, Job] = {}  # the job of each experiment in flight (finished by the run plan)
         self.retry: list[Experiment] = []  # re-applied proposals waiting for a free worker
         self._points: dict[int, PointBuffer] = {}
         self._generation: dict[int, int] = {}  # how many times an experiment's change was re-applied
 
     # -- launching -----------------------------------------------------------------------------------
     def launch(self, exp: Experiment) -> Experiment:
-        cfg, rec = self.config, self.recorder
+        rec = self.recorder
         self.setup()
-        sha = self.workspace.commit_on(exp.parent_sha, exp.content, commit_message(exp))
-        self.workspace.keep_ref(exp.number, sha)
+        sha = launch_commit(self.workspace, exp, exp.parent_sha or rec.head_sha())
         seed = self.plan.seed()
-        log_path = self.plan.log_path(f"{exp.number:04d}")
-        exp = exp.with_(status=Status.RUNNING, sha=sha, seed=seed, started_at=time.time(), log_path=str(log_path),
+        job = self.plan.job(exp.number, sha, seed, f"{exp.number:04d}")
+        exp = exp.with_(status=Status.RUNNING, sha=sha, seed=seed, started_at=time.time(), log_path=job.log_path,
                         runs=[], seeds=[])
         rec.store.clear_points(rec.tag, exp.number)
-        job = Job(exp.number, sha, cfg.command, cfg.editable, cfg.hard_timeout_s, self.plan.env(seed, exp.number),
-                  str(log_path), tuple(cfg.env_allow), stall_s=cfg.stall_s, verification=self.plan.checks())
+        self.jobs[exp.number] = job
         self._points[exp.number] = PointBuffer(rec.store, rec.tag, exp.number)
-        worker = self.executor.submit(job, self._on_point)
+        self.in_flight[exp.number] = exp  # before it starts: its first phases come from the worker at once
+        try:
+            worker = self.executor.submit(job, self._on_point)
+        except BaseException:
+            self.in_flight.pop(exp.number, None)
+            raise
         exp = rec.save(exp.with_(worker=worker, pid=self.executor.pid(exp.number)))  # a reopened loop kills it
         self.in_flight[exp.number] = exp
         rec.emit(EventKind.RUN_STARTED, exp, worker=worker)
@@ -172,6 +178,10 @@ class ParallelDriver:
         exp = self.in_flight.get(number)
         self.recorder.emit(EventKind.PROGRESS, exp, point, worker=exp.worker if exp else None)
 
+    def _on_phase(self, number: int | str, name: str) -> None:
+        exp = self.in_flight.get(number) if isinstance(number, int) else None
+        self.recorder.emit(EventKind.PHASE, exp, message=name, worker=exp.worker if exp else None)
+
     # -- finishing -----------------------------------------------------------------------------------
     def finish(self, outcome: Outcome) -> Experiment:
         rec = self.recorder
@@ -180,12 +190,13 @@ class ParallelDriver:
         if buffer is not None:
             buffer.flush()
         if outcome.lost:
+            self.jobs.pop(outcome.number, None)
             exp = rec.save(exp.with_(status=Status.INTERRUPTED, ended_at=time.time(), error=outcome.result.error,
                                      reason=outcome.result.error or "worker lost"))
             rec.emit(EventKind.RUN_FINISHED, exp)
             return rec.record(exp)
-        changed = [*outcome.changed, *self.plan.checkout(f"{exp.number:04d}")]
-        exp = rec.save(finished(exp, outcome.result, self.config.metric, changed, self.config.editable))
+        result, changed = self.plan.finish(self.jobs.pop(outcome.number), outcome)
+        exp = rec.save(finished(exp, result, self.config.metric, changed, self.config.editable))
         rec.emit(EventKind.RUN_FINISHED, exp)
         return self.decide(exp)
 
@@ -196,12 +207,7 @@ class ParallelDriver:
                 exp = self.repeats.judge(exp, self.recorder.best)
             else:
                 exp = self._stale(exp, head)
-        exp = self.recorder.record(exp)  # the record first, then git
-        if exp.status == Status.KEEP:
-            self.workspace.reset(exp.sha)
-        else:
-            self.workspace.restore(head)  # confirmation runs may have left the worktree elsewhere
-        return exp
+        return settle(self.recorder, self.workspace, exp, head)
 
     def _stale(self, exp: Experiment, head: str) -> Experiment:
         """A result measured on an older best: discard it, and re-apply a promising change onto the head."""

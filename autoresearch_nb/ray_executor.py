@@ -19,10 +19,12 @@ import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from .boundary import THREAD_VARS
-from .executors import Job, Outcome, PointSink
+from .executors import PointSink
+from .pipeline import Job, Outcome
 from .records import CurvePoint, RunResult
 
 log = logging.getLogger("autoresearch_nb")
@@ -97,71 +99,114 @@ def _end(processes: set[Any]) -> None:
     psutil.wait_procs(list(processes), timeout=10)
 
 
-def _run_task(job: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
-    """Runs on a Ray worker: unpack the tree, run the command under the guard and the sandbox, verify it as a
-    local run is (:mod:`autoresearch_nb.verify`, the model verifier started with the run), report back.
+class ScratchSite:
+    """A Ray task's :class:`~.pipeline.Site`: the job's tree unpacked into a scratch folder (no git), the
+    worker's own environment scrubbed, the sandbox policy built here (this worker's mode may differ from the
+    driver's), the command under the guard that ends it if the worker dies. What the run changed is found by
+    comparing content hashes with the commit's tree listing shipped with the job (:func:`rundir.diff_tree`):
+    no ``git init``, as a run could commit there to hide its changes."""
 
-    No ``git init``: a run could commit there to hide its changes. What it changed is found by comparing
-    content hashes with the commit's tree listing shipped with the job (:func:`rundir.diff_tree`)."""
-    from autoresearch_nb import rundir, sandbox, verify
-    from autoresearch_nb.runner import Run
-    from autoresearch_nb.scrub import scrub_env
+    def __init__(self, settings: dict[str, Any], tar: bytes, scratch: Path) -> None:
+        from autoresearch_nb import rundir
+        self.settings = settings
+        self.tar = tar
+        self.scratch = scratch
+        self.root = scratch / "run"
+        self.tmp = rundir.tmp_for(self.root)
+        self.log_cap = int(settings.get("log_cap_mb", 64)) << 20
+        self.secrets: tuple[str, ...] = ()
+        self.policy: Any = None
+        self.export: Path | None = None
+
+    def check_disk(self, during: bool = False) -> str | None:
+        from autoresearch_nb import sandbox
+        floor = self.settings.get("disk_floor_mb" if during else "min_free_mb") or 0
+        when = "while a run writes (disk_floor_mb)" if during else "before a run (min_free_mb)"
+        return sandbox.check_disk(self.scratch, int(floor), when) if floor else None
+
+    def prepare(self, job: Job) -> Path:
+        self.root.mkdir()
+        with tarfile.open(fileobj=io.BytesIO(self.tar)) as tf:
+            tf.extractall(self.root, filter="data")
+        self.tmp.mkdir()
+        return self.root
+
+    def env(self, job: Job) -> dict[str, str]:
+        from autoresearch_nb import sandbox, verify
+        from autoresearch_nb.scrub import scrub_env
+        extra = dict(job.env)
+        self.export = _export_folder(extra.get(verify.ENV_EXPORT), self.scratch, job.number)
+        if self.export is not None:
+            extra[verify.ENV_EXPORT] = str(self.export)
+        # The worker's own environment may hold secrets (a cluster's credentials): scrub it like a local run.
+        clean = scrub_env(allow=job.allow, extra=extra)
+        self.secrets = tuple(clean.secrets)
+        cfg = self.settings
+        self.policy = sandbox.policy_for(self.root, tmp=self.tmp, mode=cfg.get("sandbox", "auto"),
+                                         network=bool(cfg.get("network", False)), memory_mb=cfg.get("memory_mb"),
+                                         file_mb=cfg.get("file_mb", sandbox.DEFAULT_FILE_MB),
+                                         write=(str(self.export),) if self.export is not None else (),
+                                         data=sandbox.dataset_cache(clean.env))
+        return clean.env
+
+    def begin(self, job: Job, run_dir: Path, env: Any) -> Any:
+        from autoresearch_nb import sandbox, verify
+        check = job.verification
+        if check is None:  # begun before the run, so the model verifier warms up while it trains
+            return None
+        cfg = self.settings
+        return check.begin(run_dir, env, job.log_path,
+                           confine=verify.confined(cfg.get("sandbox", "auto"), env=env, memory_mb=cfg.get("memory_mb"),
+                                                   file_mb=cfg.get("file_mb", sandbox.DEFAULT_FILE_MB)),
+                           confine_command=lambda command: sandbox.wrap(command, self.policy))
+
+    def argv(self, job: Job) -> list[str]:
+        from autoresearch_nb import guard, sandbox
+        return [sys.executable, guard.__file__, "--parent", str(os.getpid()), "--",
+                *sandbox.wrap(job.command, self.policy)]
+
+    def label(self) -> str:
+        from autoresearch_nb import sandbox
+        return sandbox.label(self.policy)
+
+    def changes(self, job: Job) -> list[str]:
+        from autoresearch_nb import rundir
+        try:
+            return rundir.diff_tree({p: tuple(e) for p, e in self.settings["tree"].items()}, self.root)
+        except OSError as e:
+            return [f"the run directory ({e.strerror})"]
+
+
+def _run_task(job: Job, settings: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
+    """Runs on a Ray worker: the one pipeline (:func:`.pipeline.run_job`) at a :class:`ScratchSite`, its
+    points and phases streamed through ``sink``, the verifier's number and logs brought back."""
+    from autoresearch_nb.pipeline import Hooks, StopSignal, run_job
 
     scratch = Path(tempfile.mkdtemp(prefix="autoresearch-ray-"))
-    root = scratch / "run"
-    pending = None
+    local = str(scratch / "run.log")  # the log is written here and shipped back under the driver's name
+    there = replace(job, log_path=local)
     try:
-        root.mkdir()
-        with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
-            tf.extractall(root, filter="data")
-        tmp = rundir.tmp_for(root)
-        tmp.mkdir()
-        extra = dict(job["env"])
-        export = _export_folder(extra.get(verify.ENV_EXPORT), scratch, job["number"])
-        if export is not None:
-            extra[verify.ENV_EXPORT] = str(export)
-        mode, file_mb = job.get("sandbox", "auto"), job.get("file_mb", sandbox.DEFAULT_FILE_MB)
-        # The worker's own environment may hold secrets (a cluster's credentials): scrub it like a local run.
-        clean = scrub_env(allow=tuple(job.get("allow", ())), extra=extra)
-        policy = sandbox.policy_for(root, tmp=tmp, mode=mode, network=bool(job.get("network", False)),
-                                    memory_mb=job.get("memory_mb"), file_mb=file_mb,
-                                    write=(str(export),) if export is not None else (),
-                                    data=sandbox.dataset_cache(clean.env))
-        log_path = root.parent / f"{root.name}.log"
+        site = ScratchSite(settings, tar, scratch)
         last = [0.0]
 
         def on_point(p: CurvePoint) -> None:
             now = time.monotonic()
             if now - last[0] >= 0.1:  # a remote call per point would be too many
                 last[0] = now
-                sink.put((job["number"], p.step, p.elapsed_s, p.loss, p.values))
+                sink.put(("point", job.number, p.step, p.elapsed_s, p.loss, p.values))
 
-        from autoresearch_nb import guard
-
-        check = job.get("verification")
-        if check is not None:  # begun before the run, so the model verifier warms up while it trains
-            pending = check.begin(root, clean.env, log_path,
-                                  confine=verify.confined(mode, env=clean.env, memory_mb=job.get("memory_mb"),
-                                                          file_mb=file_mb),
-                                  confine_command=lambda command: sandbox.wrap(command, policy))
-        argv = [sys.executable, guard.__file__, "--parent", str(os.getpid()), "--",
-                *sandbox.wrap(job["command"], policy)]
-        run = Run(argv, root, log_path, timeout_s=job["timeout_s"], env=clean.env, on_point=on_point,
-                  stall_s=job.get("stall_s"), secrets=clean.secrets)
+        interrupted: list[RunResult] = []
+        hooks = Hooks(on_point=on_point, on_interrupt=interrupted.append,
+                      on_phase=lambda name: sink.put(("phase", job.number, name)))
         try:
-            result = run.wait()
-        except BaseException:  # ray.cancel: end the command, report it as interrupted
-            run.cancel()
-            result = run.wait()
-        if pending is not None and not result.interrupted:
-            result = pending(result)
-        result = replace(result, sandbox=sandbox.label(policy))  # this worker's, which may differ from the driver's
-        try:
-            changed = rundir.diff_tree({p: tuple(e) for p, e in job["tree"].items()}, root)
-        except OSError as e:
-            changed = [f"the run directory ({e.strerror})"]
+            outcome = run_job(there, site, StopSignal(), hooks)
+        except BaseException:  # ray.cancel: the run was ended and reported as interrupted
+            if not interrupted:
+                raise
+            outcome = Outcome(job.number, 0, interrupted[0], tuple(site.changes(job)))
+        result = outcome.result
+        log_path = Path(local)
         data = log_path.read_bytes()[-MAX_LOG:] if log_path.exists() else b""
-        log_path.unlink(missing_ok=True)
         out = asdict(result)
         out["points"] = [asdict(p) for p in result.points]
         logs = {}
@@ -171,11 +216,10 @@ def _run_task(job: dict[str, Any], tar: bytes, sink: Any) -> dict[str, Any]:
                 logs[suffix] = path.read_bytes()[-MAX_LOG:].decode("utf-8", "replace")
                 if out.get("flag_reason"):
                     out["flag_reason"] = out["flag_reason"].replace(
-                        str(path), str(Path(job["log_path"]).with_suffix(suffix)))
-        return {"result": out, "changed": changed, "log": data.decode("utf-8", "replace"), "logs": logs}
+                        str(path), str(Path(job.log_path).with_suffix(suffix)))
+        return {"result": out, "changed": list(outcome.changed), "log": data.decode("utf-8", "replace"),
+                "logs": logs, "halt": outcome.halt}
     finally:
-        if pending is not None:
-            pending.close()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -212,6 +256,7 @@ class RayExecutor:
         self._remote = self.ray.remote(_run_task).options(num_gpus=gpus, num_cpus=cpus, max_retries=0)
         self._refs: dict[Any, tuple[int, int, Job]] = {}
         self._on_point: dict[int, PointSink] = {}
+        self.on_phase: Callable[[int | str, str], None] | None = None  # the driver's: (number, phase)
 
     def free(self) -> int:
         return self.slots - len(self._refs)
@@ -229,15 +274,14 @@ class RayExecutor:
                if k.startswith("AUTORESEARCH_") or k in SHIPPED or k in job.allow}
         from .rundir import tree
         cfg = self.config
-        ref = self._remote.remote({"number": job.number, "command": job.command, "timeout_s": job.timeout_s,
-                                   "env": {**env, "AUTORESEARCH_WORKER": str(worker)}, "allow": job.allow,
-                                   "stall_s": job.stall_s, "tree": tree(self.workspace.root, job.sha),
-                                   "sandbox": cfg.sandbox if cfg else "auto",
-                                   "network": bool(cfg.sandbox_network) if cfg else False,
-                                   "memory_mb": cfg.sandbox_memory_mb if cfg else None,
-                                   "file_mb": cfg.sandbox_file_mb if cfg else 10240,
-                                   "verification": job.verification, "log_path": job.log_path},
-                                  tar, self._sink)
+        settings = {"tree": tree(self.workspace.root, job.sha), "sandbox": cfg.sandbox if cfg else "auto",
+                    "network": bool(cfg.sandbox_network) if cfg else False,
+                    "memory_mb": cfg.sandbox_memory_mb if cfg else None,
+                    "file_mb": cfg.sandbox_file_mb if cfg else 10240,
+                    "log_cap_mb": cfg.log_cap_mb if cfg else 64,
+                    "min_free_mb": cfg.min_free_mb if cfg else 0, "disk_floor_mb": cfg.disk_floor_mb if cfg else 0}
+        shipped = replace(job, env={**env, "AUTORESEARCH_WORKER": str(worker)})
+        ref = self._remote.remote(shipped, settings, tar, self._sink)
         self._refs[ref] = (job.number, worker, job)
         self._on_point[job.number] = on_point
         return worker
@@ -245,9 +289,14 @@ class RayExecutor:
     def _drain(self) -> None:
         while True:
             try:
-                number, step, elapsed, loss, values = self._sink.get_nowait()
+                item = self._sink.get_nowait()
             except Exception:
                 return
+            if item[0] == "phase":
+                if self.on_phase is not None:
+                    self.on_phase(item[1], item[2])
+                continue
+            _, number, step, elapsed, loss, values = item
             sink = self._on_point.get(number)
             if sink:
                 sink(number, CurvePoint(step, elapsed, loss, values))
@@ -277,7 +326,7 @@ class RayExecutor:
             Path(job.log_path).write_text(data["log"])
             for suffix, text in data.get("logs", {}).items():
                 Path(job.log_path).with_suffix(suffix).write_text(text)
-            out.append(Outcome(number, worker, RunResult(**r), tuple(data["changed"])))
+            out.append(Outcome(number, worker, RunResult(**r), tuple(data["changed"]), halt=data.get("halt")))
         return out
 
     def cancel(self, number: int | None = None) -> None:

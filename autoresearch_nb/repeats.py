@@ -21,7 +21,8 @@ from .events import EventKind
 from .git import Workspace
 from .recorder import Recorder
 from .records import CurvePoint, Experiment, RunResult, Status, is_baseline
-from .trial import Plan, StopSignal, classify
+from .pipeline import Hooks, StopSignal
+from .trial import Plan, classify
 
 log = logging.getLogger("autoresearch_nb")
 
@@ -249,7 +250,7 @@ class Repeats:
             seed += 1
         return out
 
-    def _rerun(self, sha: str, seed: int, label: str, exp: Experiment | None = None, purpose: str = "repeat",
+    def _rerun(self, sha: str, seed: int, label: str, exp: Experiment | None = None, purpose: str = "noise",
                track: bool = False, repeat: int = 1) -> tuple[float | None, str | None, bool, Status | None]:
         """Run commit ``sha`` once more with ``seed``: (metric or None, why not, interrupted, the failed run's
         status: crash, timeout, violation, tampered...).
@@ -273,10 +274,11 @@ class Repeats:
                 self.recorder.save(exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
                                              reason=f"interrupted during a {purpose} run"))
 
-        result, changed = self.plan.run(self.config.command, sha, self.plan.log_path(label),
-                                        env=self.plan.env(seed, number), timeout_s=self.config.hard_timeout_s,
-                                        stop=self.stop, on_point=on_point, on_start=on_start,
-                                        on_interrupt=on_interrupt, stall_s=self.config.stall_s)
+        job = self.plan.job(number, sha, seed, label, purpose=purpose, repeat=repeat)
+        hooks = Hooks(on_point=on_point, on_start=on_start, on_interrupt=on_interrupt,
+                      on_phase=lambda name: self.recorder.emit(EventKind.PHASE, exp, message=name, purpose=purpose,
+                                                               repeat=repeat, seed=seed))
+        result, changed = self.plan.finish(job, self.plan.run_here(job, self.stop, hooks))
         if result.interrupted:
             return None, "interrupted", True, Status.INTERRUPTED
         verdict = classify(result, self.config.metric, changed, self.config.editable)

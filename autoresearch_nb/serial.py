@@ -10,7 +10,7 @@ from .agents import QueueExhausted
 from .errors import BudgetExceeded
 from .events import EventKind
 from .records import Experiment, Status
-from .trial import StopSignal
+from .pipeline import StopSignal
 
 MAX_IDLE_PROPOSALS = 10  # proposals in a row that never ran before optimize() gives up
 

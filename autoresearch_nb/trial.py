@@ -1,14 +1,12 @@
-"""One run of one commit: start the command in a run directory, wait, and classify what came back.
+"""What a run means and what every run of one loop shares.
 
-Every kind of run goes through here: an experiment (:meth:`Loop.run`), the setup command, a noise,
-confirmation or re-validation repeat, and a parallel worker's result. :func:`execute` takes a plain run
-directory (not a git worktree), so a sandboxed export or a remote copy works the same; :func:`classify` is the
-one place a result becomes a status, a reason and a metric.
+:func:`classify` is the one place a finished run becomes a status, a reason and a metric; :func:`finished`
+writes it into the experiment's record. :class:`Plan` is the driver's side of the one pipeline
+(:mod:`.pipeline`): it builds every run's :class:`~.pipeline.Job` (command, limits, environment, checks, stop
+rules), runs one here (the serial loop, the repeats, the setup command) and finishes every outcome the same
+way, wherever it ran.
 
->>> stop = StopSignal()
->>> r = execute("python -c 'print(\\"---\\"); print(\\"score: 1.5\\")'", ".", "/tmp/x.log", env=None,  # doctest: +SKIP
-...             timeout_s=30, stop=stop)
->>> classify(r, "score")   # doctest: +SKIP
+>>> verdict = classify(outcome.result, "val_bpb", outcome.changed, "train.py")   # doctest: +SKIP
 Verdict(status=<Status.RUNNING: 'running'>, reason='', metric=1.5)
 """
 from __future__ import annotations
@@ -18,12 +16,11 @@ import logging
 import math
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .boundary import SETUP, Boundary, thread_env
 from .errors import AutoresearchError
@@ -31,10 +28,12 @@ from .events import EventKind
 from .git import STATE_DIR
 from . import provenance
 from .plumbing import git
-from .records import CurvePoint, Experiment, RunResult, Status
-from .runner import LOG_CAP, Run, run_command
+from .records import Experiment, RunResult, Status
+from .runner import run_command
 from .watch import CheckoutWatch
-from .verify import ENV_EXPORT, MODEL, Pending, Verification, artifact_dir, prepare_command
+from . import pipeline
+from .pipeline import Hooks, Job, LocalSite, Outcome, StopSignal, execute, run_job  # noqa: F401 (re-exported)
+from .verify import ENV_EXPORT, MODEL, Verification, artifact_dir, prepare_command
 
 if TYPE_CHECKING:
     from .config import Config
@@ -42,111 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("autoresearch_nb")
 DEFAULT_SEED = 42
 SETUP_TIMEOUT_S = 1800.0  # the setup command's own limit (data preparation, tokenizer training)
-
-
-class StopSignal:
-    """The loop's stop request: checked between experiments; with ``force`` it also cancels the run in flight.
-
-    Every run of the loop is attached here while it runs, so the signal also keeps the device's busy clock
-    (:attr:`busy_s`), the numerator of the duty cycle.
-    """
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self._lock = threading.Lock()
-        self._run: Run | None = None
-        self._since: float | None = None  # when the attached run started
-        self._busy = 0.0
-        self.force = False
-        self.reason = ""
-
-    def set(self, force: bool = False, reason: str = "stopped by the user") -> None:
-        with self._lock:
-            self.reason, self.force = reason, force
-            self._event.set()
-            run = self._run
-        if force and run is not None:
-            run.cancel()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._event.clear()
-            self.force, self.reason = False, ""
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    @property
-    def forced(self) -> bool:
-        return self._event.is_set() and self.force
-
-    def attach(self, run: Run | None) -> None:
-        """Make ``run`` the one a forced stop cancels (None: no run in flight). A forced stop already
-        requested cancels it at once."""
-        with self._lock:
-            now = time.monotonic()
-            if self._since is not None:
-                self._busy += now - self._since
-            self._run, self._since = run, (now if run is not None else None)
-            cancel = run is not None and self._event.is_set() and self.force
-        if cancel and run is not None:
-            run.cancel()
-
-
-    @property
-    def busy_s(self) -> float:
-        """Seconds runs have been attached so far (experiments, repeats, confirmations), the one in flight too,
-        plus the verifications that followed them (:meth:`add_busy`)."""
-        with self._lock:
-            return self._busy + (time.monotonic() - self._since if self._since is not None else 0.0)
-
-    def add_busy(self, seconds: float) -> None:
-        """Count ``seconds`` of useful device work done outside an attached run (a verification)."""
-        with self._lock:
-            self._busy += max(0.0, seconds)
-
-
-def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Mapping[str, str] | None,
-            timeout_s: float, stop: StopSignal, on_point: Callable[[CurvePoint], None] | None = None,
-            on_start: Callable[[int], None] | None = None,
-            on_interrupt: Callable[[RunResult], None] | None = None,
-            verify: Callable[[RunResult], RunResult] | None = None, stall_s: float | None = None,
-            secrets: tuple[str, ...] = (), log_cap: int = LOG_CAP,
-            watch: Callable[[], str | None] | None = None) -> RunResult:
-    """Run ``command`` in ``run_dir`` to its end, the hard timeout, or a forced stop.
-
-    A ``KeyboardInterrupt`` (a notebook's "interrupt kernel") ends the run cleanly, hands the result to
-    ``on_interrupt`` (so the caller records it) and is re-raised. ``verify`` sees a result that was not
-    interrupted and may replace it (a verifier that recomputes the metric on its own); one with a ``close()``
-    (a :class:`~.verify.Pending`, begun before the run so it warms up meanwhile) is closed here however the
-    run ends. ``stall_s``: kill a run
-    that prints nothing for that long (the stall watchdog; None: off). ``secrets``: values masked in the log;
-    ``log_cap``: bytes of log kept (head and tail). ``watch``: called every second; a reason it returns
-    stops the run (failed, with that reason: the disk floor).
-    """
-    try:
-        run = Run(command, run_dir, log_path, timeout_s=timeout_s, env=env, on_point=on_point, on_start=on_start,
-                  stall_s=stall_s, secrets=secrets, log_cap=log_cap, watch=watch)
-        stop.attach(run)
-        try:
-            result = run.wait()
-        except KeyboardInterrupt:
-            run.cancel()
-            result = run.wait()
-            if on_interrupt is not None:
-                on_interrupt(result)
-            raise
-        finally:
-            stop.attach(None)
-        if verify is not None and not result.interrupted:
-            started = time.monotonic()
-            result = verify(result)
-            stop.add_busy(time.monotonic() - started)  # verification is the device's work too (the duty cycle)
-        return result
-    finally:
-        close = getattr(verify, "close", None)
-        if close is not None:
-            close()  # a warm verifier of a run that ended badly (or raised) must not outlive it
 
 
 class Verdict(NamedTuple):
@@ -260,34 +154,34 @@ class Plan:
             return []
         return [f"{path} in your checkout (not reverted; restore from {self.watch.ref})" for path in moved]
 
-    def run(self, command: str, sha: str, log_path: Path, *, env: Mapping[str, str], stop: StopSignal,
-            worker: int = 0, **options: Any) -> tuple[RunResult, list[str]]:
-        """Run ``command`` on commit ``sha`` in ``worker``'s run directory under the sandbox: the result and
-        the tracked paths the run changed. Too little free disk is a failed result (nothing runs) and stops
-        the loop after this experiment. ``options``: :func:`execute`'s callbacks, ``timeout_s``, ``stall_s``."""
-        full = self.boundary.check_disk()
-        if full:
-            if self.stop is not None:
-                self.stop.set(reason=full)
-            return RunResult(exit_code=None, timed_out=False, wall_s=0.0, summary={}, failed=True, error=full,
-                             log_path=str(log_path)), []
-        run_dir = self.boundary.prepare(sha, worker)
-        result = execute(self.boundary.argv(command, worker), run_dir, log_path, env=env, stop=stop,
-                         secrets=self.boundary.secrets, log_cap=int(self.config.log_cap_mb) << 20,
-                         verify=self.verifier(run_dir, env, log_path, worker), watch=self.disk_watch(), **options)
-        result = replace(result, sandbox=self.boundary.label(worker))
-        self.warn_passes(result, Path(log_path).stem)
-        return result, self.boundary.changes(sha, worker) + self.checkout(Path(log_path).stem)
+    def job(self, number: int | str, sha: str, seed: int | None, label: str, *, purpose: str = "experiment",
+            repeat: int = 0) -> Job:
+        """The job of one run of commit ``sha``: this loop's command, limits, environment (``seed`` None: the
+        setup command's, without a seed, a budget or verification), log ``<label>.log``, checks and stop rules
+        (:data:`.pipeline.RULES`). Every driver builds its jobs here."""
+        cfg = self.config
+        setup = purpose == "setup"
+        return Job(number, sha, cfg.setup if setup else cfg.command, cfg.editable,
+                   SETUP_TIMEOUT_S if setup else cfg.hard_timeout_s,
+                   self.env(None if setup else seed, "setup" if setup else number), str(self.log_path(label)),
+                   tuple(cfg.env_allow), stall_s=None if setup else cfg.stall_s,
+                   verification=None if setup else self.checks(), purpose=purpose, seed=seed, repeat=repeat,
+                   rules=() if setup else tuple(pipeline.RULES))
 
-    def disk_watch(self) -> Callable[[], str | None]:
-        """The check a run gets every second: under ``disk_floor_mb`` free it is stopped and the loop stops
-        after it (SQLite cannot write the row that says why once the disk is full)."""
-        def low_disk() -> str | None:
-            why = self.boundary.check_disk(during=True)
-            if why and self.stop is not None:
-                self.stop.set(reason=why)
-            return why
-        return low_disk
+    def run_here(self, job: Job, stop: StopSignal, hooks: Hooks | None = None, worker: int = 0) -> Outcome:
+        """``job`` run in this thread in ``worker``'s run directory (:func:`.pipeline.run_job`): the serial
+        loop's, the repeats' and the setup command's way (a notebook's interrupt reaches the run)."""
+        return run_job(job, LocalSite(self.boundary, worker), stop, hooks, worker=worker)
+
+    def finish(self, job: Job, outcome: Outcome) -> tuple[RunResult, list[str]]:
+        """The driver's side of a finished run, the same for every driver: the disk floor's halt stops the loop
+        after this experiment, the user's checkout is compared, data passes are said once. Returns the result
+        and every path the run (or, without a sandbox, anyone) changed."""
+        if outcome.halt and self.stop is not None:
+            self.stop.set(reason=outcome.halt)
+        label = Path(job.log_path).stem
+        self.warn_passes(outcome.result, label)
+        return outcome.result, [*outcome.changed, *self.checkout(label)]
 
     def warn_passes(self, result: RunResult, label: str) -> None:
         """Say once per session (a MESSAGE, ``purpose="data"``) when a run saw its training split more than
@@ -312,10 +206,10 @@ class Plan:
         if not command or self.setup_done:
             self.pin(emit)
             return
-        log_path = self.log_path("setup")
+        job = self.job("setup", head, None, "setup", purpose="setup")
+        log_path = Path(job.log_path)
         emit(EventKind.SETUP_STARTED, message=f"setup: {command}")
-        result, _ = self.run(command, head, log_path, worker=SETUP, env=self.env(None, "setup"),
-                             timeout_s=SETUP_TIMEOUT_S, stop=self.stop or StopSignal())
+        result, _ = self.finish(job, self.run_here(job, self.stop or StopSignal(), worker=SETUP))
         if result.interrupted:
             raise KeyboardInterrupt("setup interrupted")
         ok = result.exit_code == 0 and not result.timed_out
@@ -362,13 +256,6 @@ class Plan:
             emit(EventKind.MESSAGE, purpose="checkout", message=(
                 f"{editable} has uncommitted changes in your checkout; the run starts from its last commit "
                 f"({base_sha[:7]}), not from them: commit them first to use them"))
-
-    def verifier(self, run_dir: str | Path, env: Mapping[str, str] | None, log_path: str | Path,
-                 worker: int = 0) -> Pending | None:
-        """:func:`execute`'s ``verify`` hook for one run of ``worker``, begun now (the model verifier warms up
-        while the run trains), or None when verification and the guard are off."""
-        check = self.checks()
-        return None if check is None else self.boundary.begin(check, run_dir, env, log_path, worker)
 
     def checks(self) -> Verification | None:
         """The verification of the next run, told which exported model to keep whatever its age: the best's."""

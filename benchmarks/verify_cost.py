@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autoresearch_nb.trial import StopSignal, execute  # noqa: E402
+from autoresearch_nb.pipeline import StopSignal, execute  # noqa: E402
 from autoresearch_nb.verify import ENV_EXPORT, MODEL, Verification, confined  # noqa: E402
 
 

@@ -175,7 +175,7 @@ def test_private_access_finder(tmp_path: Path) -> None:
 
 def test_the_package_has_no_import_cycles() -> None:
     graph = import_graph()
-    assert len(graph) > 30 and "autoresearch_nb.trial" in graph["autoresearch_nb.executors"]
+    assert len(graph) > 30 and "autoresearch_nb.pipeline" in graph["autoresearch_nb.executors"]
     found = cycles(graph)
     assert not found, "import cycles:\n" + "\n".join(" -> ".join(c) for c in found)
 
@@ -265,3 +265,31 @@ def test_the_code_map_check_sees_a_forbidden_import(tmp_path: Path) -> None:
     assert third_party(path) == {"pandas", "torch"}
     assert contract_for(P + "harness.evaluate") == CODE_MAP[P + "harness."]
     assert contract_for(P + "harness.safefs") == (set(), set())
+
+
+# -- one pipeline (ARCHITECTURE.md: "One way a run happens") -------------------------------------------------------
+
+def calls_of(path: Path, name: str, methods: bool = True) -> list[int]:
+    """Lines where ``path`` calls a function named ``name`` (``name(...)``, or with ``methods`` ``x.name(...)``)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call):
+            f = node.func
+            if (isinstance(f, ast.Name) and f.id == name) or \
+                    (methods and isinstance(f, ast.Attribute) and f.attr == name):
+                out.append(node.lineno)
+    return out
+
+
+def test_every_driver_runs_through_the_one_pipeline() -> None:
+    """A run starts in exactly one place (pipeline.run_job calls execute); every driver reaches it: the run
+    plan (serial loop, lookahead, repeats, setup), the local workers and the Ray task."""
+    mods = modules()
+    starts = {name: calls_of(path, "execute", methods=False) for name, path in mods.items()}  # not sqlite's
+    assert {name for name, lines in starts.items() if lines} == {P + "pipeline"}, starts
+    runners = {name for name, path in mods.items() if calls_of(path, "run_job")}
+    assert runners == {P + "trial", P + "executors", P + "ray_executor"}, runners
+    run_here = {name for name, path in mods.items() if calls_of(path, "run_here")}
+    assert {P + "loop", P + "repeats", P + "trial"} <= run_here, run_here
+    settles = {name for name, path in mods.items() if calls_of(path, "settle")}
+    assert settles == {P + "loop", P + "parallel"}, settles  # the keep step: one function, both drivers

@@ -251,15 +251,17 @@ def test_secrets_are_withheld_from_the_setup_command_and_env_allow_passes_one(re
 
 def test_events_in_order(repo: Path) -> None:
     agent = ScriptedAgent([("X to 1", "X = 3.0", "X = 1.0")])
-    seen: list[EventKind] = []
+    seen: list[tuple[EventKind, str]] = []
     with open_loop(repo, agent) as loop:
-        loop.subscribe(lambda e: seen.append(e.kind))
+        loop.subscribe(lambda e: seen.append((e.kind, e.message if e.kind == EventKind.PHASE else "")))
         loop.baseline()
         seen.clear()
         loop.step()
-    kinds = [k for k in seen if k != EventKind.PROGRESS]
-    assert kinds == [EventKind.PROPOSED, EventKind.RUN_STARTED, EventKind.RUN_FINISHED, EventKind.DECIDED]
-    assert EventKind.PROGRESS in seen
+    kinds = [k for k in seen if k[0] != EventKind.PROGRESS]
+    phase = EventKind.PHASE  # the pipeline's steps, between the run's start and its end
+    assert kinds == [(EventKind.PROPOSED, ""), (EventKind.RUN_STARTED, ""), (phase, "prepare"), (phase, "run"),
+                     (phase, "done"), (EventKind.RUN_FINISHED, ""), (EventKind.DECIDED, "")]
+    assert (EventKind.PROGRESS, "") in seen
 
 
 def test_progress_points_stored(repo: Path) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from autoresearch_nb.records import RunResult, Status
-from autoresearch_nb.trial import StopSignal, classify, execute
+from autoresearch_nb.pipeline import StopSignal, execute
+from autoresearch_nb.trial import classify
 
 
 def result(summary: dict | None = None, **kw) -> RunResult:
