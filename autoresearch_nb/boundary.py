@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import rundir, sandbox, scrub
-from .git import STATE_DIR
-from .verify import Pending, Verification, artifacts_root, confined
+from .layout import RunPaths
+from . import environ as _environ  # the name environ is a parameter of thread_env
+from .verify import Pending, Verification, confined
 
 if TYPE_CHECKING:
     from .config import Config
@@ -48,7 +49,7 @@ def thread_env(workers: int, cores: int | None = None, environ: Mapping[str, str
     >>> thread_env(2, cores=16, environ={})["OMP_NUM_THREADS"], thread_env(2, 16, {"OMP_NUM_THREADS": "3"})
     ('8', {})
     """
-    environ = os.environ if environ is None else environ
+    environ = _environ.snapshot() if environ is None else environ
     if any(name in environ for name in THREAD_VARS):
         return {}
     threads = str(max(1, (usable_cores() if cores is None else cores) // max(1, workers)))
@@ -61,17 +62,18 @@ class Boundary:
     def __init__(self, repo_root: Path, tag: str, config: "Config") -> None:
         self.root = Path(repo_root).resolve()
         self.tag = tag
+        self.paths = RunPaths(self.root, tag)
         self.config = config
         self._policies: dict[int, sandbox.Policy] = {}
         self._secrets: set[str] = set()
         self._confined: bool | None = None
         # the dataset folder, chosen once per session, so runs (Plan.env), the sandbox and the pins agree
-        self.data = sandbox.dataset_cache(dict(os.environ))
+        self.data = sandbox.dataset_cache(_environ.snapshot())
 
     # -- policy ---------------------------------------------------------------------------------------
     def run_dir(self, worker: int = 0) -> Path:
         """Worker ``worker``'s run directory (0: the loop's own; parallel workers 1..K; setup its own)."""
-        return rundir.run_dir_for(self.root, self.tag, worker if worker >= 0 else 9999)
+        return rundir.run_dir_for(self.root, self.tag, worker)
 
     def policy(self, worker: int = 0) -> sandbox.Policy:
         """The sandbox policy of ``worker``'s runs, built once (it checks the configured paths)."""
@@ -85,12 +87,12 @@ class Boundary:
                 shutil.rmtree(planted)
             data = self.data
             setup = worker == SETUP
-            exports = artifacts_root(self.run_dir(0))  # where H.export writes the model the verifier scores
+            exports = self.paths.artifacts  # where H.export writes the model the verifier scores
             exports.mkdir(parents=True, exist_ok=True)
             self._policies[worker] = sandbox.policy_for(
                 run, repo=self.root, tmp=rundir.tmp_for(run), mode=cfg.sandbox,
                 # the setup command prepares the corpus, its holdout included; an experiment writes its export
-                write=tuple(cfg.sandbox_write) + ((str(data), str(sandbox.holdout_cache(dict(os.environ))))
+                write=tuple(cfg.sandbox_write) + ((str(data), str(sandbox.holdout_cache(_environ.snapshot())))
                                                   if setup else (str(exports),)),
                 read=tuple(cfg.sandbox_read),
                 include=tuple(cfg.sandbox_include), network=bool(cfg.sandbox_network) or setup, data=data,
@@ -116,7 +118,7 @@ class Boundary:
         :class:`SandboxError` when ``sandbox = 'landlock'`` and the kernel has none. Says so when the
         dataset's holdout lies under a path runs may read (then it cannot catch training on it)."""
         line = sandbox.describe(self.policy(0))
-        hidden = sandbox.holdout_cache(dict(os.environ))
+        hidden = sandbox.holdout_cache(_environ.snapshot())
         exposed = sandbox.readable_root(self.policy(0), hidden) if self.confined and hidden.exists() else None
         if exposed:
             line += (f"; warning: the dataset's holdout {hidden} is under {exposed}, which runs may read: keep the "
@@ -137,7 +139,7 @@ class Boundary:
         ``during``, why a running one must stop (under ``disk_floor_mb``: the store must still write its row)."""
         need = int(self.config.disk_floor_mb if during else self.config.min_free_mb)
         when = "while a run writes (disk_floor_mb)" if during else "before a run (min_free_mb)"
-        for path in (self.root / STATE_DIR, self.run_dir(0).parent):
+        for path in (self.paths.state, self.paths.session()):
             while not path.exists() and path != path.parent:  # not made yet: the disk it will be on
                 path = path.parent
             why = sandbox.check_disk(path, need, when) if need else None
@@ -159,7 +161,7 @@ class Boundary:
     def env(self, extra: Mapping[str, str]) -> dict[str, str]:
         """The run's environment without secrets (by name and by value), plus the loop's ``extra``; the
         withheld values are remembered for :attr:`secrets`."""
-        clean = scrub.scrub_env(os.environ, allow=tuple(self.config.env_allow), extra=extra)
+        clean = scrub.scrub_env(_environ.snapshot(), allow=tuple(self.config.env_allow), extra=extra)
         self._secrets.update(clean.secrets)
         return clean.env
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from . import layout
 from .errors import ConfigError
 
 CONFIG_FILE = "autoresearch.toml"
@@ -375,22 +376,19 @@ def looks_secret(name: str) -> bool:
     return bool(words & _SECRET_WORDS) or upper.startswith("AWS_") or upper.endswith("KEY")
 
 
-_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-def check_tag(tag: str) -> str:
-    """``tag`` when it can name a run: it becomes the branch ``autoresearch/<tag>`` and refs under
-    ``refs/autoresearch/<tag>/``, so git's ref rules apply (no ``..``, no ``.lock`` or ``.`` at the end).
+def check_tag(tag: str | None) -> str:
+    """``tag`` (today's date, ``nov27``, when None) when it can name a run, else :class:`ConfigError`: the
+    one tag rule (:func:`.layout.check_tag`), for the CLI, ``Loop.open`` and the notebook alike.
 
     >>> check_tag("nov27")
     'nov27'
     """
-    if not isinstance(tag, str) or not _TAG.match(tag):
-        raise ConfigError(f"tag {tag!r} must be letters, digits, '.', '_' or '-' (at most 64), starting with a "
-                          "letter or digit")
-    if ".." in tag or tag.endswith((".lock", ".")):
-        raise ConfigError(f"tag {tag!r} cannot be a git branch name: no '..', and no '.lock' or '.' at the end")
-    return tag
+    try:
+        return layout.check_tag(tag)
+    except layout.TagError as e:
+        raise ConfigError(str(e)) from None
 
 
 def with_overrides(config: Config, **changes: Any) -> Config:

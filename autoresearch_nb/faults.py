@@ -11,20 +11,20 @@ yet renamed).
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
+from . import environ
 
 VARIABLE = "AUTORESEARCH_FAULT_PAUSE"
 
 
 def pause(point: str) -> None:
     """Stop here for a while when the campaign asked for ``point``; otherwise nothing."""
-    wanted = os.environ.get(VARIABLE)
+    wanted = environ.get(VARIABLE)
     if not wanted or point not in wanted.split(","):
         return
     print(f"fault-pause {point}", file=sys.stderr, flush=True)
-    time.sleep(float(os.environ.get(VARIABLE + "_S", "5")))
+    time.sleep(float(environ.get(VARIABLE + "_S", "5") or 5))
 
 
 __all__ = ["pause", "VARIABLE"]

@@ -20,7 +20,8 @@ from .safetext import printable
 if TYPE_CHECKING:
     from .records import Experiment
 
-STATE_DIR = ".autoresearch"
+from .layout import STATE_DIR, RunPaths  # noqa: F401  (STATE_DIR re-exported)
+from . import environ
 # Who commits when the repository has no identity configured (a fresh container, CI): a commit must not fail.
 IDENTITY = {"GIT_AUTHOR_NAME": "autoresearch_nb", "GIT_AUTHOR_EMAIL": "autoresearch_nb@localhost",
             "GIT_COMMITTER_NAME": "autoresearch_nb", "GIT_COMMITTER_EMAIL": "autoresearch_nb@localhost"}
@@ -70,7 +71,7 @@ def _call(repo: gitpython.Repo, *args: str) -> str:
 
 def _open(path: Path) -> gitpython.Repo:
     repo = gitpython.Repo(path)
-    if any(v in os.environ for v in _GIT_VARS):
+    if environ.any_set(_GIT_VARS):
         # A hook or a parent git process may have set these; they would point our commands elsewhere.
         gitdir = Path(repo.git_dir)
         repo.git.update_environment(GIT_DIR=str(gitdir), GIT_WORK_TREE=str(path),
@@ -104,7 +105,7 @@ class Workspace:
         self.tag = tag
         self.editable = editable
         self.branch = f"autoresearch/{tag}"
-        self.path = self.root / STATE_DIR / "worktrees" / tag
+        self.path = RunPaths(self.root, tag).worktree
         self.main = _open(self.root)
         self._exclude_state_dir()
         self._ensure_worktree()

@@ -34,7 +34,8 @@ from typing import IO
 
 from .config import Config, make_config
 from .errors import AutoresearchError, GitError
-from .git import STATE_DIR, find_repo
+from .git import find_repo
+from .layout import RunPaths, worktrees_dir
 from .plumbing import git
 from .records import Experiment, Status
 from .store import Store
@@ -112,7 +113,7 @@ def disk_bytes(path: Path) -> int:
 @contextmanager
 def run_lock(root: Path, tag: str) -> Iterator[IO[str] | None]:
     """The run's lock if nobody holds it (held until the block ends), else None: the run is open."""
-    path = root / STATE_DIR / "locks" / f"{tag}.lock"
+    path = RunPaths(root, tag).lock
     path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path, "a+")
     try:
@@ -201,8 +202,8 @@ def _old(e: Experiment, now: float, keep_days: float) -> bool:
 
 
 def _files(root: Path, tag: str, prunable: set[int]) -> Iterator[Freed]:
-    for folder, kind in (("logs", "logs"), ("runs", "run dirs")):
-        base = root / STATE_DIR / folder / tag
+    paths = RunPaths(root, tag)
+    for base, kind in ((paths.logs, "logs"), (paths.legacy_runs, "run dirs")):
         if not base.is_dir():
             continue
         for entry in sorted(base.iterdir()):
@@ -223,11 +224,10 @@ def _refs(root: Path, tag: str, keep: set[int], kept_shas: set[str]) -> list[Fre
 
 
 def _worktrees(root: Path, tag: str) -> list[Freed]:
-    from .rundir import run_dir_for
-    folder = root / STATE_DIR / "worktrees"
+    folder = worktrees_dir(root)
     found = [Freed(tag, "worktrees", str(p), disk_bytes(p)) for p in sorted(folder.iterdir())
              if p.name == tag or re.fullmatch(re.escape(tag) + r"\.w\d+", p.name)] if folder.is_dir() else []
-    runs = run_dir_for(root, tag, 0).parent  # the run directories (outside the checkout), what runs wrote
+    runs = RunPaths(root, tag).session()  # the run directories (outside the checkout), what runs wrote
     if runs.is_dir():
         found.append(Freed(tag, "run dirs", str(runs), disk_bytes(runs)))
     return found

@@ -30,8 +30,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from . import environ
 
 STATE_DIR = ".autoresearch"
+ARTIFACTS = "artifacts"  # beside the run directories: exported models
+COMPILE = "compile"  # beside the run directories: the session's compile caches
 SETUP_WORKER = 9999  # the run directory number of the setup command (boundary.SETUP maps to it)
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -48,7 +51,7 @@ def check_tag(tag: str | None) -> str:
     >>> check_tag("nov27")
     'nov27'
     """
-    if tag is None or tag == "":
+    if tag is None:
         tag = time.strftime("%b%d").lower()
     if not isinstance(tag, str) or not _TAG.match(tag):
         raise TagError(f"tag {tag!r} must be letters, digits, '.', '_' or '-' (at most 64), starting with a "
@@ -60,7 +63,7 @@ def check_tag(tag: str | None) -> str:
 
 def cache_home(env: Mapping[str, str] | None = None) -> Path:
     """The package's cache folder: ``$XDG_CACHE_HOME/autoresearch_nb`` (``~/.cache/autoresearch_nb``)."""
-    env = os.environ if env is None else env
+    env = environ.snapshot() if env is None else env
     return Path(env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "autoresearch_nb"
 
 
@@ -128,6 +131,11 @@ class RunPaths:
         return self.logs / f"{name}.log"
 
     @property
+    def legacy_runs(self) -> Path:
+        """Where run directories lived before they moved to the cache (``gc`` still frees them)."""
+        return self.state / "runs" / self.tag
+
+    @property
     def worktree(self) -> Path:
         return worktrees_dir(self.root) / self.tag
 
@@ -146,11 +154,11 @@ class RunPaths:
     @property
     def artifacts(self) -> Path:
         """Where runs export their models for the verifier, beside the run directories."""
-        return self.session() / "artifacts"
+        return self.session() / ARTIFACTS
 
     def artifact(self, number: int | str) -> Path:
         return self.artifacts / str(number)
 
 
-__all__ = ["RunPaths", "STATE_DIR", "TagError", "cache_home", "check_tag", "optuna_dir", "runs_root",
+__all__ = ["ARTIFACTS", "COMPILE", "RunPaths", "STATE_DIR", "TagError", "cache_home", "check_tag", "optuna_dir", "runs_root",
            "session_dir", "state_dir", "store_path", "worktrees_dir"]

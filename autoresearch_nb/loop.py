@@ -28,14 +28,16 @@ from .proposals import ask_agent
 from .errors import BudgetExceeded, ConfigError, StateError
 from .events import EventBus, EventKind, Listener
 from .faults import pause
-from .git import STATE_DIR, Workspace, find_repo
+from .git import Workspace, find_repo
+from .layout import RunPaths
 from .recorder import PointBuffer, Recorder
 from .records import CurvePoint, Experiment, RunResult, Status, is_baseline
 from .repeats import Repeats
 from .results import ResultsFile
 from .runner import log_tail
 from .serial import Limits
-from .session import RunLock, check_comparable, check_tag, recover
+from .config import check_tag
+from .session import RunLock, check_comparable, recover
 from .store import Store
 from .pipeline import Hooks, launch_commit, settle
 from .trial import Plan, StopSignal, finished
@@ -178,7 +180,7 @@ class Loop:
 
     @property
     def results_tsv(self) -> Path:
-        return self.repo_root / STATE_DIR / "results" / self.tag / "results.tsv"
+        return RunPaths(self.repo_root, self.tag).results_tsv
 
     @property
     def running(self) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .errors import GitError
+from . import environ
 
 _POINTING = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
              "GIT_NAMESPACE", "GIT_ALTERNATE_OBJECT_DIRECTORIES")
@@ -25,7 +26,7 @@ def git(root: Path | str, *args: str, input: str | None = None, env: Mapping[str
     >>> git(".", "rev-parse", "--is-inside-work-tree")   # doctest: +SKIP
     'true'
     """
-    full = {k: v for k, v in os.environ.items() if k not in _POINTING}
+    full = {k: v for k, v in environ.snapshot().items() if k not in _POINTING}
     full.update(env or {})
     proc = subprocess.run(["git", *args], cwd=str(root), input=input, capture_output=True, text=True, env=full)
     if check and proc.returncode != 0:

@@ -24,7 +24,6 @@ import functools
 import hashlib
 import importlib.util
 import json
-import os
 import platform
 import sys
 from collections.abc import Iterable, Mapping
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AutoresearchError
+from . import environ
 
 # The summary keys every row keeps as columns (Experiment fields of the same names).
 FIELDS = ("harness", "verifier", "eval_bytes", "corpus", "tokenizer", "torch")
@@ -176,7 +176,7 @@ def read_meta(folder: Path) -> dict[str, Any] | None:
 def current(folder: Path, env: Mapping[str, str] | None = None, verifier: str | None = None) -> dict[str, Any]:
     """This session's provenance for :data:`COMPARED` with the corpus in ``folder`` (None where unknown: no
     prepared corpus yet)."""
-    env = dict(os.environ if env is None else env)
+    env = environ.snapshot() if env is None else dict(env)
     meta = read_meta(Path(folder))
     size = meta.get("val_bytes") if meta else None
     return {"corpus": meta.get("fingerprint") if meta else None, "torch": torch_version(), "verifier": verifier,

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .boundary import THREAD_VARS
+from . import environ
 from .executors import PointSink
 from .pipeline import Job, Outcome
 from .records import CurvePoint, RunResult
@@ -48,7 +49,7 @@ SHIPPED = ("PYTHONUNBUFFERED", *THREAD_VARS)
 def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> Any:
     """Connect to ``address`` or start a local instance listening on 127.0.0.1 only."""
     for k, v in RAY_ENV.items():
-        os.environ.setdefault(k, v)
+        environ.set_default(k, v)
     import ray
 
     if ray.is_initialized():

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import GitError, SandboxError
+from . import environ
+from .layout import RunPaths
 
 # Written by tools as a side effect of running; never a change to the repository.
 CACHE_DIRS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".ipynb_checkpoints",
@@ -53,7 +55,7 @@ class Refreshed:
 
 def _git_env() -> dict[str, str]:
     # The loop may run inside a git hook or with GIT_DIR set: name the repository by -C only.
-    return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    return {k: v for k, v in environ.snapshot().items() if not k.startswith("GIT_")}
 
 
 def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
@@ -87,12 +89,7 @@ def run_dir_for(repo: str | os.PathLike[str], tag: str, worker: int = 0,
                 root: str | os.PathLike[str] | None = None) -> Path:
     """Where worker ``worker`` of session ``tag`` runs: outside the checkout, one per repository and tag."""
     repo = Path(repo).resolve()
-    if root is None:
-        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        root = Path(cache) / "autoresearch_nb" / "runs"
-    digest = hashlib.sha1(str(repo).encode()).hexdigest()[:8]
-    safe_tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in tag).lstrip(".") or "_"
-    path = Path(root).expanduser().resolve() / f"{repo.name}-{digest}" / safe_tag / f"w{int(worker)}"
+    path = RunPaths(repo, tag).run_dir(worker, root)
     if path == repo or repo in path.parents or path in repo.parents:
         raise SandboxError(f"run directory {path} would overlap the checkout {repo}: choose another root")
     return path

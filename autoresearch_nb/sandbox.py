@@ -45,10 +45,12 @@ from pathlib import Path
 
 from . import landlock
 from .errors import SandboxError
+from . import environ
+from .layout import COMPILE, STATE_DIR
 
 MODES = landlock.MODES
 DEFAULT_FILE_MB = 10240
-COMPILE_FOLDER = "compile"  # beside a session's run directories: its runs' compile caches (compute_caches)
+COMPILE_FOLDER = COMPILE  # beside a session's run directories: its runs' compile caches (compute_caches)
 USAGE = "usage: python -m autoresearch_nb.sandbox --policy JSON -- CMD..."
 landlock_abi = landlock.abi
 # Imported rather than run by path, so its byte-code is cached (compiling it each time costs more than the rest).
@@ -242,7 +244,7 @@ def compute_caches(root: str | os.PathLike[str], gpu: bool | None = None) -> dic
 def dataset_cache(env: dict[str, str] | None = None) -> Path:
     """The prepared dataset folder a run reads and caches tokens and tokenizers into: the same rule as
     ``harness.runtime.dataset_dir`` (not imported: the harness package imports torch)."""
-    env = dict(os.environ if env is None else env)
+    env = environ.snapshot() if env is None else dict(env)
     if env.get("AUTORESEARCH_DATA", "").strip():
         return Path(env["AUTORESEARCH_DATA"].strip()).expanduser()
     root = env.get("AUTORESEARCH_CACHE", "").strip()
@@ -346,7 +348,7 @@ def _search_path_reads(repo: Path) -> list[str]:
     # Directories on PATH and PYTHONPATH hold what a command runs and imports (a user's ~/.local/bin, a
     # project on PYTHONPATH); not the checkout, nor anything holding $HOME or a secret folder.
     out = []
-    for raw in (*os.environ.get("PATH", "").split(os.pathsep), *os.environ.get("PYTHONPATH", "").split(os.pathsep)):
+    for raw in (*environ.get("PATH").split(os.pathsep), *environ.get("PYTHONPATH").split(os.pathsep)):
         if not raw or not os.path.isabs(raw) or not os.path.isdir(raw):
             continue
         path = Path(raw).resolve()
@@ -364,7 +366,7 @@ def _check_writable(path: Path, repo: Path | None) -> None:
     if repo is not None and (_within(path, repo) or _within(repo, path)):
         raise SandboxError(f"a run may not write {path}: it {'is inside' if _within(path, repo) else 'holds'} "
                            f"the checkout {repo}")
-    if path.name in (".git", ".autoresearch") or ".git" in path.parts or (path / ".git").exists():
+    if path.name in (".git", STATE_DIR) or ".git" in path.parts or (path / ".git").exists():
         raise SandboxError(f"a run may not write {path}: it is or holds a .git")
     home = Path.home().resolve()
     if _within(home, path):

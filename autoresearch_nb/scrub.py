@@ -16,12 +16,12 @@ Not covered: a secret a run reads from a file it may read, or one encoded (base6
 """
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .config import looks_secret
+from . import environ
 
 MIN_SECRET = 8            # shorter values are too common to redact everywhere ("true", "8080")
 MASK = "[redacted]"
@@ -71,7 +71,7 @@ def scrub_env(base: Mapping[str, str] | None = None, allow: Iterable[str] = (),
     env: dict[str, str] = {}
     withheld: list[str] = []
     secrets: list[str] = []
-    for name, value in (os.environ if base is None else base).items():
+    for name, value in (environ.snapshot() if base is None else base).items():
         if name not in allow and (looks_secret(name) or looks_secret_value(value)):
             withheld.append(name)
             secrets.append(value)

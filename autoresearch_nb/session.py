@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import signal
 import threading
 import time
@@ -23,9 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from .errors import ConfigError, StateError
+from .errors import StateError
+from . import environ
 from . import provenance
-from .git import STATE_DIR, Workspace
+from .config import check_tag  # noqa: F401  (re-exported: the one tag rule)
+from .git import Workspace
+from .layout import RunPaths, session_dir, state_dir
 from .records import Status
 from .recorder import Recorder
 from .runner import kill_group
@@ -35,25 +37,15 @@ from .store import Store
 if TYPE_CHECKING:
     from .config import Config
 
-_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _open_here: dict[str, Callable[[], None]] = {}  # lock path -> close() of the loop holding it in this process
 _registry_lock = threading.Lock()
-
-
-def check_tag(tag: str | None) -> str:
-    """``tag``, or today's date (``nov27``) when none is given; a clear error for a tag git or a path can't take."""
-    if not tag:
-        tag = time.strftime("%b%d").lower()
-    if not _TAG.match(tag):
-        raise ConfigError(f"tag {tag!r} must be letters, digits, '.', '_' or '-' (at most 64)")
-    return tag
 
 
 class RunLock:
     """The exclusive lock on one run, held while a loop has it open."""
 
     def __init__(self, root: Path, tag: str, close_earlier: bool = True) -> None:
-        self.path = Path(root) / STATE_DIR / "locks" / f"{tag}.lock"
+        self.path = RunPaths(root, tag).lock
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -118,7 +110,7 @@ def check_comparable(store: Store, tag: str, config: "Config", root: Path) -> No
 
     command = resolve(config, root)
     verifier = VERSION if command == MODEL else None
-    folder = dataset_cache(dict(os.environ))  # the rule the run's Boundary follows
+    folder = dataset_cache(environ.snapshot())  # the rule the run's Boundary follows
     provenance.check_resume(tag, experiments, provenance.current(folder, verifier=verifier),
                             verified=command is not None)
 
@@ -129,11 +121,10 @@ def marked_processes(root: Path, tag: str, known: dict[int, int] | None = None) 
     died. ``known`` maps saved pids to their experiment numbers: those count wherever they run, if their marker matches exactly."""
     import psutil
 
-    from .rundir import run_dir_for
-    state = str((Path(root) / STATE_DIR).resolve()) + os.sep
+    state = str(state_dir(root).resolve()) + os.sep
     # The run directories' folder, named for this repository and tag wherever the cache is (XDG_CACHE_HOME may
     # differ between the session that died and this one)
-    runs = os.sep + os.path.join("autoresearch_nb", "runs", *run_dir_for(root, tag, 0, root=os.sep).parts[-3:-1]) \
+    runs = os.sep + os.path.join("autoresearch_nb", "runs", *session_dir(root, tag, os.sep).parts[-2:]) \
         + os.sep
     me, uid = os.getpid(), os.getuid()
     found = []

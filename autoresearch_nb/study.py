@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .git import STATE_DIR
+from .layout import optuna_dir
 from .records import Experiment, Status
 from .view import RunView
 
@@ -30,7 +30,7 @@ MIN_IMPORTANCE_TRIALS = 5  # importance from fewer complete trials mostly ranks 
 
 def study_dir(repo_root: Path | str) -> Path:
     """The folder of a repository's study files, ``.autoresearch/optuna``."""
-    return Path(repo_root) / STATE_DIR / "optuna"
+    return optuna_dir(repo_root)
 
 
 def study_path(repo_root: Path | str, tag: str) -> Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,8 +24,9 @@ from typing import TYPE_CHECKING, NamedTuple
 from .boundary import SETUP, Boundary, thread_env
 from .errors import AutoresearchError
 from .events import EventKind
-from .git import STATE_DIR
+from .layout import RunPaths
 from . import provenance
+from . import environ
 from .plumbing import git
 from .records import Experiment, RunResult, Status
 from .runner import run_command
@@ -269,13 +269,13 @@ class Plan:
         return self.config.seed if self.config.seed is not None else DEFAULT_SEED
 
     def log_path(self, name: str) -> Path:
-        return self.repo_root / STATE_DIR / "logs" / self.tag / f"{name}.log"
+        return RunPaths(self.repo_root, self.tag).log(name)
 
     def env(self, seed: int | None, number: int | str) -> dict[str, str]:
         """The scrubbed environment of one run; ``AUTORESEARCH_RUN`` lets a reopened loop find its orphans;
         the dataset the loop chose (its sandbox lets runs read it; on CUDA a prepared bigger corpus) is named."""
         extra = {"AUTORESEARCH_RUN": f"{self.tag}/{number}", "PYTHONUNBUFFERED": "1"}
-        if not os.environ.get("AUTORESEARCH_DATA", "").strip():
+        if not environ.get("AUTORESEARCH_DATA"):
             extra["AUTORESEARCH_DATASET"] = self.boundary.data.name
         if seed is not None:  # the setup command gets neither a seed nor a budget
             extra.update(AUTORESEARCH_TIME_BUDGET=f"{self.config.time_budget_s:g}", AUTORESEARCH_SEED=str(seed))

@@ -29,7 +29,6 @@ the run, out of its reach); the files the run created are moved into a separate 
 from __future__ import annotations
 
 import math
-import os
 import shlex
 import shutil
 import sys
@@ -40,8 +39,10 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+from . import environ
 
-from .rundir import check_tree, keep_pristine, move_outputs, run_dir_for, tmp_for
+from .layout import ARTIFACTS, RunPaths
+from .rundir import check_tree, keep_pristine, move_outputs, tmp_for
 from .records import RunResult, Status
 from .runner import Run, log_tail, run_command
 
@@ -116,7 +117,7 @@ def verifier_reads(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
     (a holdout split kept outside the dataset)."""
     from .sandbox import dataset_cache, holdout_cache
 
-    values = dict(os.environ if env is None else env)
+    values = environ.snapshot() if env is None else dict(env)
     return (dataset_cache(values), holdout_cache(values))
 
 
@@ -152,12 +153,12 @@ def artifact_dir(repo_root: str | Path, tag: str, number: int | str) -> Path:
     """Where run ``number`` exports its model (``AUTORESEARCH_EXPORT``): beside the session's run directories,
     outside the checkout (so the export is no change to the repository, and the sandbox, which never lets a
     run write into the checkout or ``.autoresearch/``, lets it write there)."""
-    return artifacts_root(run_dir_for(repo_root, tag, 0)) / str(number)
+    return RunPaths(Path(repo_root).resolve(), tag).artifact(number)
 
 
 def artifacts_root(run_dir: str | Path) -> Path:
     """The folder holding a session's exported models, beside its run directory ``run_dir``."""
-    return Path(run_dir).parent / "artifacts"
+    return Path(run_dir).parent / ARTIFACTS
 
 
 def prune(folder: Path, keep: int, min_age_s: float = 0.0, protect: Collection[str] = ()) -> list[Path]:
@@ -331,7 +332,7 @@ class Pending:
         if self.outputs is None:
             self.outputs = move_outputs(self.run_dir, self.pristine, base / "outputs")
         tree = check_tree(self.pristine, base / name)
-        env = {**(os.environ if self.env is None else self.env), ENV_OUTPUTS: str(self.outputs)}
+        env = {**(environ.snapshot() if self.env is None else self.env), ENV_OUTPUTS: str(self.outputs)}
         argv = self.confine_command(command) if self.confine_command is not None else command
         return run_command(argv, tree, log, timeout_s=self.verification.timeout_s, env=env)
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .errors import AutoresearchError
-from .git import STATE_DIR, find_repo
+from .git import find_repo
+from .layout import store_path as _layout_store_path
 from .records import CurvePoint, Experiment, best_of
 from .store import Store
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 def store_path(repo_root: Path) -> Path:
     """Where a repository's experiment store lives."""
-    return Path(repo_root) / STATE_DIR / "store.db"
+    return _layout_store_path(repo_root)
 
 
 def _config_of(stored: dict[str, Any]) -> Config:

@@ -291,14 +291,14 @@ def label(mode: str) -> str:
 def run_model(work: Path) -> list[tuple[str, str, str]]:
     import integrity
 
-    cheats = [c for c in integrity.CHEATS if c[0] in ("attention that sees the future",
-                                                    "logits that read the next input token")]
+    cheats = [c for c in integrity.CHEATS if c[0] == "logits that read the next input token"]
+    after = [c for c in integrity.AFTER_HONEST if c[0] == "attention that sees the future"]  # needs a learnt model
     clock_reset = ("the harness clock reset (trains 3x the budget)", "TIME_BUDGET = H.time_budget(DEVICE)",
                    "TIME_BUDGET = 3 * H.time_budget(DEVICE) + 4\nimport sys as _s, time as _t\n"
                    "_E = _s.modules['autoresearch_nb.harness.export']\n_real = H.export\n"
                    "def _export(*a, **k):\n    _E.CLOCK.first = _t.monotonic() - 1.0\n    return _real(*a, **k)\n"
                    "H.export = _export", "over_budget")
-    rows, _ = integrity.table(2.0, work, control=False, cheats=[*cheats, clock_reset])
+    rows, _ = integrity.table(2.0, work, control=False, cheats=[*cheats, clock_reset], after=after)
     out = []
     for r in rows:
         if r["description"] in ("baseline", integrity.HONEST[0]):

@@ -226,9 +226,11 @@ CODE_MAP = {
     P + "errors": (set(), set()),
     P + "records": (set(), set()),
     P + "landlock": (set(), {P + "errors"}),  # the errors import falls back when run by path
-    P + "provenance": (set(), {P + "errors"}),
-    P + "rundir": (set(), {P + "errors"}),
-    P + "sandbox": (set(), {P + "errors", P + "provenance", P + "landlock"}),
+    P + "provenance": (set(), {P + "errors", P + "environ"}),
+    P + "environ": (set(), set()),
+    P + "layout": (set(), {P + "environ"}),
+    P + "rundir": (set(), {P + "errors", P + "layout", P + "environ"}),
+    P + "sandbox": (set(), {P + "errors", P + "provenance", P + "landlock", P + "layout", P + "environ"}),
     P + "causal": ({"torch"}, set()),
     P + "harness.safefs": (set(), set()),
     # the package root only for __version__ (its other names resolve lazily)
@@ -293,3 +295,47 @@ def test_every_driver_runs_through_the_one_pipeline() -> None:
     assert {P + "loop", P + "repeats", P + "trial"} <= run_here, run_here
     settles = {name for name, path in mods.items() if calls_of(path, "settle")}
     assert settles == {P + "loop", P + "parallel"}, settles  # the keep step: one function, both drivers
+
+
+def test_only_the_layout_module_names_the_state_folders() -> None:
+    """Paths under .autoresearch/ and the cache are built in layout.py alone (RunPaths): no other module spells
+    the folder names."""
+    names = {".autoresearch", "store.db", "locks", "results.tsv", "optuna"}
+    found = []
+    for name, path in modules().items():
+        if name == P + "layout":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+                found.append(f"{path.name}:{node.lineno} {node.value!r}")
+    assert not found, "paths spelled outside layout.py:\n" + "\n".join(found)
+
+
+# Where the environment is read: the loop's one module, the harness's one module, and the separate programs that
+# set up their own process (the sandbox's wrapper, the verifier, the dashboard's demo target).
+ENV_READERS = {P + "environ", P + "harness.runtime", P + "landlock", P + "verifier", P + "dashboard.demo"}
+
+
+def environment_reads(path: Path) -> list[int]:
+    """Lines of ``path`` that touch ``os.environ`` or call ``os.getenv``/``os.putenv``."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os" and \
+                node.attr in ("environ", "environb", "getenv", "putenv", "unsetenv"):
+            out.append(node.lineno)
+        if isinstance(node, ast.ImportFrom) and node.module == "os" and \
+                any(a.name in ("environ", "getenv") for a in node.names):
+            out.append(node.lineno)
+    return out
+
+
+def test_environment_variables_are_read_in_one_module_per_side() -> None:
+    found = [f"{name}:{line}" for name, path in modules().items() if name not in ENV_READERS
+             for line in environment_reads(path)]
+    assert not found, "os.environ read outside environ.py / harness/runtime.py:\n" + "\n".join(found)
+
+
+def test_the_environment_check_sees_every_spelling(tmp_path: Path) -> None:
+    path = tmp_path / "m.py"
+    path.write_text("import os\nfrom os import environ\na = os.environ['X']\nb = os.getenv('Y')\nc = {}.get('os')\n")
+    assert environment_reads(path) == [2, 3, 4]

@@ -39,7 +39,9 @@ def test_every_cheat_is_caught_and_an_honest_change_is_kept(tmp_path: Path, data
     rows, overhead = integrity.table(BUDGET, tmp_path, control=False, data=data)
     got = {r["description"]: r for r in rows}
     assert got["baseline"]["status"] == "keep" and got["baseline"]["verified"] is not None
-    for description, _, _, expected in integrity.CHEATS:
+    cheats = integrity.CHEATS + [c for c in integrity.AFTER_HONEST if c[0] != "training on the validation split"]
+    assert len(cheats) == 7
+    for description, _, _, expected in cheats:
         assert got[description]["status"] == expected, got[description]
     monkeypatched = got["evaluate_bpb monkeypatched"]
     assert monkeypatched["printed"] == pytest.approx(monkeypatched["verified"] / 2, rel=1e-3)
@@ -225,7 +227,12 @@ def test_the_best_experiments_model_survives_pruning(tmp_path: Path, monkeypatch
     from autoresearch_nb.rundir import run_dir_for
     from autoresearch_nb.verify import artifacts_root
 
-    worse = [(f"worse {lr}", "LR = 3e-4", f"LR = {lr}", "discard") for lr in ("1e-6", "2e-6")]
+    # Worse by construction, whatever the machine's speed (a tiny LR was not: on a loaded machine a 2 s baseline got
+    # so few steps that LR = 1e-6 beat it): logits pushed towards the last tokens by tens of nats. The baseline's
+    # head starts at zero (uniform logits) and cannot get far worse in 2 s; these cannot get anywhere near it.
+    head = "        logits = self.head(norm(x))\n"
+    worse = [(f"worse by {k}", head, head + f"        logits = logits + {k} * torch.arange(logits.size(-1), "
+              "device=logits.device) / logits.size(-1)\n", "discard") for k in (50.0, 60.0)]
     repo = integrity.make_repo(tmp_path / "repo", worse)
     for key, value in integrity.env_for(tmp_path, integrity.corpus(tmp_path)).items():
         monkeypatch.setenv(key, value)

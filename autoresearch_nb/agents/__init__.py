@@ -1,9 +1,9 @@
 """Agents propose experiments. Pick one by name: ``queue``, ``tuner`` (Optuna, no key) or ``claude``."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from .. import environ
 from ..config import Config
 from ..errors import ConfigError
 from .base import Agent, Context, Proposal, QueueExhausted, Usage
@@ -13,7 +13,7 @@ AGENTS = ("tuner", "claude", "queue")
 
 def default_agent_name() -> str:
     """``claude`` when an Anthropic key is in the environment, else the offline ``tuner``."""
-    return "claude" if os.environ.get("ANTHROPIC_API_KEY") else "tuner"
+    return "claude" if environ.api_key() else "tuner"
 
 
 def make_agent(agent: str | Agent | None, config: Config, repo: Path) -> Agent:

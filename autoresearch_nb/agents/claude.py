@@ -34,12 +34,12 @@ of :class:`ClaudeAgent` override them (tests, scripts).
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .. import environ
 from ..config import Config
 from ..edits import Edit, EditError, apply_edits, check_python, content_hash, printable
 from ..errors import AgentError, BudgetExceeded
@@ -53,7 +53,7 @@ DEFAULT_MODEL = "claude-sonnet-5-5"
 _SPEND = re.compile(r"spend(ing)?[ _]limit|credit balance|billing|usage limit|quota", re.I)
 _FATAL = {400: "refused the request as invalid", 401: "rejected the API key", 402: "requires payment",
           403: "denied permission", 404: "does not know this model or endpoint", 413: "found the request too large"}
-_SECRET_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+_SECRET_VARS = environ.SECRETS
 
 
 class ClaudeAgent:
@@ -335,7 +335,7 @@ def _retry_after(e: Any) -> float | None:
 def _scrub(text: str) -> str:
     """Blank out any credential from the environment that found its way into a message."""
     for var in _SECRET_VARS:
-        secret = os.environ.get(var)
+        secret = environ.raw(var)
         if secret and len(secret) >= 8:
             text = text.replace(secret, "[redacted]")
     return text

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 from ..config import Config
 from ..edits import Edit, printable, unencodable
+from ..layout import STATE_DIR
 from .base import Context, Proposal, QueueExhausted
 
 
@@ -86,7 +87,7 @@ class QueueAgent:
         path = (root / name).resolve()
         if not path.is_relative_to(root):
             return None
-        if {".git", ".autoresearch"} & set(path.relative_to(root).parts):
+        if {".git", STATE_DIR} & set(path.relative_to(root).parts):
             return None
         return path
 

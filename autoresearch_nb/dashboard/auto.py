@@ -10,11 +10,11 @@ ipywidgets imports -> widgets; otherwise console.
 """
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 from ..console import ConsolePrinter
+from .. import environ
 
 if TYPE_CHECKING:
     from ..loop import Loop
@@ -52,7 +52,7 @@ def display_mode(mode: str = "auto") -> str:
         raise ValueError(f"display mode must be one of {', '.join(MODES)}, not {mode!r}")
     if mode != "auto":
         return mode
-    env = os.environ.get(ENV, "").strip().lower()
+    env = environ.get(ENV).lower()
     if env in ("widgets", "console"):
         return env
     kernel = _kernel()

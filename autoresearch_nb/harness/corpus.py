@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import AutoresearchError
 from . import constants as C
-from .runtime import dataset_dir
+from .runtime import dataset_dir, env
 
 META = "meta.json"
 SPLITS = ("train", "val", "holdout")
@@ -298,8 +298,7 @@ def load_corpus(path: Path | str | None = None, *, auto_prepare: bool = True) ->
     folder = Path(path) if path else dataset_dir()
     meta_path = folder / META
     if not meta_path.exists():
-        explicit = path is not None or os.environ.get(C.ENV_DATA, "").strip() or \
-            os.environ.get(C.ENV_DATASET, "").strip() not in ("", C.DEFAULT_DATASET)
+        explicit = path is not None or env(C.ENV_DATA) or env(C.ENV_DATASET) not in ("", C.DEFAULT_DATASET)
         if auto_prepare and not explicit:
             print(f"preparing the stdlib corpus in {folder} (offline, one time)", file=sys.stderr, flush=True)
             return prepare_stdlib(folder)

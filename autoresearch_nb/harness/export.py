@@ -15,14 +15,13 @@ Run by hand (no ``AUTORESEARCH_EXPORT``), it does nothing. :mod:`autoresearch_nb
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import torch
 
 from . import constants as C
-from .runtime import device_class
+from .runtime import device_class, env
 
 ENV_EXPORT = "AUTORESEARCH_EXPORT"   # the folder the loop gives a run for its exported model
 ARTIFACT = "model.pt2"
@@ -62,7 +61,7 @@ def export(model: torch.nn.Module, seq_len: int | None = None, dtype: torch.dtyp
     when not run by the loop. Training time stops counting here. ``dtype``: the autocast precision the run
     evaluates with (None or ``torch.bfloat16``), so the verifier scores the model the way the run did."""
     seconds, tokens = CLOCK.seconds(), CLOCK.tokens
-    folder = os.environ.get(ENV_EXPORT)
+    folder = env(ENV_EXPORT)
     if not folder:
         return None
     out = Path(folder)

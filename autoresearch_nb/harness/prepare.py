@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from itertools import chain
@@ -22,7 +21,7 @@ from pathlib import Path
 from . import constants as C
 from .corpus import Corpus, CorpusError, holdout_dir, parquet_texts, prepare_folder, prepare_stdlib, write_stream
 from .download import DownloadError, NotFound, check_parquet, fetch
-from .runtime import cache_root
+from .runtime import cache_root, env
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class Remote:
     val_max_bytes: int = 32 * 2**20  # enough validation text for any device class; keeps big shards cheap
 
     def base(self, override: str | None = None) -> str:
-        return (override or os.environ.get(self.url_env, "").strip() or self.base_url).rstrip("/")
+        return (override or env(self.url_env) or self.base_url).rstrip("/")
 
 
 REMOTES = {

@@ -16,6 +16,11 @@ GPU_PEAK_BF16 = {
 }
 
 
+def env(name: str) -> str:
+    """The value of variable ``name`` ("" when unset), stripped: the harness's one reader of its environment."""
+    return os.environ.get(name, "").strip()
+
+
 def seed() -> int:
     """The run's seed: ``AUTORESEARCH_SEED`` or 42. ``torch.manual_seed(harness.seed())``"""
     raw = os.environ.get(C.ENV_SEED, "").strip()
