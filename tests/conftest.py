@@ -75,3 +75,13 @@ def orphan_mode() -> str:
     bubblewrap (--die-with-parent) the run dies with the loop; tests of that pass ``bubblewrap`` explicitly."""
     from autoresearch_nb import sandbox
     return "landlock" if sandbox.landlock_abi()[0] else "none"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With pytest-xdist (``-n``, ``--dist loadgroup``, as .ci/run runs the suite): a file's tests run in one
+    worker, in order (tests of one file share tags and look for their runs' processes by marker), and every Ray
+    test runs in the same worker (one local Ray instance at a time on a small machine). Without xdist the mark
+    does nothing."""
+    for item in items:
+        ray = "ray" in item.name.lower() or "ray_instance" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group("ray" if ray else item.path.name))

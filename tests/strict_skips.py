@@ -42,6 +42,8 @@ def _enforce(report: pytest.TestReport | pytest.CollectReport) -> None:
         return
     why = (f"{report.nodeid}: skipped in CI ({ENV}=1): {reason} -- the browser and Ray tests must run here; "
            "install what the reason names (.ci/run installs /usr/bin/chromium, bubblewrap and the dev extra)")
+    if why in _failed:
+        return
     _failed.append(why)
     if isinstance(report, pytest.TestReport):
         report.outcome = "failed"
@@ -57,11 +59,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytes
     return report
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_make_collect_report(collector: pytest.Collector) -> pytest.CollectReport:
-    report = yield
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    # Called where the run is summed up: in the one process, or with pytest-xdist on the controller for each
+    # worker's collection (every worker collects every module, so the same skip can come several times).
     _enforce(report)
-    return report
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

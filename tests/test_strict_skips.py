@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SKIPS = '''
 import pytest
@@ -50,6 +52,7 @@ def _pytest(folder: Path, strict: str | None, *args: str) -> subprocess.Complete
 
 
 def _suite(tmp_path: Path) -> Path:
+    tmp_path.mkdir(exist_ok=True)
     (tmp_path / "test_mixed.py").write_text(SKIPS)
     return tmp_path
 
@@ -82,6 +85,21 @@ def test_a_skipped_browser_module_fails_the_run_whatever_its_reason(tmp_path: Pa
     assert "test_browser.py: skipped in CI (AUTORESEARCH_NB_STRICT_SKIPS=1): no display" in strict.stdout
     assert "1 passed, 1 skipped" in strict.stdout  # the rest of the suite still ran
     assert _pytest(tmp_path, None).returncode == 0
+
+
+def test_under_xdist_a_skipped_module_or_test_still_fails_the_run(tmp_path: Path) -> None:
+    """CI runs the suite with pytest-xdist: skips happen in the workers and must still fail the controller's run."""
+    pytest.importorskip("xdist")
+    (tmp_path / "test_browser.py").write_text(
+        'import pytest\npytest.skip("no display", allow_module_level=True)\n')
+    (tmp_path / "test_other.py").write_text("def test_passes():\n    pass\n")
+    workers = "2"
+    strict = _pytest(tmp_path, "1", "-n", workers)
+    assert strict.returncode == 1, strict.stdout
+    assert strict.stdout.count("test_browser.py: skipped in CI (AUTORESEARCH_NB_STRICT_SKIPS=1): no display") == 1
+    mixed = _pytest(_suite(tmp_path / "m"), "1", "-n", workers)
+    assert mixed.returncode == 1 and "test_mixed.py::test_needs_ray: skipped in CI" in mixed.stdout, mixed.stdout
+    assert _pytest(tmp_path, None, "-n", workers).returncode == 0
 
 
 def _fake_tools(tmp_path: Path) -> tuple[Path, Path]:
