@@ -45,7 +45,11 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     install, test = 'pip install -q torch==2.13.0 -e ".[dev]"', "python -m pytest -q"
-    assert f"{install} && {test}" in readme and install in ci and test in ci
+    workers = "-n auto --maxprocesses 4 --dist loadgroup"  # pytest-xdist, as the dev extra installs it
+    assert f"{install} && {test} {workers}\n" in readme and install in ci
+    assert f"{test} -p tests.strict_skips {workers}" in ci
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    assert any(d.startswith("pytest-xdist") for d in dev)
 
 
 def test_notebooks_have_no_outputs() -> None:
