@@ -298,7 +298,8 @@ def run_model(work: Path) -> list[tuple[str, str, str]]:
                    "_E = _s.modules['autoresearch_nb.harness.export']\n_real = H.export\n"
                    "def _export(*a, **k):\n    _E.CLOCK.first = _t.monotonic() - 1.0\n    return _real(*a, **k)\n"
                    "H.export = _export", "over_budget")
-    rows, _ = integrity.table(2.0, work, control=False, cheats=[*cheats, clock_reset], after=after)
+    # on the honest change, which learns: training longer then helps, so only a budget rule can catch it
+    rows, _ = integrity.table(2.0, work, control=False, cheats=cheats, after=[*after, clock_reset])
     out = []
     for r in rows:
         if r["description"] in ("baseline", integrity.HONEST[0]):
