@@ -314,3 +314,15 @@ def test_lookahead_takes_0_1_or_auto(value, expected) -> None:
 def test_another_lookahead_is_refused(value) -> None:
     with pytest.raises(ConfigError, match="lookahead must be 0, 1 or 'auto'"):
         Config(lookahead=value)
+
+
+def test_the_configuration_page_is_generated_from_config_and_current() -> None:
+    """docs/configuration.md cannot drift: it is what reference_markdown() prints (regenerate with
+    `python -m autoresearch_nb.config > docs/configuration.md`)."""
+    from dataclasses import fields
+
+    from autoresearch_nb.config import reference_markdown
+    page = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    assert page == reference_markdown(), "docs/configuration.md is stale: regenerate it"
+    for f in fields(Config):
+        assert f"| `{f.name}` | `--{f.name.replace('_', '-')}` |" in page

@@ -95,3 +95,15 @@ def test_every_public_name_resolves() -> None:
     for name in autoresearch_nb.__all__:
         assert getattr(autoresearch_nb, name) is not None, name
     assert callable(autoresearch_nb.report) and autoresearch_nb.Loop.__name__ == "Loop"
+
+
+def test_the_readme_fits_on_a_screen_and_its_links_resolve() -> None:
+    """A researcher decides in one screen: the README keeps what it is, the two commands, the notebook snippet
+    and links; the fine print lives in docs/ (and each link there resolves)."""
+    import re
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 80
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)\)", page.read_text()):
+            if not target.startswith("http"):
+                assert (page.parent / target).exists(), f"{page.name} links to a missing {target}"
