@@ -98,9 +98,12 @@ def stage_loop(args, env: dict, work: Path) -> bool:
                 ["-c", "user.name=gpu-check", "-c", "user.email=gpu-check@localhost", "commit", "-qm", "baseline"]):
         subprocess.run(["git", *cmd], cwd=repo, check=True, capture_output=True)
     t = time.perf_counter()
+    # --dry rehearses the stages on a CPU: one baseline run, not the noise floor's three
+    repeats = ["--noise-repeats", "1"] if args.dry else []
     result = subprocess.run(
         [sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "gpu-check", "--repo", str(repo),
-         "--agent", "tuner", "--max-experiments", str(args.experiments), "--time-budget-s", str(args.budget)],
+         "--agent", "tuner", "--max-experiments", str(args.experiments), "--time-budget-s", str(args.budget),
+         *repeats],
         cwd=repo, capture_output=True, text=True, env=env, timeout=args.experiments * (args.budget * 4 + 300))
     rows = subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "results", "--tag", "gpu-check", "--repo",
                            str(repo), "--format", "json"], cwd=repo, capture_output=True, text=True, env=env)
