@@ -150,3 +150,56 @@ def test_a_conditional_with_two_numbers_is_tuned_as_its_last_branch_and_the_firs
                                     "LR = 0.002 if CUDA else 0.006"]
     assert space.values(new) == values
     assert space.describe(src, {"DEPTH": 6}) == "DEPTH 4 -> 6 (8 -> 10 if CUDA)"
+
+
+# -- the comment grammar (issue 25): prose after the values is the author's, a malformed list is a clear error --
+
+@pytest.mark.parametrize("comment,low,high,log", [
+    ("range: 1, 64 subarrays this small are insertion-sorted", 1, 64, False),  # once a list of string choices
+    ("range: 0.0, 0.4   explicit bounds, linear (`range: 1e-4, 1e-1, log`)", 0.0, 0.4, False),  # the docstring's
+    ("range: 1e-4, 1e-1, log  (learning rates)", 1e-4, 1e-1, True),
+    ("range: 2**4, 2**10", 16, 1024, False),
+])
+def test_a_range_comment_with_trailing_text_parses_as_its_author_meant(comment, low, high, log):
+    value = 0.1 if isinstance(low, float) else 32
+    p = discover(f"# Hyperparameters\nK = {value}  # {comment}\n")["K"]
+    assert (p.low, p.high, p.log) == (low, high, log) and p.kind in ("int", "float")
+
+
+def test_a_choices_comment_with_trailing_text_keeps_only_the_values():
+    src = ('# Hyperparameters\nACT = "relu2"  # choices: relu2, gelu, swiglu   the MLP activation\n'
+           'BETAS = (0.9, 0.95)  # choices: (0.8, 0.95), (0.9, 0.95) the Adam betas\n'
+           'OPT = "adamw"  # choices: adamw | muon\n')
+    space = discover(src)
+    assert space["ACT"].choices == ("'relu2'", "'gelu'", "'swiglu'")
+    assert space["BETAS"].choices == ("(0.8, 0.95)", "(0.9, 0.95)")
+    assert space["OPT"].choices == ("'adamw'", "'muon'")
+
+
+@pytest.mark.parametrize("line,words", [
+    ("K = 7  # range: big enough\n", "'# range:' needs two numbers"),
+    ("K = 7  # range: 1\n", "'# range:' needs two numbers"),
+    ('ACT = "a"  # choices: !!, b\n', "'# choices:' lists values"),
+])
+def test_a_malformed_comment_is_an_error_naming_the_constant_and_its_line(line, words):
+    with pytest.raises(SpaceError, match=r"K|ACT") as raised:
+        discover("# Hyperparameters\nLR = 0.1\n" + line)
+    assert words in str(raised.value) and "(line 3)" in str(raised.value)
+
+
+def test_the_module_docstring_example_parses_as_documented():
+    from autoresearch_nb.agents import space
+    block = "\n".join(line.strip() for line in space.__doc__.splitlines() if " = " in line and "#" in line
+                      and line.startswith("    ") and not line.strip().startswith(">>>"))
+    params = {p.name: p for p in discover(block)}
+    assert (params["WEIGHT_DECAY"].low, params["WEIGHT_DECAY"].high) == (0.0, 0.4)
+    assert params["WINDOW_PATTERN"].choices == ("'SSSL'", "'SSLL'", "'LLLL'")
+
+
+def test_the_documented_grammar_example_parses_as_documented():
+    from pathlib import Path
+    page = (Path(__file__).resolve().parents[1] / "docs" / "agents.md").read_text()
+    space = {p.name: p for p in discover(page.split("```python")[1].split("```")[0])}
+    assert (space["CUTOFF"].low, space["CUTOFF"].high) == (1, 64)
+    assert (space["LR"].low, space["LR"].high, space["LR"].log) == (1e-4, 1e-1, True)
+    assert space["ACT"].choices == ("'relu2'", "'gelu'", "'swiglu'")

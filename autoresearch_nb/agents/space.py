@@ -11,9 +11,12 @@ A *parameter* is a module-level assignment of a CAPS name to a literal on one li
     ADAM_BETAS = (0.8, 0.95)    # choices: (0.8, 0.95), (0.9, 0.95), (0.9, 0.99)
     DEPTH = 8 if CUDA else 4    # two numeric branches: tuned as the last one, the first moves with it
     SEED = 42                   # never tuned (SEED, TIME_BUDGET, UNTIMED...); nor anything marked ``# fixed``
-    WEIGHT_DECAY = 0.2          # range: 0.0, 0.4   (explicit bounds, linear; ``# range: 1e-4, 1e-1, log``)
+    WEIGHT_DECAY = 0.2          # range: 0.0, 0.4   explicit bounds, linear (``# range: 1e-4, 1e-1, log``)
 
 Strings and tuples are tuned only when a ``# choices:`` comment (or an override) lists their values.
+The comments' grammar: ``# range: LOW, HIGH[, log]`` (numbers), ``# choices: A, B, C`` (literals or bare words,
+commas or bars between them); text after the bounds or after the last value is the author's prose and is ignored;
+a comment that does not start that way is a :class:`SpaceError` naming the constant and its line.
 When the file has a banner comment containing "hyperparameters", only the assignments from that banner
 down to the first function or class are read; otherwise every top-level CAPS literal before the first
 function or class.
@@ -244,14 +247,14 @@ def discover(source: str, path: str = "", overrides: Mapping[str, Any] | None = 
 def _infer(name: str, value: Any, text: str, comment: str, lineno: int) -> Param | None:
     choices = _CHOICES.search(comment)
     if choices:
-        return _choice_param(name, value, _parse_choices(choices.group(1)), lineno)
+        return _choice_param(name, value, comment_choices(choices.group(1), name, lineno), lineno)
     if isinstance(value, bool):
         return Param(name, "choice", value, choices=("True", "False"), line=lineno)
     if not isinstance(value, (int, float)):
         return None  # strings and tuples need a list of choices
     bounds = _RANGE.search(comment)
     if bounds:
-        return _from_override(name, value, _parse_choices(bounds.group(1)), lineno)
+        return _from_override(name, value, comment_range(bounds.group(1), name, lineno), lineno)
     if isinstance(value, int):
         return _int_param(name, value, text, lineno)
     return _float_param(name, float(value), lineno)
@@ -413,6 +416,99 @@ def _evaluate(node: ast.AST) -> Any:
 
 def _raise() -> Any:
     raise ValueError
+
+
+_NUMBER = r"[-+]?(?:\d+\s*\*\*\s*\d+|\d[\d_]*\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"
+_RANGE_TEXT = re.compile(rf"^\s*({_NUMBER})\s*,\s*({_NUMBER})\s*(?:,\s*(log|linear)\b)?", re.I)
+_WORD = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+def comment_range(text: str, name: str = "", line: int | None = None) -> list[Any]:
+    """The bounds of a ``# range: LOW, HIGH[, log]`` comment; text after them is the author's prose.
+
+    >>> comment_range("1, 64 subarrays this small are insertion-sorted")
+    [1, 64]
+    >>> comment_range("1e-4, 1e-1, log  (learning rates)")
+    [0.0001, 0.1, 'log']
+    """
+    found = _RANGE_TEXT.match(text)
+    if not found:
+        where = f"{name} (line {line})" if line is not None else name or "a constant"
+        raise SpaceError(f"{where}: '# range:' needs two numbers and an optional 'log' (range: 1e-4, 1e-1, log), "
+                         f"not {text.strip()!r}")
+    low, high, scale = found.groups()
+    bounds: list[Any] = [_number(low), _number(high)]
+    return bounds + (["log"] if scale and scale.lower() == "log" else [])
+
+
+def _number(text: str) -> int | float:
+    """A number of a range comment: a literal, or a power written ``2**10``."""
+    base, power, exponent = text.replace(" ", "").partition("**")
+    return int(base) ** int(exponent) if power else ast.literal_eval(base)
+
+
+def _split_top(text: str) -> list[str]:
+    """``text`` split at commas and bars outside brackets and quotes."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, c in enumerate(text):
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c in ",|" and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return parts + [text[start:]]
+
+
+def _leading_item(piece: str) -> tuple[Any, str] | None:
+    """The first choice in ``piece`` and what follows it: a bracketed or quoted literal, or one bare word."""
+    piece = piece.strip()
+    if piece[:1] in "([{'\"":
+        for end in range(len(piece), 0, -1):  # the longest prefix that is a literal
+            try:
+                value = ast.literal_eval(piece[:end])
+            except (ValueError, SyntaxError):
+                continue
+            return (repr(value) if isinstance(value, str) else value), piece[end:]
+        return None
+    word, _, rest = piece.partition(" ")
+    if not _WORD.match(word):
+        return None
+    try:
+        value = ast.literal_eval(word)
+    except (ValueError, SyntaxError):
+        value = word
+    return (repr(value) if isinstance(value, str) else value), rest
+
+
+def comment_choices(text: str, name: str = "", line: int | None = None) -> list[Any]:
+    """The values of a ``# choices: a, b, c`` comment: literals or bare words (strings), separated by commas or
+    bars; the list ends at the first item followed by prose, which is the author's note.
+
+    >>> comment_choices("relu2, gelu, swiglu   the MLP's activation")
+    ["'relu2'", "'gelu'", "'swiglu'"]
+    >>> comment_choices("(0.8, 0.95), (0.9, 0.99) the betas")
+    [(0.8, 0.95), (0.9, 0.99)]
+    """
+    out: list[Any] = []
+    for piece in _split_top(text):
+        if not piece.strip():
+            continue
+        found = _leading_item(piece)
+        if found is None:
+            where = f"{name} (line {line})" if line is not None else name or "a constant"
+            raise SpaceError(f"{where}: '# choices:' lists values separated by commas (choices: a, b, c), and "
+                             f"{piece.strip()!r} is not one")
+        value, rest = found
+        out.append(value)
+        if rest.strip():
+            break  # prose after the last value
+    return out
 
 
 def _parse_choices(text: str) -> list[Any]:
