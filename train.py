@@ -34,8 +34,8 @@ BATCH_SIZE = 64 if CUDA else 16     # sequences per forward/backward
 GRAD_ACCUM = 4 if CUDA else 1       # micro-batches per optimizer step
 # "muon": Muon (orthogonalized momentum) for the block matrices, AdamW for the embedding and head
 OPTIMIZER = "adamw"                 # choices: adamw, muon
-LR = 3e-3                           # AdamW peak learning rate for matrices
-MUON_LR = 0.02                      # Muon peak learning rate (with OPTIMIZER = "muon")
+LR = 3e-3                           # only when OPTIMIZER = adamw: its peak learning rate for matrices
+MUON_LR = 0.02                      # only when OPTIMIZER = muon: its peak learning rate for matrices
 EMBED_LR = 1e-2                     # embeddings and the output head
 WEIGHT_DECAY = 0.0
 BETAS = (0.9, 0.95)

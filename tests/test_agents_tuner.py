@@ -279,3 +279,43 @@ def test_the_tuner_through_the_real_loop_improves_on_the_baseline(tmp_path):
     kept = [e for e in exps if e.status == Status.KEEP]
     assert all(b.metric < a.metric for a, b in zip(kept, kept[1:]))  # the plain rule: strictly better
     assert (repo / ".autoresearch" / "optuna" / "t.db").exists()  # the study, for optuna-dashboard
+
+
+CONDITIONAL = '''\
+# Hyperparameters
+OPTIMIZER = "adamw"     # choices: adamw, muon
+LR = 0.01               # only when OPTIMIZER = adamw: its learning rate
+MUON_LR = 0.02          # only when OPTIMIZER = muon: its learning rate
+DEPTH = 4
+
+
+def main():
+    pass
+'''
+
+
+def test_a_conditional_dial_is_never_proposed_where_it_does_nothing():
+    """39 tuner experiments once spent 3 on MUON_LR under AdamW (a dial that does nothing there)."""
+    space = discover(CONDITIONAL)
+
+    def score(content: str) -> float:
+        v = space.values(content)
+        lr = v["LR"] if v["OPTIMIZER"] == "adamw" else v["MUON_LR"]
+        return 1.0 + abs(math.log(lr / 0.005)) + 0.1 * abs(v["DEPTH"] - 3)
+
+    config = Config(editable="target.py")
+    loop = MiniLoop(TunerAgent(config, Path(".")), CONDITIONAL, score, config).run(20)
+    parents = [loop.history[0].content]
+    for e in loop.history[1:]:
+        before, after = space.values(parents[-1]), space.values(e.content)
+        for name in ("LR", "MUON_LR"):
+            if before[name] != after[name]:
+                assert space[name].active(before), f"{e.description}: {name} changed under {before['OPTIMIZER']}"
+        if e.status == Status.KEEP:
+            parents.append(e.content)
+    agent = TunerAgent(config, Path("."))
+    agent.propose(Context(program="", editable="target.py", source=CONDITIONAL, history=(), config=config))
+    assert "MUON_LR" not in agent.space.names and "LR" in agent.space.names
+    muon = CONDITIONAL.replace('OPTIMIZER = "adamw"', 'OPTIMIZER = "muon"')
+    agent.propose(Context(program="", editable="target.py", source=muon, history=(), config=config))
+    assert "MUON_LR" in agent.space.names and "LR" not in agent.space.names

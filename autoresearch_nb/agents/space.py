@@ -14,6 +14,8 @@ A *parameter* is a module-level assignment of a CAPS name to a literal on one li
     WEIGHT_DECAY = 0.2          # range: 0.0, 0.4   explicit bounds, linear (``# range: 1e-4, 1e-1, log``)
 
 Strings and tuples are tuned only when a ``# choices:`` comment (or an override) lists their values.
+``# only when OPTIMIZER = muon`` (or ``= a, b``) makes a constant conditional: in a file where OPTIMIZER has
+another value it does nothing, and the tuner does not propose it.
 The comments' grammar: ``# range: LOW, HIGH[, log]`` (numbers), ``# choices: A, B, C`` (literals or bare words,
 commas or bars between them); text after the bounds or after the last value is the author's prose and is ignored;
 a comment that does not start that way is a :class:`SpaceError` naming the constant and its line.
@@ -32,7 +34,7 @@ from __future__ import annotations
 import ast
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Mapping
 
 from ..errors import AutoresearchError
@@ -44,6 +46,7 @@ _NEVER = re.compile(r"SEED|TIME_BUDGET|UNTIMED|EVAL_")  # tuning these would gam
 _BANNER = re.compile(r"^\s*#.*hyper\s*-?\s*param", re.I)
 _CHOICES = re.compile(r"#.*?\bchoices?\s*[:=]\s*(.+)$", re.I)
 _RANGE = re.compile(r"#.*?\brange\s*[:=]\s*(.+)$", re.I)
+_WHEN = re.compile(r"#.*?\bonly\s+(?:when|if|with)\s+([A-Z][A-Z0-9_]*)\s*(?:==|=|\bin\b|\bis\b)\s*(.+)$")
 _FIXED = re.compile(r"#.*\b(fixed|no[- ]?tune|tune\s*:\s*(no|off|false))\b", re.I)
 
 
@@ -68,6 +71,16 @@ class Param:
     log: bool = False
     choices: tuple[str, ...] = ()
     line: int = 0                 # 1-based line of the assignment in the file it was found in
+    # ``# only when OPTIMIZER = muon``: the controlling constant and the source texts of the values under which
+    # this one does anything; with another value it is inert and never proposed
+    when: tuple[str, tuple[str, ...]] | None = None
+
+    def active(self, values: Mapping[str, Any]) -> bool:
+        """Whether this constant does anything in a file whose constants are ``values``."""
+        if self.when is None:
+            return True
+        name, texts = self.when
+        return name not in values or any(_same(_literal(t), values[name]) for t in texts)
 
     def distribution(self) -> Any:
         """The Optuna distribution of this parameter (imports optuna)."""
@@ -235,6 +248,10 @@ def discover(source: str, path: str = "", overrides: Mapping[str, Any] | None = 
             continue
         else:
             param = _infer(name, value, line[start:end], comment, lineno)
+        when = _WHEN.search(comment) if param is not None else None
+        if when:
+            param = replace(param, when=(when.group(1), tuple(
+                v if isinstance(v, str) else _source(v) for v in comment_choices(when.group(2), name, lineno, "'# only when NAME ='"))))
         if param is None:
             skipped.append(name)
         else:
@@ -477,6 +494,8 @@ def _leading_item(piece: str) -> tuple[Any, str] | None:
             return (repr(value) if isinstance(value, str) else value), piece[end:]
         return None
     word, _, rest = piece.partition(" ")
+    if word[-1:] in ":;" and len(word) > 1:  # "muon: its learning rate": the value ends at the colon
+        word, rest = word[:-1], ": " + rest
     if not _WORD.match(word):
         return None
     try:
@@ -486,7 +505,7 @@ def _leading_item(piece: str) -> tuple[Any, str] | None:
     return (repr(value) if isinstance(value, str) else value), rest
 
 
-def comment_choices(text: str, name: str = "", line: int | None = None) -> list[Any]:
+def comment_choices(text: str, name: str = "", line: int | None = None, what: str = "'# choices:'") -> list[Any]:
     """The values of a ``# choices: a, b, c`` comment: literals or bare words (strings), separated by commas or
     bars; the list ends at the first item followed by prose, which is the author's note.
 
@@ -502,7 +521,7 @@ def comment_choices(text: str, name: str = "", line: int | None = None) -> list[
         found = _leading_item(piece)
         if found is None:
             where = f"{name} (line {line})" if line is not None else name or "a constant"
-            raise SpaceError(f"{where}: '# choices:' lists values separated by commas (choices: a, b, c), and "
+            raise SpaceError(f"{where}: {what} lists values separated by commas (a, b, c), and "
                              f"{piece.strip()!r} is not one")
         value, rest = found
         out.append(value)

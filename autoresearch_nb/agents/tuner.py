@@ -165,7 +165,10 @@ class TunerAgent:
                 "above the first function. Add such a block, or use the claude agent.")
         # constants the best file no longer has (or has outside the bounds) stay as they are
         current = space.values(context.source)
-        active = tuple(p for p in space if p.name in current and p.contains(p.encode(current[p.name])))
+        # and a conditional one is left alone where it does nothing (MUON_LR under AdamW): no proposal, probe,
+        # trial or importance spends anything on an inert dial
+        active = tuple(p for p in space if p.name in current and p.contains(p.encode(current[p.name]))
+                       and p.active(current))
         if not active:
             raise AgentError(f"none of the tunable constants of {context.editable} are left in the current file")
         return Space(active, space.path, space.skipped)
