@@ -4,6 +4,7 @@ Train a small GPT on the prepared corpus for a fixed time budget, then let the h
 This is the one file the agent edits. Everything it imports from autoresearch_nb.harness (data, tokenizer,
 the val_bpb metric, the summary block) is fixed. Run by hand: `python train.py`.
 """
+import math
 import os
 import time
 
@@ -28,6 +29,12 @@ DEPTH = 8 if CUDA else 4            # the one dial: transformer layers; width fo
 ASPECT_RATIO = 64 if CUDA else 32   # model_dim = DEPTH * ASPECT_RATIO, rounded up to a multiple of HEAD_DIM
 HEAD_DIM = 64 if CUDA else 32
 MLP_RATIO = 4
+# Structure, from the nanoGPT speedrun line of work: each alternative is a few lines below
+ACTIVATION = "relu2"                # choices: relu2, gelu, swiglu   (swiglu keeps the MLP's parameter count)
+NORM = "layernorm"                  # choices: layernorm, rmsnorm
+QK_NORM = True                      # normalise queries and keys before attention (keeps high LRs stable)
+TIE_EMBED = False                   # the output head shares the input embedding's weights
+ROPE_BASE = 10000.0                 # rotary embedding's base period
 TOKENIZER = "bpe-8192" if CUDA else "bpe-2048"  # or "byte"; a BPE is trained once on the corpus, then cached
 SEQ_LEN = H.seq_len(DEVICE)         # context length; evaluation uses the same
 BATCH_SIZE = 64 if CUDA else 16     # sequences per forward/backward
@@ -40,7 +47,8 @@ EMBED_LR = 1e-2                     # embeddings and the output head
 WEIGHT_DECAY = 0.0
 BETAS = (0.9, 0.95)
 WARMUP_FRAC = 0.02                  # of the time budget
-WARMDOWN_FRAC = 0.4                 # linear decay to FINAL_LR_FRAC over the last part of the budget
+WARMDOWN_FRAC = 0.4                 # decay to FINAL_LR_FRAC over the last part of the budget
+WARMDOWN_SHAPE = "linear"           # choices: linear, cosine
 FINAL_LR_FRAC = 0.05
 GRAD_CLIP = 1.0
 # bf16 on GPUs; on a CPU only in the big config: at CPU widths the casts cost more than AMX saves (0.92x vs 1.06x)
@@ -61,8 +69,10 @@ def model_dim(depth, aspect_ratio, head_dim):
 
 
 def norm(x):
-    # Parameter-free LayerNorm rather than rms_norm (it also centres the mean): one fused kernel forward and
-    # backward on a CPU, where F.rms_norm runs as a chain of small ops at about 3x the cost.
+    # Parameter-free. LayerNorm by default (it also centres the mean): one fused kernel forward and backward on
+    # a CPU, where F.rms_norm runs as a chain of small ops at about 3x the cost; RMSNorm is the GPU speedruns' choice.
+    if NORM == "rmsnorm":
+        return F.rms_norm(x, (x.size(-1),))
     return F.layer_norm(x, (x.size(-1),))
 
 
@@ -89,7 +99,8 @@ class Attention(nn.Module):
 
     def forward(self, x, rope):
         B, T, C = x.shape
-        qk = rotate(norm(self.qk(x).view(B, T, 2, self.n_heads, -1)), rope)  # QK-norm keeps high LRs stable
+        qk = self.qk(x).view(B, T, 2, self.n_heads, -1)
+        qk = rotate(norm(qk) if QK_NORM else qk, rope)
         q, k, v = (t.transpose(1, 2) for t in (*qk.unbind(2), self.v(x).view(B, T, self.n_heads, -1)))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
@@ -131,11 +142,17 @@ class CrossEntropy(torch.autograd.Function):
 class MLP(nn.Module):
     def __init__(self, dim):
         super().__init__()
-        self.up = nn.Linear(dim, MLP_RATIO * dim, bias=False)
-        self.down = nn.Linear(MLP_RATIO * dim, dim, bias=False)
+        gated = ACTIVATION == "swiglu"
+        hidden = MLP_RATIO * dim * 2 // 3 if gated else MLP_RATIO * dim  # a gated MLP: the same parameters
+        self.up = nn.Linear(dim, (2 if gated else 1) * hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
 
     def forward(self, x):
-        return self.down(ReluSquared.apply(self.up(x)))
+        h = self.up(x)
+        if ACTIVATION == "swiglu":
+            gate, h = h.chunk(2, dim=-1)
+            return self.down(F.silu(gate) * h)
+        return self.down(ReluSquared.apply(h) if ACTIVATION == "relu2" else F.gelu(h))
 
 
 class Block(nn.Module):
@@ -155,13 +172,15 @@ class GPT(nn.Module):
         self.embed = nn.Embedding(vocab_size, dim)
         self.blocks = nn.ModuleList(Block(dim, dim // head_dim) for _ in range(depth))
         self.head = nn.Linear(dim, vocab_size, bias=False)
-        self.register_buffer("rope", rotary_table(seq_len, head_dim), persistent=False)
+        if TIE_EMBED:
+            self.head.weight = self.embed.weight
+        self.register_buffer("rope", rotary_table(seq_len, head_dim, ROPE_BASE), persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self):
         for name, p in self.named_parameters():
-            if p.dim() == 2:
-                nn.init.normal_(p, std=p.size(-1) ** -0.5 if name != "embed.weight" else 1.0)
+            if p.dim() == 2:  # a tied embedding is also the head: small, so the first logits are small
+                nn.init.normal_(p, std=p.size(-1) ** -0.5 if name != "embed.weight" or TIE_EMBED else 1.0)
             if name.endswith(("proj.weight", "down.weight")) or name == "head.weight":
                 nn.init.zeros_(p)  # residual branches and logits start at zero
 
@@ -178,6 +197,7 @@ class GPT(nn.Module):
     def flops_per_token(self, seq_len):
         """Matmul FLOPs of one forward+backward per token (6N for weights plus attention scores)."""
         n = sum(p.numel() for name, p in self.named_parameters() if name != "embed.weight")
+        n += self.head.weight.numel() if TIE_EMBED else 0  # the head's matmul, under the embedding's name
         layers, dim = len(self.blocks), self.embed.embedding_dim
         return 6 * n + 12 * layers * dim * seq_len
 
@@ -218,7 +238,7 @@ class Muon(torch.optim.Optimizer):
 
 
 def make_optimizers(model):
-    embed = [model.embed.weight, model.head.weight]
+    embed = [model.embed.weight] + ([] if TIE_EMBED else [model.head.weight])
     matrices = [p for p in model.parameters() if all(p is not e for e in embed)]
     fused = DEVICE.type in ("cuda", "cpu")  # one kernel per step on a CPU too: about 3x faster than foreach
     if OPTIMIZER == "muon":
@@ -238,7 +258,9 @@ def lr_multiplier(progress):
         return (progress + 1e-3) / WARMUP_FRAC
     if progress < 1 - WARMDOWN_FRAC:
         return 1.0
-    return FINAL_LR_FRAC + (1 - FINAL_LR_FRAC) * (1 - progress) / WARMDOWN_FRAC
+    left = (1 - progress) / WARMDOWN_FRAC  # 1 -> 0 over the warm-down
+    shape = left if WARMDOWN_SHAPE == "linear" else 0.5 * (1 - math.cos(math.pi * left))
+    return FINAL_LR_FRAC + (1 - FINAL_LR_FRAC) * shape
 
 
 def sync():
