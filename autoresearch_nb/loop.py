@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import environ, provenance
 from . import results as _results
 from .agents import Agent, Context, make_agent
 from .config import Config, make_config
@@ -82,6 +83,8 @@ class Loop:
         self._thread: threading.Thread | None = None
         self._baseline: Experiment | None = None  # the baseline, once it ran
         self._compared = False  # provenance checked once more after this session's setup
+        # the device class the runs get (guessed without torch): what a file's `a if CUDA else b` reads
+        self._device_class = provenance.device_class(environ.snapshot())
         self._lock = lock
         self._plan.note = lambda text, purpose="checkout": self._recorder.emit(EventKind.MESSAGE, message=text,
                                                                                purpose=purpose)
@@ -252,8 +255,10 @@ class Loop:
         context = Context(program=_read(self.repo_root / cfg.program), editable=cfg.editable, source=source,
                           in_flight=in_flight, history=history, config=cfg, best=rec.best,
                           last_log_tail=tail, cost_so_far_usd=rec.total_cost_usd)
+        device = self._device_class
         with self._agent_lock:
-            return ask_agent(self.agent, context, parent, rec.new, rec.twin, **extra)
+            return ask_agent(self.agent, context, parent, rec.new, rec.twin,
+                             kin=lambda content: rec.kin(content, device), **extra)
 
     def edit(self, exp: Experiment, content: str, description: str | None = None) -> Experiment:
         """Replace a proposal's file (step mode: the user edits before approving). The edit is what runs."""

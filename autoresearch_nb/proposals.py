@@ -15,7 +15,8 @@ log = logging.getLogger("autoresearch_nb")
 
 
 def ask_agent(agent: Agent, context: Context, parent: str, new: Callable[..., Experiment],
-              twin: Callable[[str | None], Experiment | None], **extra: Any) -> Experiment:
+              twin: Callable[[str | None], Experiment | None],
+              kin: Callable[[str | None], Experiment | None] | None = None, **extra: Any) -> Experiment:
     """Ask ``agent`` for one experiment on ``parent`` (whose file is ``context.source``): an unsaved record made
     by ``new`` (the next number), timed in ``propose_seconds``. Touches no git and no store, so a proposing
     thread can call it. A bug in the agent becomes an ``invalid`` record; a fatal agent error (bad key, spend
@@ -32,7 +33,7 @@ def ask_agent(agent: Agent, context: Context, parent: str, new: Callable[..., Ex
                    reason=f"the agent raised {type(e).__name__}: {e}", decided_at=time.time(), created_at=asked,
                    propose_seconds=time.monotonic() - t0, **extra)
     seconds = time.monotonic() - t0
-    status, reason, fields = judge_proposal(proposal, context.source, context.editable, twin)
+    status, reason, fields = judge_proposal(proposal, context.source, context.editable, twin, kin)
     return new(status, parent_sha=parent, agent=name, reason=reason, created_at=asked, propose_seconds=seconds,
                decided_at=None if status == Status.PROPOSED else time.time(), **fields, **extra)
 
@@ -52,11 +53,14 @@ def capped(content: str) -> str | None:
 
 
 def judge_proposal(proposal: Proposal, source: str, editable: str,
-                   twin: Callable[[str | None], Experiment | None]) -> tuple[Status, str, dict[str, Any]]:
+                   twin: Callable[[str | None], Experiment | None],
+                   kin: Callable[[str | None], Experiment | None] | None = None
+                   ) -> tuple[Status, str, dict[str, Any]]:
     """(status, reason, record fields) for ``proposal`` made on ``source``.
 
-    ``invalid`` when it does not apply, changes nothing or does not compile; ``skipped`` when ``twin`` finds
-    an experiment that already had the same file; else ``proposed``.
+    ``invalid`` when it does not apply, changes nothing (or nothing the runs read: ``kin`` finds the parent's
+    file) or does not compile; ``skipped`` when ``twin`` finds an experiment that already had the same file, or
+    ``kin`` one whose file runs the same (:mod:`.effective`); else ``proposed``.
     """
     usage = proposal.usage
     fields: dict[str, Any] = dict(
@@ -88,4 +92,12 @@ def judge_proposal(proposal: Proposal, source: str, editable: str,
     same = twin(digest) if status == Status.PROPOSED else None
     if same is not None:
         status, reason = Status.SKIPPED, f"same file as experiment {same.number} ({same.status.value})"
+    if status == Status.PROPOSED and kin is not None and editable.endswith(".py"):
+        if kin(source) is not None and kin(content) is kin(source):  # the parent itself, as the runs read it
+            status, reason = Status.INVALID, ("the proposal changes nothing the runs read (comments, formatting, "
+                                              "or the side of `a if CUDA else b` this device never runs)")
+        elif (same := kin(content)) is not None:
+            status, reason = Status.SKIPPED, (f"runs the same as experiment {same.number} ({same.status.value}): "
+                                              "it differs only in comments, formatting or a value this device "
+                                              "never reads")
     return status, reason, fields

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .effective import effective_hash
 from .events import Event, EventBus, EventKind
 from .records import CurvePoint, Experiment, Status, best_of
 from .results import ResultsFile
@@ -38,6 +39,7 @@ class Recorder:
         self._rows: dict[int, Experiment] = {e.number: e for e in store.experiments(tag)}  # in number order
         self._hashes = {e.content_hash: e for e in self._rows.values()
                         if e.content_hash and e.status != Status.INVALID}
+        self._effective: tuple[str, dict[str, int]] | None = None  # (device class, effective hash -> number)
         self._best = best_of(self._rows.values(), maximize)
         self._head = self._last_kept()
         self._base: str | None = None
@@ -81,6 +83,23 @@ class Recorder:
         """An experiment (not an invalid one) that already had this exact file."""
         return self._hashes.get(content_hash) if content_hash else None
 
+    def kin(self, content: str | None, device_class: str) -> Experiment | None:
+        """An experiment (not an invalid one) whose file runs the same as ``content`` on ``device_class``:
+        equal but for comments, formatting or the side of ``a if CUDA else b`` the device never reads
+        (:func:`.effective.effective_hash`). The hashes are computed once per experiment, on first use."""
+        digest = effective_hash(content, device_class)
+        if digest is None:
+            return None
+        with self._lock:
+            if self._effective is None or self._effective[0] != device_class:
+                table: dict[str, int] = {}
+                for e in self._rows.values():
+                    if e.content and e.status != Status.INVALID:
+                        table.setdefault(effective_hash(e.content, device_class) or "", e.number)
+                self._effective = (device_class, table)
+            number = self._effective[1].get(digest)
+            return self._rows.get(number) if number is not None else None
+
     @property
     def total_cost_usd(self) -> float:
         return self._cost
@@ -120,6 +139,10 @@ class Recorder:
                 self._rows = dict(sorted(self._rows.items()))
             if exp.content_hash and exp.status != Status.INVALID:
                 self._hashes.setdefault(exp.content_hash, exp)
+                if self._effective is not None and exp.content:
+                    digest = effective_hash(exp.content, self._effective[0])
+                    if digest is not None:
+                        self._effective[1].setdefault(digest, exp.number)
             if old is not None and old.status == Status.KEEP:
                 self._best, self._head = best_of(self._rows.values(), self.maximize), self._last_kept()
             elif exp.status == Status.KEEP:

@@ -228,6 +228,7 @@ CODE_MAP = {
     P + "landlock": (set(), {P + "errors"}),  # the errors import falls back when run by path
     P + "provenance": (set(), {P + "errors", P + "environ"}),
     P + "environ": (set(), set()),
+    P + "effective": (set(), set()),
     P + "layout": (set(), {P + "environ"}),
     P + "rundir": (set(), {P + "errors", P + "layout", P + "environ"}),
     P + "sandbox": (set(), {P + "errors", P + "provenance", P + "landlock", P + "layout", P + "environ"}),
