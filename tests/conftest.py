@@ -77,6 +77,7 @@ def orphan_mode() -> str:
     return "landlock" if sandbox.landlock_abi()[0] else "none"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks into the scheduling groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """With pytest-xdist (``-n``, ``--dist loadgroup``, as .ci/run runs the suite): a file's tests run in one
     worker, in order (tests of one file share tags and look for their runs' processes by marker), and every Ray

@@ -537,7 +537,7 @@ def test_kill_9_during_the_noise_repeats_kills_the_orphaned_repeat_on_reopen(rep
     proc = start_driver(repo, tmp_path, [], then="", config={"noise_repeats": 3, "sandbox": orphan_mode()},
                         wait_baseline=False)
     deadline = time.monotonic() + 60
-    while not (repeats := runs_of("k/0", seed="43")) and time.monotonic() < deadline:
+    while not (repeats := runs_of(repo, "k/0", seed="43")) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert repeats, "the noise repeat never started"
     proc.kill()
@@ -551,14 +551,18 @@ def test_kill_9_during_the_noise_repeats_kills_the_orphaned_repeat_on_reopen(rep
     assert not [p for p in repeats if alive(p)], "the orphaned repeat run was not killed on reopen"
 
 
-def runs_of(marker: str, seed: str) -> list[psutil.Process]:
-    """Live train.py processes of one experiment (the loop marks them with AUTORESEARCH_RUN) and seed."""
+def runs_of(repo: Path, marker: str, seed: str) -> list[psutil.Process]:
+    """Live train.py processes of one experiment of ``repo`` (the loop marks them with AUTORESEARCH_RUN; they
+    run in the repository's run directories, so another test's tag "k" running meanwhile is not counted) and
+    seed."""
+    from autoresearch_nb.layout import RunPaths
+    where = str(RunPaths(repo, marker.split("/")[0]).session())
     found = []
     for p in psutil.process_iter():
         try:
             env = p.environ()
             if (env.get("AUTORESEARCH_RUN"), env.get("AUTORESEARCH_SEED")) == (marker, seed) and \
-                    "train.py" in " ".join(p.cmdline()) and alive(p):
+                    p.cwd().startswith(where) and "train.py" in " ".join(p.cmdline()) and alive(p):
                 found.append(p)
         except psutil.Error:
             continue
