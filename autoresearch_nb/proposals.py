@@ -93,10 +93,11 @@ def judge_proposal(proposal: Proposal, source: str, editable: str,
     if same is not None:
         status, reason = Status.SKIPPED, f"same file as experiment {same.number} ({same.status.value})"
     if status == Status.PROPOSED and kin is not None and editable.endswith(".py"):
-        if kin(source) is not None and kin(content) is kin(source):  # the parent itself, as the runs read it
+        same = kin(content)
+        if same is not None and same is kin(source):  # the parent itself, as the runs read it
             status, reason = Status.INVALID, ("the proposal changes nothing the runs read (comments, formatting, "
                                               "or the side of `a if CUDA else b` this device never runs)")
-        elif (same := kin(content)) is not None:
+        elif same is not None:
             status, reason = Status.SKIPPED, (f"runs the same as experiment {same.number} ({same.status.value}): "
                                               "it differs only in comments, formatting or a value this device "
                                               "never reads")

@@ -86,3 +86,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         ray = "ray" in item.name.lower() or "ray_instance" in getattr(item, "fixturenames", ())
         item.add_marker(pytest.mark.xdist_group("ray" if ray else item.path.name))
+
+
+class EditsAgent:
+    """An agent at the edge of the loop: proposes the (description, search, replace) edits it was given, in order,
+    then runs out (QueueExhausted)."""
+
+    name = "edits"
+
+    def __init__(self, steps: list[tuple[str, str, str]]) -> None:
+        self.steps = list(steps)
+
+    def propose(self, context):
+        from autoresearch_nb import Edit, Proposal
+        from autoresearch_nb.agents.base import QueueExhausted
+        if not self.steps:
+            raise QueueExhausted("no more")
+        desc, search, replace = self.steps.pop(0)
+        return Proposal(desc, edits=(Edit(search, replace),))

@@ -7,10 +7,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import make_repo
+from conftest import EditsAgent, make_repo
 
-from autoresearch_nb import Edit, Loop, Proposal, Status
-from autoresearch_nb.agents.base import QueueExhausted
+from autoresearch_nb import Loop, Status
 from autoresearch_nb.effective import effective_hash
 
 SOURCE = "CUDA = False\nDEPTH = 8 if CUDA else 4   # layers\nLR = 0.01\n"
@@ -42,19 +41,6 @@ TARGET = textwrap.dedent("""\
 """)
 
 
-class Scripted:
-    name = "scripted"
-
-    def __init__(self, steps):
-        self.steps = list(steps)
-
-    def propose(self, context):
-        if not self.steps:
-            raise QueueExhausted("no more")
-        desc, search, replace = self.steps.pop(0)
-        return Proposal(desc, edits=(Edit(search, replace),))
-
-
 def test_proposals_that_run_nothing_new_are_refused_without_a_run(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("AUTORESEARCH_DEVICE_CLASS", "cpu")  # the runs' device, as the loop guesses it
     repo = make_repo(tmp_path / "r", {"train.py": TARGET})
@@ -65,7 +51,7 @@ def test_proposals_that_run_nothing_new_are_refused_without_a_run(tmp_path: Path
         ("Y to 5", "Y = 2.0", "Y = 5.0"),                       # worse: discarded
         ("Y to 5, with a note", "Y = 2.0", "Y = 5.0  # noted"),  # the discarded file again, but for a comment
     ]
-    with Loop.open(repo, tag="e", agent=Scripted(steps), metric="score", time_budget_s=5, noise_repeats=1,
+    with Loop.open(repo, tag="e", agent=EditsAgent(steps), metric="score", time_budget_s=5, noise_repeats=1,
                    noise_k=0, verify="off") as loop:
         loop.optimize()
         rows = {e.description: e for e in loop.experiments}

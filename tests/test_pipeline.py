@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import make_repo
+from conftest import EditsAgent, make_repo
 
-from autoresearch_nb import Edit, EventKind, Loop, Proposal, Status
+from autoresearch_nb import EventKind, Loop, Status
 from autoresearch_nb import pipeline
-from autoresearch_nb.agents.base import QueueExhausted
 from autoresearch_nb.boundary import Boundary
 from autoresearch_nb.config import Config
 from autoresearch_nb.records import CurvePoint
@@ -41,19 +40,6 @@ class Dummy:
         if points and (job.number != 0 or job.repeat >= 1):
             return f"dummy rule saw {len(points)} point(s) of a {job.purpose} run"
         return None
-
-
-class Queue:
-    name = "queue"
-
-    def __init__(self, steps: list[tuple[str, str, str]]) -> None:
-        self.steps = list(steps)
-
-    def propose(self, context):
-        if not self.steps:
-            raise QueueExhausted("no more")
-        desc, search, replace = self.steps.pop(0)
-        return Proposal(desc, edits=(Edit(search, replace),))
 
 
 @pytest.fixture()
@@ -87,7 +73,7 @@ def test_a_stop_rule_added_in_one_place_ends_runs_in_every_driver(repo: Path, du
         ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the rule travels with the task
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
     events: list = []
-    agent = Queue([("A to 1", "A = 0", "A = 1")])
+    agent = EditsAgent([("A to 1", "A = 0", "A = 1")])
     with Loop.open(repo, tag="d", agent=agent, **{**PLAIN, **MODES[mode]}) as loop:
         loop.subscribe(events.append)
         loop.optimize()
@@ -103,7 +89,7 @@ def test_a_stop_rule_added_in_one_place_ends_runs_in_every_driver(repo: Path, du
 
 def test_a_stop_rule_added_in_one_place_ends_a_noise_repeat(repo: Path, dummy_rule) -> None:
     events: list = []
-    with Loop.open(repo, tag="n", agent=Queue([]), **{**PLAIN, "noise_repeats": 2, "noise_k": 2.0}) as loop:
+    with Loop.open(repo, tag="n", agent=EditsAgent([]), **{**PLAIN, "noise_repeats": 2, "noise_k": 2.0}) as loop:
         loop.subscribe(events.append)
         base = loop.baseline()
     assert base.status == Status.KEEP and base.runs == [10.0]  # the repeat was stopped, left out of the floor
@@ -115,7 +101,7 @@ def test_a_stop_rule_added_in_one_place_ends_a_noise_repeat(repo: Path, dummy_ru
 def test_the_setup_command_carries_no_stop_rule(repo: Path, dummy_rule) -> None:
     """Setup prepares data for the whole run: early stopping is for experiments, never for it."""
     plan_job = None
-    with Loop.open(repo, tag="s", agent=Queue([]), **PLAIN) as loop:
+    with Loop.open(repo, tag="s", agent=EditsAgent([]), **PLAIN) as loop:
         from autoresearch_nb.trial import Plan
         plan = Plan(repo, "s", loop.config)
         plan_job = plan.job("setup", loop.workspace.head(), None, "setup", purpose="setup")
