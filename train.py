@@ -6,7 +6,6 @@ the val_bpb metric, the summary block) is fixed. Run by hand: `python train.py`.
 """
 import math
 import os
-import time
 
 # Sleep, don't spin, while waiting at a thread barrier: with a busy neighbour on a small CPU, spinning OpenMP
 # threads make training up to 5x slower. Read when torch loads, so it must come first.
@@ -56,7 +55,7 @@ AUTOCAST = H.fast_bf16(DEVICE) and (CUDA or DEVICE.type != "cpu")
 # torch.compile on a 2-core CPU: 1.30x faster steps but 45 s to compile, a loss at the 120 s CPU budget
 COMPILE = CUDA and DEVICE.type == "cuda"
 UNTIMED_STEPS = 5 if COMPILE else 1 # warm-up/compile steps not counted in the budget
-TIME_BUDGET = H.time_budget(DEVICE) # training seconds (the loop sets AUTORESEARCH_TIME_BUDGET)
+TIME_BUDGET = H.time_budget(DEVICE) # training seconds on the budget clock, H.now() (the loop sets both)
 SEED = H.seed()                     # the loop sets AUTORESEARCH_SEED
 
 
@@ -291,8 +290,8 @@ def main():
     peak = H.peak_flops(DEVICE, dtype)
     num_params = sum(p.numel() for p in model.parameters())
     print(f"device: {DEVICE} ({DEVICE_CLASS} config) | params: {num_params / 1e6:.2f}M | depth: {DEPTH} | "
-          f"seq_len: {SEQ_LEN} | tokens/step: {tokens_per_step:,} | budget: {TIME_BUDGET:.0f}s | seed: {SEED}",
-          flush=True)
+          f"seq_len: {SEQ_LEN} | tokens/step: {tokens_per_step:,} | budget: {TIME_BUDGET:.0f}s "
+          f"({H.budget_clock(DEVICE)} clock) | seed: {SEED}", flush=True)
 
     step, training_time, timed_tokens, smooth = 0, 0.0, 0, None
     while True:
@@ -300,7 +299,7 @@ def main():
         for opt in optimizers:
             for g in opt.param_groups:
                 g["lr"] = g["initial_lr"] * lr_multiplier(progress)
-        t0 = time.perf_counter()
+        t0 = H.now()  # the budget clock: CPU seconds per thread on a CPU (neighbours don't count), wall on a GPU
         for _ in range(GRAD_ACCUM):
             x, y = next(batches)
             with autocast:
@@ -311,7 +310,7 @@ def main():
             opt.step()
             opt.zero_grad(set_to_none=True)
         loss_value = loss.item()  # also waits for the device
-        dt = time.perf_counter() - t0
+        dt = H.now() - t0
         if H.diverged(loss_value):
             H.fail(f"loss is {loss_value} at step {step}")
         step += 1

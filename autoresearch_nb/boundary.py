@@ -56,6 +56,25 @@ def thread_env(workers: int, cores: int | None = None, environ: Mapping[str, str
     return {**dict.fromkeys(THREAD_VARS, threads), "AUTORESEARCH_THREADS": threads}
 
 
+def run_threads(workers: int = 1, parallel: bool = False, environ: Mapping[str, str] | None = None) -> int:
+    """The threads one run is given (the cpu budget clock divides its CPU seconds by this): the user's
+    ``OMP_NUM_THREADS`` when set; else, runs side by side (``parallel``: workers or Ray), their share of the
+    cores (:func:`thread_env`); else the physical cores this process may use (torch's default thread count)."""
+    environ = _environ.snapshot() if environ is None else environ
+    raw = str(environ.get("OMP_NUM_THREADS", "")).strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    cores = usable_cores()
+    if parallel:
+        return max(1, cores // max(1, workers))
+    try:
+        import psutil
+        physical = psutil.cpu_count(logical=False) or cores
+    except Exception:  # psutil can fail to read the topology in some containers
+        physical = cores
+    return max(1, min(cores, physical))
+
+
 class Boundary:
     """The run directories, sandbox policies and scrubbed environments of one loop's runs."""
 

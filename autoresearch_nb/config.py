@@ -61,8 +61,17 @@ class Config:
     # limits of one run
     time_budget_s: float = setting(300.0, "seconds of training per experiment (passed to the run as "
                                           "AUTORESEARCH_TIME_BUDGET)")
-    timeout_s: float | None = setting(None, "hard kill of one run after this many seconds (default: twice the "
-                                            "budget, at least budget + 60)")
+    budget_clock: str = setting("auto", "what a second of the budget is: 'wall', or 'cpu' (CPU seconds per "
+                                        "thread given, the whole process tree, measured by the loop: the step "
+                                        "count no longer depends on other processes); 'auto': cpu for a harness "
+                                        "train.py on a CPU device, else wall. The hard timeout counts on it too")
+    budget_overhead_s: float | None = setting(None, "seconds on the budget clock a run may use besides "
+                                                    "training (start-up, evaluation) before the loop's own "
+                                                    "measure makes it 'over_budget' (default: the larger of "
+                                                    "30 s and half the budget)")
+    timeout_s: float | None = setting(None, "hard kill of one run after this many seconds on the budget clock "
+                                            "(default: twice the budget, at least budget + 60; on the cpu "
+                                            "clock the wall time is capped at 3x this)")
     seed: int | None = setting(None, "base seed passed to each run as AUTORESEARCH_SEED")
     setup: str | None = setting(None, "a command run once per session before the first experiment "
                                       "(data, tokenizer)")
@@ -169,6 +178,10 @@ class Config:
             raise ConfigError(f"editable must be a path inside the repo, not {self.editable!r}")
         if self.time_budget_s is None or float(self.time_budget_s) <= 0:
             raise ConfigError(f"time_budget_s must be > 0, not {self.time_budget_s!r}")
+        if str(self.budget_clock).strip().lower() not in ("auto", "wall", "cpu"):
+            raise ConfigError(f"budget_clock must be 'auto', 'wall' or 'cpu', not {self.budget_clock!r}")
+        if self.budget_overhead_s is not None and not float(self.budget_overhead_s) >= 0:
+            raise ConfigError(f"budget_overhead_s must be >= 0, not {self.budget_overhead_s!r}")
         if self.timeout_s is not None and float(self.timeout_s) <= 0:
             raise ConfigError(f"timeout_s must be > 0, not {self.timeout_s!r}")
         object.__setattr__(self, "lookahead", str(self.lookahead).strip().lower())  # 1 from a notebook is "1"

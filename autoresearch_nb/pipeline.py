@@ -29,7 +29,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .records import CurvePoint, RunResult
+from .clock import Budget
+from .records import CurvePoint, RunResult, Status
 from .runner import LOG_CAP, Run
 from .verify import Pending, Verification
 
@@ -105,7 +106,7 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
             on_interrupt: Callable[[RunResult], None] | None = None,
             verify: Callable[[RunResult], RunResult] | None = None, stall_s: float | None = None,
             secrets: tuple[str, ...] = (), log_cap: int = LOG_CAP,
-            watch: Callable[[], str | None] | None = None) -> RunResult:
+            watch: Callable[[], str | None] | None = None, budget: Budget | None = None) -> RunResult:
     """Run ``command`` in ``run_dir`` to its end, the hard timeout, or a forced stop.
 
     A ``KeyboardInterrupt`` (a notebook's "interrupt kernel") ends the run cleanly, hands the result to
@@ -115,11 +116,16 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
     run ends. ``stall_s``: kill a run
     that prints nothing for that long (the stall watchdog; None: off). ``secrets``: values masked in the log;
     ``log_cap``: bytes of log kept (head and tail). ``watch``: called every second; a reason it returns
-    stops the run (failed, with that reason: the disk floor).
+    stops the run (failed, with that reason: the disk floor). ``budget``: the clock the hard timeout counts on
+    (:mod:`.clock`; default wall).
     """
     try:
+        budget = budget or Budget()
         run = Run(command, run_dir, log_path, timeout_s=timeout_s, env=env, on_point=on_point, on_start=on_start,
-                  stall_s=stall_s, secrets=secrets, log_cap=log_cap, watch=watch)
+                  stall_s=stall_s, secrets=secrets, log_cap=log_cap, watch=watch, clock=budget.clock,
+                  threads=budget.threads)
+        if watch is not None:
+            watch.run = run  # type: ignore[attr-defined]  # a stop rule reads the run's seconds on its clock
         stop.attach(run)
         try:
             result = run.wait()
@@ -176,6 +182,7 @@ class Job:
     seed: int | None = None
     repeat: int = 0                    # 0: an experiment's own run; i >= 1: its i-th repeat
     rules: tuple[Any, ...] = ()        # StopRule objects checked while it runs
+    budget: Budget = Budget()          # the clock it is measured on and the budget the loop holds it to
 
 
 @dataclass(frozen=True)
@@ -256,6 +263,12 @@ def failed(job: Job, error: str) -> RunResult:
                      log_path=str(job.log_path))
 
 
+def clean(result: RunResult) -> bool:
+    """A run that ended by itself, exit 0, and no check refused it: the over-budget rule's business."""
+    return (result.exit_code == 0 and not (result.timed_out or result.interrupted or result.failed)
+            and result.flag is None)
+
+
 def run_job(job: Job, site: Site, stop: StopSignal, hooks: Hooks | None = None, worker: int = 0) -> Outcome:
     """Run ``job`` at ``site`` to its end, its limits, a stop rule or a forced ``stop``: the one pipeline.
 
@@ -274,7 +287,6 @@ def run_job(job: Job, site: Site, stop: StopSignal, hooks: Hooks | None = None, 
     pending = site.begin(job, run_dir, env)
     points: list[CurvePoint] = []
     halt: list[str] = []
-    started = time.monotonic()
 
     def on_point(point: CurvePoint) -> None:
         points.append(point)
@@ -286,8 +298,9 @@ def run_job(job: Job, site: Site, stop: StopSignal, hooks: Hooks | None = None, 
         if low:
             halt.append(low)
             return low
+        run = getattr(watch, "run", None)
         for rule in job.rules:
-            why = rule.check(job, tuple(points), time.monotonic() - started)
+            why = rule.check(job, tuple(points), run.seconds() if run is not None else 0.0)
             if why:
                 return why
         return None
@@ -303,12 +316,15 @@ def run_job(job: Job, site: Site, stop: StopSignal, hooks: Hooks | None = None, 
         result = execute(site.argv(job), run_dir, job.log_path, env=env, timeout_s=job.timeout_s, stop=stop,
                          on_point=on_point, on_start=hooks.on_start, on_interrupt=hooks.on_interrupt,
                          verify=verify, stall_s=job.stall_s, secrets=site.secrets, log_cap=site.log_cap,
-                         watch=watch)
+                         watch=watch, budget=job.budget)
     except BaseException:
         if pending is not None:
             pending.close()
         raise
     result = replace(result, sandbox=site.label())
+    over = job.budget.over(result.run_seconds) if clean(result) else None
+    if over:  # the loop's own measure, whatever the run's clock said (the agent edits train.py)
+        result = replace(result, flag=Status.OVER_BUDGET, flag_reason=over)
     changed = tuple(site.changes(job))
     phase("done")
     return Outcome(job.number, worker, result, changed, halt=halt[0] if halt else None)

@@ -35,8 +35,9 @@ from . import environ
 
 # The summary keys every row keeps as columns (Experiment fields of the same names).
 FIELDS = ("harness", "verifier", "eval_bytes", "corpus", "tokenizer", "torch")
-# What must agree for two numbers to be comparable (torch by major.minor: a patch release keeps kernels' maths).
-COMPARED = ("corpus", "eval_bytes", "verifier", "torch")
+# What must agree for two numbers to be comparable (torch by major.minor: a patch release keeps kernels' maths;
+# budget_clock is the loop's own, from the row, not the summary: a wall second and a CPU second buy other steps).
+COMPARED = ("corpus", "eval_bytes", "verifier", "torch", "budget_clock")
 HARNESS_FILES = ("meta.json", "val.bin")  # in the corpus folder, pinned (with the holdout beside it) when present
 TOKENIZERS = "tokenizers"   # the corpus's tokenizer cache: runs may write it (harness.tokenizer.tokenizer_path)
 _STAT = ("st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
@@ -52,7 +53,7 @@ class IncomparableRun(AutoresearchError):
             f"run {tag!r} cannot resume: its numbers would not be comparable with this session's. "
             + "; ".join(differences)
             + ". Start a new tag (--tag), or restore what changed (the corpus: AUTORESEARCH_DATA / "
-              "autoresearch-nb prepare; torch: the version the run used)")
+              "autoresearch-nb prepare; torch: the version the run used; the clock: --budget-clock)")
 
 
 def of_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,7 +87,7 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[s
             continue
         if str(a) != str(b):
             what = {"corpus": "scored on", "eval_bytes": "scored on eval_bytes", "verifier": "verified by",
-                    "torch": "trained under torch"}[key]
+                    "torch": "trained under torch", "budget_clock": "trained on the budget clock"}[key]
             out.append(f"{key}: the run's rows were {what} {a}, this session would use {b}")
     return out
 
@@ -100,7 +101,7 @@ def recorded(experiments: Iterable[Any], verified: bool = False) -> dict[str, An
             continue
         if not verified and getattr(exp, "status", None) not in ("keep", "discard"):  # Status is a str enum
             continue
-        values = {key: getattr(exp, key, None) for key in FIELDS}
+        values = {key: getattr(exp, key, None) for key in (*FIELDS, "budget_clock")}
         if getattr(exp, "metric", None) is not None and any(values[k] is not None for k in COMPARED):
             return values
     return {}
@@ -173,13 +174,15 @@ def read_meta(folder: Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
-def current(folder: Path, env: Mapping[str, str] | None = None, verifier: str | None = None) -> dict[str, Any]:
+def current(folder: Path, env: Mapping[str, str] | None = None, verifier: str | None = None,
+            clock: str | None = None) -> dict[str, Any]:
     """This session's provenance for :data:`COMPARED` with the corpus in ``folder`` (None where unknown: no
-    prepared corpus yet)."""
+    prepared corpus yet); ``clock``: the session's budget clock."""
     env = environ.snapshot() if env is None else dict(env)
     meta = read_meta(Path(folder))
     size = meta.get("val_bytes") if meta else None
     return {"corpus": meta.get("fingerprint") if meta else None, "torch": torch_version(), "verifier": verifier,
+            "budget_clock": clock,
             "eval_bytes": eval_size(int(size), device_class(env)) if isinstance(size, int) else None}
 
 

@@ -79,6 +79,8 @@ class RunResult:
     flag_reason: str = ""
     log_cut: int = 0             # bytes of output cut from the middle of the log (runner.LOG_CAP)
     sandbox: str | None = None   # the boundary it actually ran under (sandbox.label), set where it ran
+    clock: str | None = None     # the budget clock it ran on (autoresearch_nb.clock): wall or cpu
+    run_seconds: float | None = None  # the loop's measure of the whole run on that clock (process tree, outside)
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,10 @@ class Experiment:
     # the boundary the run actually ran under, where it ran (a Ray worker may differ from the driver):
     # bubblewrap+landlock, bubblewrap, landlock or none (autoresearch_nb.sandbox.label)
     sandbox: str | None = None
+    # the budget clock the run trained on (wall or cpu, autoresearch_nb.clock) and the loop's own measure of the
+    # whole run on it, from outside (its process tree): a resume may not mix clocks
+    budget_clock: str | None = None
+    run_seconds: float | None = None
 
     def with_(self, **changes: Any) -> "Experiment":
         """A copy with some fields changed."""

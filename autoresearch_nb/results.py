@@ -57,6 +57,8 @@ def rows(experiments: list[Experiment], metric: str = "val_bpb", maximize: bool 
             "tokenizer": e.tokenizer, "torch": e.torch,
             # the boundary the run actually ran under (bubblewrap+landlock, bubblewrap, landlock, none)
             "sandbox": e.sandbox,
+            # the budget clock (wall or cpu) and the loop's own measure of the whole run on it
+            "budget_clock": e.budget_clock, "run_seconds": e.run_seconds,
         }
         for key in record:
             row[key] = e.summary.get(key)

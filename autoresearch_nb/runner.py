@@ -30,6 +30,7 @@ from pathlib import Path
 
 from . import protocol
 from . import scrub
+from .clock import SAMPLE_EVERY_S, WALL_CAP, Meter
 from .records import CurvePoint, RunResult
 
 GRACE_S = 2.0
@@ -92,7 +93,7 @@ class Run:
                  on_start: Callable[[int], None] | None = None,
                  stall_s: float | None = None, secrets: tuple[str, ...] = (),
                  log_cap: int = LOG_CAP, stdin: bool = False,
-                 watch: Callable[[], str | None] | None = None) -> None:
+                 watch: Callable[[], str | None] | None = None, clock: str = "wall", threads: int = 1) -> None:
         from .scrub import Redactor, redact
         self.log_path = Path(log_path)
         self._log_cap, self._written, self._tail = max(int(log_cap), 2), 0, bytearray()
@@ -102,7 +103,9 @@ class Run:
         self._redactor = Redactor(secrets)
         self._redact = lambda text: redact(text, secrets)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.timeout_s = timeout_s
+        self.timeout_s = timeout_s  # on ``clock`` (autoresearch_nb.clock): wall seconds, or CPU seconds per thread
+        self.clock, self.threads = clock, threads
+        self.meter: Meter | None = None
         self.stall_s = stall_s
         self._watch = watch  # called about once a second: a reason ends the run (the disk floor)
         self._on_point = on_point
@@ -128,6 +131,7 @@ class Run:
             self._start_error = f"could not start command: {e}"
             return
         self._start_error = None
+        self.meter = Meter(self.proc.pid, clock, threads, self.started)
         if on_start:
             on_start(self.proc.pid)
         self._reader = threading.Thread(target=self._read, name="autoresearch-run-reader", daemon=True)
@@ -136,6 +140,27 @@ class Run:
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
+
+    def seconds(self) -> float:
+        """The run's seconds so far on its budget clock, measured by the loop over its whole process tree."""
+        return self.meter.seconds() if self.meter is not None else 0.0
+
+    def _reap(self) -> object:
+        """Reap the command if it has exited, with ``wait4`` so the CPU it and every descendant it waited for
+        used is known exactly (the cpu clock's last reading); its exit code, or None while it runs."""
+        proc = self.proc
+        assert proc is not None and self.meter is not None
+        if proc.returncode is not None or not hasattr(os, "wait4"):
+            return proc.poll()
+        try:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped by someone else: only the exit code is lost
+            return proc.poll()
+        if pid == 0:
+            return None
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        self.meter.reaped(usage)
+        return proc.returncode
 
     def cancel(self) -> None:
         """End the run now (the result will say ``interrupted``)."""
@@ -249,24 +274,35 @@ class Run:
                              error=self._start_error, log_path=str(self.log_path))
         timed_out = interrupted = stalled = False
         stopped: str | None = None
-        deadline = self.started + self.timeout_s
+        limit: str | None = None  # which hard limit killed it, in words
+        meter = self.meter
+        assert meter is not None
+        cpu = self.clock == "cpu"
+        # On the cpu clock the hard timeout counts CPU; the wall keeps a cap (a sleeping run uses no CPU).
+        deadline = self.started + self.timeout_s * (WALL_CAP if cpu else 1.0)
         next_watch = self.started + WATCH_EVERY_S
+        next_sample = self.started + SAMPLE_EVERY_S
         while True:
-            try:
-                self.proc.wait(timeout=0.05)
+            if self._reap() is not None:
                 break
-            except subprocess.TimeoutExpired:
-                pass
+            time.sleep(0.05)
+            now = time.monotonic()
+            if cpu and now >= next_sample:
+                next_sample = now + SAMPLE_EVERY_S
+                meter.sample()
             if self._cancelled.is_set():
                 interrupted = True
-                kill_group(self.proc.pid, poll=self.proc.poll)
-            elif time.monotonic() >= deadline:
+                kill_group(self.proc.pid, poll=self._reap)
+            elif now >= deadline or (cpu and meter.seconds() >= self.timeout_s):
                 timed_out = True
-                kill_group(self.proc.pid, poll=self.proc.poll)
-            elif self.stall_s and time.monotonic() - self._last_output >= self.stall_s:
+                limit = (f"{self.timeout_s:g} s" if not cpu else
+                         f"{self.timeout_s:g} CPU seconds per thread" if now < deadline else
+                         f"{self.timeout_s * WALL_CAP:g} s of wall time, {WALL_CAP:g}x its CPU limit")
+                kill_group(self.proc.pid, poll=self._reap)
+            elif self.stall_s and now - self._last_output >= self.stall_s:
                 timed_out = stalled = True
-                kill_group(self.proc.pid, poll=self.proc.poll)
-            elif self._watch is not None and stopped is None and time.monotonic() >= next_watch:
+                kill_group(self.proc.pid, poll=self._reap)
+            elif self._watch is not None and stopped is None and now >= next_watch:
                 next_watch = time.monotonic() + WATCH_EVERY_S
                 try:
                     stopped = self._watch()
@@ -275,11 +311,15 @@ class Run:
                     self._watch = None
                     self._tail_lines.append(f"(the loop's check during the run failed: {e})")
                 if stopped:
-                    kill_group(self.proc.pid, poll=self.proc.poll)
+                    kill_group(self.proc.pid, poll=self._reap)
         # A second call (a second Ctrl-C inside the first kill) finds the process already gone: a cancel
         # asked for still makes it an interrupted run, not a crash with the signal's exit code.
         interrupted = interrupted or (self._cancelled.is_set() and not timed_out)
         wall = time.monotonic() - self.started
+        if meter.ended is None:  # reaped without wait4 (another platform, or by someone else)
+            meter.ended = time.monotonic()
+        if cpu:
+            meter.sample()  # children still alive in the group are counted before they go
         # The main process is gone; children that kept running (or hold the pipe) go too.
         kill_group(self.proc.pid, grace_s=0.5)
         if self.proc.stdin is not None and not self.proc.stdin.closed:
@@ -301,14 +341,15 @@ class Run:
         elif stalled:
             error = stall_reason(self.stall_s or 0.0)
         elif timed_out:
-            error = f"killed at the hard timeout ({self.timeout_s:g} s)"
+            error = f"killed at the hard timeout ({limit or f'{self.timeout_s:g} s'})"
         elif interrupted:
             error = "interrupted"
         elif code != 0 or failed:
             error = protocol.last_error(self._tail_lines) or (f"exit code {code}" if code else "FAIL")
         return RunResult(exit_code=code, timed_out=timed_out, wall_s=wall, summary=summary, failed=failed or bool(stopped),
                          error=self._redact(error) if error else error, log_path=str(self.log_path), interrupted=interrupted,
-                         stalled=stalled, points=tuple(self._points), log_cut=self.log_cut)
+                         stalled=stalled, points=tuple(self._points), log_cut=self.log_cut,
+                         clock=self.clock, run_seconds=round(meter.seconds(), 2))
 
 
 def stall_reason(stall_s: float) -> str:

@@ -100,8 +100,8 @@ def _take(path: Path, tag: str) -> IO[str]:
 
 
 def check_comparable(store: Store, tag: str, config: "Config", root: Path) -> None:
-    """Refuse to resume ``tag`` when its rows were measured under another corpus, ``eval_bytes``, verifier or
-    torch major.minor than this session would use (:mod:`.provenance`). Computed without importing torch."""
+    """Refuse to resume ``tag`` when its rows were measured under another corpus, ``eval_bytes``, verifier,
+    budget clock or torch major.minor than this session would use (:mod:`.provenance`). Computed without importing torch."""
     experiments = store.experiments(tag)
     if not experiments:
         return
@@ -111,7 +111,9 @@ def check_comparable(store: Store, tag: str, config: "Config", root: Path) -> No
     command = resolve(config, root)
     verifier = VERSION if command == MODEL else None
     folder = dataset_cache(environ.snapshot())  # the rule the run's Boundary follows
-    provenance.check_resume(tag, experiments, provenance.current(folder, verifier=verifier),
+    from .clock import of_config
+    provenance.check_resume(tag, experiments, provenance.current(folder, verifier=verifier,
+                                                                 clock=of_config(config, root)),
                             verified=command is not None)
 
 

@@ -21,7 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from .boundary import SETUP, Boundary, thread_env
+from .boundary import SETUP, Boundary, run_threads, thread_env
+from . import clock
 from .errors import AutoresearchError
 from .events import EventKind
 from .layout import RunPaths
@@ -33,7 +34,7 @@ from .runner import run_command
 from .watch import CheckoutWatch
 from . import pipeline
 from .pipeline import Hooks, Job, LocalSite, Outcome, StopSignal, execute, run_job  # noqa: F401 (re-exported)
-from .verify import ENV_EXPORT, MODEL, Verification, artifact_dir, prepare_command
+from .verify import ENV_EXPORT, MODEL, Verification, artifact_dir, prepare_command, uses_harness
 
 if TYPE_CHECKING:
     from .config import Config
@@ -110,6 +111,7 @@ def finished(exp: Experiment, result: RunResult, metric: str, changed: Sequence[
                      ended_at=time.time(), wall_seconds=result.wall_s, verified=result.verified,
                      claimed=result.claimed, holdout_bpb=holdout, holdout_gap=gap,
                      **provenance.of_summary(result.summary), sandbox=result.sandbox,
+                     budget_clock=result.clock, run_seconds=result.run_seconds,
                      training_seconds=float(training) if isinstance(training, (int, float)) else None)
 
 
@@ -131,7 +133,16 @@ class Plan:
         self.repo_root = Path(repo_root)
         self.tag = tag
         self.config = config
+        # The budget clock, decided once as the loop opens: cpu for a harness train.py on a CPU device (clock.py)
+        harness = uses_harness(config, repo_root)
+        self.clock = clock.of_config(config, repo_root)
         self.verification = Verification.of(config, repo_root)  # decided once, from the file as the loop opens
+        if self.verification is not None:
+            self.verification = replace(self.verification, clock=self.clock)
+        self.threads = run_threads(config.workers, parallel=config.workers > 1 or config.executor == "ray")
+        self.budget = clock.Budget(self.clock, self.threads,
+                                   float(config.time_budget_s) if harness else None, float(config.budget_tolerance),
+                                   clock.overhead_allowance(config.time_budget_s, config.budget_overhead_s))
         self.boundary = Boundary(self.repo_root, tag, config)
         self.watch = CheckoutWatch(self.repo_root, tag)
         self.stop = stop
@@ -166,7 +177,7 @@ class Plan:
                    self.env(None if setup else seed, "setup" if setup else number), str(self.log_path(label)),
                    tuple(cfg.env_allow), stall_s=None if setup else cfg.stall_s,
                    verification=None if setup else self.checks(), purpose=purpose, seed=seed, repeat=repeat,
-                   rules=() if setup else tuple(pipeline.RULES))
+                   rules=() if setup else tuple(pipeline.RULES), budget=clock.Budget() if setup else self.budget)
 
     def run_here(self, job: Job, stop: StopSignal, hooks: Hooks | None = None, worker: int = 0) -> Outcome:
         """``job`` run in this thread in ``worker``'s run directory (:func:`.pipeline.run_job`): the serial
@@ -279,9 +290,11 @@ class Plan:
             extra["AUTORESEARCH_DATASET"] = self.boundary.data.name
         if seed is not None:  # the setup command gets neither a seed nor a budget
             extra.update(AUTORESEARCH_TIME_BUDGET=f"{self.config.time_budget_s:g}", AUTORESEARCH_SEED=str(seed))
+            extra[clock.ENV_CLOCK] = self.clock
             if self.verification is not None and self.verification.command == MODEL:
                 extra[ENV_EXPORT] = str(artifact_dir(self.repo_root, self.tag, number))
             if self.config.workers > 1 or self.config.executor == "ray":
                 # runs side by side (workers, and a confirmation run beside them): each its share of the cores
                 extra.update(thread_env(self.config.workers))
+            extra[clock.ENV_THREADS] = str(self.threads)  # what the loop divides the run's CPU seconds by
         return self.boundary.env(extra)

@@ -141,9 +141,10 @@ class Padded:
 
 
 def verify(folder: Path, budget_s: float | None, tolerance: float, not_before: float | None,
-           pins: str | None = None) -> dict[str, Any]:
+           pins: str | None = None, clock: str | None = None) -> dict[str, Any]:
     """The summary of one artifact (see the module docstring). With ``pins`` the tokenizer file is read once,
-    checked against its pin and built from those same bytes."""
+    checked against its pin and built from those same bytes. ``clock``: the session's budget clock (wall or
+    cpu); the harness must have counted on it."""
     import torch
 
     from . import harness as H
@@ -157,10 +158,14 @@ def verify(folder: Path, budget_s: float | None, tolerance: float, not_before: f
     seconds = facts.get("training_seconds")
     if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
         raise Refused("the harness counted no training: draw the training data through H.Batches")
+    counted = facts.get("clock", "wall")  # facts before the budget clock existed counted wall time
+    if clock is not None and counted != clock:
+        raise Refused(f"the harness counted training on the {counted!r} clock, the session's budget clock is "
+                      f"{clock!r} (AUTORESEARCH_BUDGET_CLOCK was changed inside the run)")
     if budget_s is not None:
         limit = budget_s * (1 + tolerance) + UNTIMED_ALLOWANCE_S[cls]
         if seconds > limit:
-            raise OverBudget(f"trained {seconds:.1f} s by the harness's clock, over the budget of {budget_s:g} s "
+            raise OverBudget(f"trained {seconds:.1f} s by the harness's {counted} clock, over the budget of {budget_s:g} s "
                              f"(limit {limit:.1f} s with the tolerance and warm-up allowance)")
     seq_len = C.SEQ_LEN[cls]
     if facts.get("seq_len") != seq_len or facts.get("batch") != EXPORT_BATCH:
@@ -327,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifact-dir", required=True, type=Path)
     parser.add_argument("--budget", type=float, default=None, help="the run's training budget, in seconds")
     parser.add_argument("--budget-tolerance", type=float, default=0.1)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default=None, help="the session's budget clock")
     parser.add_argument("--not-before", type=float, default=None, help="an artifact older than this is stale")
     parser.add_argument("--pins", default=None, help="the hashes of the corpus and tokenizer files (JSON)")
     parser.add_argument("--wait", action="store_true",
@@ -344,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     try:
         check_pins(args.pins, args.artifact_dir)
-        summary = verify(args.artifact_dir, args.budget, args.budget_tolerance, args.not_before, args.pins)
+        summary = verify(args.artifact_dir, args.budget, args.budget_tolerance, args.not_before, args.pins,
+                         args.clock)
         check_pins(args.pins, args.artifact_dir)  # again: a parallel worker's run may have written meanwhile
     except (Refused, OverBudget) as e:
         verdict = "over_budget" if isinstance(e, OverBudget) else "unverified"

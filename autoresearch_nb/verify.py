@@ -74,13 +74,17 @@ def resolve(config: "Config", repo_root: str | Path) -> str | None:
         return None
     if value.lower() != AUTO:
         return value
-    path = Path(repo_root) / config.editable
+    return MODEL if uses_harness(config, repo_root) and config.metric == "val_bpb" else None
+
+
+def uses_harness(config: "Config", repo_root: str | Path) -> bool:
+    """Whether the editable file, as the loop opens, is a harness train.py (it exports its model for the verifier
+    and trains on the harness's clock)."""
     try:
-        text = path.read_text(errors="replace")
+        text = (Path(repo_root) / config.editable).read_text(errors="replace")
     except OSError:
-        return None
-    uses_harness = "autoresearch_nb" in text and "harness" in text and "H.export(" in text
-    return MODEL if uses_harness and config.metric == "val_bpb" else None
+        return False
+    return "autoresearch_nb" in text and "harness" in text and "H.export(" in text
 
 
 def close_enough(claimed: float, verified: float, tolerance: float) -> bool:
@@ -97,7 +101,8 @@ def _number(summary: Mapping[str, object], key: str) -> float | None:
 
 
 def model_command(artifact_dir: str | Path, budget_s: float, budget_tolerance: float,
-                  not_before: float | None = None, pins: str | None = None, wait: bool = False) -> list[str]:
+                  not_before: float | None = None, pins: str | None = None, wait: bool = False,
+                  clock: str | None = None) -> list[str]:
     """The built-in verifier's command: this package's own copy (never the run directory's), isolated mode.
     ``pins``: the session's corpus and tokenizer hashes (provenance.pin); ``wait``: started with the run, it
     warms up and verifies when told (:class:`Pending`)."""
@@ -107,6 +112,7 @@ def model_command(artifact_dir: str | Path, budget_s: float, budget_tolerance: f
     argv = [sys.executable, "-I", "-c", boot, package_parent, "--artifact-dir", str(Path(artifact_dir).resolve()),
             "--budget", f"{budget_s:g}", "--budget-tolerance", f"{budget_tolerance:g}"]
     argv += ["--pins", pins] if pins else []  # the corpus and tokenizer hashes of the session (provenance.pin)
+    argv += ["--clock", clock] if clock else []  # the session's budget clock: the harness must have counted on it
     argv += ["--not-before", f"{not_before:.3f}"] if not_before is not None else []
     return argv + (["--wait"] if wait else [])
 
@@ -193,6 +199,7 @@ class Verification:
     pins: str | None = None          # provenance.pin's JSON, set at the session's first experiment (MODEL only)
     protect: tuple[str, ...] = ()    # artifact folders never pruned: the best experiment's (the loop says which)
     run_timeout_s: float = 600.0     # a run's hard limit: an export folder younger than it + timeout_s may be in use
+    clock: str | None = None         # the session's budget clock (autoresearch_nb.clock), told to the model verifier
 
     @classmethod
     def of(cls, config: "Config", repo_root: str | Path) -> "Verification | None":
@@ -278,7 +285,7 @@ class Pending:
             started = time.time() if not_before is None else not_before
             # an artifact older than the run is a leftover (a repeat, a resume), not this run's
             argv = model_command(self.folder, verification.budget_s, verification.budget_tolerance, started - 1.0,
-                                 pins=verification.pins, wait=True)
+                                 pins=verification.pins, wait=True, clock=verification.clock)
             if confine is not None:
                 # made now: the sandbox can only grant a folder that exists when the verifier starts
                 Path(self.folder).mkdir(parents=True, exist_ok=True)

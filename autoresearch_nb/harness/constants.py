@@ -14,6 +14,8 @@ ENV_CACHE = "AUTORESEARCH_CACHE"               # cache root (default: ~/.cache/a
 ENV_DEVICE = "AUTORESEARCH_DEVICE"             # force a torch device ("cpu", "cuda:1", ...)
 ENV_DEVICE_CLASS = "AUTORESEARCH_DEVICE_CLASS" # force the config branch ("cuda" on a CPU, for tests)
 ENV_PEAK_FLOPS = "AUTORESEARCH_PEAK_FLOPS"     # FLOP/s used for MFU when the table does not know the chip
+ENV_BUDGET_CLOCK = "AUTORESEARCH_BUDGET_CLOCK" # "wall" or "cpu": what a second of the budget is (H.now)
+ENV_THREADS = "AUTORESEARCH_THREADS"           # threads the run was given: the cpu clock divides by it
 
 DEFAULT_SEED = 42
 DEFAULT_DATASET = "stdlib"
@@ -21,6 +23,10 @@ DEFAULT_DATASET = "stdlib"
 # of these (in this order) is used instead when no dataset is named.
 CUDA_PREFERRED = ("climbmix", "tinystories")
 DEVICE_CLASSES = ("cpu", "mps", "cuda")
+
+# The budget clock by device class when run by hand (the loop passes its own, autoresearch_nb.clock): CPU seconds
+# per thread on a CPU, so a busy machine does not shorten training; wall time on accelerators.
+BUDGET_CLOCK = {"cpu": "cpu", "mps": "wall", "cuda": "wall"}
 
 # Training seconds when run by hand (the loop always passes its own budget).
 TIME_BUDGET = {"cpu": 120.0, "mps": 300.0, "cuda": 300.0}

@@ -5,8 +5,9 @@
 
 * ``model.pt2``: ``torch.export`` of the forward pass, token ids ``(EXPORT_BATCH, seq_len)`` -> logits, with the
   harness's sequence length (weights and graph; no Python code of the run is needed to run it);
-* ``facts.json``: the training facts as the harness counted them: seconds and tokens from the first batch
-  ``H.Batches`` handed out to the export, the device, the tokenizer, torch's version.
+* ``facts.json``: the training facts as the harness counted them: seconds (on the budget clock, ``H.now``) and
+  tokens from the first batch ``H.Batches`` handed out to the export, the clock, the device, the tokenizer,
+  torch's version.
 
 Run by hand (no ``AUTORESEARCH_EXPORT``), it does nothing. :mod:`autoresearch_nb.verifier` reads both.
 
@@ -15,13 +16,12 @@ Run by hand (no ``AUTORESEARCH_EXPORT``), it does nothing. :mod:`autoresearch_nb
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import torch
 
 from . import constants as C
-from .runtime import device_class, env
+from .runtime import budget_clock, device_class, env, now
 
 ENV_EXPORT = "AUTORESEARCH_EXPORT"   # the folder the loop gives a run for its exported model
 ARTIFACT = "model.pt2"
@@ -30,7 +30,8 @@ EXPORT_BATCH = 32                    # rows per call of the exported forward pas
 
 
 class _Clock:
-    """Seconds and tokens from the first training batch on, counted by :class:`~.data.Batches`."""
+    """Seconds (on the budget clock) and tokens from the first training batch on, counted by
+    :class:`~.data.Batches`."""
 
     def __init__(self) -> None:
         self.first: float | None = None
@@ -46,11 +47,11 @@ class _Clock:
 
     def tick(self, tokens: int) -> None:
         if self.first is None:
-            self.first = time.monotonic()
+            self.first = now()
         self.tokens += int(tokens)
 
     def seconds(self) -> float | None:
-        return None if self.first is None else time.monotonic() - self.first
+        return None if self.first is None else now() - self.first
 
 
 CLOCK = _Clock()
@@ -69,7 +70,7 @@ def export(model: torch.nn.Module, seq_len: int | None = None, dtype: torch.dtyp
     device = next(model.parameters()).device
     length = int(seq_len or C.SEQ_LEN[device_class(device)])
     example = torch.zeros(EXPORT_BATCH, length, dtype=torch.long, device=device)
-    facts = {"training_seconds": seconds, "tokens": tokens, "tokenizer": CLOCK.tokenizer, "seq_len": length,
+    facts = {"training_seconds": seconds, "clock": budget_clock(device), "tokens": tokens, "tokenizer": CLOCK.tokenizer, "seq_len": length,
              "batch": EXPORT_BATCH, "device": str(device), "torch": torch.__version__,
              "autocast": "bfloat16" if dtype == torch.bfloat16 else None}
     (out / ARTIFACT).unlink(missing_ok=True)

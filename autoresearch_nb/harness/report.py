@@ -18,7 +18,7 @@ from ..protocol import FAIL, format_summary
 from . import constants as C
 from .evaluate import eval_bytes, evaluate_bpb
 from .export import CLOCK
-from .runtime import device_class, peak_flops, seed
+from .runtime import budget_clock, device_class, peak_flops, seed
 
 SUMMARY_KEYS = ("val_bpb", "training_seconds", "total_seconds", "peak_memory_mb", "mfu_percent",
                 "total_tokens_M", "num_steps", "num_params_M", "depth")
@@ -90,6 +90,7 @@ def report(model, corpus, tokenizer, *, training_seconds: float, num_steps: int,
     summary = {
         "val_bpb": round(bpb, 6),
         "training_seconds": round(training_seconds, 1),
+        "budget_clock": budget_clock(device),
         "total_seconds": round(process_seconds(), 1),
         "peak_memory_mb": round(peak_memory_mb(device), 1),
         "mfu_percent": round(mfu_percent(flops_per_token, total_tokens, training_seconds, device, dtype), 2),

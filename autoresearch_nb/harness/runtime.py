@@ -63,6 +63,43 @@ def time_budget(dev=None) -> float:
     return C.TIME_BUDGET[device_class(dev)]
 
 
+def budget_clock(dev=None) -> str:
+    """What a second of the time budget is: ``cpu`` (CPU seconds of this process, all its threads, per thread
+    it was given) or ``wall``. ``AUTORESEARCH_BUDGET_CLOCK`` (the loop sets it), else by device class."""
+    raw = os.environ.get(C.ENV_BUDGET_CLOCK, "").strip().lower()
+    if raw:
+        if raw not in ("wall", "cpu"):
+            raise ValueError(f"{C.ENV_BUDGET_CLOCK} must be 'wall' or 'cpu', not {raw!r}")
+        return raw
+    return C.BUDGET_CLOCK[device_class(dev)]
+
+
+def threads() -> int:
+    """The threads this run was given: ``AUTORESEARCH_THREADS`` (the loop sets it), else torch's count."""
+    raw = os.environ.get(C.ENV_THREADS, "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    import torch
+    return max(1, torch.get_num_threads())
+
+
+_NOW: list = []  # the clock function, chosen at the first call (the environment does not change during a run)
+
+
+def now() -> float:
+    """Seconds on the budget clock (:func:`budget_clock`), for differences: train.py times its steps with it.
+    On the cpu clock: ``time.process_time()`` (every thread of this process) divided by :func:`threads`, so a
+    neighbour on the machine does not shorten training. The loop measures the whole process tree from outside
+    as well (autoresearch_nb.clock): children's CPU counts there."""
+    if not _NOW:
+        if budget_clock() == "cpu":
+            share = float(threads())
+            _NOW.append(lambda: time.process_time() / share)
+        else:
+            _NOW.append(time.perf_counter)
+    return _NOW[0]()
+
+
 def seq_len(dev=None) -> int:
     return C.SEQ_LEN[device_class(dev)]
 
