@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 CLOCKS = ("auto", "wall", "cpu")
 ENV_CLOCK = "AUTORESEARCH_BUDGET_CLOCK"  # = harness.constants.ENV_BUDGET_CLOCK (the harness imports torch)
@@ -46,15 +44,6 @@ def resolve(setting: str | None, device_class: str, harness: bool) -> str:
     if value == "auto":
         return "cpu" if harness and device_class == "cpu" else "wall"
     return value
-
-
-def of_config(config: Any, repo_root: str | Path) -> str:
-    """The clock a loop on ``repo_root`` uses, decided once as it opens (the editable file as it is then, the
-    device class guessed without torch)."""
-    from . import environ
-    from .provenance import device_class
-    from .verify import uses_harness
-    return resolve(config.budget_clock, device_class(environ.snapshot()), uses_harness(config, repo_root))
 
 
 def overhead_allowance(budget_s: float, setting: float | None = None) -> float:
@@ -139,5 +128,5 @@ class Meter:
         return (self.ended if self.ended is not None else time.monotonic()) - self.started
 
 
-__all__ = ["Budget", "CLOCKS", "ENV_CLOCK", "ENV_THREADS", "Meter", "WALL_CAP", "of_config", "over_budget", "overhead_allowance",
+__all__ = ["Budget", "CLOCKS", "ENV_CLOCK", "ENV_THREADS", "Meter", "WALL_CAP", "over_budget", "overhead_allowance",
            "resolve"]

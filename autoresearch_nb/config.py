@@ -69,6 +69,12 @@ class Config:
                                                     "training (start-up, evaluation) before the loop's own "
                                                     "measure makes it 'over_budget' (default: the larger of "
                                                     "30 s and half the budget)")
+    prune: str = setting("auto", "stop a run whose curve stays clearly worse than the best's at the same "
+                                 "progress (recorded 'pruned', never kept): 'auto' (harness runs, once the "
+                                 "baseline's noise repeats give the spread) or 'off'")
+    prune_margin: float = setting(4.0, "how far above the best's curve (in σ of the baseline repeats' curves "
+                                       "at that progress) a run must stay to be pruned")
+    prune_min_progress: float = setting(0.3, "no run is pruned before this share of its budget")
     timeout_s: float | None = setting(None, "hard kill of one run after this many seconds on the budget clock "
                                             "(default: twice the budget, at least budget + 60; on the cpu "
                                             "clock the wall time is capped at 3x this)")
@@ -178,6 +184,10 @@ class Config:
             raise ConfigError(f"editable must be a path inside the repo, not {self.editable!r}")
         if self.time_budget_s is None or float(self.time_budget_s) <= 0:
             raise ConfigError(f"time_budget_s must be > 0, not {self.time_budget_s!r}")
+        if str(self.prune).strip().lower() not in ("auto", "off"):
+            raise ConfigError(f"prune must be 'auto' or 'off', not {self.prune!r}")
+        if not float(self.prune_margin) > 0 or not 0 <= float(self.prune_min_progress) < 1:
+            raise ConfigError("prune_margin must be > 0 and prune_min_progress between 0 and 1 (excluded)")
         if str(self.budget_clock).strip().lower() not in ("auto", "wall", "cpu"):
             raise ConfigError(f"budget_clock must be 'auto', 'wall' or 'cpu', not {self.budget_clock!r}")
         if self.budget_overhead_s is not None and not float(self.budget_overhead_s) >= 0:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import ast
 import hashlib
 
+from .pysource import parse
+
 DEVICE_FLAG = "CUDA"  # train.py's convention: CUDA = DEVICE_CLASS == "cuda" (the tuner's space reads it too)
 
 
@@ -37,7 +39,7 @@ def effective_hash(source: str | None, device_class: str) -> str | None:
     if source is None:
         return None
     try:
-        tree = ast.parse(source)
+        tree = parse(source)
     except (SyntaxError, ValueError):
         return None
     cuda = device_class == "cuda"

@@ -2,7 +2,8 @@
 
 ``optimize`` with one worker runs here. Each step proposes (or takes the prepared proposal), runs and decides,
 as :meth:`Loop.step` does; with ``lookahead`` 1 (or ``auto`` and a slow agent) it also starts a proposing
-thread just before the run, which asks the agent for N+1 against the current best, told that N is in flight
+thread just before the run (and, whatever the agent's speed, during the baseline's noise repeats, which cannot
+change the file: no idle start; the agent's ``warm()`` runs as the baseline starts), which asks the agent for N+1 against the current best, told that N is in flight
 (``Context.in_flight``). When N is decided:
 
 - N was not kept: N+1 runs at once, as prepared;
@@ -60,13 +61,14 @@ class Lookahead:
     def __init__(self, recorder: Recorder, workspace: Workspace, stop: StopSignal, config: Config, *,
                  baseline: Callable[[], Experiment | None], propose: Callable[[], Experiment],
                  ask: Callable[..., Experiment], run: Callable[[Experiment], Experiment],
-                 decide: Callable[[Experiment], Experiment]) -> None:
+                 decide: Callable[[Experiment], Experiment], warm: Callable[[], None] | None = None) -> None:
         self.recorder = recorder
         self.workspace = workspace
         self.stop = stop
         self.config = config
         self.mode = config.lookahead
         self.baseline, self.propose, self.ask, self.run, self.decide = baseline, propose, ask, run, decide
+        self.warm = warm  # the agent's warm(), if it has one: called on a thread when the baseline starts
         self.limits: Limits | None = None
         self.count = 0  # what step() returned so far (optimize_serially's count of this call)
         self._thread: threading.Thread | None = None
@@ -103,10 +105,17 @@ class Lookahead:
     def step(self) -> Experiment:
         """Propose (or take the prepared proposal), run and decide one experiment; the baseline first (the
         first proposal is prepared while it runs)."""
-        def on_event(ev: Event) -> None:  # on this thread, when the baseline's row exists and its run starts
-            if ev.kind == EventKind.RUN_STARTED and ev.experiment is not None and is_baseline(ev.experiment) \
-                    and self._thread is None:
+        def on_event(ev: Event) -> None:  # on this thread, when the baseline's row exists and its runs start
+            if ev.experiment is None or not is_baseline(ev.experiment) or self._thread is not None:
+                return
+            if ev.kind == EventKind.RUN_STARTED:
+                self._warm()
                 self._prepare(ev.experiment)
+            elif ev.kind == EventKind.REPEAT_STARTED and ev.purpose == "noise":
+                # No idle start: the noise repeats never change the file, so the first proposal cannot be
+                # made stale by them; ask for it now, whatever the agent's speed (the baseline's first number
+                # is known by then).
+                self._prepare(ev.experiment, always=True)
         stop_listening = self.recorder.events.subscribe(on_event)
         try:
             first = self.baseline()
@@ -121,7 +130,9 @@ class Lookahead:
 
     # -- taking a proposal ---------------------------------------------------------------------------
     def _next(self) -> Experiment:
-        self._collect()
+        prepared = self._collect()
+        if prepared is not None and prepared.status != Status.PROPOSED:
+            return prepared  # a prepared proposal that cannot run (invalid, skipped) is this step's result
         error, self._error = self._error, None
         if error is not None:  # the agent's end, the spend cap, a fatal agent error: raised where a
             raise error        # proposal made on this thread would have raised it
@@ -160,9 +171,24 @@ class Lookahead:
                                   diff=unified_diff(ours, merged, self.config.editable), reapplied_onto=onto))
 
     # -- preparing the next one ----------------------------------------------------------------------
-    def _prepare(self, running: Experiment) -> None:
-        """Start asking for the next experiment while ``running`` runs, if this step should overlap."""
-        if self.mode == "0" or self.stop.is_set() or not self._slow_agent():
+    def _warm(self) -> None:
+        """The agent's fixed costs (an SDK import, a client) paid on a thread while the baseline runs."""
+        if self.warm is None or self.mode == "0":
+            return
+        warm = self.warm
+        self.warm = None  # once per call
+
+        def work() -> None:
+            try:
+                warm()
+            except Exception:  # the first proposal meets it again, with its message
+                pass
+        threading.Thread(target=work, daemon=True, name=f"autoresearch-{self.recorder.tag}-warm").start()
+
+    def _prepare(self, running: Experiment, always: bool = False) -> None:
+        """Start asking for the next experiment while ``running`` runs, if this step should overlap (``always``:
+        whatever the agent's speed, when what runs cannot change the file the proposal is made on)."""
+        if self.mode == "0" or self.stop.is_set() or not (always or self._slow_agent()):
             return
         if self.limits is not None and self.limits.reason(self.count + 1):
             return  # running is the call's last experiment: a proposal now would only wait
@@ -198,13 +224,14 @@ class Lookahead:
         except BaseException as e:  # handed to the loop's thread, raised at its next proposal
             self._error = e
 
-    def _collect(self) -> None:
-        """Wait for the proposing thread; its proposal is saved through the recorder and announced."""
+    def _collect(self) -> Experiment | None:
+        """Wait for the proposing thread; its proposal is saved through the recorder, announced and returned."""
         if self._thread is None:
-            return
+            return None
         self._thread.join()
         self._thread = None
         exp, self._prepared = self._prepared, None
         if exp is not None:
             self.recorder.publish(exp)
+        return exp
 

@@ -31,6 +31,7 @@ from .events import EventBus, EventKind, Listener
 from .faults import pause
 from .git import Workspace, find_repo
 from .layout import RunPaths
+from .prune import reference_of
 from .recorder import PointBuffer, Recorder
 from .records import CurvePoint, Experiment, RunResult, Status, is_baseline
 from .repeats import Repeats
@@ -89,6 +90,8 @@ class Loop:
         self._plan.note = lambda text, purpose="checkout": self._recorder.emit(EventKind.MESSAGE, message=text,
                                                                                purpose=purpose)
         self._plan.protect = lambda: [str(best.number)] if (best := self._recorder.best) else []  # its model stays
+        self._plan.reference = lambda: reference_of(self.store, self.tag, self._recorder.experiments,
+                                                    self._recorder.best)
         if lock is not None:
             lock.owned_by(self.close)
             recover(repo_root, tag, self._recorder, workspace, self._recorder.base_sha())
@@ -379,7 +382,8 @@ class Loop:
                 executor=make_executor(self.workspace, self._plan, cfg.executor, cfg.workers,
                                        cfg.ray_address)).optimize(limits)
         return Lookahead(self._recorder, self.workspace, self._stop, cfg, baseline=baseline, propose=self.propose,
-                         ask=self._ask, run=self.run, decide=self.decide).optimize(limits, f"run {self.tag}")
+                         ask=self._ask, run=self.run, decide=self.decide,
+                         warm=getattr(self.agent, "warm", None)).optimize(limits, f"run {self.tag}")
 
     def stop(self, force: bool = False, reason: str = "stopped by the user") -> None:
         """Stop after the current experiment; with ``force`` also end the running one now (as interrupted)."""

@@ -22,6 +22,7 @@ picklable object (it travels with a Ray task) whose ``check`` sees the job, the 
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -154,14 +155,29 @@ PURPOSES = ("experiment", "noise", "confirmation", "revalidation", "setup")
 
 class StopRule(Protocol):
     """A reason to end a run early, checked about once a second while it runs (and sent with a Ray task, so
-    it must pickle). ``check`` returns why the run must stop, or None."""
+    it must pickle). ``check`` sees the job, the curve so far and the run's seconds on its budget clock, and
+    returns why the run must stop, or None."""
 
     def check(self, job: "Job", points: Sequence[CurvePoint], elapsed_s: float) -> str | None: ...
+    # optional ``status``: the Status a run this rule stopped gets (pruned); without one it is a crash
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    """Stop a run whose loss is no longer a number (nan or inf): it cannot recover, and waiting for its budget
+    wastes it. The loop's own check, from the progress lines: train.py's fast-fail is the agent's to edit."""
+
+    def check(self, job: "Job", points: Sequence[CurvePoint], elapsed_s: float) -> str | None:
+        for point in points[-50:]:  # checked every second: the newest points are the ones not seen yet
+            if point.loss is not None and not math.isfinite(point.loss):
+                where = f"at step {point.step}" if point.step is not None else f"after {point.elapsed_s:.0f} s"
+                return f"the loss is {point.loss} {where}: a diverged run cannot recover"
+        return None
 
 
 # The stop rules every job built by the run plan carries (``trial.Plan.job``), in order. The one place a rule
-# is added for every driver; the budget clock and early stopping go here.
-RULES: list[StopRule] = []
+# is added for every driver; early stopping goes here.
+RULES: list[StopRule] = [NonFinite()]
 
 
 @dataclass(frozen=True)
@@ -287,6 +303,7 @@ def run_job(job: Job, site: Site, stop: StopSignal, hooks: Hooks | None = None, 
     pending = site.begin(job, run_dir, env)
     points: list[CurvePoint] = []
     halt: list[str] = []
+    fired: list[tuple[Any, str]] = []  # the stop rule that ended the run, and why
 
     def on_point(point: CurvePoint) -> None:
         points.append(point)
@@ -302,6 +319,7 @@ def run_job(job: Job, site: Site, stop: StopSignal, hooks: Hooks | None = None, 
         for rule in job.rules:
             why = rule.check(job, tuple(points), run.seconds() if run is not None else 0.0)
             if why:
+                fired.append((rule, why))
                 return why
         return None
 
@@ -322,6 +340,9 @@ def run_job(job: Job, site: Site, stop: StopSignal, hooks: Hooks | None = None, 
             pending.close()
         raise
     result = replace(result, sandbox=site.label())
+    status = getattr(fired[0][0], "status", None) if fired and not result.interrupted else None
+    if status is not None:  # a rule that ends runs on purpose (pruning) names their status: not a crash
+        result = replace(result, flag=status, flag_reason=fired[0][1], error=fired[0][1])
     over = job.budget.over(result.run_seconds) if clean(result) else None
     if over:  # the loop's own measure, whatever the run's clock said (the agent edits train.py)
         result = replace(result, flag=Status.OVER_BUDGET, flag_reason=over)
@@ -354,5 +375,5 @@ def settle(recorder: Any, workspace: "Workspace", exp: "Experiment", head: str) 
     return exp
 
 
-__all__ = ["Hooks", "Job", "LocalSite", "Outcome", "PHASES", "PURPOSES", "RULES", "Site", "StopRule", "failed",
+__all__ = ["Hooks", "Job", "LocalSite", "NonFinite", "Outcome", "PHASES", "PURPOSES", "RULES", "Site", "StopRule", "failed",
            "launch_commit", "run_job", "settle"]

@@ -27,6 +27,7 @@ KEY_ALIASES = {"peak_vram_mb": "peak_memory_mb"}
 _KV = re.compile(r"(?<![A-Za-z0-9_/.-])([A-Za-z_][A-Za-z0-9_/.-]*)\s*[:=]\s*"
                  r"(-?[0-9][0-9,]*\.?[0-9]*(?:[eE][-+]?[0-9]+)?|nan|inf)(%|ms|s)?\b", re.I)
 _STEP = re.compile(r"\bstep\s*[: ]?\s*(\d+)", re.I)
+_PERCENT = re.compile(r"\(\s*(\d+(?:\.\d+)?)\s*%\s*\)")  # "step 00012 (4.0%)": the share of the budget done
 # A summary key is a name (letters, digits, ``_ . -``), so prose with a colon in it is not read as a setting.
 _SUMMARY_KV = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*:\s*(.*?)\s*$")
 _ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
@@ -89,6 +90,9 @@ def parse_progress(line: str, elapsed_s: float) -> Progress | None:
         found = values.pop("step")
         if step is None and found == found and abs(found) != float("inf"):
             step = int(found)
+    percent = _PERCENT.search(line)
+    if percent and "progress" not in values:  # a fraction of the budget (0..1): where curves are compared
+        values["progress"] = float(percent.group(1)) / 100.0
     loss = values.pop("loss") if "loss" in values else values.pop("train_loss", None)
     if step is None and loss is None:
         return None

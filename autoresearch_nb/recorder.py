@@ -189,8 +189,8 @@ class PointBuffer:
     """One run's curve points on their way to the store: written in batches (each second, or 200 points),
     and past :data:`MAX_STORED_POINTS` only every 10th, so a chatty target cannot write a million rows."""
 
-    def __init__(self, store: Store, tag: str, number: int) -> None:
-        self.store, self.tag, self.number = store, tag, number
+    def __init__(self, store: Store, tag: str, number: int, run: str = "") -> None:
+        self.store, self.tag, self.number, self.run = store, tag, number, run
         self._pending: list[CurvePoint] = []
         self._seen = 0
         self._flushed_at = time.monotonic()
@@ -210,6 +210,6 @@ class PointBuffer:
             points, self._pending = self._pending, []
             self._flushed_at = time.monotonic()
         try:
-            self.store.add_points(self.tag, self.number, points)
+            self.store.add_points(self.tag, self.number, points, self.run)
         except Exception:  # a lost curve point must never end an experiment
             log.exception("could not store curve points")

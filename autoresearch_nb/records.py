@@ -26,6 +26,7 @@ class Status(str, enum.Enum):
     GUARD_FAILED = "guard_failed"  # the guard command (e.g. the project's tests) failed
     OVER_BUDGET = "over_budget"  # trained longer than the time budget allows (the harness's clock)
     OVERFIT = "overfit"        # beat the best on val, but its holdout bpb or holdout gap got worse (noise.overfit)
+    PRUNED = "pruned"          # stopped early: its curve stayed clearly worse than the best's (autoresearch_nb.prune)
 
     @property
     def finished(self) -> bool:
@@ -33,7 +34,8 @@ class Status(str, enum.Enum):
 
     @property
     def ran(self) -> bool:
-        return self in (Status.KEEP, Status.DISCARD, Status.CRASH, Status.TIMEOUT, Status.VIOLATION) + REJECTED
+        return self in (Status.KEEP, Status.DISCARD, Status.CRASH, Status.TIMEOUT, Status.VIOLATION,
+                        Status.PRUNED) + REJECTED
 
     @property
     def rejected(self) -> bool:

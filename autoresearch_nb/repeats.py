@@ -19,7 +19,7 @@ from . import noise as _noise
 from .errors import AutoresearchError
 from .events import EventKind
 from .git import Workspace
-from .recorder import Recorder
+from .recorder import PointBuffer, Recorder
 from .records import CurvePoint, Experiment, RunResult, Status, is_baseline
 from .pipeline import Hooks, StopSignal
 from .trial import Plan, classify
@@ -255,14 +255,20 @@ class Repeats:
         """Run commit ``sha`` once more with ``seed``: (metric or None, why not, interrupted, the failed run's
         status: crash, timeout, violation, tampered...).
 
-        Repeats keep one record (their experiment's ``runs``), their own log (``<number>.<i>.log``) and no
-        curve in the store; observers get their progress events with ``purpose`` in the event data.
+        Repeats keep one record (their experiment's ``runs``), their own log (``<number>.<i>.log``) and their
+        curve in the store, beside the experiment's own (``store.repeat_curves``: the spread of the baseline's
+        repeats at each progress is the noise early stopping compares against); observers get their progress
+        events with ``purpose`` in the event data. A repeat's curve is keyed ``<purpose>:<label>``.
         """
         number = exp.number if exp is not None else "noise"
         self.recorder.emit(EventKind.REPEAT_STARTED, exp, message=f"{purpose} run of {sha[:7]}, seed {seed}",
                            purpose=purpose, seed=seed, repeat=repeat)
+        curve = PointBuffer(self.recorder.store, self.recorder.tag, exp.number if exp is not None else -1,
+                            run=f"{purpose}:{label}")  # the log's name: unique per run of the session
+        curve.store.clear_points(curve.tag, curve.number, curve.run)  # a resumed repeat starts its curve anew
 
         def on_point(point: CurvePoint) -> None:
+            curve.add(point)
             self.recorder.emit(EventKind.PROGRESS, exp, point, purpose=purpose, repeat=repeat, seed=seed)
 
         def on_start(pid: int) -> None:
@@ -278,7 +284,10 @@ class Repeats:
         hooks = Hooks(on_point=on_point, on_start=on_start, on_interrupt=on_interrupt,
                       on_phase=lambda name: self.recorder.emit(EventKind.PHASE, exp, message=name, purpose=purpose,
                                                                repeat=repeat, seed=seed))
-        result, changed = self.plan.finish(job, self.plan.run_here(job, self.stop, hooks))
+        try:
+            result, changed = self.plan.finish(job, self.plan.run_here(job, self.stop, hooks))
+        finally:
+            curve.flush()
         if result.interrupted:
             return None, "interrupted", True, Status.INTERRUPTED
         verdict = classify(result, self.config.metric, changed, self.config.editable)

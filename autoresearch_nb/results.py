@@ -19,6 +19,7 @@ _TSV_STATUS = {Status.KEEP: "keep", Status.DISCARD: "discard", Status.CRASH: "cr
                Status.VIOLATION: "crash", Status.INTERRUPTED: "crash",
                # refused by verification or the guard: ran and gave a number, but it is not kept
                Status.TAMPERED: "discard", Status.GUARD_FAILED: "discard", Status.OVER_BUDGET: "discard",
+               Status.PRUNED: "discard",
                Status.OVERFIT: "discard",
                Status.UNVERIFIED: "crash"}  # no trusted number at all
 

@@ -105,15 +105,14 @@ def check_comparable(store: Store, tag: str, config: "Config", root: Path) -> No
     experiments = store.experiments(tag)
     if not experiments:
         return
-    from .verify import MODEL, resolve
+    from .verify import MODEL, budget_clock, resolve
     from .verifier import VERSION
 
     command = resolve(config, root)
     verifier = VERSION if command == MODEL else None
     folder = dataset_cache(environ.snapshot())  # the rule the run's Boundary follows
-    from .clock import of_config
     provenance.check_resume(tag, experiments, provenance.current(folder, verifier=verifier,
-                                                                 clock=of_config(config, root)),
+                                                                 clock=budget_clock(config, root)),
                             verified=command is not None)
 
 

@@ -107,6 +107,10 @@ class Store:
             self.db.execute("""CREATE TABLE IF NOT EXISTS points (
                 tag TEXT, number INTEGER, step INTEGER, elapsed_s REAL, loss REAL, extra TEXT)""")
             self.db.execute("CREATE INDEX IF NOT EXISTS points_by_exp ON points (tag, number)")
+            # which run of the experiment a point is from: '' (or NULL, before repeats kept curves) its own run,
+            # else a repeat's label ("noise.1", "confirmation.2"): the noise of a curve is the repeats' spread
+            if "run" not in {r[1] for r in self.db.execute("PRAGMA table_info(points)")}:
+                self.db.execute("ALTER TABLE points ADD COLUMN run TEXT DEFAULT ''")
 
     def close(self) -> None:
         with self._lock:
@@ -209,30 +213,53 @@ class Store:
         return self._row(row) if row else None
 
     # -- curve points --------------------------------------------------------------------------------
-    def add_points(self, tag: str, number: int, points: Iterable[CurvePoint]) -> None:
-        rows = [(tag, number, p.step, p.elapsed_s, p.loss, json.dumps(p.values) if p.values else None)
+    def add_points(self, tag: str, number: int, points: Iterable[CurvePoint], run: str = "") -> None:
+        """Append curve points of experiment ``number``'s own run (``run`` ''), or of one of its repeats."""
+        rows = [(tag, number, p.step, p.elapsed_s, p.loss, json.dumps(p.values) if p.values else None, run)
                 for p in points]
         if not rows:
             return
         with self._lock:
             self.db.execute("BEGIN")
             try:
-                self.db.executemany("INSERT INTO points VALUES (?, ?, ?, ?, ?, ?)", rows)
+                self.db.executemany("INSERT INTO points (tag, number, step, elapsed_s, loss, extra, run) "
+                                    "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
 
-    def clear_points(self, tag: str, number: int) -> None:
+    def clear_points(self, tag: str, number: int, run: str = "") -> None:
         with self._lock:
-            self.db.execute("DELETE FROM points WHERE tag = ? AND number = ?", (tag, number))
+            self.db.execute("DELETE FROM points WHERE tag = ? AND number = ? AND COALESCE(run, '') = ?",
+                            (tag, number, run))
 
-    def points(self, tag: str, number: int | None = None) -> list[tuple[int, CurvePoint]]:
+    def points(self, tag: str, number: int | None = None, run: str | None = "") -> list[tuple[int, CurvePoint]]:
+        """Curve points of ``tag`` (of experiment ``number``), of each experiment's own run; ``run``: a repeat's
+        label instead, or None for every run."""
         q = "SELECT * FROM points WHERE tag = ?" + (" AND number = ?" if number is not None else "")
         args: tuple = (tag,) if number is None else (tag, number)
+        if run is not None:
+            q, args = q + " AND COALESCE(run, '') = ?", (*args, run)
         with self._lock:
             rows = self.db.execute(q + " ORDER BY number, rowid", args).fetchall()
         return [(r["number"], CurvePoint(step=r["step"], elapsed_s=r["elapsed_s"], loss=r["loss"],
                                          values=json.loads(r["extra"]) if r["extra"] else {})) for r in rows]
+
+    def repeat_curves(self, tag: str, number: int | None = None) -> dict[tuple[int, str], list[CurvePoint]]:
+        """The curves of repeats (noise, confirmation, re-validation runs), by (experiment number, label); -1
+        for repeats of no experiment (a noise measurement of the best)."""
+        q = "SELECT * FROM points WHERE tag = ? AND COALESCE(run, '') != ''"
+        args: tuple = (tag,)
+        if number is not None:
+            q, args = q + " AND number = ?", (tag, number)
+        with self._lock:
+            rows = self.db.execute(q + " ORDER BY number, rowid", args).fetchall()
+        out: dict[tuple[int, str], list[CurvePoint]] = {}
+        for r in rows:
+            out.setdefault((r["number"], r["run"]), []).append(CurvePoint(
+                step=r["step"], elapsed_s=r["elapsed_s"], loss=r["loss"],
+                values=json.loads(r["extra"]) if r["extra"] else {}))
+        return out
 
 

@@ -53,7 +53,7 @@ def storage(path: Path | str) -> Any:
 
 def study_trials(space: "Space", history: list[Experiment], maximize: bool) -> list[Any]:
     """The run's finished experiments as Optuna trials (frozen), oldest first; ``experiment`` and ``status``
-    are user attributes. A crash or timeout gets the worst metric seen so far (so the sampler learns to stay
+    are user attributes. A crash, timeout or pruned run gets the worst metric seen so far (so the sampler learns to stay
     away); an experiment whose constants do not parse is left out."""
     from optuna.trial import TrialState, create_trial
 
@@ -73,7 +73,8 @@ def study_trials(space: "Space", history: list[Experiment], maximize: bool) -> l
         if e.status in (Status.KEEP, Status.DISCARD) and _finite(e.metric):
             trials.append(create_trial(value=float(e.metric), params=params,  # type: ignore[arg-type]
                                        distributions=distributions, user_attrs=attrs))
-        elif e.status in (Status.CRASH, Status.TIMEOUT, Status.KEEP, Status.DISCARD) and worst is not None:
+        elif e.status in (Status.CRASH, Status.TIMEOUT, Status.PRUNED, Status.KEEP, Status.DISCARD) \
+                and worst is not None:  # a pruned run was clearly worse than the best: kept away from, as a crash
             trials.append(create_trial(value=float(worst), params=params,
                                        distributions=distributions, user_attrs=attrs))
         else:

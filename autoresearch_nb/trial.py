@@ -34,7 +34,8 @@ from .runner import run_command
 from .watch import CheckoutWatch
 from . import pipeline
 from .pipeline import Hooks, Job, LocalSite, Outcome, StopSignal, execute, run_job  # noqa: F401 (re-exported)
-from .verify import ENV_EXPORT, MODEL, Verification, artifact_dir, prepare_command, uses_harness
+from .prune import Prune, Reference
+from .verify import ENV_EXPORT, MODEL, Verification, artifact_dir, budget_clock, prepare_command, uses_harness
 
 if TYPE_CHECKING:
     from .config import Config
@@ -79,6 +80,8 @@ def classify(result: RunResult, metric: str, changed: Sequence[str] = (), editab
     status, reason = Status.RUNNING, ""
     if result.interrupted:
         status, reason = Status.INTERRUPTED, "stopped by the user"
+    elif result.flag == Status.PRUNED:  # stopped by the loop on purpose (autoresearch_nb.prune): no crash
+        status, reason = Status.PRUNED, result.flag_reason
     elif result.timed_out:
         status, reason = Status.TIMEOUT, result.error or "timeout"
     elif result.exit_code != 0 or result.failed:
@@ -135,7 +138,7 @@ class Plan:
         self.config = config
         # The budget clock, decided once as the loop opens: cpu for a harness train.py on a CPU device (clock.py)
         harness = uses_harness(config, repo_root)
-        self.clock = clock.of_config(config, repo_root)
+        self.clock = budget_clock(config, repo_root)
         self.verification = Verification.of(config, repo_root)  # decided once, from the file as the loop opens
         if self.verification is not None:
             self.verification = replace(self.verification, clock=self.clock)
@@ -149,6 +152,8 @@ class Plan:
         self.note: Callable[..., None] = lambda text, purpose="checkout": None  # the loop's MESSAGE events
         # artifact folders never pruned (the best experiment's number); the loop sets it, it knows the best
         self.protect: Callable[[], Sequence[str]] = lambda: ()
+        # the best's curve and the baseline's spread for early stopping (autoresearch_nb.prune); the loop sets it
+        self.reference: Callable[[], Reference | None] = lambda: None
         self.setup_done = self.announced = self.warned_passes = False
 
     def checkout(self, label: str) -> list[str]:
@@ -172,12 +177,17 @@ class Plan:
         (:data:`.pipeline.RULES`). Every driver builds its jobs here."""
         cfg = self.config
         setup = purpose == "setup"
+        rules = () if setup else tuple(pipeline.RULES)
+        if purpose == "experiment" and repeat == 0 and str(cfg.prune).lower() == "auto" and self.budget.seconds:
+            reference = self.reference()  # the best at this run's own start (with workers too)
+            if reference is not None:
+                rules += (Prune(reference, float(cfg.prune_min_progress), float(cfg.prune_margin)),)
         return Job(number, sha, cfg.setup if setup else cfg.command, cfg.editable,
                    SETUP_TIMEOUT_S if setup else cfg.hard_timeout_s,
                    self.env(None if setup else seed, "setup" if setup else number), str(self.log_path(label)),
                    tuple(cfg.env_allow), stall_s=None if setup else cfg.stall_s,
                    verification=None if setup else self.checks(), purpose=purpose, seed=seed, repeat=repeat,
-                   rules=() if setup else tuple(pipeline.RULES), budget=clock.Budget() if setup else self.budget)
+                   rules=rules, budget=clock.Budget() if setup else self.budget)
 
     def run_here(self, job: Job, stop: StopSignal, hooks: Hooks | None = None, worker: int = 0) -> Outcome:
         """``job`` run in this thread in ``worker``'s run directory (:func:`.pipeline.run_job`): the serial

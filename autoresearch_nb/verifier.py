@@ -165,7 +165,7 @@ def verify(folder: Path, budget_s: float | None, tolerance: float, not_before: f
     if budget_s is not None:
         limit = budget_s * (1 + tolerance) + UNTIMED_ALLOWANCE_S[cls]
         if seconds > limit:
-            raise OverBudget(f"trained {seconds:.1f} s by the harness's {counted} clock, over the budget of {budget_s:g} s "
+            raise OverBudget(f"trained {seconds:.1f} s by the harness's clock ({counted}), over the budget of {budget_s:g} s "
                              f"(limit {limit:.1f} s with the tolerance and warm-up allowance)")
     seq_len = C.SEQ_LEN[cls]
     if facts.get("seq_len") != seq_len or facts.get("batch") != EXPORT_BATCH:

@@ -77,6 +77,15 @@ def resolve(config: "Config", repo_root: str | Path) -> str | None:
     return MODEL if uses_harness(config, repo_root) and config.metric == "val_bpb" else None
 
 
+def budget_clock(config: "Config", repo_root: str | Path) -> str:
+    """The budget clock a loop on ``repo_root`` uses (:mod:`.clock`), decided once as it opens: the editable file
+    as it is then, the device class guessed without torch."""
+    from . import environ
+    from .clock import resolve
+    from .provenance import device_class
+    return resolve(config.budget_clock, device_class(environ.snapshot()), uses_harness(config, repo_root))
+
+
 def uses_harness(config: "Config", repo_root: str | Path) -> bool:
     """Whether the editable file, as the loop opens, is a harness train.py (it exports its model for the verifier
     and trains on the harness's clock)."""

@@ -228,7 +228,10 @@ CODE_MAP = {
     P + "landlock": (set(), {P + "errors"}),  # the errors import falls back when run by path
     P + "provenance": (set(), {P + "errors", P + "environ"}),
     P + "environ": (set(), set()),
-    P + "effective": (set(), set()),
+    P + "effective": (set(), {P + "pysource"}),
+    P + "pysource": (set(), set()),
+    P + "clock": ({"psutil"}, set()),   # the budget clock: the loop's measure of a run, from outside
+    P + "prune": (set(), {P + "records"}),  # early stopping: curves in, a reason out
     P + "layout": (set(), {P + "environ"}),
     P + "rundir": (set(), {P + "errors", P + "layout", P + "environ"}),
     P + "sandbox": (set(), {P + "errors", P + "provenance", P + "landlock", P + "layout", P + "environ"}),

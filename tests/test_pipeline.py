@@ -140,3 +140,25 @@ def test_run_job_with_too_little_disk_runs_nothing_and_asks_the_loop_to_halt(tmp
                            pipeline.Hooks(on_phase=seen.append))
     assert out.result.failed and out.halt and "min_free_mb" in out.halt and seen == ["prepare", "done"]
     assert not (boundary.run_dir(1) / "ran").exists()
+
+
+# train.py's own NaN fast-fail is the agent's to edit; the loop's rule reads the progress lines instead.
+DIVERGING = textwrap.dedent("""\
+    import time
+    LOSS = "1.0"
+    print(f"step 1 | loss: {LOSS}", flush=True)
+    time.sleep(1 if LOSS == "1.0" else 60)
+    print("---")
+    print("score: 1.0")
+""")
+
+
+def test_a_non_finite_loss_is_stopped_by_the_loop(tmp_path):
+    repo = make_repo(tmp_path / "r", {"train.py": DIVERGING})
+    agent = EditsAgent([("diverge", 'LOSS = "1.0"', 'LOSS = "nan"')])
+    with Loop.open(repo, tag="n", agent=agent, **PLAIN) as loop:
+        loop.optimize(n=2)
+        base, nan = loop.experiments
+    assert base.status == Status.KEEP
+    assert nan.status == Status.CRASH and "the loss is nan at step 1" in nan.reason
+    assert nan.wall_seconds < 30  # stopped within seconds, not at its end (60 s) or the hard timeout

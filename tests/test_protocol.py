@@ -75,7 +75,7 @@ def test_format_summary_round_trips() -> None:
 
 def test_progress_line() -> None:
     point = parse_progress("step 00012 (4.0%) | loss: 3.50 | tok/s: 1,200 | dt: 250ms | elapsed: 5.1s", 9.9)
-    assert point == Progress(12, 5.1, 3.5, {"tok/s": 1200.0, "dt": 0.25})
+    assert point == Progress(12, 5.1, 3.5, {"tok/s": 1200.0, "dt": 0.25, "progress": 0.04})
     assert parse_progress("Loading data: 100 files", 1.0) is None
 
 

@@ -278,7 +278,7 @@ def test_progress_points_carry_loss_elapsed_and_other_numbers(tmp_path: Path) ->
     (tmp_path / "go").touch()
     result = run(tmp_path, PROGRESS.format(go=str(tmp_path / "go")))
     assert [(p.loss, p.elapsed_s) for p in result.points] == [(3.0, 0.5), (2.5, 1.0), (2.0, 1.5)]
-    assert result.points[0].values == {"dt": 0.25, "tok/sec": 1024.0}
+    assert result.points[0].values == {"dt": 0.25, "tok/sec": 1024.0, "progress": 0.1}
 
 
 def test_summary_after_progress_with_carriage_returns(tmp_path: Path) -> None:

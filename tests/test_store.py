@@ -265,3 +265,19 @@ def test_an_empty_store_file_is_a_clear_error_not_a_new_run(tmp_path: Path) -> N
     assert r.returncode == 1 and "is empty (0 bytes)" in r.stderr and "Traceback" not in r.stderr
     assert (root / ".autoresearch" / "store.db").stat().st_size == 0
     assert subprocess.run(["git", "for-each-ref"], cwd=root, capture_output=True, text=True).stdout == refs_before
+
+
+def test_repeat_curves_are_kept_apart_from_the_experiments_own(tmp_path):
+    from autoresearch_nb.records import CurvePoint
+    store = Store(tmp_path / "s.db")
+    store.add_points("t", 0, [CurvePoint(1, 0.1, 3.0), CurvePoint(2, 0.2, 2.5)])
+    store.add_points("t", 0, [CurvePoint(1, 0.1, 3.1)], run="noise:0000.1")
+    store.add_points("t", 0, [CurvePoint(1, 0.1, 2.9)], run="noise:0000.2")
+    assert [p.loss for _, p in store.points("t", 0)] == [3.0, 2.5]  # the experiment's own run only
+    assert len(store.points("t", 0, run=None)) == 4
+    curves = store.repeat_curves("t")
+    assert {k: [p.loss for p in v] for k, v in curves.items()} == {(0, "noise:0000.1"): [3.1],
+                                                                  (0, "noise:0000.2"): [2.9]}
+    store.clear_points("t", 0, "noise:0000.1")
+    assert list(store.repeat_curves("t", 0)) == [(0, "noise:0000.2")]
+    assert len(store.points("t", 0)) == 2

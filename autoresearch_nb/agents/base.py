@@ -60,7 +60,9 @@ class Proposal:
 
 @runtime_checkable
 class Agent(Protocol):
-    """Anything with a ``name`` and a ``propose`` method. ``tell`` is optional."""
+    """Anything with a ``name`` and a ``propose`` method. ``tell`` is optional, and so is ``warm()``: paying the
+    first proposal's fixed costs (an SDK's import, a client) ahead of time; the loop calls it on a thread while
+    the baseline runs, so its errors are ignored there and met again by ``propose``."""
 
     name: str
 

@@ -181,6 +181,14 @@ class ClaudeAgent:
 
     # --- the API ---------------------------------------------------------------------------------
 
+    def warm(self) -> None:
+        """Import the SDK and create the client now (the loop calls this while the baseline runs): about 3 s
+        of the first proposal's time on a small machine."""
+        try:
+            self.client()
+        except Exception:  # met again, with its message, by the first propose()
+            pass
+
     def client(self) -> Any:
         """The SDK client, created on first use; credentials and base URL come from the environment."""
         if self._client is None:

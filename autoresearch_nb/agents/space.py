@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Mapping
 
 from ..errors import AutoresearchError
+from ..pysource import parse
 
 _CAPS = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _LR = re.compile(r"(^|_)(LR|LEARNING_RATE)(_|$)")
@@ -224,7 +225,7 @@ def discover(source: str, path: str = "", overrides: Mapping[str, Any] | None = 
     Raise :class:`SpaceError` when the file does not parse; return an empty space when nothing is tunable.
     """
     try:
-        tree = ast.parse(source)
+        tree = parse(source)
     except SyntaxError as e:
         raise SpaceError(f"{path or 'the file'} does not parse: {e.msg} (line {e.lineno})") from None
     lines = source.splitlines()
@@ -362,7 +363,7 @@ def _assignments(source: str, tree: ast.Module | None = None) -> dict[str, tuple
     """
     if tree is None:
         try:
-            tree = ast.parse(source)
+            tree = parse(source)
         except SyntaxError:
             return {}
     lines = source.splitlines()

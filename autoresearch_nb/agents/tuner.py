@@ -91,6 +91,10 @@ class TunerAgent:
 
     # --- the agent protocol ----------------------------------------------------------------------
 
+    def warm(self) -> None:
+        """Import Optuna now (the loop calls this while the baseline runs)."""
+        import optuna  # noqa: F401
+
     def propose(self, context: Context) -> Proposal:
         """Rebuild the study from the run's experiments, ask it for one trial, return it as edits."""
         import optuna

@@ -68,12 +68,16 @@ def progress_figure(f: Frontier, metric: str = "metric", maximize: bool = False,
         lo = ax.get_ylim()[0] if (f.kept_x or f.discarded_x) else 0.0
         ax.scatter(f.failed_x, [lo] * len(f.failed_x), marker="x", s=22, color=COLORS["crash"], label="failed",
                    gid="progress-failed", zorder=2, clip_on=False)
+    if f.pruned_x:
+        lo = ax.get_ylim()[0] if (f.kept_x or f.discarded_x) else 0.0
+        ax.scatter(f.pruned_x, [lo] * len(f.pruned_x), marker="v", s=22, color=COLORS["pruned"], label="pruned",
+                   gid="progress-pruned", zorder=2, clip_on=False)
     if f.empty:
         ax.text(0.5, 0.5, "no experiments yet", ha="center", va="center", transform=ax.transAxes, color="grey")
     ax.set_xlabel("experiment")
     from matplotlib.ticker import MaxNLocator
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    xs = f.kept_x + f.discarded_x + f.failed_x
+    xs = f.kept_x + f.discarded_x + f.failed_x + f.pruned_x
     if xs:  # whole experiments, with room for the last one's band (one point alone would get a ±0.05 axis)
         ax.set_xlim(min(xs) - 0.5, max(xs) + 0.75)
         if max(xs) - min(xs) < 10:  # few experiments: one tick each (the locator falls back to fractions)
@@ -98,6 +102,9 @@ def curves_figure(curves: Sequence[Curve], xmax: float, resources: dict[str, tup
         if c.color:
             style["color"] = c.color
         ax.plot(c.x, c.y, label=f"{c.label} ({len(c)} pts)", gid=f"curve-{c.role}", **style)
+        if c.stopped:  # where the loop stopped a pruned run
+            ax.scatter(c.x[-1:], c.y[-1:], marker="x", s=40, color=style.get("color", COLORS["pruned"]),
+                       gid="curve-stopped", zorder=3)
     ax.set_xlim(0, max([xmax] + [c.xmax for c in curves]))
     lim = y_limits(curves)
     if lim:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # The bar and marker colours of each outcome (matplotlib's tab10, grey for discarded as in Karpathy's chart).
 COLORS = {"running": "#1f77b4", "keep": "#2ca02c", "discard": "#9e9e9e", "crash": "#d62728",
-          "proposed": "#ff7f0e", "stopped": "#8c564b"}
+          "proposed": "#ff7f0e", "stopped": "#8c564b", "pruned": "#bcbd22"}
 # Live curves in flight at once, one colour each (by worker), none of them an outcome colour.
 LIVE_COLORS = ["#1f77b4", "#9467bd", "#17becf", "#e377c2", "#bcbd22", "#393b79"]
 # Experiments chosen for comparison, one colour each in the order chosen: none of them a live or outcome colour.
@@ -78,6 +78,7 @@ class Frontier:
     discarded_x: list[int] = field(default_factory=list)
     discarded_y: list[float] = field(default_factory=list)
     failed_x: list[int] = field(default_factory=list)   # ran but no usable metric: drawn as marks on the axis
+    pruned_x: list[int] = field(default_factory=list)   # stopped early as hopeless (no metric): marks too
     best_x: list[int] = field(default_factory=list)
     best_y: list[float] = field(default_factory=list)
     labels: dict[int, str] = field(default_factory=dict)  # kept experiment number -> description
@@ -92,7 +93,7 @@ class Frontier:
 
     @property
     def empty(self) -> bool:
-        return not (self.kept_x or self.discarded_x or self.failed_x)
+        return not (self.kept_x or self.discarded_x or self.failed_x or self.pruned_x)
 
 
 def holdouts(experiments: Any) -> dict[int, float]:
@@ -126,6 +127,8 @@ def frontier(experiments: Any, maximize: bool = False, sigma: float | None = Non
             f.discarded_y.append(metric)
         elif status in FAILED or status == Status.INTERRUPTED.value:
             f.failed_x.append(number)
+        elif status == Status.PRUNED.value:
+            f.pruned_x.append(number)
         else:
             continue
         if best is not None:
@@ -151,13 +154,14 @@ class Curve:
     xmax: float
     role: str = "running"   # running, repeat, last, baseline, best, kept
     color: str | None = None  # overrides the role's colour (one per worker when several run at once)
+    stopped: bool = False     # pruned: the loop stopped it there (an x marks its last point)
 
     def __len__(self) -> int:
         return len(self.x)
 
 
 def curve(points: Iterable[CurvePoint], budget_s: float, label: str = "", role: str = "running",
-          max_points: int = 400, color: str | None = None) -> Curve:
+          max_points: int = 400, color: str | None = None, stopped: bool = False) -> Curve:
     """Points with a loss, in time order, thinned to at most ``max_points`` (the last one always kept).
 
     The x bound is the time budget (or the last point if the run went over), so a live plot does not jump.
@@ -169,7 +173,7 @@ def curve(points: Iterable[CurvePoint], budget_s: float, label: str = "", role: 
         stride = math.ceil(len(pts) / max_points)
         pts = pts[::stride] + ([pts[-1]] if (len(pts) - 1) % stride else [])
     xmax = max([float(budget_s)] + [x for x, _ in pts[-1:]])
-    return Curve(label, [x for x, _ in pts], [y for _, y in pts], xmax, role, color)
+    return Curve(label, [x for x, _ in pts], [y for _, y in pts], xmax, role, color, stopped)
 
 
 def live_color(slot: int | None) -> str:
@@ -204,7 +208,8 @@ def compare_curves(numbers: Iterable[int], experiments: Iterable[Any], curves: C
         status = getattr(e.status, "value", e.status)
         what = str(e.description)[:14]  # short enough for the legend to fit in the panel
         label = f"#{n} {shown_status(str(status), getattr(e, 'reason', None))} · {what}"
-        out.append(curve(curves(n), budget_s, label, "compare", color=compare_color(len(seen) - 1)))
+        out.append(curve(curves(n), budget_s, label, "compare", color=compare_color(len(seen) - 1),
+                         stopped=str(status) == Status.PRUNED.value))
     return out
 
 

@@ -462,7 +462,8 @@ class Screen:
                 status = "finished"  # ran cleanly, not decided yet (repeats may follow)
             role = "running" if r.running else "last"
             out.append(plotdata.curve(list(r.points), self.budget_s, f"{r.name()} {status}", role,
-                                      color=plotdata.live_color(r.worker) if r.running else None))
+                                      color=plotdata.live_color(r.worker) if r.running else None,
+                                      stopped=status == Status.PRUNED.value))
         for r in self.repeats.values():
             label = f"{r.name()} {PURPOSE_WORDS.get(r.purpose or '', 'repeat')}"
             if r.index is not None:

@@ -77,7 +77,8 @@ def curves_chart(run: Any, numbers: Iterable[int] | None = None, fmt: str = "png
         e = exps.get(n)
         role = "baseline" if e is not None and e.description == "baseline" else "kept"
         label = f"#{n} {(e.description if e else '')[:28]}"
-        curves.append(plotdata.curve(run.curve(n), run.config.time_budget_s, label, role))
+        curves.append(plotdata.curve(run.curve(n), run.config.time_budget_s, label, role,
+                                     stopped=e is not None and e.status == Status.PRUNED))
     fig = draw.curves_figure(curves, run.config.time_budget_s, title=f"training curves · run {run.tag}")
     return draw.to_svg(fig) if fmt == "svg" else _png(fig)
 

@@ -106,6 +106,10 @@ def curves_svg(curves: Sequence[Curve], xmax: float, resources: dict[str, tuple[
         gid = 'id="curve-' + esc(c.role) + '"'  # double quotes, as matplotlib writes them
         body.append(f"<g {gid} clip-path='url(#{clip})'><path d='{_path(c.x, c.y, px, py)}' "
                     f"{stroke}/></g>")
+        if c.stopped:  # where the loop stopped a pruned run: an x at its last point
+            x, y = px(c.x[-1]), py(c.y[-1])
+            body.append(f"<g id=\"curve-stopped\"><path d='M{x - 4:.1f},{y - 4:.1f} l8,8 m0,-8 l-8,8' "
+                        f"stroke='{color}' stroke-width='1.5'/></g>")
         legend.append((f"{c.label} ({len(c)} pts)", stroke))
     if not legend:
         body.append(f"<text x='{(LEFT + W - RIGHT) / 2:.1f}' y='{TOP + height / 2:.1f}' text-anchor='middle' "

@@ -26,7 +26,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..events import Event, EventKind
-from ..records import is_baseline
+from ..records import Status, is_baseline
 from ..view import best_of
 from . import draw, plotdata, svgplot
 from .html import detail_html, diff_html, snapshot_html, table_html
@@ -502,7 +502,8 @@ class Dashboard:
             if role != "baseline" and base is not None and ref.number == base.number:
                 continue
             label = f"#{ref.number} {role if role != 'kept' else 'chosen · ' + ref.status.value}"
-            out.append(plotdata.curve(self._stored_curve(ref.number), self.budget_s, label, role))
+            out.append(plotdata.curve(self._stored_curve(ref.number), self.budget_s, label, role,
+                                      stopped=ref.status == Status.PRUNED))
         out += plotdata.compare_curves(compared, exps, self._stored_curve, self.budget_s, skip=going)
         ended = {f"#{n} " for n in from_store if n is not None}
         return out + [c for c in self.live_curves() if not any(c.label.startswith(p) for p in ended)

@@ -39,7 +39,8 @@ class Batches:
         self.rng = np.random.default_rng(seed)
         self.drawn, self._warned = 0, False
         # the training facts the verifier trusts are the harness's (harness.export), whatever split is drawn
-        CLOCK.start(tokenizer.name, len(self.tokens) if split == "train" else None)
+        CLOCK.start(tokenizer.name, len(self.tokens) if split == "train" else None,
+                    int(corpus.meta.get("train_bytes") or 0) or None)
         if split == "train":
             # the run's first line names the data (on CUDA a prepared climbmix/tinystories beats stdlib)
             print(f"data: {corpus.name} ({corpus.fingerprint}), {len(self.tokens):,} train tokens "

@@ -16,6 +16,7 @@ Run by hand (no ``AUTORESEARCH_EXPORT``), it does nothing. :mod:`autoresearch_nb
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -38,12 +39,20 @@ class _Clock:
         self.tokens = 0
         self.tokenizer: str | None = None
         self.train_tokens: int | None = None  # the training split's size, for the passes over it
+        self.train_bytes: int | None = None
 
-    def start(self, tokenizer: str, train_tokens: int | None = None) -> None:
+    def start(self, tokenizer: str, train_tokens: int | None = None, train_bytes: int | None = None) -> None:
         """A training stream exists (``Batches``): remember its tokenizer, the one the verifier must use."""
         self.tokenizer = tokenizer
         if train_tokens is not None:  # a stream of another split (val) keeps the train split's size
-            self.train_tokens = train_tokens
+            self.train_tokens, self.train_bytes = train_tokens, train_bytes
+
+    def bits_per_byte(self) -> float | None:
+        """Nats per token -> bits per byte on the training split (tokens per byte / ln 2), so training losses of
+        different tokenizers compare (early stopping's unit); None before a training stream exists."""
+        if not self.train_tokens or not self.train_bytes:
+            return None
+        return self.train_tokens / self.train_bytes / math.log(2)
 
     def tick(self, tokens: int) -> None:
         if self.first is None:

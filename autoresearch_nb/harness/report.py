@@ -27,7 +27,10 @@ SUMMARY_KEYS = ("val_bpb", "training_seconds", "total_seconds", "peak_memory_mb"
 def progress(*, step: int, fraction: float, loss: float, lr: float, tok_per_s: float, mfu: float,
              elapsed: float, stream=None) -> None:
     stream = stream or sys.stdout
-    stream.write(f"\rstep {step:05d} ({100 * fraction:.1f}%) | loss: {loss:.4f} | lr: {lr:.1e} | "
+    # the same loss in bits per byte of the training split: comparable across tokenizers (early stopping)
+    factor = CLOCK.bits_per_byte()
+    bpb = f" | train_bpb: {loss * factor:.4f}" if factor and math.isfinite(loss) else ""
+    stream.write(f"\rstep {step:05d} ({100 * fraction:.1f}%) | loss: {loss:.4f}{bpb} | lr: {lr:.1e} | "
                  f"tok/s: {tok_per_s:,.0f} | mfu: {mfu:.1f}% | elapsed: {elapsed:.1f}s    ")
     stream.flush()
 
