@@ -48,11 +48,12 @@ def resolve(setting: str | None, device_class: str, harness: bool) -> str:
 
 def overhead_allowance(budget_s: float, setting: float | None = None) -> float:
     """Seconds (on the clock) a run may use besides training before the loop calls it over budget: start-up,
-    tokenizing, evaluation, export. ``budget_overhead_s``, else the larger of 30 s and half the budget (a
-    5-minute GPU budget pays torch.compile's minute or two; a 30 s CPU run uses about 3-7 s)."""
+    tokenizing, evaluation, export. ``budget_overhead_s``, else the larger of 15 s and half the budget (a
+    5-minute GPU budget pays torch.compile's minute or two; the default train.py at a 30 s CPU budget used 4.7 s,
+    34.7 CPU seconds per thread in all, benchmarks/clock_noise.py)."""
     if setting is not None:
         return float(setting)
-    return max(30.0, 0.5 * float(budget_s))
+    return max(15.0, 0.5 * float(budget_s))
 
 
 def over_budget(run_s: float | None, clock: str, budget_s: float, tolerance: float, allowance: float) -> str | None:

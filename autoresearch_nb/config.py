@@ -59,8 +59,9 @@ class Config:
     keep_artifacts: int = setting(3, "exported models (verify = 'model') kept per run: the newest this many, "
                                      "plus the best experiment's; older ones are deleted after each verification")
     # limits of one run
-    time_budget_s: float = setting(300.0, "seconds of training per experiment (passed to the run as "
-                                          "AUTORESEARCH_TIME_BUDGET)")
+    time_budget_s: float = setting(300.0, "seconds of training per experiment on the budget clock (passed to "
+                                          "the run as AUTORESEARCH_TIME_BUDGET; on a CPU, CPU seconds per "
+                                          "thread: see budget_clock)")
     budget_clock: str = setting("auto", "what a second of the budget is: 'wall', or 'cpu' (CPU seconds per "
                                         "thread given, the whole process tree, measured by the loop: the step "
                                         "count no longer depends on other processes); 'auto': cpu for a harness "
@@ -68,7 +69,7 @@ class Config:
     budget_overhead_s: float | None = setting(None, "seconds on the budget clock a run may use besides "
                                                     "training (start-up, evaluation) before the loop's own "
                                                     "measure makes it 'over_budget' (default: the larger of "
-                                                    "30 s and half the budget)")
+                                                    "15 s and half the budget)")
     prune: str = setting("auto", "stop a run whose curve stays clearly worse than the best's at the same "
                                  "progress (recorded 'pruned', never kept): 'auto' (harness runs, once the "
                                  "baseline's noise repeats give the spread) or 'off'")

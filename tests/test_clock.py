@@ -49,7 +49,7 @@ def test_over_budget_limit_is_budget_with_tolerance_plus_allowance():
     assert clock.over_budget(40.0, "cpu", 30.0, 0.1, 10.0) is None  # 33 + 10 = 43
     why = clock.over_budget(44.0, "cpu", 30.0, 0.1, 10.0)
     assert why and "44.0 CPU seconds per thread" in why and "43.0" in why
-    assert clock.overhead_allowance(30.0) == 30.0 and clock.overhead_allowance(300.0) == 150.0
+    assert clock.overhead_allowance(20.0) == 15.0 and clock.overhead_allowance(30.0) == 15.0 and clock.overhead_allowance(300.0) == 150.0
     assert clock.overhead_allowance(300.0, 12) == 12.0
     assert clock.Budget("cpu", 1, None).over(1e9) is None  # no enforced budget: only the hard timeout
 

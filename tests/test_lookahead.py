@@ -287,3 +287,30 @@ def test_a_cli_run_with_the_claude_agent_shows_the_duty_cycle_in_status(slow_rep
     assert attrs["prepared"] == 2 and attrs["reapplied"] == 1 and attrs["conflicts"] == 0
     assert f"duty {100 * attrs['duty_cycle']:.1f}%" in status and "conflicts 0/1" in status
     assert f"duty cycle: {100 * attrs['duty_cycle']:.1f}%" in run.stdout
+
+
+class WarmAgent(Agent):
+    """A fast agent with a ``warm()`` that records when it ran."""
+
+    def warm(self) -> None:
+        self.log.append(("warm", ()))
+
+
+def test_no_idle_start_the_first_proposal_is_made_during_the_baselines_noise_repeats(slow_repo: Path) -> None:
+    # lookahead 'auto' with a fast agent: nothing is measured yet, so before this rule the first proposal waited
+    # for the whole baseline (its three runs of a second each); now it is asked while the repeats run, after
+    # warm(), and the floor (the end of the repeats) comes a second or more later by construction
+    log: list = []
+    asked_at: list[float] = []
+    agent = WarmAgent([("x down", "X = 3.0", "X = 2.0")], log, gate=lambda context: asked_at.append(time.monotonic()))
+    with Loop.open(slow_repo, tag="idle", agent=agent, **{**FAST, "noise_repeats": 3, "noise_k": 2.0,
+                                                          "lookahead": "auto"}) as loop:
+        events: list = []
+        loop.subscribe(lambda e: events.append((e.kind, e.purpose, time.monotonic())))
+        loop.optimize(n=2)
+        base, first = loop.experiments[:2]
+    assert base.status == Status.KEEP and len(base.runs) == 3
+    assert first.prepared_during == 0 and first.status in (Status.KEEP, Status.DISCARD)
+    assert log[:2] == [("warm", ()), ("asked", (0,))]  # warmed first, then asked with the baseline in flight
+    floor = next(t for kind, _, t in events if kind == EventKind.NOISE_FLOOR)
+    assert len(asked_at) == 1 and asked_at[0] < floor
