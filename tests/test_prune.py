@@ -84,19 +84,19 @@ def test_a_dip_back_inside_the_margin_resets_the_patience():
     assert Prune(REF).check(J(), bump[:40], 40.0) is None  # worse until 35 %, not over the last 10 %
 
 
-# A fake harness run (the loop recognises the harness by its text): 40 progress lines over ~4 s; its curve is
-# 3.0 -> 1.0 plus OFFSET plus a seeded wobble of 0.01.
+# A fake harness run (the loop recognises the harness by its text): 20 progress lines over ~2.4 s; its curve is
+# 3.0 -> 1.0 plus OFFSET plus a seeded wobble of 0.01. The rule is checked about once a second.
 TRAIN = textwrap.dedent("""\
     # from autoresearch_nb import harness as H ... H.export(model)
     import os, random, time
     OFFSET = 0.0
     seed = int(os.environ.get("AUTORESEARCH_SEED", "42"))
     wobble = random.Random(seed).gauss(0.0, 0.01)
-    for step in range(1, 41):
-        f = step / 40
+    for step in range(1, 21):
+        f = step / 20
         bpb = 3.0 - 2.0 * f + OFFSET + wobble
         print(f"step {step:05d} ({100 * f:.1f}%) | loss: {bpb:.4f} | train_bpb: {bpb:.4f}", flush=True)
-        time.sleep(0.1)
+        time.sleep(0.12)
     print("---")
     print(f"score: {1.0 + OFFSET + wobble:.4f}")
 """)
@@ -106,7 +106,7 @@ TRAIN = textwrap.dedent("""\
 def test_the_loop_prunes_a_clearly_worse_experiment(tmp_path, prune):
     repo = make_repo(tmp_path / "r", {"train.py": TRAIN})
     agent = EditsAgent([("much worse", "OFFSET = 0.0", "OFFSET = 0.8")])
-    with Loop.open(repo, tag="p", agent=agent, metric="score", verify="off", time_budget_s=4, budget_clock="wall",
+    with Loop.open(repo, tag="p", agent=agent, metric="score", verify="off", time_budget_s=2, budget_clock="wall",
                    noise_repeats=3, noise_k=2, prune=prune, timeout_s=60, lookahead="0") as loop:
         loop.optimize(n=2)
         base, worse = loop.experiments
@@ -115,10 +115,10 @@ def test_the_loop_prunes_a_clearly_worse_experiment(tmp_path, prune):
         tsv = loop.results_tsv.read_text().splitlines()
     assert base.status == Status.KEEP and len(base.runs) == 3
     if prune == "off":
-        assert worse.status == Status.DISCARD and len(points) == 40
+        assert worse.status == Status.DISCARD and len(points) == 20
         return
     assert worse.status == Status.PRUNED, worse.reason
     assert worse.reason.startswith("pruned at") and "train_bpb" in worse.reason and "(#0)" in worse.reason
-    assert 12 <= len(points) < 40  # the partial curve is kept, and the run did not go on to its end
+    assert 6 <= len(points) < 20  # the partial curve is kept (from 30 % on), and the run did not go on to its end
     assert frame.loc[frame.number == worse.number, "status"].item() == "pruned"
     assert tsv[-1].split("\t")[3] == "discard"  # Karpathy's tools see a pruned run as a discard
