@@ -2,6 +2,7 @@
 
     python benchmarks/search_replay.py [--table benchmarks/data/curve_table.csv] [--campaigns 50]
     python benchmarks/search_replay.py --synthetic      # a made-up table (the tests' way; no real runs)
+    python benchmarks/search_replay.py --rule-only [--margin 4 --min-progress 0.3]   # the stop rule alone
 
 Each campaign is a night of the loop with the **real** proposer (the shipped tuner, ``TunerAgent.propose`` on a
 ``Context`` built from the campaign's own history), the **real** keep rule (``noise.judge``, the same call the
@@ -342,6 +343,43 @@ def reach(trajectory: list[tuple[float, float]], target: float) -> float:
     return next((t for t, v in trajectory if v <= target + 1e-12), math.inf)
 
 
+def rule_only(table: dict[tuple, Config], budget: float, margin: float, min_progress: float) -> None:
+    """The stop rule alone on the table's real curves: every run of every configuration against the baseline
+    (its first seed's curve as the best's, all its seeds' spread as the noise), as the loop's first experiments
+    meet it. A prune is false when the configuration's true mean beats the baseline's."""
+    from autoresearch_nb.prune import Prune, Reference
+    base = table[()]
+    ref = Reference.of(0, curve_points(base.runs[0].curve, 20), [curve_points(r.curve, 20) for r in base.runs])
+    if ref is None:
+        raise SystemExit("the baseline has too few curves")
+    rule = Prune(ref, min_progress=min_progress, margin=margin)
+    total = saved = 0.0
+    pruned, false, runs = [], [], 0
+    for key, cfg in table.items():
+        if not key:
+            continue
+        for run in cfg.runs:
+            runs += 1
+            total += run.seconds
+            for i in range(len(GRID)):
+                if rule.check(None, curve_points(run.curve, i + 1), 0.0):
+                    saved += budget * (1 - GRID[i])
+                    pruned.append((cfg, GRID[i]))
+                    if cfg.mean < base.mean:
+                        false.append(cfg)
+                    break
+    print(f"rule alone (margin {margin:g}σ from {min_progress:.0%}): {runs} runs of {len(table) - 1} changes vs the "
+          f"baseline ({len(base.runs)} seeds, mean {base.mean:.4f}): {len(pruned)} pruned ({len(pruned) / max(runs, 1):.0%}), "
+          f"{saved / max(total, 1):.0%} of run-seconds saved, {len(false)} false ("
+          + ", ".join(sorted({'/'.join(f'{n}={v}' for n, v in c.changes.items()) for c in false})) + ")")
+    for cfg, at in sorted(pruned, key=lambda t: t[1]):
+        print(f"  pruned at {at:.0%}: {config_label(cfg)} (true mean {cfg.mean:.4f})")
+
+
+def config_label(cfg: Config) -> str:
+    return ", ".join(f"{n}={v}" for n, v in sorted(cfg.changes.items())) or "baseline"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--table", type=Path, default=TABLE)
@@ -350,11 +388,17 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=100, help="the horizon, in experiments' worth of time")
     parser.add_argument("--budget", type=float, default=30.0)
     parser.add_argument("--strategies", default=",".join(s.name for s in STRATEGIES))
+    parser.add_argument("--rule-only", action="store_true", help="only the stop rule on every run of the table")
+    parser.add_argument("--margin", type=float, default=4.0)
+    parser.add_argument("--min-progress", type=float, default=0.3)
     args = parser.parse_args()
     started = time.monotonic()
     import logging
     logging.getLogger("autoresearch_nb").setLevel(logging.ERROR)
     table = synthetic_table() if args.synthetic else load_table(args.table)
+    if args.rule_only:
+        rule_only(table, args.budget, args.margin, args.min_progress)
+        return
     surrogate = Surrogate(table)
     rmse, n_combos = surrogate.loo_error()
     runs = sum(len(c.runs) for c in table.values())

@@ -106,3 +106,10 @@ def test_search_replay_on_a_synthetic_table_prunes_only_where_asked(tmp_path) ->
     assert float(rows["default+prune"][5].rstrip("%")) > 0
     for name, row in rows.items():
         assert all(1.5 < float(v) < 2.5 for v in row[1:4]), row  # the true values of the synthetic table
+    # the rule alone over every run of the table: a wider margin can only prune fewer runs
+    counts = []
+    for margin in ("2", "8"):
+        line = _run(str(ROOT / "benchmarks" / "search_replay.py"), "--synthetic", "--rule-only", "--margin",
+                    margin).splitlines()[0]
+        counts.append(int(re.search(r"(\d+) pruned", line).group(1)))
+    assert counts[0] >= counts[1] and counts[0] > 0
