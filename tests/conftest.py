@@ -104,3 +104,15 @@ class EditsAgent:
             raise QueueExhausted("no more")
         desc, search, replace = self.steps.pop(0)
         return Proposal(desc, edits=(Edit(search, replace),))
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: one worker more than the cores on a small machine. Most tests wait on subprocesses (a run, git,
+    a sandbox or Ray starting), so two workers on two cores leave them idle much of the time; ``--maxprocesses``
+    still caps it."""
+    import os
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        cores = os.cpu_count() or 1
+    return cores + 1 if cores <= 3 else cores
