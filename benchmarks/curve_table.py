@@ -34,8 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from autoresearch_nb.prune import GRID as PRUNE_GRID  # noqa: E402  (light: records only)
+
 OUT = ROOT / "benchmarks" / "data" / "curve_table.csv"
-GRID = [round(0.05 * i, 2) for i in range(1, 21)]
+GRID = list(PRUNE_GRID)  # the stop rule's grid: the table and the replay read curves where it does
 FIELDS = ["config", "changes", "seed", "status", "val_bpb", "holdout_bpb", "claimed_bpb", "num_steps",
           "training_seconds", "run_seconds", "wall_s", *[f"p{int(round(f * 100)):03d}" for f in GRID],
           "budget", "clock", "threads", "torch", "machine"]

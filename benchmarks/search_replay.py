@@ -40,8 +40,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from autoresearch_nb.prune import GRID as PRUNE_GRID  # noqa: E402  (light: records only)
+
 TABLE = ROOT / "benchmarks" / "data" / "curve_table.csv"
-GRID = [round(0.05 * i, 2) for i in range(1, 21)]
+GRID = list(PRUNE_GRID)  # the stop rule's grid: the table and the replay read curves where it does
 MARKS = (25, 50, 100)
 
 
