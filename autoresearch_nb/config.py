@@ -144,6 +144,14 @@ class Config:
     # decisions under noise (autoresearch_nb.noise); repeat i of a commit runs with seed `seed + i`
     noise_repeats: int = setting(3, "baseline runs that measure the noise floor sigma (1: none)")
     noise_k: float = setting(2.0, "keep only improvements past k sigma of the noise (0: keep iff better)")
+    decision: str = setting("paired", "'paired': a candidate runs at the best's seeds, one at a time, and is "
+                                      "judged on the differences (autoresearch_nb.paired); 'unpaired': its "
+                                      "mean against the best's, with confirmations (noise_k, confirm_*)")
+    keep_alpha: float = setting(0.05, "paired rule: the false-keep rate of a null change over its whole "
+                                      "sequence of paired seeds")
+    max_seeds: int = setting(5, "paired rule: the most paired seeds one candidate gets")
+    futility: float = setting(1.5, "paired rule: how many standard errors under the path of a just-"
+                                   "detectable gain a candidate may fall before it stops")
     confirm_runs: int = setting(1, "extra runs (other seeds) for a pass that is only marginal")
     confirm_margin: float = setting(1.0, "passes by less than this many sigma over the threshold are "
                                          "confirmed")
@@ -212,6 +220,11 @@ class Config:
             raise ConfigError("noise_repeats must be >= 1 and confirm_runs >= 0")
         if float(self.noise_k) < 0 or float(self.confirm_margin) < 0 or float(self.confirm_below) < 0:
             raise ConfigError("noise_k, confirm_margin and confirm_below must be >= 0")
+        object.__setattr__(self, "decision", str(self.decision).strip().lower())
+        if self.decision not in ("paired", "unpaired"):
+            raise ConfigError(f"decision must be 'paired' or 'unpaired', not {self.decision!r}")
+        if not 0 < float(self.keep_alpha) < 1 or int(self.max_seeds) < 2 or float(self.futility) < 0:
+            raise ConfigError("keep_alpha must be in (0, 1), max_seeds >= 2 and futility >= 0")
         if self.revalidate_every is not None and int(self.revalidate_every) < 1:
             raise ConfigError(f"revalidate_every must be >= 1 or None, not {self.revalidate_every!r}")
         if int(self.max_tokens) < 1 or int(self.sdk_max_retries) < 0 or int(self.max_repairs) < 0:

@@ -119,9 +119,11 @@ class ConsolePrinter:
         took = f"{e.wall_seconds:6.1f}s" if e.wall_seconds is not None else "      -"
         if e.holdout_gap is not None:
             metric += f" (holdout gap {e.holdout_gap:+.4f})"
+        if len(e.runs) > 1:
+            metric += f" ({len(e.runs)} runs)"  # a decision made on several seeds says so
         cost = f" ${e.cost_usd:.3f}" if e.cost_usd else ""
-        reason = printable(" ".join(e.reason.split()))[:160]  # agent and run text: escapes shown, not sent
-        why = f"  ({reason})" if reason and e.status not in (Status.KEEP,) else ""
+        reason = printable(" ".join(e.reason.split()))[:200]  # agent and run text: escapes shown, not sent
+        why = f"  ({reason})" if reason else ""  # a keep's evidence too: the user reads it here
         status = "rejected" if e.status == Status.INVALID and e.reason.startswith("rejected") else e.status.value
         return f"#{e.number:<4} {status:<11} {self.metric} {metric} {took}{cost}  {printable(e.description)[:70]}{why}"
 

@@ -35,7 +35,7 @@ class Event:
     """One thing that happened. ``experiment`` is the record as of that moment.
 
     Typed fields, so observers never parse labels: ``purpose`` says what kind of run a PROGRESS /
-    REPEAT_STARTED event belongs to ("experiment", "noise", "confirmation", "revalidation"), ``repeat`` is the
+    REPEAT_STARTED event belongs to ("experiment", "noise", "confirmation", "pairing", "revalidation"), ``repeat`` is the
     repeat's index (0 for an experiment's own run, i >= 1 for its i-th repeat), ``seed`` the run's seed,
     ``worker`` the parallel worker (None: the loop's own run directory), ``error`` marks a LOOP_FINISHED that
     ended with an exception, ``noise`` / ``revalidation`` carry the NOISE_FLOOR / REVALIDATED payloads.

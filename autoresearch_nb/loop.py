@@ -194,8 +194,9 @@ class Loop:
 
     @property
     def noise(self) -> dict[str, Any] | None:
-        """The measured noise floor (``sigma``, ``mad_sigma``, ``df``, the repeats behind it), or None."""
-        return self._repeats.noise
+        """The measured noise floor (``sigma``, ``mad_sigma``, ``df``, the repeats behind it; ``pairs``: the paired
+        rule's floor of differences pooled over the run, once a candidate had two paired seeds), or None."""
+        return self._repeats.report
 
     def measure_noise(self, repeats: int | None = None) -> dict[str, Any]:
         """Run the best commit ``repeats`` more times (fresh seeds) and pool their spread into the noise floor."""

@@ -31,6 +31,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
+from statistics import NormalDist
 from typing import Any
 
 MAD_TO_SIGMA = 1.4826  # the MAD of a normal distribution is 0.6745 σ
@@ -270,5 +272,86 @@ def cumulative(points: Sequence[tuple[int, str, float | None, int]], sigma: floa
     return out
 
 
+# -- Student's t and Fisher's F, from the regularized incomplete beta (no scipy in the loop process) -----------
+def _betacf(a: float, b: float, x: float) -> float:
+    """The continued fraction of the incomplete beta function (modified Lentz), for x < (a + 1) / (a + b + 2)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        for num in (m * (b - m) * x / ((a + m2 - 1.0) * (a + m2)),
+                    -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-14:
+            break
+    return h
+
+
+def beta_inc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b).
+
+    >>> round(beta_inc(2.0, 3.0, 0.4), 6)   # 1 - (1-x)^3 (1 + 3x) for a=2, b=3
+    0.5248
+    """
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with ``df`` degrees of freedom.
+
+    >>> round(t_cdf(2.0, 4), 4)
+    0.9419
+    """
+    tail = 0.5 * beta_inc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t >= 0 else tail
+
+
+@lru_cache(maxsize=1024)
+def t_quantile(p: float, df: float) -> float:
+    """The ``p`` quantile of Student's t (bisection on :func:`t_cdf`); the normal quantile for df >= 1e6.
+
+    >>> round(t_quantile(0.975, 2), 3), round(t_quantile(0.975, 30), 3)
+    (4.303, 2.042)
+    """
+    if not 0.0 < p < 1.0:
+        raise ValueError("p must be in (0, 1)")
+    if df >= 1e6:
+        return NormalDist().inv_cdf(p)
+    lo, hi = -1e4, 1e4
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        if t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-10:
+            break
+    return (lo + hi) / 2.0
+
+
+def f_sf(f: float, d1: float, d2: float) -> float:
+    """P(F > f) for Fisher's F with (d1, d2) degrees of freedom.
+
+    >>> round(f_sf(4.0, 2, 10), 4)
+    0.0529
+    """
+    if f <= 0:
+        return 1.0
+    return beta_inc(d2 / 2.0, d1 / 2.0, d2 / (d2 + d1 * f))
+
+
 __all__ = ["Spread", "Decision", "spread", "pool", "judge", "overfit", "threshold_sigmas", "band", "cumulative",
-           "KEEP", "DISCARD", "CONFIRM", "HOLDOUT_FOLLOW"]
+           "KEEP", "DISCARD", "CONFIRM", "HOLDOUT_FOLLOW", "beta_inc", "t_cdf", "t_quantile", "f_sf"]

@@ -150,7 +150,7 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
 
 
 PHASES = ("prepare", "run", "verify", "done")
-PURPOSES = ("experiment", "noise", "confirmation", "revalidation", "setup")
+PURPOSES = ("experiment", "noise", "confirmation", "pairing", "revalidation", "setup")
 
 
 class StopRule(Protocol):

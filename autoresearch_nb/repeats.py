@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from . import noise as _noise
+from . import paired as _paired
 from .errors import AutoresearchError
 from .events import EventKind
 from .git import Workspace
@@ -121,7 +122,42 @@ class Repeats:
         if keeps and keeps % int(every) == 0:
             self.revalidate()
 
+    @property
+    def report(self) -> dict[str, Any] | None:
+        """The noise floor with the paired rule's pooled differences under ``pairs`` (what ``Loop.noise`` shows)."""
+        noise, pairs = self.noise, self.pair_state
+        return {**(noise or {}), "pairs": pairs} if pairs else noise
+
+    @property
+    def pair_state(self) -> dict[str, Any] | None:
+        """The pooled differences of the paired rule, from the run state (a resumed run keeps them)."""
+        return self.recorder.state().get("pairs")
+
+    @property
+    def is_paired(self) -> bool:
+        """The paired rule decides (``decision = paired`` with ``noise_k > 0``); ``noise_k = 0`` is the plain rule."""
+        return self.config.decision == "paired" and float(self.config.noise_k) > 0
+
+    def diff_floor(self) -> _paired.DiffFloor | None:
+        """The floor of paired differences pooled over the run (``state["pairs"]``), else √2 σ of the noise
+        floor, else None."""
+        groups = (self.pair_state or {}).get("groups") or []
+        noise = self.noise or {}
+        return _paired.floor([g["diffs"] for g in groups], noise.get("sigma"), int(noise.get("df") or 0))
+
+    def _paired_options(self, best: Experiment | None) -> dict[str, Any]:
+        return dict(alpha=float(self.config.keep_alpha), max_seeds=int(self.config.max_seeds),
+                    futility=float(self.config.futility), maximize=self.config.maximize,
+                    best_label=f"#{best.number}" if best else "the best")
+
     def decision(self, exp: Experiment, best: Experiment | None) -> _noise.Decision:
+        """The rule's verdict on the runs ``exp`` has now, without running anything (paired: on the seeds it
+        shares with ``best``; with none shared, the unpaired rule)."""
+        if self.is_paired and best is not None:
+            exp = with_first_run(exp)
+            diffs = [d for _, d in _paired.paired(dict(zip(exp.seeds, exp.runs)), dict(zip(best.seeds, best.runs)))]
+            if diffs:
+                return _paired.judge(diffs, self.diff_floor(), mean=exp.metric, **self._paired_options(best))
         values = exp.runs or ([exp.metric] if exp.metric is not None else [])
         return _noise.judge(values, best.metric if best else None,
                             best_n=max(len(best.runs), 1) if best else 1,
@@ -158,6 +194,8 @@ class Repeats:
                 reason += f" (mean of {len(exp.runs)} runs; noise floor σ={floor['sigma']:.3g}, " \
                           f"robust σ={floor['mad_sigma']:.3g})"
             return exp.with_(status=Status.KEEP, reason=reason, noise_sigma=(floor or {}).get("sigma"))
+        if self.is_paired and best is not None:
+            return self._judge_paired(exp, best)
         while True:
             d = self.decision(exp, best)
             exp = exp.with_(reason=d.reason, threshold=d.threshold, effect_sigma=d.effect_sigma,
@@ -182,6 +220,67 @@ class Repeats:
             runs = [*exp.runs, value]
             exp = self.recorder.save(exp.with_(runs=runs, seeds=[*exp.seeds, seed], metric=sum(runs) / len(runs),
                                                ended_at=time.time()))
+
+    def _judge_paired(self, exp: Experiment, best: Experiment) -> Experiment:
+        """The paired sequential rule (:func:`paired.next_step`): the candidate at the best's seeds, the best run
+        at a seed it lacks (that run stays in the best's ``runs`` for every later comparison), one seed at a time
+        until the decision is clear. The decided metric is the best's plus the mean paired difference: the
+        candidate's estimate on the best's seeds, so metrics of one run stay comparable."""
+        floor = self.diff_floor()
+        while True:
+            cand = dict(zip(exp.seeds, exp.runs))
+            step = _paired.next_step(cand, dict(zip(best.seeds, best.runs)), floor, **self._paired_options(best))
+            if step.action == "decide":
+                d = step.decision
+                pairs = _paired.paired(cand, dict(zip(best.seeds, best.runs)))
+                if len(pairs) >= 2:
+                    self._record_pairs(exp, best, pairs)
+                metric = best.metric + sum(x for _, x in pairs) / len(pairs) if pairs and best.metric is not None \
+                    else exp.metric
+                exp = exp.with_(metric=metric, reason=d.reason, threshold=d.threshold, effect_sigma=d.effect_sigma,
+                                noise_sigma=d.noise_sigma)
+                return self.holdout_check(exp.with_(status=Status.KEEP if d.keep else Status.DISCARD), best)
+            why = step.decision.reason if step.decision is not None else "pairing its seed with the best"
+            exp = self.recorder.save(exp.with_(reason=why))
+            if step.action == "best":
+                i = len(best.runs)
+                value, error, interrupted, _ = self._rerun(best.sha or self.recorder.head_sha(), step.seed,
+                                                           f"{best.number:04d}.{i}", best, purpose="pairing",
+                                                           repeat=i)
+                if interrupted:
+                    return exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
+                                     reason=f"stopped during a paired run of #{best.number}; {why}")
+                if value is None:
+                    return exp.with_(status=Status.DISCARD, reason=f"the paired run of #{best.number} at seed "
+                                                                   f"{step.seed} failed ({error}); {why}")
+                best = self.recorder.save(best.with_(runs=[*best.runs, value], seeds=[*best.seeds, step.seed]))
+                continue
+            i = len(exp.runs)
+            value, error, interrupted, failed = self._rerun(exp.sha or self.recorder.head_sha(), step.seed,
+                                                            f"{exp.number:04d}.{i}", exp, purpose="confirmation",
+                                                            track=True, repeat=i)
+            if interrupted:
+                return exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
+                                 reason=f"stopped during paired run {i + 1}; {why}")
+            if value is None:
+                status = failed if failed is not None and (failed == Status.VIOLATION or failed.rejected) \
+                    else Status.DISCARD
+                return exp.with_(status=status, reason=f"paired run {i + 1} failed ({error}); {why}")
+            runs = [*exp.runs, value]
+            exp = self.recorder.save(exp.with_(runs=runs, seeds=[*exp.seeds, step.seed],
+                                               metric=sum(runs) / len(runs), ended_at=time.time()))
+
+    def _record_pairs(self, exp: Experiment, best: Experiment, pairs: list[tuple[int, float]]) -> None:
+        """Add a decided candidate's paired differences to the run's pooled floor (the run state: a resume
+        keeps it). One group per candidate: the floor is their within-candidate spread."""
+        state = self.recorder.state().get("pairs") or {}
+        groups = [g for g in state.get("groups") or [] if g.get("number") != exp.number]
+        groups.append({"number": exp.number, "against": best.number, "seeds": [s for s, _ in pairs],
+                       "diffs": [d for _, d in pairs]})
+        floor = _paired.floor([g["diffs"] for g in groups])
+        self.recorder.store.update_run_state(self.recorder.tag, pairs={
+            "groups": groups, "sigma": floor.sigma if floor else None, "df": floor.df if floor else 0,
+            "pairs": floor.pairs if floor else 0})
 
     def baseline(self, exp: Experiment) -> Experiment:
         """Run the baseline ``noise_repeats - 1`` more times and record the noise floor (noise_k > 0 only).

@@ -232,6 +232,8 @@ CODE_MAP = {
     P + "pysource": (set(), set()),
     P + "clock": ({"psutil"}, set()),   # the budget clock: the loop's measure of a run, from outside
     P + "prune": (set(), {P + "records"}),  # early stopping: curves in, a reason out
+    P + "noise": (set(), set()),  # the statistics of decisions: pure, stdlib only
+    P + "paired": (set(), {P + "noise"}),  # the paired sequential rule: numbers in, a step or a decision out
     P + "layout": (set(), {P + "environ"}),
     P + "rundir": (set(), {P + "errors", P + "layout", P + "environ"}),
     P + "sandbox": (set(), {P + "errors", P + "provenance", P + "landlock", P + "layout", P + "environ"}),

@@ -67,6 +67,9 @@ def repo(tmp_path: Path) -> Path:
 
 
 def open_loop(repo: Path, changes=(), tag: str = "t", **config) -> Loop:
+    """A loop on the synthetic target; the tests here are of the unpaired rule (confirmations against the mean
+    of the best's runs) unless they say ``decision="paired"`` (tests/test_paired.py holds the paired rule's)."""
+    config.setdefault("decision", "unpaired")
     return Loop.open(repo, tag=tag, agent=Scripted(list(changes)), time_budget_s=10, **config)
 
 
@@ -276,7 +279,7 @@ def test_a_violation_in_a_confirmation_run_is_reverted_and_never_kept(repo):
         assert "# stray" not in (loop.workspace.path / "train.py").read_text()
     # the violating run adds no evidence, and the experiment is what that run was: a violation, never kept
     assert exp.status == Status.VIOLATION and exp.seeds == [42]
-    assert "confirmation run 2 failed" in exp.reason and "train.py (rewritten by the run)" in exp.reason
+    assert "paired run 2 failed" in exp.reason and "train.py (rewritten by the run)" in exp.reason
 
 
 def test_a_violation_in_a_baseline_noise_repeat_is_reverted_and_left_out_of_the_floor(tmp_path):

@@ -22,7 +22,8 @@ from . import plotdata
 from .html import esc
 
 PROPOSING = "a proposal"  # the action of the Propose button
-PURPOSE_WORDS = {"noise": "noise-floor run", "confirmation": "confirmation run", "revalidation": "re-validation run"}
+PURPOSE_WORDS = {"noise": "noise-floor run", "confirmation": "confirmation run", "pairing": "paired run of the best",
+                 "revalidation": "re-validation run"}
 
 
 @dataclass
@@ -215,7 +216,9 @@ class Screen:
         number = e.number if e is not None else None
         self._end_repeats(lambda r: r.number == number)
         cfg = self.source.config
-        total = {"confirmation": 1 + int(getattr(cfg, "confirm_runs", 0) or 0),
+        paired = getattr(cfg, "decision", "unpaired") == "paired"
+        total = {"confirmation": int(getattr(cfg, "max_seeds", 0) or 0) if paired
+                 else 1 + int(getattr(cfg, "confirm_runs", 0) or 0),
                  "noise": int(getattr(cfg, "noise_repeats", 0) or 0) if e is not None else None}.get(event.purpose)
         index = event.repeat if event.repeat is not None else 0
         self.repeats[_repeat_key(event)] = Live(e, purpose=event.purpose, seed=event.seed, index=index + 1,
