@@ -310,6 +310,7 @@ def main():
             opt.step()
             opt.zero_grad(set_to_none=True)
         loss_value = loss.item()  # also waits for the device
+        H.work(flops_per_token * tokens_per_step)  # what the flops clock counts (a work budget); else nothing
         dt = H.now() - t0
         if H.diverged(loss_value):
             H.fail(f"loss is {loss_value} at step {step}")

@@ -29,21 +29,35 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-CLOCKS = ("auto", "wall", "cpu")
+CLOCKS = ("auto", "wall", "cpu", "flops")
 ENV_CLOCK = "AUTORESEARCH_BUDGET_CLOCK"  # = harness.constants.ENV_BUDGET_CLOCK (the harness imports torch)
 ENV_THREADS = "AUTORESEARCH_THREADS"     # the threads a run was given: the cpu clock's divisor
 WALL_CAP = 3.0        # on the cpu clock, a run's wall time may be at most this many times its hard timeout
+FLOPS_SLACK = 3.0     # on the flops clock, the CPU a run may use per budget second: a small model's FLOPs run
+                      # slower than the reference rate, and the loop cannot see the work, only the CPU
 SAMPLE_EVERY_S = 0.5  # how often the process tree's CPU is read while a run lives
 
 
 def resolve(setting: str | None, device_class: str, harness: bool) -> str:
-    """The clock a session uses: ``wall`` or ``cpu`` (``auto``: cpu for a harness run on a CPU device)."""
+    """The clock a session uses: ``wall``, ``cpu`` or ``flops`` (``auto``: cpu for a harness run on a CPU
+    device)."""
     value = (setting or "auto").strip().lower()
     if value not in CLOCKS:
         raise ValueError(f"budget_clock must be one of {', '.join(CLOCKS)}, not {setting!r}")
     if value == "auto":
         return "cpu" if harness and device_class == "cpu" else "wall"
     return value
+
+
+def counts_cpu(clock: str) -> bool:
+    """Whether the loop measures a run on this clock in CPU seconds per thread (cpu, and flops: the loop cannot
+    count a run's FLOPs from outside, so it bounds them by the CPU they take, :data:`FLOPS_SLACK`)."""
+    return clock in ("cpu", "flops")
+
+
+def hard_limit(timeout_s: float, clock: str) -> float:
+    """The hard timeout on the loop's measure: ``timeout_s``, times :data:`FLOPS_SLACK` on the flops clock."""
+    return float(timeout_s) * (FLOPS_SLACK if clock == "flops" else 1.0)
 
 
 def overhead_allowance(budget_s: float, setting: float | None = None) -> float:
@@ -61,10 +75,10 @@ def over_budget(run_s: float | None, clock: str, budget_s: float, tolerance: flo
     None: the training budget with its tolerance, plus the allowance for everything that is not training."""
     if run_s is None:
         return None
-    limit = budget_s * (1 + tolerance) + allowance
+    limit = budget_s * (1 + tolerance) * (FLOPS_SLACK if clock == "flops" else 1.0) + allowance
     if run_s <= limit:
         return None
-    unit = "CPU seconds per thread" if clock == "cpu" else "seconds"
+    unit = "CPU seconds per thread" if counts_cpu(clock) else "seconds"
     return (f"the loop measured the run at {run_s:.1f} {unit} ({clock} clock, the whole process tree), over the "
             f"{budget_s:g} s budget's limit of {limit:.1f} (tolerance {tolerance:g} and {allowance:g} s for start-up "
             "and evaluation): it trained past its budget, whatever its own clock said")
@@ -124,10 +138,10 @@ class Meter:
 
     def seconds(self) -> float:
         """The run's seconds so far on its clock: wall since start, or tree CPU / threads given."""
-        if self.clock == "cpu":
+        if counts_cpu(self.clock):
             return self.cpu / self.threads
         return (self.ended if self.ended is not None else time.monotonic()) - self.started
 
 
-__all__ = ["Budget", "CLOCKS", "ENV_CLOCK", "ENV_THREADS", "Meter", "WALL_CAP", "over_budget", "overhead_allowance",
-           "resolve"]
+__all__ = ["Budget", "CLOCKS", "ENV_CLOCK", "ENV_THREADS", "FLOPS_SLACK", "Meter", "WALL_CAP", "counts_cpu",
+           "hard_limit", "over_budget", "overhead_allowance", "resolve"]

@@ -65,7 +65,10 @@ class Config:
     budget_clock: str = setting("auto", "what a second of the budget is: 'wall', or 'cpu' (CPU seconds per "
                                         "thread given, the whole process tree, measured by the loop: the step "
                                         "count no longer depends on other processes); 'auto': cpu for a harness "
-                                        "train.py on a CPU device, else wall. The hard timeout counts on it too")
+                                        "train.py on a CPU device, else wall; 'flops': a work budget, model "
+                                        "FLOPs as train.py reports them (H.work; one budget second is "
+                                        "AUTORESEARCH_WORK_RATE FLOPs), the loop bounding the CPU a run takes "
+                                        "(3x). The hard timeout counts on it too")
     budget_overhead_s: float | None = setting(None, "seconds on the budget clock a run may use besides "
                                                     "training (start-up, evaluation) before the loop's own "
                                                     "measure makes it 'over_budget' (default: the larger of "
@@ -197,8 +200,8 @@ class Config:
             raise ConfigError(f"prune must be 'auto' or 'off', not {self.prune!r}")
         if not float(self.prune_margin) > 0 or not 0 <= float(self.prune_min_progress) < 1:
             raise ConfigError("prune_margin must be > 0 and prune_min_progress between 0 and 1 (excluded)")
-        if str(self.budget_clock).strip().lower() not in ("auto", "wall", "cpu"):
-            raise ConfigError(f"budget_clock must be 'auto', 'wall' or 'cpu', not {self.budget_clock!r}")
+        if str(self.budget_clock).strip().lower() not in ("auto", "wall", "cpu", "flops"):
+            raise ConfigError(f"budget_clock must be 'auto', 'wall', 'cpu' or 'flops', not {self.budget_clock!r}")
         if self.budget_overhead_s is not None and not float(self.budget_overhead_s) >= 0:
             raise ConfigError(f"budget_overhead_s must be >= 0, not {self.budget_overhead_s!r}")
         if self.timeout_s is not None and float(self.timeout_s) <= 0:

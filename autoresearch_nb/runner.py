@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import protocol
 from . import scrub
-from .clock import SAMPLE_EVERY_S, WALL_CAP, Meter
+from .clock import SAMPLE_EVERY_S, WALL_CAP, Meter, counts_cpu
 from .records import CurvePoint, RunResult
 
 GRACE_S = 2.0
@@ -277,7 +277,7 @@ class Run:
         limit: str | None = None  # which hard limit killed it, in words
         meter = self.meter
         assert meter is not None
-        cpu = self.clock == "cpu"
+        cpu = counts_cpu(self.clock)
         # On the cpu clock the hard timeout counts CPU; the wall keeps a cap (a sleeping run uses no CPU).
         deadline = self.started + self.timeout_s * (WALL_CAP if cpu else 1.0)
         next_watch = self.started + WATCH_EVERY_S

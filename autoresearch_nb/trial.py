@@ -183,7 +183,7 @@ class Plan:
             if reference is not None:
                 rules += (Prune(reference, float(cfg.prune_min_progress), float(cfg.prune_margin)),)
         return Job(number, sha, cfg.setup if setup else cfg.command, cfg.editable,
-                   SETUP_TIMEOUT_S if setup else cfg.hard_timeout_s,
+                   SETUP_TIMEOUT_S if setup else clock.hard_limit(cfg.hard_timeout_s, self.clock),
                    self.env(None if setup else seed, "setup" if setup else number), str(self.log_path(label)),
                    tuple(cfg.env_allow), stall_s=None if setup else cfg.stall_s,
                    verification=None if setup else self.checks(), purpose=purpose, seed=seed, repeat=repeat,

@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifact-dir", required=True, type=Path)
     parser.add_argument("--budget", type=float, default=None, help="the run's training budget, in seconds")
     parser.add_argument("--budget-tolerance", type=float, default=0.1)
-    parser.add_argument("--clock", choices=("wall", "cpu"), default=None, help="the session's budget clock")
+    parser.add_argument("--clock", choices=("wall", "cpu", "flops"), default=None, help="the session's budget clock")
     parser.add_argument("--not-before", type=float, default=None, help="an artifact older than this is stale")
     parser.add_argument("--pins", default=None, help="the hashes of the corpus and tokenizer files (JSON)")
     parser.add_argument("--wait", action="store_true",

@@ -6,7 +6,6 @@ comparison of two timings."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -166,3 +165,67 @@ def test_resume_refuses_to_mix_clocks(tmp_path):
         Loop.open(repo, tag="m", agent=EditsAgent([]), budget_clock="cpu", **kwargs)
     with Loop.open(repo, tag="m", agent=EditsAgent([]), budget_clock="wall", **kwargs) as loop:
         assert len(loop.experiments) == 1
+
+
+# -- the flops clock: a work budget --------------------------------------------------------------------------
+def test_flops_clock_counts_reported_work_and_nothing_else():
+    code = textwrap.dedent("""\
+        import time
+        from autoresearch_nb import harness as H
+        t = H.now(); time.sleep(0.3); s = time.process_time()
+        while time.process_time() - s < 0.3:
+            pass
+        idle = H.now() - t
+        H.work(3.0e9)
+        print(H.budget_clock(), idle, H.now() - t)
+    """)
+    env = {**scrub_env(), "AUTORESEARCH_DEVICE": "cpu", "AUTORESEARCH_BUDGET_CLOCK": "flops",
+           "AUTORESEARCH_WORK_RATE": "1e9"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    name, idle, worked = out.stdout.split()
+    assert name == "flops" and float(idle) == 0.0 and float(worked) == pytest.approx(3.0)  # 3e9 FLOPs at 1e9/s
+    bad = subprocess.run([sys.executable, "-c", code], env={**env, "AUTORESEARCH_WORK_RATE": "-1"},
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "AUTORESEARCH_WORK_RATE must be a positive number" in bad.stderr
+
+
+def test_flops_clock_bounds_the_cpu_a_run_takes_from_outside(tmp_path):
+    # the loop cannot count FLOPs: it measures CPU (per thread) and allows FLOPS_SLACK times the budget
+    assert clock.counts_cpu("flops") and clock.counts_cpu("cpu") and not clock.counts_cpu("wall")
+    assert clock.hard_limit(10, "flops") == 10 * clock.FLOPS_SLACK and clock.hard_limit(10, "cpu") == 10
+    assert clock.over_budget(30.0 * clock.FLOPS_SLACK, "flops", 30.0, 0.0, 0.0) is None
+    assert "CPU seconds per thread" in clock.over_budget(30.0 * clock.FLOPS_SLACK + 1, "flops", 30.0, 0.0, 0.0)
+    spin = run(tmp_path, "while True:\n    pass\n", clock_name="flops", timeout_s=1.5)
+    assert spin.timed_out and "CPU seconds per thread" in spin.error and spin.clock == "flops"
+
+
+# A harness-style train.py on the flops clock that reports no work: by its own clock it never trains at all.
+NO_WORK = textwrap.dedent("""\
+    # from autoresearch_nb import harness as H ... H.export(model)
+    import time
+    from autoresearch_nb import harness as H
+    REPORT = 1.0
+    t0 = H.now()
+    while H.now() - t0 < 1.0:
+        s = time.process_time()
+        while time.process_time() - s < 0.05:
+            pass
+        H.work(REPORT * 0.05 * H.work_rate())
+    print("---")
+    print("score: 1.0")
+    print(f"training_seconds: {H.now() - t0:.2f}")
+""")
+
+
+def test_a_run_that_under_reports_its_work_cannot_train_past_the_cpu_bound(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one thread given, whatever the machine: CPU s per thread = CPU s
+    repo = make_repo(tmp_path / "r", {"train.py": NO_WORK})
+    agent = EditsAgent([("report a tenth of the work", "REPORT = 1.0", "REPORT = 0.1")])
+    with Loop.open(repo, tag="f", agent=agent, metric="score", verify="off", time_budget_s=1, budget_clock="flops",
+                   budget_overhead_s=0.5, noise_repeats=1, noise_k=0, timeout_s=60) as loop:
+        loop.optimize(n=2)
+        base, cheat = loop.experiments
+    # honest: 1 budget second of work in ~1 CPU second; the cheat burns ~10 CPU s for its "1 s", past
+    # 1 s x 1.1 x FLOPS_SLACK + 0.5 s
+    assert base.status == Status.KEEP and base.budget_clock == "flops"
+    assert cheat.status == Status.OVER_BUDGET and "flops clock" in cheat.reason, cheat.reason

@@ -16,6 +16,7 @@ ENV_DEVICE_CLASS = "AUTORESEARCH_DEVICE_CLASS" # force the config branch ("cuda"
 ENV_PEAK_FLOPS = "AUTORESEARCH_PEAK_FLOPS"     # FLOP/s used for MFU when the table does not know the chip
 ENV_BUDGET_CLOCK = "AUTORESEARCH_BUDGET_CLOCK" # "wall" or "cpu": what a second of the budget is (H.now)
 ENV_THREADS = "AUTORESEARCH_THREADS"           # threads the run was given: the cpu clock divides by it
+ENV_WORK_RATE = "AUTORESEARCH_WORK_RATE"       # FLOPs one budget second buys on the flops clock
 
 DEFAULT_SEED = 42
 DEFAULT_DATASET = "stdlib"
@@ -27,6 +28,11 @@ DEVICE_CLASSES = ("cpu", "mps", "cuda")
 # The budget clock by device class when run by hand (the loop passes its own, autoresearch_nb.clock): CPU seconds
 # per thread on a CPU, so a busy machine does not shorten training; wall time on accelerators.
 BUDGET_CLOCK = {"cpu": "cpu", "mps": "wall", "cuda": "wall"}
+
+# The flops clock (a work budget): one budget second is this many model FLOPs (train.py reports each step's
+# work with H.work). CPU: the default train.py's rate on a 2-core x86 machine (about 120 steps in 30 s, as the
+# cpu clock gives there); accelerators: about 40 % of the chip's dense bf16 peak.
+WORK_RATE = {"cpu": 6.0e10, "mps": 4.0e12, "cuda": 4.0e14}
 
 # Training seconds when run by hand (the loop always passes its own budget).
 TIME_BUDGET = {"cpu": 120.0, "mps": 300.0, "cuda": 300.0}

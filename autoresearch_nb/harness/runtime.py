@@ -65,13 +65,25 @@ def time_budget(dev=None) -> float:
 
 def budget_clock(dev=None) -> str:
     """What a second of the time budget is: ``cpu`` (CPU seconds of this process, all its threads, per thread
-    it was given) or ``wall``. ``AUTORESEARCH_BUDGET_CLOCK`` (the loop sets it), else by device class."""
+    it was given), ``flops`` (:func:`work_rate` model FLOPs, as train.py reports them with :func:`work`) or
+    ``wall``. ``AUTORESEARCH_BUDGET_CLOCK`` (the loop sets it), else by device class."""
     raw = os.environ.get(C.ENV_BUDGET_CLOCK, "").strip().lower()
     if raw:
-        if raw not in ("wall", "cpu"):
-            raise ValueError(f"{C.ENV_BUDGET_CLOCK} must be 'wall' or 'cpu', not {raw!r}")
+        if raw not in ("wall", "cpu", "flops"):
+            raise ValueError(f"{C.ENV_BUDGET_CLOCK} must be 'wall', 'cpu' or 'flops', not {raw!r}")
         return raw
     return C.BUDGET_CLOCK[device_class(dev)]
+
+
+def work_rate(dev=None) -> float:
+    """Model FLOPs per budget second on the flops clock: ``AUTORESEARCH_WORK_RATE``, else the device class's."""
+    raw = os.environ.get(C.ENV_WORK_RATE, "").strip()
+    if raw:
+        value = float(raw)
+        if not value > 0:
+            raise ValueError(f"{C.ENV_WORK_RATE} must be a positive number of FLOPs, not {raw!r}")
+        return value
+    return C.WORK_RATE[device_class(dev)]
 
 
 def threads() -> int:
@@ -84,15 +96,27 @@ def threads() -> int:
 
 
 _NOW: list = []  # the clock function, chosen at the first call (the environment does not change during a run)
+_WORK = [0.0]    # model FLOPs train.py reported so far (the flops clock)
+
+
+def work(flops: float) -> None:
+    """Report ``flops`` of model work done (train.py: each step's ``flops_per_token * tokens``). On the flops
+    clock this is what :func:`now` counts, so a run at a fixed seed trains the same steps however busy the
+    machine is; on the other clocks it does nothing."""
+    _WORK[0] += float(flops)
 
 
 def now() -> float:
     """Seconds on the budget clock (:func:`budget_clock`), for differences: train.py times its steps with it.
     On the cpu clock: ``time.process_time()`` (every thread of this process) divided by :func:`threads`, so a
     neighbour on the machine does not shorten training. The loop measures the whole process tree from outside
-    as well (autoresearch_nb.clock): children's CPU counts there."""
+    as well (autoresearch_nb.clock): children's CPU counts there. On the flops clock: the work reported with
+    :func:`work`, in budget seconds (:func:`work_rate`)."""
     if not _NOW:
-        if budget_clock() == "cpu":
+        if budget_clock() == "flops":
+            rate = work_rate()
+            _NOW.append(lambda: _WORK[0] / rate)
+        elif budget_clock() == "cpu":
             share = float(threads())
             _NOW.append(lambda: time.process_time() / share)
         else:
