@@ -1,11 +1,14 @@
 """The budget clock: what "N seconds of training" means, and the loop's own measure of a run on it.
 
-``budget_clock = auto | wall | cpu``. On a CPU, a wall-clock budget measures the neighbours as much as the run: a
+``budget_clock = auto | wall | cpu | flops``. On a CPU, a wall-clock budget measures the neighbours as much as the run: a
 busy machine gives a run fewer steps, and the noise floor grows 10x (σ 0.124 against 0.006-0.012 quiet, the
 README's quickstart beside other work). On the ``cpu`` clock a run trains for a fixed number of CPU seconds
 *per thread it was given* (``AUTORESEARCH_THREADS``), so its step count does not depend on other processes. On a
-GPU wall time stays the rule (Karpathy's definition: the GPU is the run's alone). ``auto``: ``cpu`` for a harness
-``train.py`` on a CPU device, ``wall`` elsewhere (a GPU; a generic command, which has no harness clock to read).
+GPU wall time stays the rule (Karpathy's definition: the GPU is the run's alone). ``flops`` is a work budget: one
+budget second is a fixed number of model FLOPs that train.py reports (``H.work``), so a run at a fixed seed trains
+the same steps however slow the machine is that day, and repeats exactly. ``auto``: ``flops`` for a harness
+``train.py`` that reports its work on a CPU device, ``cpu`` for one that does not, ``wall`` elsewhere (a GPU; a
+generic command, which has no harness clock to read).
 
 Two measures use the clock:
 
@@ -23,6 +26,8 @@ stops counting once it leaves (the sandbox's pid namespace keeps bubblewrap runs
 
 >>> resolve("auto", "cpu", harness=True), resolve("auto", "cuda", harness=True), resolve("auto", "cpu", harness=False)
 ('cpu', 'wall', 'wall')
+>>> resolve("auto", "cpu", harness=True, reports_work=True)
+'flops'
 """
 from __future__ import annotations
 
@@ -38,14 +43,17 @@ FLOPS_SLACK = 3.0     # on the flops clock, the CPU a run may use per budget sec
 SAMPLE_EVERY_S = 0.5  # how often the process tree's CPU is read while a run lives
 
 
-def resolve(setting: str | None, device_class: str, harness: bool) -> str:
-    """The clock a session uses: ``wall``, ``cpu`` or ``flops`` (``auto``: cpu for a harness run on a CPU
-    device)."""
+def resolve(setting: str | None, device_class: str, harness: bool, reports_work: bool = False) -> str:
+    """The clock a session uses: ``wall``, ``cpu`` or ``flops``. ``auto`` on a CPU device: ``flops`` for a harness
+    train.py that reports its work (``H.work``: a run at one seed then repeats exactly), ``cpu`` for one that does
+    not; ``wall`` on an accelerator and for a generic command."""
     value = (setting or "auto").strip().lower()
     if value not in CLOCKS:
         raise ValueError(f"budget_clock must be one of {', '.join(CLOCKS)}, not {setting!r}")
     if value == "auto":
-        return "cpu" if harness and device_class == "cpu" else "wall"
+        if not harness or device_class != "cpu":
+            return "wall"
+        return "flops" if reports_work else "cpu"
     return value
 
 

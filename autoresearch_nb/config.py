@@ -64,8 +64,9 @@ class Config:
                                           "thread: see budget_clock)")
     budget_clock: str = setting("auto", "what a second of the budget is: 'wall', or 'cpu' (CPU seconds per "
                                         "thread given, the whole process tree, measured by the loop: the step "
-                                        "count no longer depends on other processes); 'auto': cpu for a harness "
-                                        "train.py on a CPU device, else wall; 'flops': a work budget, model "
+                                        "count no longer depends on other processes); 'auto': on a CPU device "
+                                        "flops for a harness train.py that reports its work (H.work), cpu for "
+                                        "one that does not, else wall; 'flops': a work budget, model "
                                         "FLOPs as train.py reports them (H.work; one budget second is "
                                         "AUTORESEARCH_WORK_RATE FLOPs), the loop bounding the CPU a run takes "
                                         "(3x). The hard timeout counts on it too")

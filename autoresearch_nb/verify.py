@@ -83,7 +83,18 @@ def budget_clock(config: "Config", repo_root: str | Path) -> str:
     from . import environ
     from .clock import resolve
     from .provenance import device_class
-    return resolve(config.budget_clock, device_class(environ.snapshot()), uses_harness(config, repo_root))
+    harness = uses_harness(config, repo_root)
+    return resolve(config.budget_clock, device_class(environ.snapshot()), harness,
+                   harness and reports_work(config, repo_root))
+
+
+def reports_work(config: "Config", repo_root: str | Path) -> bool:
+    """Whether the editable file, as the loop opens, reports its model work to the harness (``H.work(``): what
+    the flops clock counts."""
+    try:
+        return "H.work(" in (Path(repo_root) / config.editable).read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def uses_harness(config: "Config", repo_root: str | Path) -> bool:

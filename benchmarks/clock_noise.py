@@ -1,7 +1,13 @@
-"""The noise floor of the baseline on each budget clock, quiet and beside a CPU-bound neighbour.
+"""The noise floor of the baseline on each budget clock, quiet and beside a CPU-bound neighbour, across seeds
+and at one fixed seed.
 
     python benchmarks/clock_noise.py [--budget 30] [--runs 10] [--out benchmarks/data/clock_noise.csv]
+    python benchmarks/clock_noise.py --budget 20 --clocks flops --seeding fixed,varied \
+        --out benchmarks/data/clock_repeat.csv --context "curve_table.py running beside"
     python benchmarks/clock_noise.py --report          # the figures from the saved rows only
+
+``--seeding fixed``: every run at seed 42 (what repeats a run exactly: the machine's part of the spread);
+``varied``: seed i for run i (the seed's part added). ``--context`` is stored with each row: say what else ran.
 
 Runs the repository's train.py as the loop does (``autoresearch_nb.runner.Run``: the loop's own measure of the
 process tree on the clock), ``--runs`` seeds x 4 conditions: ``wall`` or ``cpu`` clock, quiet or beside one
@@ -32,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 FIELDS = ("clock", "neighbour", "seed", "val_bpb", "num_steps", "training_seconds", "run_seconds", "wall_s",
-          "budget", "threads", "torch", "machine")
+          "budget", "threads", "torch", "machine", "seeding", "context")
+FIXED_SEED = 42
 NEIGHBOUR = ("import numpy as np\na = np.random.rand(512, 512).astype('float32')\n"
              "while True:\n    a = (a @ a) / 512.0\n")
 
@@ -69,7 +76,11 @@ def load(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))
+    for r in rows:  # rows from before the fixed-seed condition: seeds varied
+        r["seeding"] = r.get("seeding") or "varied"
+        r["context"] = r.get("context") or ""
+    return rows
 
 
 def bootstrap_ratio(a: list[float], b: list[float], rounds: int = 4000, seed: int = 0) -> tuple[float, float]:
@@ -96,23 +107,28 @@ def report(rows: list[dict]) -> None:
     first = rows[0]
     print(f"machine: {first['machine']} | torch {first['torch']} | budget {first['budget']} s | threads "
           f"{first['threads']} | neighbour: one numpy 512x512 float32 matmul loop, 1 thread")
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["clock"], r["neighbour"]), []).append(r)
-    print(f"{'clock':5} {'neighbour':9} {'runs':>4} {'sigma':>8} {'mean bpb':>9} {'steps':>11} {'wall s':>7}")
-    for (clock, nb), rs in sorted(groups.items()):
+        groups.setdefault((r["clock"], r["neighbour"], r["seeding"]), []).append(r)
+    contexts = sorted({r["context"] for r in rows if r["context"]})
+    if contexts:
+        print("context: " + "; ".join(contexts))
+    print(f"{'clock':5} {'neighbour':9} {'seeds':6} {'runs':>4} {'sigma':>8} {'range':>7} {'mean bpb':>9} "
+          f"{'steps':>11} {'wall s':>7}")
+    for (clock, nb, seeding), rs in sorted(groups.items()):
         bpb = [float(r["val_bpb"]) for r in rs]
         steps = [float(r["num_steps"]) for r in rs]
         sigma = statistics.stdev(bpb) if len(bpb) > 1 else float("nan")
         spread = statistics.stdev(steps) if len(steps) > 1 else 0.0
-        print(f"{clock:5} {nb:9} {len(rs):4d} {sigma:8.4f} {statistics.mean(bpb):9.4f} "
+        print(f"{clock:5} {nb:9} {seeding:6} {len(rs):4d} {sigma:8.4f} {max(bpb) - min(bpb):7.4f} "
+              f"{statistics.mean(bpb):9.4f} "
               f"{statistics.mean(steps):6.0f}±{spread:<4.0f} {statistics.mean(float(r['wall_s']) for r in rs):7.1f}")
-    for clock in ("wall", "cpu"):
-        quiet = [float(r["val_bpb"]) for r in groups.get((clock, "quiet"), [])]
-        busy = [float(r["val_bpb"]) for r in groups.get((clock, "busy"), [])]
+    for clock, seeding in sorted({(c, sd) for c, _, sd in groups}):
+        quiet = [float(r["val_bpb"]) for r in groups.get((clock, "quiet", seeding), [])]
+        busy = [float(r["val_bpb"]) for r in groups.get((clock, "busy", seeding), [])]
         if len(quiet) > 1 and len(busy) > 1 and statistics.stdev(quiet) > 0:
             lo, hi = bootstrap_ratio(busy, quiet)
-            print(f"{clock} clock: sigma beside the neighbour / quiet = "
+            print(f"{clock} clock, {seeding} seeds: sigma beside the neighbour / quiet = "
                   f"{statistics.stdev(busy) / statistics.stdev(quiet):.2f} (90 % bootstrap {lo:.2f}-{hi:.2f}), "
                   f"mean val_bpb moves {statistics.mean(busy) - statistics.mean(quiet):+.4f}")
 
@@ -125,24 +141,35 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "data" / "clock_noise.csv")
     parser.add_argument("--report", action="store_true", help="print the figures of the saved rows only")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
+    parser.add_argument("--clocks", default="cpu,wall", help="comma-separated: cpu, wall, flops")
+    parser.add_argument("--seeding", default="varied", help="comma-separated: varied (seed i), fixed (seed 42)")
+    parser.add_argument("--neighbours", default="quiet,busy", help="comma-separated: quiet, busy")
+    parser.add_argument("--context", default="", help="what else ran on the machine (stored with each row)")
     args = parser.parse_args()
+    clocks, seedings = args.clocks.split(","), args.seeding.split(",")
+    neighbours = args.neighbours.split(",")
     rows = load(args.out)
     if args.report:
         report(rows)
         return
     import torch
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    done = {(r["clock"], r["neighbour"], int(r["seed"])) for r in rows}
+    done = {(r["clock"], r["neighbour"], r["seeding"], int(r["seed"])) for r in rows}
     started = time.monotonic()
     new = not args.out.is_file()
+    if not new and "seeding" not in open(args.out).readline():  # an older file: rewrite it with the new columns
+        with open(args.out, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
     with open(args.out, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         if new:
             writer.writeheader()
         for seed in range(1, args.runs + 1):
-            for clock in ("cpu", "wall"):
-                for nb in ("quiet", "busy"):
-                    if (clock, nb, seed) in done:
+            for clock, nb, seeding in [(c, n, sd) for c in clocks for n in neighbours for sd in seedings]:
+                if True:
+                    if (clock, nb, seeding, seed) in done:
                         continue
                     if args.max_minutes and time.monotonic() - started > 60 * args.max_minutes:
                         print("time's up: run again to go on")
@@ -151,16 +178,17 @@ def main() -> None:
                     neighbour = start_neighbour() if nb == "busy" else None
                     try:
                         time.sleep(1.0 if neighbour else 0.0)  # the neighbour is up before the run starts
-                        got = one_run(clock, seed, args.budget, args.threads)
+                        got = one_run(clock, FIXED_SEED if seeding == "fixed" else seed, args.budget, args.threads)
                     finally:
                         if neighbour is not None:
                             stop(neighbour)
                     row = {"clock": clock, "neighbour": nb, "seed": seed, **got, "budget": args.budget,
                            "threads": args.threads, "torch": torch.__version__,
-                           "machine": f"{platform.machine()} {os.cpu_count()} cpus"}
+                           "machine": f"{platform.machine()} {os.cpu_count()} cpus", "seeding": seeding,
+                           "context": args.context}
                     writer.writerow(row)
                     f.flush()
-                    print(f"{clock:4} {nb:5} seed {seed:2d}: val_bpb {got['val_bpb']:.4f} steps {got['num_steps']} "
+                    print(f"{clock:5} {nb:5} {seeding:6} run {seed:2d}: val_bpb {got['val_bpb']:.4f} steps {got['num_steps']} "
                           f"wall {got['wall_s']:.1f}s", flush=True)
     report(load(args.out))
 

@@ -229,3 +229,17 @@ def test_a_run_that_under_reports_its_work_cannot_train_past_the_cpu_bound(tmp_p
     # 1 s x 1.1 x FLOPS_SLACK + 0.5 s
     assert base.status == Status.KEEP and base.budget_clock == "flops"
     assert cheat.status == Status.OVER_BUDGET and "flops clock" in cheat.reason, cheat.reason
+
+
+def test_auto_is_the_work_clock_for_a_train_py_that_reports_its_work(tmp_path, monkeypatch):
+    from autoresearch_nb.config import Config
+    from autoresearch_nb.verify import budget_clock
+
+    monkeypatch.setenv("AUTORESEARCH_DEVICE", "cpu")
+    harness = "from autoresearch_nb import harness as H\nH.export(model)\n"
+    (tmp_path / "train.py").write_text(harness + "H.work(6 * n * tokens)\n")
+    assert budget_clock(Config(), tmp_path) == "flops"
+    (tmp_path / "train.py").write_text(harness)  # an older train.py: no work to count, so CPU seconds
+    assert budget_clock(Config(), tmp_path) == "cpu"
+    assert budget_clock(Config(budget_clock="wall"), tmp_path) == "wall"
+    assert clock.resolve("auto", "cuda", harness=True, reports_work=True) == "wall"  # a GPU: the wall, as ever
