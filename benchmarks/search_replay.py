@@ -14,8 +14,9 @@ the baseline's seed noise; its leave-one-out error on the table's combinations i
 answered). The clock advances by each run's seconds on the table (a pruned run: its start-up plus the share of
 the budget it trained). The campaign ends after 100 experiments' worth of time (100 x the baseline's seconds).
 
-Strategies: ``plain`` (Karpathy: one run each, keep if strictly better), ``default`` (today's loop: a noise floor
-from 3 baseline runs, keep past 2σ, confirmations), and each with ``+prune``. Printed per strategy: the median
+Strategies: ``plain`` (Karpathy: one run each, keep if strictly better), ``unpaired`` (the loop's earlier rule: a
+noise floor from 3 baseline runs, keep past 2σ, confirmations), ``paired`` (the default: ``paired.next_step``,
+the candidate at the best's seeds, the table's run at that seed where it has one), and each with ``+prune``. Printed per strategy: the median
 over campaigns of the best **true** val_bpb (the kept configuration's mean over its table seeds, not the lucky
 run) after 25, 50 and 100 experiments' worth of time, experiments run, the share of run-seconds pruning saved,
 the false-prune rate (pruned runs whose true mean beat the best at the time), and ``reach``: when a campaign's
@@ -214,10 +215,12 @@ class Strategy:
     baseline_runs: int
     noise_k: float
     prune: bool
+    paired: bool = False   # the paired sequential rule (autoresearch_nb.paired): the loop's default now
 
 
 STRATEGIES = [Strategy("plain", 1, 0.0, False), Strategy("plain+prune", 3, 0.0, True),
-              Strategy("default", 3, 2.0, False), Strategy("default+prune", 3, 2.0, True)]
+              Strategy("unpaired", 3, 2.0, False), Strategy("unpaired+prune", 3, 2.0, True),
+              Strategy("paired", 3, 2.0, False, True), Strategy("paired+prune", 3, 2.0, True, True)]
 
 
 def curve_points(curve: list[float | None], upto: int):
@@ -229,7 +232,7 @@ def curve_points(curve: list[float | None], upto: int):
 def campaign(table: dict[tuple, Config], surrogate: Surrogate, strategy: Strategy, seed: int,
              horizon: float, budget: float) -> dict:
     """One night of the loop on the table; returns the best true value at each mark and the pruning counts."""
-    from autoresearch_nb import noise
+    from autoresearch_nb import noise, paired
     from autoresearch_nb.agents.base import Context
     from autoresearch_nb.agents.tuner import TunerAgent
     from autoresearch_nb.config import Config as LoopConfig
@@ -241,6 +244,12 @@ def campaign(table: dict[tuple, Config], surrogate: Surrogate, strategy: Strateg
     text = source()
     space = space_of(text)
     used: dict[tuple, set[int]] = {}
+
+    def draw_at(key: tuple, seed: int) -> Run:
+        """The table's run of ``key`` at ``seed`` (the same seed gives the same run), else the surrogate's."""
+        cfg = table.get(key)
+        hit = [r for r in (cfg.runs if cfg is not None else []) if r.seed == seed]
+        return hit[0] if hit else surrogate.run(key, rng)
 
     def draw(key: tuple) -> Run:
         cfg = table.get(key)
@@ -257,7 +266,10 @@ def campaign(table: dict[tuple, Config], surrogate: Surrogate, strategy: Strateg
     with tempfile.TemporaryDirectory() as tmp:
         agent = TunerAgent(config, repo=tmp, seed=seed)
         clock = 0.0
-        base_runs = [draw(()) for _ in range(strategy.baseline_runs)]
+        base_runs = [draw_at((), s) for s in range(1, strategy.baseline_runs + 1)] if strategy.paired else \
+            [draw(()) for _ in range(strategy.baseline_runs)]
+        best_seeds = {r.seed if r.seed is not None else 1 + i: r.value for i, r in enumerate(base_runs)}
+        groups: list[list[float]] = []  # the paired rule's pooled differences
         clock += sum(r.seconds for r in base_runs)
         sigma = statistics.stdev(r.value for r in base_runs) if len(base_runs) > 1 and strategy.noise_k else None
         reference = Reference.of(0, curve_points(base_runs[0].curve, 20),
@@ -292,7 +304,7 @@ def campaign(table: dict[tuple, Config], surrogate: Surrogate, strategy: Strateg
                 history.append(Experiment(number, "replay", Status.CRASH, proposal.description, content=content,
                                           content_hash=content_hash(content)))
                 continue
-            run = draw(key)
+            run = draw_at(key, min(best_seeds)) if strategy.paired else draw(key)
             stop_at = None
             if reference is not None:  # the real rule, fed the run's curve a grid point at a time
                 ref = Reference(best_exp.number, tuple(best_curve), reference.sigma, reference.runs)
@@ -316,6 +328,31 @@ def campaign(table: dict[tuple, Config], surrogate: Surrogate, strategy: Strateg
                 continue
             clock += run.seconds
             seconds_all += run.seconds
+            if strategy.paired:
+                cand = {min(best_seeds): run.value}
+                floor = paired.floor(groups, sigma, len(base_runs) - 1)
+                while True:
+                    step = paired.next_step(cand, best_seeds, floor)
+                    if step.action == "decide":
+                        break
+                    extra = draw_at(best_key if step.action == "best" else key, step.seed)
+                    clock += extra.seconds
+                    seconds_all += extra.seconds
+                    (best_seeds if step.action == "best" else cand)[step.seed] = extra.value
+                diffs = [x for _, x in paired.paired(cand, best_seeds)]
+                if len(diffs) >= 2:
+                    groups.append(diffs)
+                d = step.decision
+                values = list(cand.values())
+                exp = Experiment(number, "replay", Status.KEEP if d.keep else Status.DISCARD, proposal.description,
+                                 content=content, content_hash=content_hash(content), metric=statistics.mean(values),
+                                 runs=values)
+                history.append(exp)
+                agent.tell(exp)
+                if d.keep:
+                    best_key, best_seeds, best_curve, best_exp, best_source = key, dict(cand), run.curve, exp, content
+                    trajectory.append((clock / unit, surrogate.mean(best_key)))
+                continue
             values = [run.value]
             d = noise.judge(values, statistics.mean(best_values), best_n=len(best_values), sigma=sigma,
                             k=strategy.noise_k)

@@ -97,13 +97,13 @@ def test_search_replay_on_a_synthetic_table_prunes_only_where_asked(tmp_path) ->
     out = _run(str(ROOT / "benchmarks" / "search_replay.py"), "--synthetic", "--campaigns", "1", "--experiments",
                "10", timeout=900)
     assert "surrogate error on" in out and "run time:" in out
-    rows = {line.split()[0]: line.split() for line in out.splitlines()
-            if line.split() and line.split()[0] in ("plain", "plain+prune", "default", "default+prune")}
-    assert set(rows) == {"plain", "plain+prune", "default", "default+prune"}
-    assert rows["plain"][5] == "0.0%" and rows["default"][5] == "0.0%"  # no pruning where it is off
+    names = ("plain", "plain+prune", "unpaired", "unpaired+prune", "paired", "paired+prune")
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split() and line.split()[0] in names}
+    assert set(rows) == set(names)
+    assert rows["plain"][5] == "0.0%" and rows["unpaired"][5] == "0.0%" and rows["paired"][5] == "0.0%"
     # the synthetic dials have effects of 0.02 ± 0.05 against a seed noise of 0.01: some moves are many σ
     # worse, and the real rule stops them
-    assert float(rows["default+prune"][5].rstrip("%")) > 0
+    assert float(rows["unpaired+prune"][5].rstrip("%")) > 0 and float(rows["paired+prune"][5].rstrip("%")) > 0
     for name, row in rows.items():
         assert all(1.5 < float(v) < 2.5 for v in row[1:4]), row  # the true values of the synthetic table
     # the rule alone over every run of the table: a wider margin can only prune fewer runs
