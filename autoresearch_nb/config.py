@@ -77,9 +77,9 @@ class Config:
     prune: str = setting("auto", "stop a run whose curve stays clearly worse than the best's at the same "
                                  "progress (recorded 'pruned', never kept): 'auto' (harness runs, once the "
                                  "baseline's noise repeats give the spread) or 'off'")
-    prune_margin: float = setting(4.0, "how far above the best's curve (in σ of the baseline repeats' curves "
+    prune_margin: float = setting(3.0, "how far above the best's curve (in σ of the baseline repeats' curves "
                                        "at that progress) a run must stay to be pruned")
-    prune_min_progress: float = setting(0.3, "no run is pruned before this share of its budget")
+    prune_min_progress: float = setting(0.2, "no run is pruned before this share of its budget")
     timeout_s: float | None = setting(None, "hard kill of one run after this many seconds on the budget clock "
                                             "(default: twice the budget, at least budget + 60; on the cpu "
                                             "clock the wall time is capped at 3x this)")

@@ -428,8 +428,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=30.0)
     parser.add_argument("--strategies", default=",".join(s.name for s in STRATEGIES))
     parser.add_argument("--rule-only", action="store_true", help="only the stop rule on every run of the table")
-    parser.add_argument("--margin", type=float, default=4.0)
-    parser.add_argument("--min-progress", type=float, default=0.3)
+    parser.add_argument("--margin", type=float, default=3.0)
+    parser.add_argument("--min-progress", type=float, default=0.2)
     args = parser.parse_args()
     started = time.monotonic()
     import logging
