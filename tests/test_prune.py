@@ -54,7 +54,7 @@ def test_reference_needs_two_repeat_curves_with_the_unit():
 
 
 def test_a_clearly_worse_run_is_pruned_after_the_minimum_progress_with_its_evidence():
-    rule = Prune(REF)
+    rule = Prune(REF, min_progress=0.3, margin=4.0)
     worse = curve(falling(0.5))  # 50 σ above the best all along
     assert rule.check(J(), worse[:29], 29.0) is None  # before 30 %: no verdict
     why = rule.check(J(), worse[:41], 41.0)
@@ -63,7 +63,7 @@ def test_a_clearly_worse_run_is_pruned_after_the_minimum_progress_with_its_evide
 
 
 def test_within_the_margin_or_for_repeats_nothing_is_pruned():
-    rule = Prune(REF)
+    rule = Prune(REF, min_progress=0.3, margin=4.0)
     assert rule.check(J(), curve(falling(0.03))[:60], 60.0) is None  # 3 σ: under the 4 σ margin
     worse = curve(falling(0.5))[:60]
     assert rule.check(J("noise", 1), worse, 60.0) is None
