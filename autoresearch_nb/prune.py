@@ -116,10 +116,11 @@ class Prune:
             worst = (z, i) if worst is None or z < worst[0] else worst
         assert worst is not None  # the window's weakest evidence is the one reported
         z, i = worst
-        return (f"pruned at {GRID[i]:.0%}: {UNIT} {mine[i]:.4f} vs the best's {self.reference.best[i]:.4f} "
-                f"(#{self.reference.number}), {z:.1f}σ (σ {self.reference.sigma[i]:.4f} from the baseline's "
-                f"{self.reference.runs} curves; the rule: over {self.margin:g}σ from {self.min_progress:.0%} on, "
-                f"for {self.patience:.0%} of the budget)")
+        # said at the progress where the run stops; the evidence is the weakest point of the window behind it
+        return (f"pruned at {done:.0%}: {UNIT} {mine[i]:.4f} vs the best's {self.reference.best[i]:.4f} "
+                f"(#{self.reference.number}) at {GRID[i]:.0%}, {z:.1f}σ, the least of its last {self.patience:.0%} "
+                f"(σ {self.reference.sigma[i]:.4f} from the baseline's {self.reference.runs} curves; the rule: over "
+                f"{self.margin:g}σ for {self.patience:.0%} of the budget, stopping from {self.min_progress:.0%} on)")
 
 
 def reference_of(store: Any, tag: str, experiments: Sequence[Any], best: Any) -> Reference | None:

@@ -58,7 +58,7 @@ def test_a_clearly_worse_run_is_pruned_after_the_minimum_progress_with_its_evide
     worse = curve(falling(0.5))  # 50 σ above the best all along
     assert rule.check(J(), worse[:29], 29.0) is None  # before 30 %: no verdict
     why = rule.check(J(), worse[:41], 41.0)
-    assert why is not None and why.startswith("pruned at 35%") and "vs the best's" in why and "(#0)" in why
+    assert why is not None and why.startswith("pruned at 41%") and "vs the best's" in why and "(#0) at 35%" in why
     assert "50.0σ" in why
 
 
