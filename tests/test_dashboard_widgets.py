@@ -199,13 +199,14 @@ def test_repeat_runs_are_shown_as_such_and_keep_off_the_main_curve(loop, dash):
     e4 = fake(loop, EventKind.MESSAGE, 4, description="marginal change").experiment
     dash(Event(EventKind.REPEAT_STARTED, e4, None, "confirmation run of abc1234, seed 43",
                purpose="confirmation", seed=43, repeat=1))
-    assert "#4</b> marginal change · <b>confirmation run 2/2, seed 43" in dash.status.value
+    most = loop.config.max_seeds  # the paired rule (the default): up to max_seeds runs of a candidate
+    assert f"#4</b> marginal change · <b>confirmation run 2/{most}, seed 43" in dash.status.value
     for i in range(1, 6):
         dash(Event(EventKind.PROGRESS, e4, CurvePoint(i, i * 0.1, 9.0),
                    purpose="confirmation", repeat=1))
     own, repeat = dash.live_curves()
     assert (own.label, len(own), own.role) == ("#4 finished", 3, "last") and 9.0 not in own.y
-    assert (repeat.label, len(repeat), repeat.role) == ("#4 confirmation run 2/2", 5, "repeat")
+    assert (repeat.label, len(repeat), repeat.role) == (f"#4 confirmation run 2/{most}", 5, "repeat")
     assert dash.bar.value == pytest.approx(0.5)  # the bar follows the repeat going on
     dash.flush()
     assert 'id="curve-repeat"' in dash.curves.value
