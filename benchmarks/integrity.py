@@ -123,7 +123,10 @@ def run_loop(root: Path, env: dict[str, str], budget: float, *extra: str):
 
     done = subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "t", "--repo", str(root),
                            "--agent", "queue", "--time-budget", f"{budget:g}", "--noise-repeats", "1",
-                           "--noise-k", "0", *extra], env=env, capture_output=True, text=True, timeout=1800)
+                           # the cpu clock: a work budget would give the tiny model (integrity.TINY, far below
+                           # the reference FLOP rate) minutes per budget second
+                           "--noise-k", "0", "--budget-clock", "cpu", *extra], env=env, capture_output=True,
+                          text=True, timeout=1800)
     if done.returncode != 0:
         raise SystemExit(f"the loop failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     return load_results(root, "t")

@@ -205,7 +205,7 @@ def test_the_tuner_runs_the_real_train_py_through_the_cli(tmp_path: Path) -> Non
            "AUTORESEARCH_PEAK_FLOPS": "1e11", "AUTORESEARCH_CACHE": str(tmp_path / "cache")}
     r = subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "tune", "--repo", str(repo),
                         "--agent", "tuner", "--time-budget", "1", "--max-experiments", "3",
-                        "--noise-repeats", "1", "--seed", "3"],
+                        "--noise-repeats", "1", "--seed", "3", "--budget-clock", "cpu"],  # a tiny model: CPU s
                        capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     data = json.loads(cli("results", "--tag", "tune", "--repo", str(repo), "--format", "json").stdout)

@@ -32,7 +32,7 @@ import integrity  # noqa: E402
 def loop(root: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "t", "--repo", str(root),
                            "--agent", "queue", "--time-budget", "2", "--noise-repeats", "1", "--noise-k", "0",
-                           *extra], env=env, capture_output=True, text=True, timeout=900)
+                           "--budget-clock", "cpu", *extra], env=env, capture_output=True, text=True, timeout=900)
 
 
 def test_rows_record_provenance_and_a_resume_that_would_mix_numbers_refuses(tmp_path: Path) -> None:
@@ -125,8 +125,8 @@ def test_a_run_that_rewrites_the_tokenizer_cache_is_refused_by_the_verifier(tmp_
     (root / "queue.toml").write_text(integrity.queue([]))
     subprocess.run(["git", "commit", "-qam", "baseline only"], cwd=root, check=True)
     second = subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "run", "--tag", "t2", "--repo", str(root),
-                             "--agent", "queue", "--time-budget", "2", "--noise-repeats", "1", "--noise-k", "0"],
-                            env=integrity.env_for(tmp_path, data), capture_output=True, text=True, timeout=900)
+                             "--agent", "queue", "--time-budget", "2", "--noise-repeats", "1", "--noise-k", "0",
+                             "--budget-clock", "cpu"], env=integrity.env_for(tmp_path, data), capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     row = load_results(root, "t2").iloc[0]
     assert row["status"] == "keep" and row["verified"] and row["tokenizer"] == "bpe-300"

@@ -264,7 +264,7 @@ def test_under_ray_the_model_is_verified_and_a_patched_evaluation_is_tampered(tm
         for key, value in integrity.env_for(tmp_path, integrity.corpus(tmp_path)).items():
             monkeypatch.setenv(key, value)
         with Loop.open(repo, tag="ray", agent="queue", time_budget_s=2, noise_repeats=1, noise_k=0, workers=2,
-                       executor="ray") as loop:
+                       executor="ray", budget_clock="cpu") as loop:  # the tiny model: CPU seconds, not work
             loop.optimize()
             got = {e.description: e for e in loop.experiments}
     finally:
