@@ -35,6 +35,13 @@ def with_first_run(exp: Experiment) -> Experiment:
     return exp
 
 
+def repeat_failed(failed: Status | None) -> Status:
+    """What a candidate becomes when one of its repeat runs gives no metric: a run that broke a rule (a
+    violation, a tampered or unverified number) makes the experiment that, since the rule holds for every run of
+    a commit; a crash or timeout only discards it."""
+    return failed if failed is not None and (failed == Status.VIOLATION or failed.rejected) else Status.DISCARD
+
+
 class Repeats:
     """Repeat runs of commits in the loop's worktree: the noise floor, confirmations and re-validations."""
 
@@ -212,11 +219,8 @@ class Repeats:
                 return exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
                                  reason=f"stopped during confirmation run {i + 1}; {d.reason}")
             if value is None:
-                # A confirmation run that broke a rule (a violation, a tampered or unverified number) makes the
-                # experiment that: the rule holds for every run of a commit. A crash or timeout only discards it.
-                status = failed if failed is not None and (failed == Status.VIOLATION or failed.rejected) \
-                    else Status.DISCARD
-                return exp.with_(status=status, reason=f"confirmation run {i + 1} failed ({error}); {d.reason}")
+                return exp.with_(status=repeat_failed(failed),
+                                 reason=f"confirmation run {i + 1} failed ({error}); {d.reason}")
             runs = [*exp.runs, value]
             exp = self.recorder.save(exp.with_(runs=runs, seeds=[*exp.seeds, seed], metric=sum(runs) / len(runs),
                                                ended_at=time.time()))
@@ -263,9 +267,7 @@ class Repeats:
                 return exp.with_(status=Status.INTERRUPTED, ended_at=time.time(),
                                  reason=f"stopped during paired run {i + 1}; {why}")
             if value is None:
-                status = failed if failed is not None and (failed == Status.VIOLATION or failed.rejected) \
-                    else Status.DISCARD
-                return exp.with_(status=status, reason=f"paired run {i + 1} failed ({error}); {why}")
+                return exp.with_(status=repeat_failed(failed), reason=f"paired run {i + 1} failed ({error}); {why}")
             runs = [*exp.runs, value]
             exp = self.recorder.save(exp.with_(runs=runs, seeds=[*exp.seeds, step.seed],
                                                metric=sum(runs) / len(runs), ended_at=time.time()))

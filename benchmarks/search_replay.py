@@ -344,25 +344,17 @@ def campaign(table: dict[tuple, Config], surrogate: Surrogate, strategy: Strateg
                     groups.append(diffs)
                 d = step.decision
                 values = list(cand.values())
-                exp = Experiment(number, "replay", Status.KEEP if d.keep else Status.DISCARD, proposal.description,
-                                 content=content, content_hash=content_hash(content), metric=statistics.mean(values),
-                                 runs=values)
-                history.append(exp)
-                agent.tell(exp)
-                if d.keep:
-                    best_key, best_seeds, best_curve, best_exp, best_source = key, dict(cand), run.curve, exp, content
-                    trajectory.append((clock / unit, surrogate.mean(best_key)))
-                continue
-            values = [run.value]
-            d = noise.judge(values, statistics.mean(best_values), best_n=len(best_values), sigma=sigma,
-                            k=strategy.noise_k)
-            while d.verdict == noise.CONFIRM:
-                extra = draw(key)
-                clock += extra.seconds
-                seconds_all += extra.seconds
-                values.append(extra.value)
+            else:
+                values = [run.value]
                 d = noise.judge(values, statistics.mean(best_values), best_n=len(best_values), sigma=sigma,
                                 k=strategy.noise_k)
+                while d.verdict == noise.CONFIRM:
+                    extra = draw(key)
+                    clock += extra.seconds
+                    seconds_all += extra.seconds
+                    values.append(extra.value)
+                    d = noise.judge(values, statistics.mean(best_values), best_n=len(best_values), sigma=sigma,
+                                    k=strategy.noise_k)
             exp = Experiment(number, "replay", Status.KEEP if d.keep else Status.DISCARD, proposal.description,
                              content=content, content_hash=content_hash(content), metric=statistics.mean(values),
                              runs=values)
@@ -370,6 +362,8 @@ def campaign(table: dict[tuple, Config], surrogate: Surrogate, strategy: Strateg
             agent.tell(exp)
             if d.keep:
                 best_key, best_values, best_curve, best_exp, best_source = key, values, run.curve, exp, content
+                if strategy.paired:
+                    best_seeds = dict(cand)
                 trajectory.append((clock / unit, surrogate.mean(best_key)))
         for m in MARKS:
             marks.setdefault(m, surrogate.mean(best_key))

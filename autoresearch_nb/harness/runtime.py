@@ -52,15 +52,20 @@ def device_class(dev=None) -> str:
     return dev.type if dev.type in C.DEVICE_CLASSES else "cpu"
 
 
-def time_budget(dev=None) -> float:
-    """Training seconds: ``AUTORESEARCH_TIME_BUDGET``, else the device class's default (120 s on CPU)."""
-    raw = os.environ.get(C.ENV_TIME_BUDGET, "").strip()
+def _positive(name: str, unit: str, defaults: dict, dev) -> float:
+    """A positive number from the environment variable ``name``, else the device class's default."""
+    raw = os.environ.get(name, "").strip()
     if raw:
         value = float(raw)
         if not value > 0:
-            raise ValueError(f"{C.ENV_TIME_BUDGET} must be a positive number of seconds, not {raw!r}")
+            raise ValueError(f"{name} must be a positive number of {unit}, not {raw!r}")
         return value
-    return C.TIME_BUDGET[device_class(dev)]
+    return defaults[device_class(dev)]
+
+
+def time_budget(dev=None) -> float:
+    """Training seconds: ``AUTORESEARCH_TIME_BUDGET``, else the device class's default (120 s on CPU)."""
+    return _positive(C.ENV_TIME_BUDGET, "seconds", C.TIME_BUDGET, dev)
 
 
 def budget_clock(dev=None) -> str:
@@ -77,13 +82,7 @@ def budget_clock(dev=None) -> str:
 
 def work_rate(dev=None) -> float:
     """Model FLOPs per budget second on the flops clock: ``AUTORESEARCH_WORK_RATE``, else the device class's."""
-    raw = os.environ.get(C.ENV_WORK_RATE, "").strip()
-    if raw:
-        value = float(raw)
-        if not value > 0:
-            raise ValueError(f"{C.ENV_WORK_RATE} must be a positive number of FLOPs, not {raw!r}")
-        return value
-    return C.WORK_RATE[device_class(dev)]
+    return _positive(C.ENV_WORK_RATE, "FLOPs", C.WORK_RATE, dev)
 
 
 def threads() -> int:
