@@ -41,7 +41,7 @@ from .serial import Limits
 from .config import check_tag
 from .session import RunLock, check_comparable, recover
 from .store import Store
-from .pipeline import Hooks, launch_commit, settle
+from .pipeline import Hooks, Job, launch_commit, not_started, settle
 from .trial import Plan, StopSignal, finished
 from .view import load_results, store_path  # noqa: F401  (load_results: re-exported)
 
@@ -310,25 +310,7 @@ class Loop:
         job = self._plan.job(exp.number, sha, seed, f"{exp.number:04d}")
         running = rec.save(exp.with_(status=Status.RUNNING, sha=sha, started_at=time.time(), seed=seed,
                                      log_path=job.log_path))
-        pause("saved-running")
-        self.store.clear_points(self.tag, exp.number)
-        points = PointBuffer(self.store, self.tag, exp.number)
-
-        def on_point(point: CurvePoint) -> None:
-            points.add(point)
-            rec.emit(EventKind.PROGRESS, running, point, repeat=0, seed=seed)
-
-        def on_start(pid: int) -> None:
-            nonlocal running
-            pause("started")
-            running = rec.save(running.with_(pid=pid))
-
-        rec.emit(EventKind.RUN_STARTED, running)
-        hooks = Hooks(on_point=on_point, on_start=on_start,
-                      on_interrupt=lambda r: self._finish_run(running, r, points, ()),
-                      on_phase=lambda name: rec.emit(EventKind.PHASE, running, message=name, seed=seed))
-        result, changed = self._plan.finish(job, self._plan.run_here(job, self._stop, hooks))
-        return self._finish_run(running, result, points, changed)
+        return _run_row(rec, self._plan, self._stop, running, job, self.config)
 
     def setup(self) -> None:
         """Run the configured ``setup`` command once per session (data preparation, tokenizer training) before
@@ -440,13 +422,6 @@ class Loop:
                 return rows[-1] if rows else None
         return self._baseline
 
-    def _finish_run(self, exp: Experiment, result: RunResult, points: PointBuffer, changed: list[str] | tuple[str, ...]
-                    ) -> Experiment:
-        points.flush()
-        exp = self._recorder.save(finished(exp, result, self.config.metric, changed, self.config.editable))
-        self._recorder.emit(EventKind.RUN_FINISHED, exp)
-        return exp
-
     def __repr__(self) -> str:
         best = self.best
         return (f"<Loop tag={self.tag!r} experiments={len(self.experiments)} "
@@ -455,3 +430,40 @@ class Loop:
 
 def _read(path: Path) -> str:
     return path.read_text() if path.is_file() else ""
+
+
+def _run_row(rec: Recorder, plan: Plan, stop: StopSignal, running: Experiment, job: Job, config: Config
+             ) -> Experiment:
+    """Run ``job`` for the experiment whose row says ``running``; the row is closed however the run ends (an
+    interrupt included, even one before the process started) with its curve and its pid while it runs."""
+    rec.store.clear_points(rec.tag, running.number)
+    points = PointBuffer(rec.store, rec.tag, running.number)
+    seed = running.seed
+
+    def on_point(point: CurvePoint) -> None:
+        points.add(point)
+        rec.emit(EventKind.PROGRESS, running, point, repeat=0, seed=seed)
+
+    def on_start(pid: int) -> None:
+        nonlocal running
+        pause("started")
+        running = rec.save(running.with_(pid=pid))
+
+    def finish(result: RunResult, changed: list[str] | tuple[str, ...]) -> Experiment:
+        points.flush()
+        exp = rec.save(finished(running, result, config.metric, changed, config.editable))
+        rec.emit(EventKind.RUN_FINISHED, exp)
+        return exp
+
+    closed: list[Experiment] = []  # the row, once an interrupt closed it
+    hooks = Hooks(on_point=on_point, on_start=on_start, on_interrupt=lambda r: closed.append(finish(r, ())),
+                  on_phase=lambda name: rec.emit(EventKind.PHASE, running, message=name, seed=seed))
+    try:
+        pause("saved-running")
+        rec.emit(EventKind.RUN_STARTED, running)
+        result, changed = plan.finish(job, plan.run_here(job, stop, hooks))
+    except KeyboardInterrupt:
+        if not closed:  # interrupted before the pipeline began: the row is closed all the same
+            finish(not_started(job.log_path), ())
+        raise
+    return finish(result, changed)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .clock import Budget
 from .records import CurvePoint, RunResult, Status
-from .runner import LOG_CAP, Run
+from .runner import LOG_CAP, Run, held_interrupts
 from .verify import Pending, Verification
 
 if TYPE_CHECKING:
@@ -101,6 +101,12 @@ class StopSignal:
             self._busy += max(0.0, seconds)
 
 
+def not_started(log_path: str | Path) -> RunResult:
+    """The result of a run interrupted before its process started."""
+    return RunResult(exit_code=None, timed_out=False, wall_s=0.0, summary={}, failed=False,
+                     error="interrupted before the run started", log_path=str(log_path), interrupted=True)
+
+
 def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Mapping[str, str] | None,
             timeout_s: float, stop: StopSignal, on_point: Callable[[CurvePoint], None] | None = None,
             on_start: Callable[[int], None] | None = None,
@@ -122,17 +128,24 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
     """
     try:
         budget = budget or Budget()
-        run = Run(command, run_dir, log_path, timeout_s=timeout_s, env=env, on_point=on_point, on_start=on_start,
-                  stall_s=stall_s, secrets=secrets, log_cap=log_cap, watch=watch, clock=budget.clock,
-                  threads=budget.threads)
-        if watch is not None:
-            watch.run = run  # type: ignore[attr-defined]  # a stop rule reads the run's seconds on its clock
-        stop.attach(run)
+        run: Run | None = None
         try:
+            # An interrupt while the run starts (its pid recorded, its reader started) waits for the run to
+            # exist, then lands below where it is stopped and recorded: never a process left, a row left running.
+            with held_interrupts():
+                run = Run(command, run_dir, log_path, timeout_s=timeout_s, env=env, on_point=on_point,
+                          on_start=on_start, stall_s=stall_s, secrets=secrets, log_cap=log_cap, watch=watch,
+                          clock=budget.clock, threads=budget.threads)
+                if watch is not None:
+                    watch.run = run  # type: ignore[attr-defined]  # a stop rule reads the run's seconds on its clock
+                stop.attach(run)
             result = run.wait()
         except KeyboardInterrupt:
-            run.cancel()
-            result = run.wait()
+            if run is None:
+                result = not_started(log_path)
+            else:
+                run.cancel()
+                result = run.wait()
             if on_interrupt is not None:
                 on_interrupt(result)
             raise
@@ -298,9 +311,14 @@ def run_job(job: Job, site: Site, stop: StopSignal, hooks: Hooks | None = None, 
     if full:
         phase("done")
         return Outcome(job.number, worker, failed(job, full), halt=full)
-    run_dir = site.prepare(job)
-    env = site.env(job)
-    pending = site.begin(job, run_dir, env)
+    try:
+        run_dir = site.prepare(job)
+        env = site.env(job)
+        pending = site.begin(job, run_dir, env)
+    except KeyboardInterrupt:  # before the run started: its row is still closed as interrupted
+        if hooks.on_interrupt is not None:
+            hooks.on_interrupt(not_started(job.log_path))
+        raise
     points: list[CurvePoint] = []
     halt: list[str] = []
     fired: list[tuple[Any, str]] = []  # the stop rule that ended the run, and why
@@ -375,5 +393,5 @@ def settle(recorder: Any, workspace: "Workspace", exp: "Experiment", head: str) 
     return exp
 
 
-__all__ = ["Hooks", "Job", "LocalSite", "NonFinite", "Outcome", "PHASES", "PURPOSES", "RULES", "Site", "StopRule", "failed",
+__all__ = ["Hooks", "Job", "LocalSite", "NonFinite", "Outcome", "PHASES", "PURPOSES", "RULES", "Site", "StopRule", "failed", "not_started",
            "launch_commit", "run_job", "settle"]

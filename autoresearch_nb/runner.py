@@ -25,8 +25,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from . import protocol
 from . import scrub
@@ -81,6 +83,32 @@ def kill_group(pgid: int, grace_s: float | None = None, poll: Callable[[], objec
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+@contextmanager
+def held_interrupts() -> Iterator[None]:
+    """Hold a SIGINT (a notebook's "interrupt kernel") until the block ends, then deliver it as before.
+
+    Starting a run is several steps (start the process, record its pid, start its reader): an interrupt between
+    two of them would leave a process nobody stops and a row nobody closes. Inside this block the interrupt
+    waits; it is raised when the block ends, where the caller can stop the run it now holds. Only the main
+    thread receives signals; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[tuple[int, Any]] = []
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            if callable(previous):
+                previous(*held[0])  # the default handler raises KeyboardInterrupt here
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
 
 
 class Run:

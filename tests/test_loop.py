@@ -514,6 +514,43 @@ def test_a_notebook_interrupt_ends_the_run_as_interrupted_and_the_loop_goes_on(r
     assert not alive(run)  # the interrupted run's process was ended, not left behind
 
 
+@pytest.mark.parametrize("point", ["saved-running", "started"])
+def test_an_interrupt_while_a_run_starts_closes_its_row_and_stops_its_process(repo: Path, tmp_path: Path,
+                                                                              point: str) -> None:
+    # CI once caught the interrupt of the test above landing between "the pid is saved" and "the run is
+    # waited on": the row stayed running and the process ran on. Here the loop is held exactly in that window
+    # (the fault hook sleeps there), and the interrupt arrives then.
+    stderr = tmp_path / "stderr.txt"
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER.format(steps=[SLOW, ("X to 1", "X = 3.0", "X = 1.0")], config={}, then=textwrap.dedent(f"""\
+        os.environ["AUTORESEARCH_FAULT_PAUSE"], os.environ["AUTORESEARCH_FAULT_PAUSE_S"] = "{point}", "3"
+        try:
+            loop.step()
+        except KeyboardInterrupt:
+            os.environ.pop("AUTORESEARCH_FAULT_PAUSE")
+            first = loop.experiments[1]
+            print("STOPPED", [e.status.value for e in loop.experiments], loop.workspace.changed_paths(),
+                  first.pid, flush=True)
+        print("NEXT", loop.step().status.value, flush=True)
+    """)))
+    with open(stderr, "w") as err:
+        proc = subprocess.Popen([sys.executable, str(script), str(repo)], stdout=subprocess.PIPE, text=True,
+                                stderr=err)
+    assert proc.stdout.readline().strip() == "BASELINE_DONE"
+    deadline = time.monotonic() + 60
+    while f"fault-pause {point}" not in stderr.read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    children = psutil.Process(proc.pid).children(recursive=True)  # the run, when it has started
+    proc.send_signal(signal.SIGINT)
+    line = proc.stdout.readline().strip()
+    assert line.startswith("STOPPED ['keep', 'interrupted'] []"), line + stderr.read_text()[-2000:]
+    assert proc.stdout.readline().strip() == "NEXT keep"
+    assert proc.wait(60) == 0
+    assert (point == "started") == bool(children)
+    psutil.wait_procs(children, timeout=30)
+    assert not any(alive(c) for c in children)  # the run that had started was stopped, not left running
+
+
 def test_a_row_left_proposed_by_a_dead_loop_is_closed_on_reopen(repo: Path, tmp_path: Path) -> None:
     proc = start_driver(repo, tmp_path, [("X to 1", "X = 3.0", "X = 1.0")],
                         then='loop.propose(); print("PROPOSED", flush=True); time.sleep(600)')

@@ -380,3 +380,24 @@ def test_stall_reason_reads_in_minutes() -> None:
 
     assert stall_reason(1200) == "stalled: no output for 20 min"
     assert stall_reason(90) == "stalled: no output for 1.5 min"
+
+
+def test_held_interrupts_delivers_a_sigint_when_the_block_ends_not_inside_it(tmp_path: Path) -> None:
+    import subprocess
+    script = tmp_path / "held.py"
+    script.write_text(textwrap.dedent("""\
+        import os, signal
+        from autoresearch_nb.runner import held_interrupts
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        steps = []
+        try:
+            with held_interrupts():
+                os.kill(os.getpid(), signal.SIGINT)
+                steps.append("after the signal, inside")
+            steps.append("after the block")
+        except KeyboardInterrupt:
+            steps.append("raised at the end")
+        print(steps, signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "['after the signal, inside', 'raised at the end'] True", out.stderr
