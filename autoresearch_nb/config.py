@@ -156,6 +156,9 @@ class Config:
     max_seeds: int = setting(5, "paired rule: the most paired seeds one candidate gets")
     futility: float = setting(1.5, "paired rule: how many standard errors under the path of a just-"
                                    "detectable gain a candidate may fall before it stops")
+    combine_after: int = setting(0, "after this many decided experiments without a keep, the next proposal "
+                                    "combines the best near-misses (discarded changes whose mean improved) on "
+                                    "the current best, instead of the agent's (0: off)")
     confirm_runs: int = setting(1, "extra runs (other seeds) for a pass that is only marginal")
     confirm_margin: float = setting(1.0, "passes by less than this many sigma over the threshold are "
                                          "confirmed")
@@ -229,6 +232,8 @@ class Config:
             raise ConfigError(f"decision must be 'paired' or 'unpaired', not {self.decision!r}")
         if not 0 < float(self.keep_alpha) < 1 or int(self.max_seeds) < 2 or float(self.futility) < 0:
             raise ConfigError("keep_alpha must be in (0, 1), max_seeds >= 2 and futility >= 0")
+        if int(self.combine_after) < 0:
+            raise ConfigError(f"combine_after must be >= 0 (0: off), not {self.combine_after!r}")
         if self.revalidate_every is not None and int(self.revalidate_every) < 1:
             raise ConfigError(f"revalidate_every must be >= 1 or None, not {self.revalidate_every!r}")
         if int(self.max_tokens) < 1 or int(self.sdk_max_retries) < 0 or int(self.max_repairs) < 0:

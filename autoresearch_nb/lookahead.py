@@ -7,7 +7,7 @@ change the file: no idle start; the agent's ``warm()`` runs as the baseline star
 (``Context.in_flight``). When N is decided:
 
 - N was not kept: N+1 runs at once, as prepared;
-- N was kept: N+1's change is re-applied onto the new best with :func:`~.parallel.merge_file` (the line-range
+- N was kept: N+1's change is re-applied onto the new best with :func:`~.merge.merge_file` (the line-range
   3-way merge of the parallel driver); when it conflicts, N+1 is recorded ``invalid`` (``reapplied_onto`` = N)
   and the agent is asked afresh; when the new best already has the change, it is recorded ``skipped``.
 
@@ -39,6 +39,7 @@ from .edits import content_hash, unified_diff
 from .events import Event, EventKind
 from .git import Workspace
 from .recorder import Recorder
+from .merge import merge_file
 from .records import Experiment, Status, is_baseline
 from .serial import Limits, optimize_serially
 from .store import Store
@@ -151,8 +152,6 @@ class Lookahead:
         head = rec.head_sha()
         if exp.parent_sha == head:
             return exp
-        from .parallel import merge_file  # lazy: the parallel driver's executors are not needed here
-
         kept = rec.head()
         onto = kept.number if kept is not None else None
         ours = self._file(head)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .agents import Agent, Context, Proposal, QueueExhausted
+from .combine import AGENT, Combination, combination
 from .errors import AgentError, BudgetExceeded
 from .edits import EditError, apply_edits, check_python, content_hash, unified_diff
 from .records import Experiment, Status
@@ -23,8 +24,12 @@ def ask_agent(agent: Agent, context: Context, parent: str, new: Callable[..., Ex
     limit) and an empty queue raise."""
     name = getattr(agent, "name", type(agent).__name__)
     asked, t0 = time.time(), time.monotonic()
+    planned = planned_combination(context, twin, kin)
     try:
-        proposal = agent.propose(context)
+        if planned is not None:  # a stretch without a keep: the near-misses' evidence first (.combine)
+            name, proposal = AGENT, Proposal(planned.description, content=planned.content)
+        else:
+            proposal = agent.propose(context)
     except (AgentError, BudgetExceeded, QueueExhausted):
         raise
     except Exception as e:  # a bug in an agent is recorded, not fatal to an overnight run
@@ -36,6 +41,22 @@ def ask_agent(agent: Agent, context: Context, parent: str, new: Callable[..., Ex
     status, reason, fields = judge_proposal(proposal, context.source, context.editable, twin, kin)
     return new(status, parent_sha=parent, agent=name, reason=reason, created_at=asked, propose_seconds=seconds,
                decided_at=None if status == Status.PROPOSED else time.time(), **fields, **extra)
+
+
+def planned_combination(context: Context, twin: Callable[[str | None], Experiment | None],
+                        kin: Callable[[str | None], Experiment | None] | None = None) -> Combination | None:
+    """The loop's own proposal when ``combine_after`` runs went by without a keep (:mod:`.combine`), or None.
+    A candidate whose file (or what it runs) was tried already is passed over, so it never becomes a
+    ``skipped`` row."""
+    cfg = context.config
+    if not cfg.combine_after:
+        return None
+
+    def known(content: str) -> bool:
+        return twin(content_hash(content)) is not None or (kin is not None and kin(content) is not None)
+
+    return combination(context.history, context.source, after=int(cfg.combine_after), maximize=cfg.maximize,
+                       known=known, metric=cfg.metric)
 
 
 MAX_PROPOSAL = 4 << 20   # bytes of one proposed file; a bigger one is invalid and stored by its head and tail

@@ -216,11 +216,14 @@ class Strategy:
     noise_k: float
     prune: bool
     paired: bool = False   # the paired sequential rule (autoresearch_nb.paired): the loop's default now
+    combine: int = 0       # combine_after (autoresearch_nb.combine): near-misses combined after this many misses
 
 
 STRATEGIES = [Strategy("plain", 1, 0.0, False), Strategy("plain+prune", 3, 0.0, True),
               Strategy("unpaired", 3, 2.0, False), Strategy("unpaired+prune", 3, 2.0, True),
-              Strategy("paired", 3, 2.0, False, True), Strategy("paired+prune", 3, 2.0, True, True)]
+              Strategy("paired", 3, 2.0, False, True), Strategy("paired+prune", 3, 2.0, True, True),
+              Strategy("paired+combine", 3, 2.0, False, True, 8),
+              Strategy("paired+prune+combine", 3, 2.0, True, True, 8)]
 
 
 def curve_points(curve: list[float | None], upto: int):
@@ -233,7 +236,8 @@ def campaign(table: dict[tuple, Config], surrogate: Surrogate, strategy: Strateg
              horizon: float, budget: float) -> dict:
     """One night of the loop on the table; returns the best true value at each mark and the pruning counts."""
     from autoresearch_nb import noise, paired
-    from autoresearch_nb.agents.base import Context
+    from autoresearch_nb.agents.base import Context, Proposal
+    from autoresearch_nb.combine import AGENT, combination
     from autoresearch_nb.agents.tuner import TunerAgent
     from autoresearch_nb.config import Config as LoopConfig
     from autoresearch_nb.edits import content_hash
@@ -279,9 +283,11 @@ def campaign(table: dict[tuple, Config], surrogate: Surrogate, strategy: Strateg
         best_values = [r.value for r in base_runs] if strategy.noise_k else [base_runs[0].value]
         best_curve = base_runs[0].curve
         history = [Experiment(0, "replay", Status.KEEP, "baseline", content=text, content_hash=content_hash(text),
-                              metric=statistics.mean(best_values), runs=best_values, agent="baseline")]
+                              metric=statistics.mean(best_values), runs=best_values, agent="baseline", sha="r0")]
+        tried = {()}  # the configurations run so far (a combination that equals one is not proposed)
         best_exp = history[0]
         marks, pruned, false_pruned, ran, seconds_saved, seconds_all = {}, 0, 0, 0, 0.0, 0.0
+        combos = combos_kept = 0
         unit = surrogate.seconds
         trajectory = [(clock / unit, surrogate.mean(best_key))]  # (experiments' worth of time, true best)
         best_source = text
@@ -291,18 +297,24 @@ def campaign(table: dict[tuple, Config], surrogate: Surrogate, strategy: Strateg
                     marks[m] = surrogate.mean(best_key)
             context = Context(program="", editable="train.py", source=best_source, history=tuple(history),
                               config=config, best=best_exp)
-            try:
-                proposal = agent.propose(context)
+            planned = combination(history, best_source, after=strategy.combine,
+                                  known=lambda content: key_of(space, content) in tried, metric="val_bpb")
+            try:  # the loop's order (proposals.ask_agent): a due combination first, else the tuner
+                proposal = Proposal(planned.description, content=planned.content) if planned else \
+                    agent.propose(context)
             except Exception:  # the tuner ran out of ideas
                 break
             content = proposal.content
             key = key_of(space, content)
+            tried.add(key)
             number = len(history)
+            rows = dict(agent=AGENT if planned else "tuner", sha=f"r{number}", parent_sha=best_exp.sha)
             ran += 1
+            combos += planned is not None
             if key is None or (key in table and not table[key].runs and table[key].crashed):
                 clock += unit * 0.3
                 history.append(Experiment(number, "replay", Status.CRASH, proposal.description, content=content,
-                                          content_hash=content_hash(content)))
+                                          content_hash=content_hash(content), **rows))
                 continue
             run = draw_at(key, min(best_seeds)) if strategy.paired else draw(key)
             stop_at = None
@@ -324,7 +336,7 @@ def campaign(table: dict[tuple, Config], surrogate: Surrogate, strategy: Strateg
                 if surrogate.mean(key) < surrogate.mean(best_key):
                     false_pruned += 1
                 history.append(Experiment(number, "replay", Status.PRUNED, proposal.description, content=content,
-                                          content_hash=content_hash(content)))
+                                          content_hash=content_hash(content), **rows))
                 continue
             clock += run.seconds
             seconds_all += run.seconds
@@ -344,6 +356,8 @@ def campaign(table: dict[tuple, Config], surrogate: Surrogate, strategy: Strateg
                     groups.append(diffs)
                 d = step.decision
                 values = list(cand.values())
+                # the loop's decided metric: the best's plus the mean paired difference (repeats.py)
+                decided = best_exp.metric + statistics.mean(diffs) if diffs else statistics.mean(values)
             else:
                 values = [run.value]
                 d = noise.judge(values, statistics.mean(best_values), best_n=len(best_values), sigma=sigma,
@@ -355,12 +369,14 @@ def campaign(table: dict[tuple, Config], surrogate: Surrogate, strategy: Strateg
                     values.append(extra.value)
                     d = noise.judge(values, statistics.mean(best_values), best_n=len(best_values), sigma=sigma,
                                     k=strategy.noise_k)
+                decided = statistics.mean(values)
             exp = Experiment(number, "replay", Status.KEEP if d.keep else Status.DISCARD, proposal.description,
-                             content=content, content_hash=content_hash(content), metric=statistics.mean(values),
-                             runs=values)
+                             content=content, content_hash=content_hash(content), metric=decided, runs=values,
+                             **rows)
             history.append(exp)
             agent.tell(exp)
             if d.keep:
+                combos_kept += planned is not None
                 best_key, best_values, best_curve, best_exp, best_source = key, values, run.curve, exp, content
                 if strategy.paired:
                     best_seeds = dict(cand)
@@ -368,7 +384,8 @@ def campaign(table: dict[tuple, Config], surrogate: Surrogate, strategy: Strateg
         for m in MARKS:
             marks.setdefault(m, surrogate.mean(best_key))
     return {"marks": marks, "ran": ran, "pruned": pruned, "false_pruned": false_pruned,
-            "saved": seconds_saved / seconds_all if seconds_all else 0.0, "trajectory": trajectory}
+            "saved": seconds_saved / seconds_all if seconds_all else 0.0, "trajectory": trajectory,
+            "combos": combos, "combos_kept": combos_kept}
 
 
 def reach(trajectory: list[tuple[float, float]], target: float) -> float:
@@ -456,7 +473,9 @@ def main() -> None:
         print(f"{strategy.name:14} " + " ".join(f"{med[m]:9.4f}" for m in MARKS) +
               f" {ran / len(results):5.0f} {pruned / max(ran, 1):6.1%} "
               f"{statistics.mean(r['saved'] for r in results):6.1%} {false / max(pruned, 1):6.1%} {when:6.1f}"
-              f"  (surrogate answered {surrogate.answered - before} of {ran} + repeats)", flush=True)
+              f"  (surrogate answered {surrogate.answered - before} of {ran} + repeats"
+              + (f"; combinations {sum(r['combos'] for r in results)}, kept "
+                 f"{sum(r['combos_kept'] for r in results)}" if strategy.combine else "") + ")", flush=True)
     print(f"reach: the median time (in experiments' worth) a campaign's true best first got to the first strategy's "
           f"median best at {MARKS[-1]} ({target:.4f}); inf: half the campaigns or more never did")
     print(f"run time: {time.monotonic() - started:.0f} s for {args.campaigns} campaigns x {len(wanted)} strategies")

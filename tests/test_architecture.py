@@ -234,6 +234,8 @@ CODE_MAP = {
     P + "prune": (set(), {P + "records"}),  # early stopping: curves in, a reason out
     P + "noise": (set(), set()),  # the statistics of decisions: pure, stdlib only
     P + "paired": (set(), {P + "noise"}),  # the paired sequential rule: numbers in, a step or a decision out
+    P + "merge": (set(), set()),  # the 3-way merge of one file
+    P + "combine": (set(), {P + "merge", P + "records"}),  # near-miss combinations: history in, a file out
     P + "layout": (set(), {P + "environ"}),
     P + "rundir": (set(), {P + "errors", P + "layout", P + "environ"}),
     P + "sandbox": (set(), {P + "errors", P + "provenance", P + "landlock", P + "layout", P + "environ"}),

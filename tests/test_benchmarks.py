@@ -97,7 +97,7 @@ def test_search_replay_on_a_synthetic_table_prunes_only_where_asked(tmp_path) ->
     out = _run(str(ROOT / "benchmarks" / "search_replay.py"), "--synthetic", "--campaigns", "1", "--experiments",
                "10", timeout=900)
     assert "surrogate error on" in out and "run time:" in out
-    names = ("plain", "plain+prune", "unpaired", "unpaired+prune", "paired", "paired+prune")
+    names = ("plain", "plain+prune", "unpaired", "unpaired+prune", "paired", "paired+prune", "paired+combine")
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split() and line.split()[0] in names}
     assert set(rows) == set(names)
     assert rows["plain"][5] == "0.0%" and rows["unpaired"][5] == "0.0%" and rows["paired"][5] == "0.0%"
@@ -105,6 +105,7 @@ def test_search_replay_on_a_synthetic_table_prunes_only_where_asked(tmp_path) ->
     # worse, and the real rule stops them
     # (paired+prune may spend this short horizon on one candidate's paired seeds: its pruning is not asserted here)
     assert float(rows["unpaired+prune"][5].rstrip("%")) > 0
+    assert re.search(r"^paired\+combine .*combinations \d+, kept \d+\)$", out, re.M)  # combine's own count
     for name, row in rows.items():
         assert all(1.5 < float(v) < 2.5 for v in row[1:4]), row  # the true values of the synthetic table
     # the rule alone over every run of the table: a wider margin can only prune fewer runs
