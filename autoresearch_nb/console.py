@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from .events import Event, EventKind
@@ -17,6 +18,21 @@ def _minutes(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+BUSY = {"evaluate": "evaluating", "verify": "verifying"}  # phases with no progress lines of their own
+PHASE_LABELS = {"prepare": "prep", "start": "start", "train": "train", "evaluate": "eval", "verify": "verify"}
+
+
+def phase_text(seconds: Mapping[str, float]) -> str:
+    """Where a run's time went, in the pipeline's order: ``start 3s train 20s eval 8s`` (phases under half a
+    second left out).
+
+    >>> phase_text({"prepare": 0.1, "start": 2.6, "train": 20.2, "evaluate": 7.9, "verify": 0.0})
+    'start 3s train 20s eval 8s'
+    """
+    return " ".join(f"{label} {seconds[name]:.0f}s" for name, label in PHASE_LABELS.items()
+                    if seconds.get(name, 0.0) >= 0.5)
 
 
 def overall_progress(done: int, total: int | None, seconds_each: float | None, running: bool = False) -> str:
@@ -86,6 +102,10 @@ class ConsolePrinter:
                             EventKind.SETUP_STARTED) and event.message:
             # Repeat and confirmation runs, setup: say why the loop is busy.
             self._write(("\n" if self.progress else "") + f"      {printable(event.message)}")
+        elif event.kind == EventKind.PHASE and event.message in BUSY:
+            # after training the run is busy for a while with no progress lines: say with what
+            name = f"#{e.number if e else '?'}" + (f" {event.purpose}" if event.purpose != "experiment" else "")
+            self._write(("\n" if self.progress else "") + f"  {name} {BUSY[event.message]}")
         elif event.kind == EventKind.LOOP_FINISHED:
             self._write(f"loop finished: {printable(event.message)}")
 
@@ -125,7 +145,10 @@ class ConsolePrinter:
         reason = printable(" ".join(e.reason.split()))[:200]  # agent and run text: escapes shown, not sent
         why = f"  ({reason})" if reason else ""  # a keep's evidence too: the user reads it here
         status = "rejected" if e.status == Status.INVALID and e.reason.startswith("rejected") else e.status.value
-        return f"#{e.number:<4} {status:<11} {self.metric} {metric} {took}{cost}  {printable(e.description)[:70]}{why}"
+        phases = phase_text(e.phase_seconds)
+        phases = f" [{phases}]" if phases else ""
+        return (f"#{e.number:<4} {status:<11} {self.metric} {metric} {took}{phases}{cost}  "
+                f"{printable(e.description)[:70]}{why}")
 
     def _write(self, text: str, end: str = "\n") -> None:
         self.stream.write(text + end)

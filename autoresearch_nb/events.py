@@ -27,7 +27,7 @@ class EventKind(str, enum.Enum):
     SETUP_STARTED = "setup_started"     # the one-time setup command begins (``message`` is the command)
     SETUP_FINISHED = "setup_finished"
     MESSAGE = "message"
-    PHASE = "phase"                     # a run's step (pipeline.PHASES: prepare, run, verify, done) in ``message``
+    PHASE = "phase"                     # a run's step (pipeline.PHASES) in ``message``
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,8 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
             on_interrupt: Callable[[RunResult], None] | None = None,
             verify: Callable[[RunResult], RunResult] | None = None, stall_s: float | None = None,
             secrets: tuple[str, ...] = (), log_cap: int = LOG_CAP,
-            watch: Callable[[], str | None] | None = None, budget: Budget | None = None) -> RunResult:
+            watch: Callable[[], str | None] | None = None, budget: Budget | None = None,
+            on_phase: Callable[[str], None] | None = None) -> RunResult:
     """Run ``command`` in ``run_dir`` to its end, the hard timeout, or a forced stop.
 
     A ``KeyboardInterrupt`` (a notebook's "interrupt kernel") ends the run cleanly, hands the result to
@@ -124,7 +125,8 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
     that prints nothing for that long (the stall watchdog; None: off). ``secrets``: values masked in the log;
     ``log_cap``: bytes of log kept (head and tail). ``watch``: called every second; a reason it returns
     stops the run (failed, with that reason: the disk floor). ``budget``: the clock the hard timeout counts on
-    (:mod:`.clock`; default wall).
+    (:mod:`.clock`; default wall). ``on_phase``: the run's own phases as the runner sees them (``train`` at the
+    first progress line, then what the run's phase lines name: ``evaluate``).
     """
     try:
         budget = budget or Budget()
@@ -135,7 +137,7 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
             with held_interrupts():
                 run = Run(command, run_dir, log_path, timeout_s=timeout_s, env=env, on_point=on_point,
                           on_start=on_start, stall_s=stall_s, secrets=secrets, log_cap=log_cap, watch=watch,
-                          clock=budget.clock, threads=budget.threads)
+                          clock=budget.clock, threads=budget.threads, on_phase=on_phase)
                 if watch is not None:
                     watch.run = run  # type: ignore[attr-defined]  # a stop rule reads the run's seconds on its clock
                 stop.attach(run)
@@ -162,7 +164,9 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
             close()  # a warm verifier of a run that ended badly (or raised) must not outlive it
 
 
-PHASES = ("prepare", "run", "verify", "done")
+# prepare: the run directory and sandbox; start: the process's imports and data, up to its first progress line;
+# train; evaluate: from the run's "[phase] evaluate" line (the harness prints it); verify: the verifier's score
+PHASES = ("prepare", "start", "train", "evaluate", "verify", "done")
 PURPOSES = ("experiment", "noise", "confirmation", "pairing", "revalidation", "setup")
 
 
@@ -305,7 +309,13 @@ def run_job(job: Job, site: Site, stop: StopSignal, hooks: Hooks | None = None, 
     ends the run, hands its result to ``hooks.on_interrupt`` and is raised again (:func:`.trial.execute`).
     """
     hooks = hooks or Hooks()
-    phase = hooks.on_phase or (lambda name: None)
+    timeline: list[tuple[str, float]] = []  # each phase and when it began (the row's phase_seconds)
+
+    def phase(name: str) -> None:
+        timeline.append((name, time.monotonic()))
+        if hooks.on_phase is not None:
+            hooks.on_phase(name)
+
     phase("prepare")
     full = site.check_disk()
     if full:
@@ -347,12 +357,12 @@ def run_job(job: Job, site: Site, stop: StopSignal, hooks: Hooks | None = None, 
             phase("verify")
             return pending(result)
         verify.close = pending.close  # type: ignore[attr-defined]  # execute() closes it however the run ends
-    phase("run")
+    phase("start")
     try:
         result = execute(site.argv(job), run_dir, job.log_path, env=env, timeout_s=job.timeout_s, stop=stop,
                          on_point=on_point, on_start=hooks.on_start, on_interrupt=hooks.on_interrupt,
                          verify=verify, stall_s=job.stall_s, secrets=site.secrets, log_cap=site.log_cap,
-                         watch=watch, budget=job.budget)
+                         watch=watch, budget=job.budget, on_phase=phase)
     except BaseException:
         if pending is not None:
             pending.close()
@@ -366,7 +376,16 @@ def run_job(job: Job, site: Site, stop: StopSignal, hooks: Hooks | None = None, 
         result = replace(result, flag=Status.OVER_BUDGET, flag_reason=over)
     changed = tuple(site.changes(job))
     phase("done")
+    result = replace(result, phase_seconds=phase_seconds(timeline))
     return Outcome(job.number, worker, result, changed, halt=halt[0] if halt else None)
+
+
+def phase_seconds(timeline: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """Seconds from each phase's start to the next one's (the last, ``done``, has none), rounded to 0.1 s."""
+    out: dict[str, float] = {}
+    for (name, began), (_, ended) in zip(timeline, timeline[1:]):
+        out[name] = round(out.get(name, 0.0) + ended - began, 1)
+    return out
 
 
 # -- the driver's steps around a run, one function each for every driver --------------------------------------

@@ -57,6 +57,25 @@ def number(text: str) -> float | None:
         return None
 
 
+PHASE_MARK = "[phase] "  # a line the harness prints as a run enters a phase of its own: "[phase] evaluate"
+_PHASE = re.compile(r"^\[phase\] ([a-z_]{1,20})\s*$")
+
+
+def phase_line(name: str) -> str:
+    """The line a run prints as it enters phase ``name`` (the loop shows it, and times each phase)."""
+    return PHASE_MARK + name
+
+
+def parse_phase(line: str) -> str | None:
+    """The phase a :func:`phase_line` names, or None for any other line.
+
+    >>> parse_phase("[phase] evaluate"), parse_phase("step 3 | loss: 2.0")
+    ('evaluate', None)
+    """
+    m = _PHASE.match(line.strip())
+    return m.group(1) if m else None
+
+
 def is_summary_start(line: str) -> bool:
     return line.strip() == SUMMARY_START
 

@@ -83,6 +83,7 @@ class RunResult:
     sandbox: str | None = None   # the boundary it actually ran under (sandbox.label), set where it ran
     clock: str | None = None     # the budget clock it ran on (autoresearch_nb.clock): wall or cpu
     run_seconds: float | None = None  # the loop's measure of the whole run on that clock (process tree, outside)
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # wall seconds in each pipeline phase
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,8 @@ class Experiment:
     # whole run on it, from outside (its process tree): a resume may not mix clocks
     budget_clock: str | None = None
     run_seconds: float | None = None
+    # seconds the (first) run spent in each phase (pipeline.PHASES: prepare, start, train, evaluate, verify)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     def with_(self, **changes: Any) -> "Experiment":
         """A copy with some fields changed."""

@@ -60,6 +60,8 @@ def rows(experiments: list[Experiment], metric: str = "val_bpb", maximize: bool 
             "sandbox": e.sandbox,
             # the budget clock (wall or cpu) and the loop's own measure of the whole run on it
             "budget_clock": e.budget_clock, "run_seconds": e.run_seconds,
+            # where the first run's time went: prepare, start (imports, data), train, evaluate, verify
+            "phase_seconds": dict(e.phase_seconds),
         }
         for key in record:
             row[key] = e.summary.get(key)

@@ -121,7 +121,8 @@ class Run:
                  on_start: Callable[[int], None] | None = None,
                  stall_s: float | None = None, secrets: tuple[str, ...] = (),
                  log_cap: int = LOG_CAP, stdin: bool = False,
-                 watch: Callable[[], str | None] | None = None, clock: str = "wall", threads: int = 1) -> None:
+                 watch: Callable[[], str | None] | None = None, clock: str = "wall", threads: int = 1,
+                 on_phase: Callable[[str], None] | None = None) -> None:
         from .scrub import Redactor, redact
         self.log_path = Path(log_path)
         self._log_cap, self._written, self._tail = max(int(log_cap), 2), 0, bytearray()
@@ -137,6 +138,8 @@ class Run:
         self.stall_s = stall_s
         self._watch = watch  # called about once a second: a reason ends the run (the disk floor)
         self._on_point = on_point
+        self._on_phase = on_phase  # "train" at the first progress point, then what the run's phase lines name
+        self._phase: str | None = None
         self._cancelled = threading.Event()
         self._lines: list[str] = []
         self._tail_lines: list[str] = []
@@ -280,12 +283,28 @@ class Run:
             if len(self._lines) < 2000:
                 self._lines.append(line)
             return
-        if point:
+        phase = protocol.parse_phase(line)
+        if phase is not None:
+            self._enter(phase)
+        elif point:
             self._point(line)
+
+    def _enter(self, phase: str) -> None:
+        """The run entered ``phase`` (once each, in the order seen): the observer hears it."""
+        if phase == self._phase:
+            return
+        self._phase = phase
+        if self._on_phase:
+            try:
+                self._on_phase(phase)
+            except Exception:  # an observer must never break the run
+                pass
 
     def _point(self, line: str) -> bool:
         point = parse_progress(line[:MAX_LINE], time.monotonic() - self.started)
         if point is not None:
+            if self._phase is None:
+                self._enter("train")  # the first progress line: imports and data loading are over
             self._points.append(point)
             if len(self._points) > MAX_POINTS:
                 del self._points[1::2]  # keeps the first and the latest

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 from .errors import StoreError
 from .records import CurvePoint, Experiment, Status
 
-_JSON_FIELDS = {"summary", "runs", "seeds"}
+_JSON_FIELDS = {"summary", "runs", "seeds", "phase_seconds"}
 _JSON_LISTS = {"runs", "seeds"}  # JSON fields whose empty value is a list
 # Non-None plain defaults of Experiment's fields (factories are the JSON fields, handled on their own).
 _DEFAULTS = {f.name: f.default for f in fields(Experiment) if f.default is not MISSING}

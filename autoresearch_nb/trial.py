@@ -115,6 +115,7 @@ def finished(exp: Experiment, result: RunResult, metric: str, changed: Sequence[
                      claimed=result.claimed, holdout_bpb=holdout, holdout_gap=gap,
                      **provenance.of_summary(result.summary), sandbox=result.sandbox,
                      budget_clock=result.clock, run_seconds=result.run_seconds,
+                     phase_seconds=dict(result.phase_seconds),
                      training_seconds=float(training) if isinstance(training, (int, float)) else None)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import resource
 import socket
 import stat
 import subprocess

@@ -217,6 +217,9 @@ def test_the_tuner_runs_the_real_train_py_through_the_cli(tmp_path: Path) -> Non
         assert 0 < row["val_bpb"] < 9
     printed = [line for line in r.stdout.splitlines() if line.startswith(("#1 ", "#2 ")) and "running" not in line]
     assert len(printed) == 2 and all(" -> " in line for line in printed)
+    # the harness says when evaluation starts: the console says so, and each row times its phases
+    assert "  #0 evaluating" in r.stdout and "  #1 evaluating" in r.stdout
+    assert all({"start", "train", "evaluate"} <= set(row["phase_seconds"]) for row in data), data[0]
 
 def running_pid(repo: Path, tag: str, number: int, proc: subprocess.Popen) -> int:
     """The pid the store records for experiment ``number`` once it is running (the run's group leader)."""

@@ -45,6 +45,19 @@ def test_decided_lines_carry_the_overall_progress_and_a_rejection_reads_rejected
     assert "#2    rejected" in second
 
 
+def test_a_run_busy_after_training_says_with_what_and_its_line_says_where_the_time_went():
+    out = io.StringIO()
+    p = ConsolePrinter(out, metric="score")
+    p(Event(EventKind.PHASE, ex(3), message="train"))
+    p(Event(EventKind.PHASE, ex(3), message="evaluate"))
+    p(Event(EventKind.PHASE, ex(3), message="verify", purpose="noise"))
+    p(Event(EventKind.DECIDED, ex(3, Status.DISCARD, metric=1.0, wall_seconds=31.0, phase_seconds={
+        "prepare": 0.1, "start": 3.2, "train": 20.1, "evaluate": 7.6, "verify": 0.0})))
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == ["  #3 evaluating", "  #3 noise verifying"]
+    assert "31.0s [start 3s train 20s eval 8s]" in lines[2]
+
+
 def test_overall_progress_without_a_total_gives_the_pace():
     assert overall_progress(0, 5, 10.0) == ""
     assert overall_progress(4, None, 125.0) == "experiment 4 · 2 min each"

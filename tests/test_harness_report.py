@@ -37,6 +37,7 @@ def test_report_prints_every_summary_key(tmp_path, monkeypatch):
     out = io.StringIO()
     summary = report(Uniform(), corpus, ByteTokenizer(), training_seconds=2.0, num_steps=5, total_tokens=1000,
                      flops_per_token=1e6, depth=1, device="cpu", stream=out)
+    assert "\n[phase] evaluate\n" in out.getvalue().split("---")[0]  # before the summary, on a line of its own
     parsed = parse_summary("step 00001 | loss: 5.0\r" + out.getvalue())
     assert set(SUMMARY_KEYS) <= set(parsed)
     assert abs(parsed["val_bpb"] - 8.0) < 1e-4 and parsed == {k: summary[k] if isinstance(summary[k], str)

@@ -259,9 +259,10 @@ def test_events_in_order(repo: Path) -> None:
         loop.step()
     kinds = [k for k in seen if k[0] != EventKind.PROGRESS]
     phase = EventKind.PHASE  # the pipeline's steps, between the run's start and its end
-    assert kinds == [(EventKind.PROPOSED, ""), (EventKind.RUN_STARTED, ""), (phase, "prepare"), (phase, "run"),
-                     (phase, "done"), (EventKind.RUN_FINISHED, ""), (EventKind.DECIDED, "")]
+    assert kinds == [(EventKind.PROPOSED, ""), (EventKind.RUN_STARTED, ""), (phase, "prepare"), (phase, "start"),
+                     (phase, "train"), (phase, "done"), (EventKind.RUN_FINISHED, ""), (EventKind.DECIDED, "")]
     assert (EventKind.PROGRESS, "") in seen
+    assert set(loop.experiments[-1].phase_seconds) == {"prepare", "start", "train"}  # stored with the row
 
 
 def test_progress_points_stored(repo: Path) -> None:

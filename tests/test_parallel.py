@@ -4,10 +4,8 @@ the bottleneck), the linear-chain invariant, a worker killed mid-run, and the st
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import textwrap

@@ -84,7 +84,7 @@ def test_a_stop_rule_added_in_one_place_ends_runs_in_every_driver(repo: Path, du
     assert base.status == Status.KEEP and base.metric == 10.0  # the rule lets the baseline be
     assert exp.status == Status.CRASH, exp
     assert "stopped by the loop: dummy rule saw 1 point(s) of a experiment run" in exp.reason, exp.reason
-    assert phases_of(events, exp.number) == ["prepare", "run", "done"]  # the same steps, wherever it ran
+    assert phases_of(events, exp.number) == ["prepare", "start", "train", "done"]  # the same, wherever it ran
 
 
 def test_a_stop_rule_added_in_one_place_ends_a_noise_repeat(repo: Path, dummy_rule) -> None:
@@ -95,7 +95,7 @@ def test_a_stop_rule_added_in_one_place_ends_a_noise_repeat(repo: Path, dummy_ru
     assert base.status == Status.KEEP and base.runs == [10.0]  # the repeat was stopped, left out of the floor
     assert "repeat 2 of 2 (seed 43) failed" in base.error and "dummy rule saw 1 point(s) of a noise run" in base.error
     noise = [e.message for e in events if e.kind == EventKind.PHASE and e.purpose == "noise"]
-    assert noise == ["prepare", "run", "done"]
+    assert noise == ["prepare", "start", "train", "done"]
 
 
 def test_the_setup_command_carries_no_stop_rule(repo: Path, dummy_rule) -> None:
@@ -113,7 +113,9 @@ def test_the_setup_command_carries_no_stop_rule(repo: Path, dummy_rule) -> None:
 # -- the run side on its own ----------------------------------------------------------------------------------
 
 def test_run_job_reports_phases_points_the_sandbox_label_and_changed_paths(tmp_path: Path) -> None:
-    root = make_repo(tmp_path / "r", {"train.py": 'print("step 1 | loss: 2.0")\nopen("train.py", "a").write("#")\n'
+    root = make_repo(tmp_path / "r", {"train.py": 'import time\nprint("step 1 | loss: 2.0", flush=True)\n'
+                                                  'open("train.py", "a").write("#")\ntime.sleep(0.6)\n'
+                                                  'print("[phase] evaluate", flush=True)\n'
                                                   'print("---")\nprint("score: 1")\n'})
     from conftest import git
     boundary = Boundary(root, "a", Config())
@@ -123,7 +125,10 @@ def test_run_job_reports_phases_points_the_sandbox_label_and_changed_paths(tmp_p
     points: list[CurvePoint] = []
     out = pipeline.run_job(job, pipeline.LocalSite(boundary, 1), pipeline.StopSignal(),
                            pipeline.Hooks(on_point=points.append, on_phase=seen.append), worker=3)
-    assert seen == ["prepare", "run", "done"]
+    # the run's own phases as the runner saw them: its first progress line, then its "[phase]" line
+    assert seen == ["prepare", "start", "train", "evaluate", "done"]
+    assert set(out.result.phase_seconds) == {"prepare", "start", "train", "evaluate"}
+    assert out.result.phase_seconds["train"] >= 0.5  # the sleep between the two lines
     assert out.number == 1 and out.worker == 3 and out.result.exit_code == 0 and out.halt is None
     assert [p.loss for p in points] == [2.0] and out.changed == ("train.py",)
     assert out.result.sandbox == boundary.label(1)

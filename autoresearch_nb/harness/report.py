@@ -14,7 +14,7 @@ import time
 import torch
 
 from .. import __version__
-from ..protocol import FAIL, format_summary
+from ..protocol import FAIL, format_summary, phase_line
 from . import constants as C
 from .evaluate import eval_bytes, evaluate_bpb
 from .export import CLOCK
@@ -85,6 +85,8 @@ def report(model, corpus, tokenizer, *, training_seconds: float, num_steps: int,
     """Score the model on the fixed validation bytes and print the summary block; return it as a dict.
     A non-finite val_bpb prints ``FAIL`` and exits non-zero."""
     stream = stream or sys.stdout
+    stream.write("\n" + phase_line("evaluate") + "\n")  # the loop shows (and times) the evaluation; the newline
+    stream.flush()                                       # ends the last progress redraw
     device = torch.device(device)
     bpb = evaluate_bpb(model, corpus, tokenizer, device=device, dtype=dtype)
     if not math.isfinite(bpb):
