@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .layout import optuna_dir
-from .records import Experiment, Status
+from .records import Experiment, Status, best_of
 from .view import RunView
 
 if TYPE_CHECKING:
@@ -52,9 +52,11 @@ def storage(path: Path | str) -> Any:
 
 
 def study_trials(space: "Space", history: list[Experiment], maximize: bool) -> list[Any]:
-    """The run's finished experiments as Optuna trials (frozen), oldest first; ``experiment`` and ``status``
-    are user attributes. A crash, timeout or pruned run gets the worst metric seen so far (so the sampler learns to stay
-    away); an experiment whose constants do not parse is left out."""
+    """The run's finished experiments as Optuna trials (frozen), oldest first; ``experiment``, ``status`` and
+    ``kept`` (the loop kept it: its best so far) are user attributes. A trial's value is the loop's decided metric
+    of the row (``Experiment.metric``: the mean of its runs, or with paired decisions the best's metric plus the
+    mean paired difference), never its first run alone. A crash, timeout or pruned run gets the worst metric seen
+    so far (so the sampler learns to stay away); an experiment whose constants do not parse is left out."""
     from optuna.trial import TrialState, create_trial
 
     rows = []
@@ -69,7 +71,7 @@ def study_trials(space: "Space", history: list[Experiment], maximize: bool) -> l
     distributions = space.distributions()
     trials = []
     for e, params in rows:
-        attrs = {"experiment": e.number, "status": str(e.status)}
+        attrs = {"experiment": e.number, "status": str(e.status), "kept": e.status == Status.KEEP}
         if e.status in (Status.KEEP, Status.DISCARD) and _finite(e.metric):
             trials.append(create_trial(value=float(e.metric), params=params,  # type: ignore[arg-type]
                                        distributions=distributions, user_attrs=attrs))
@@ -88,15 +90,40 @@ def _finite(x: Any) -> bool:
 
 
 def sync(store: Any, tag: str, direction: str, trials: list[Any]) -> int:
-    """Add to study ``tag`` in ``store`` the trials whose experiment it does not hold yet; how many were added."""
+    """Add to study ``tag`` in ``store`` the trials whose experiment it does not hold yet; how many were added.
+
+    ``trials`` is the whole study (as :func:`study_trials` builds it). When a parameter's distribution changed
+    since the file was written (a new ``# choices:`` value, a dial's kind), Optuna refuses to add a trial under
+    the same name; the study is then written anew from ``trials``, which hold every experiment."""
     import optuna
 
     study = optuna.create_study(storage=store, study_name=tag, direction=direction, load_if_exists=True)
-    have = {t.user_attrs.get("experiment") for t in study.get_trials(deepcopy=False)}
+    stored = study.get_trials(deepcopy=False)
+    if not _compatible(stored, trials):
+        optuna.delete_study(study_name=tag, storage=store)
+        study = optuna.create_study(storage=store, study_name=tag, direction=direction)
+        stored = []
+    have = {t.user_attrs.get("experiment") for t in stored}
     new = [t for t in trials if t.user_attrs.get("experiment") not in have]
     if new:
         study.add_trials(new)
     return len(new)
+
+
+def _compatible(stored: list[Any], trials: list[Any]) -> bool:
+    """Whether Optuna accepts ``trials`` beside ``stored``: every parameter keeps its distribution's kind (and a
+    categorical one its choices) across both."""
+    from optuna.distributions import check_distribution_compatibility
+
+    seen: dict[str, Any] = {}
+    for t in [*stored, *trials]:
+        for name, dist in t.distributions.items():
+            old = seen.setdefault(name, dist)
+            try:
+                check_distribution_compatibility(old, dist)
+            except ValueError:
+                return False
+    return True
 
 
 def is_tuner_run(view: RunView) -> bool:
@@ -134,9 +161,11 @@ def write_study(view: RunView, path: Path | str | None = None, *, rebuild: bool 
 
 
 def tuner_figures(view: RunView) -> dict[str, "Figure"]:
-    """Optuna's matplotlib views of a tuner run: ``history`` (optimization history), ``slice`` (the metric
-    against each constant) and, from ``MIN_IMPORTANCE_TRIALS`` complete trials, ``importances``. Empty for a
-    run the tuner had no part in, or with nothing complete yet.
+    """The tuner run's views as matplotlib figures: ``history`` (every trial's metric by experiment number and
+    the loop's best: its kept rows, not Optuna's best trial, which may be a change the loop discarded as within
+    the noise), ``slice`` (Optuna's: the metric against each constant that varied, coloured by experiment
+    number) and, from ``MIN_IMPORTANCE_TRIALS`` complete trials, ``importances`` (over the constants that varied).
+    Empty for a run the tuner had no part in, or with nothing complete yet.
 
     >>> with RunView.open(".", "nov27") as view:              # doctest: +SKIP
     ...     for name, fig in tuner_figures(view).items(): display(fig)
@@ -146,20 +175,79 @@ def tuner_figures(view: RunView) -> dict[str, "Figure"]:
     from optuna.trial import TrialState
     from optuna.visualization import matplotlib as plots
 
-    study = load_study(view)
+    study = numbered(load_study(view))
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return {}
     figures: dict[str, Figure] = {}
     name = view.config.metric
+    moved = varied(study)
+    figures["history"] = history_figure(view)
     with warnings.catch_warnings():  # Optuna marks its matplotlib backend experimental, on every call
         warnings.simplefilter("ignore")
-        figures["history"] = _figure(plots.plot_optimization_history(study, target_name=name))
-        figures["slice"] = _figure(plots.plot_slice(study, target_name=name))
-        if len(complete) >= MIN_IMPORTANCE_TRIALS:
+        if moved:
+            axes = plots.plot_slice(study, params=moved, target_name=name)
+            for ax in (a for a in axes.flat) if hasattr(axes, "flat") else (axes,):
+                for cbar in (c for c in ax.figure.axes if c.get_ylabel() == "Trial"):
+                    cbar.set_ylabel("experiment")  # numbered(): a trial's number is its experiment's
+            figures["slice"] = _figure(axes)
+        if len(complete) >= MIN_IMPORTANCE_TRIALS and moved:
             figures["importances"] = _figure(plots.plot_param_importances(study, evaluator=_evaluator(),
-                                                                          target_name=name))
+                                                                          params=moved, target_name=name))
     return figures
+
+
+def numbered(study: "optuna.Study") -> "optuna.Study":
+    """``study`` again with each trial's number equal to its experiment's: the experiments that made no trial
+    (invalid, skipped, interrupted, unparsable) fill their numbers as failed trials, which no plot draws. So
+    Optuna's views, which label trials by number, label them by experiment."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    out = optuna.create_study(direction=study.direction, study_name=study.study_name)
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.user_attrs.get("experiment", -1))
+    padded: list[Any] = []
+    for t in trials:
+        n = t.user_attrs.get("experiment")
+        while isinstance(n, int) and len(padded) < n:
+            padded.append(create_trial(state=TrialState.FAIL, user_attrs={"experiment": len(padded),
+                                                                          "status": "no trial"}))
+        padded.append(t)
+    out.add_trials(padded)
+    return out
+
+
+def loop_best(view: RunView) -> dict[int, float | None]:
+    """The loop's best metric after each experiment (its kept rows, as ``RunView.best``), by number."""
+    out: dict[int, float | None] = {}
+    best: Experiment | None = None
+    for e in sorted(view.experiments, key=lambda e: e.number):
+        best = best_of([x for x in (best, e) if x is not None], view.config.maximize)
+        out[e.number] = best.metric if best is not None else None
+    return out
+
+
+def history_figure(view: RunView) -> "Figure":
+    """Every trial's metric against its experiment number, kept ones marked, and the loop's best as a step line."""
+    from matplotlib.figure import Figure  # not pyplot's: nothing to close, the inline backend never shows it
+
+    exps = [e for e in view.experiments if e.status.ran and _finite(e.metric)
+            and e.status in (Status.KEEP, Status.DISCARD)]
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    others = [e for e in exps if e.status != Status.KEEP]
+    kept = [e for e in exps if e.status == Status.KEEP]
+    ax.scatter([e.number for e in others], [e.metric for e in others], s=18, color="#9aa5b1", label="discarded")
+    ax.scatter([e.number for e in kept], [e.metric for e in kept], s=30, color="#1f77b4", label="kept")
+    best = sorted((n, m) for n, m in loop_best(view).items() if m is not None)
+    if best:
+        ax.step([n for n, _ in best], [m for _, m in best], where="post", color="#d62728",
+                label="the loop's best (kept)")
+    ax.set_xlabel("experiment")
+    ax.set_ylabel(view.config.metric)
+    ax.set_title("Optimization history")
+    ax.legend(loc="best")
+    return fig
 
 
 def _figure(axes: Any) -> "Figure":
@@ -181,23 +269,40 @@ def _evaluator() -> Any:
     return PedAnovaImportanceEvaluator()
 
 
+def varied(study: "optuna.Study") -> list[str]:
+    """The constants that took more than one value across the complete trials, in first-seen order: a dial that
+    never moved (or only where it did nothing) cannot explain a difference, so no view ranks it."""
+    from optuna.trial import TrialState
+
+    values: dict[str, set[Any]] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        for name, x in t.params.items():
+            values.setdefault(name, set()).add(repr(x))
+    return [name for name, seen in values.items() if len(seen) > 1]
+
+
 def importances(study: "optuna.Study") -> dict[str, float]:
     """Each constant's importance for reaching the best trials' metric (PED-ANOVA, summing to 1), largest
-    first; empty with fewer than ``MIN_IMPORTANCE_TRIALS`` complete trials."""
+    first, over the constants that varied (:func:`varied`); empty with fewer than ``MIN_IMPORTANCE_TRIALS``
+    complete trials or none varied."""
     import optuna
     from optuna.trial import TrialState
 
     if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < MIN_IMPORTANCE_TRIALS:
         return {}
+    moved = varied(study)
+    if not moved:
+        return {}
     with warnings.catch_warnings():  # few trials: PED-ANOVA warns that its quantiles pick the same trials
         warnings.simplefilter("ignore")
-        return dict(optuna.importance.get_param_importances(study, evaluator=_evaluator()))
+        return dict(optuna.importance.get_param_importances(study, evaluator=_evaluator(), params=moved))
 
 
 def tuner_text(view: RunView, last: int | None = None) -> str:
-    """The tuner's views as text for a terminal: parameter importance as bars, then the history, one line per
-    trial (its constants, the metric, the best so far; ``*`` marks a new best), the ``last`` ones only when
-    given. Empty for a run the tuner had no part in.
+    """The tuner's views as text for a terminal: parameter importance as bars (over the constants that varied),
+    then the history, one line per trial labelled by experiment number (its constants, the metric, the loop's
+    best so far: its kept rows, not the lowest metric; ``*`` marks a keep), the ``last`` ones only when given.
+    Empty for a run the tuner had no part in.
 
     >>> print(tuner_text(view))        # doctest: +SKIP
     tuner (Optuna): 7 trials, 7 complete, score minimize
@@ -212,7 +317,7 @@ def tuner_text(view: RunView, last: int | None = None) -> str:
     study = load_study(view)
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    metric, maximize = view.config.metric, view.config.maximize
+    metric = view.config.metric
     lines = [f"tuner (Optuna): {len(trials)} trials, {len(complete)} complete, {metric} {view.config.direction}"]
     imp = importances(study)
     if imp:
@@ -223,16 +328,16 @@ def tuner_text(view: RunView, last: int | None = None) -> str:
         lines.append(f"parameter importance: from {MIN_IMPORTANCE_TRIALS} complete trials "
                      f"({len(complete)} so far)")
     names = list(imp) + sorted({k for t in trials for k in t.params} - set(imp))
-    rows, best = [], None
+    best = loop_best(view)
+    rows = []
     for t in trials:
         v = t.value if t.state == TrialState.COMPLETE else None
         status = str(t.user_attrs.get("status", t.state.name.lower()))
-        # a crash enters the study at the worst metric seen (study_trials): it is never a new best
-        better = v is not None and status not in ("crash", "timeout") and (
-            best is None or (v > best if maximize else v < best))
-        best = v if better else best
-        rows.append([f"#{t.user_attrs.get('experiment', t.number)}", _num(v), _num(best),
-                     *(_num(t.params.get(k)) for k in names), status + (" *" if better else "")])
+        number = t.user_attrs.get("experiment", t.number)
+        # the loop's best, never the study's lowest value: a change within the noise was discarded
+        kept = status == str(Status.KEEP)
+        rows.append([f"#{number}", _num(v), _num(best.get(number)),
+                     *(_num(t.params.get(k)) for k in names), status + (" *" if kept else "")])
     header = ["exp", metric, "best", *names, "status"]
     shown = rows if last is None else rows[-last:]
     widths = [max(len(r[i]) for r in [header, *shown]) for i in range(len(header))]
@@ -252,4 +357,5 @@ def _num(x: Any) -> str:
 
 
 __all__ = ["study_dir", "study_path", "storage_url", "write_study", "load_study", "tuner_figures", "tuner_text",
-           "importances", "study_trials", "sync", "is_tuner_run", "MIN_IMPORTANCE_TRIALS"]
+           "importances", "varied", "numbered", "loop_best", "history_figure", "study_trials", "sync",
+           "is_tuner_run", "MIN_IMPORTANCE_TRIALS"]

@@ -140,7 +140,7 @@ def test_tuner_text_gives_importance_and_history_per_trial(repo: Path) -> None:
         assert float(r[header.index("X")]) == pytest.approx(float(e.content.split("X = ")[1].split()[0]))
         best = e.metric if best is None else min(best, e.metric)
         assert float(r[2]) == pytest.approx(best, rel=1e-5)  # the best so far (minimize)
-        assert (r[-1] == "*") == (e.metric == best and all(exps[n].metric > best for n in exps if n < e.number))
+        assert (r[-1] == "*") == (e.status.value == "keep")  # a keep (here, with the plain rule, a new low)
 
 
 def test_tuner_text_can_show_only_the_last_trials(repo: Path) -> None:
@@ -177,3 +177,128 @@ def test_the_report_adds_the_tuner_views_and_pyplot_keeps_no_figure(repo: Path) 
     assert len(images) == sum(isinstance(o, Image) for o in theirs) + 3  # history, slice, importances
     assert any(isinstance(o, Markdown) and "tuner's views (Optuna)" in o.data for o in ours)
     assert not any(isinstance(o, Markdown) and "tuner's views" in o.data for o in theirs)
+
+
+# --- the study agrees with the loop ---------------------------------------------------------------------------
+
+NOISY = textwrap.dedent("""\
+    X = 3.0
+    Y = 1.0
+    DEPTH = 4
+    MODE = "a"  # choices: a, b
+
+    print("---")
+""")
+
+
+def _row(number: int, status, x: float, metric: float | None, **kw):
+    from autoresearch_nb.records import Experiment
+
+    agent = "baseline" if number == 0 else "tuner"
+    return Experiment(number, "h", status, "baseline" if number == 0 else f"X -> {x}", metric=metric,
+                      content=NOISY.replace("X = 3.0", f"X = {x}"), agent=agent, **kw)
+
+
+def hand_view(tmp_path: Path, rows: list) -> RunView:
+    """A RunView over a store holding ``rows`` as run "h" (what the loop would have recorded)."""
+    from autoresearch_nb.config import Config
+    from autoresearch_nb.store import Store
+
+    store = Store(tmp_path / "store.db")
+    store.create_run("h", {"metric": "score"})
+    for e in rows:
+        store.save(e)
+    return RunView(tmp_path, "h", store, Config(metric="score"))
+
+
+def loop_like_history() -> list:
+    """A baseline, a keep, and a discard whose decided metric (paired: the best's plus the mean difference) is
+    lower than the kept one's, within the noise; its first run alone was lower still. Then more discards."""
+    from autoresearch_nb.records import Status
+
+    rows = [_row(0, Status.KEEP, 3.0, 1.00, runs=[1.0], seeds=[0]),
+            _row(1, Status.KEEP, 2.5, 0.90, runs=[0.91, 0.89], seeds=[0, 1]),
+            _row(2, Status.DISCARD, 2.0, 0.895, runs=[0.70, 0.95, 0.97], seeds=[0, 1, 2]),
+            _row(3, Status.INVALID, 2.2, None)]
+    rows += [_row(n, Status.DISCARD, 2.5 + n / 10, 0.95 + n / 100) for n in range(4, 10)]
+    return rows
+
+
+def test_trial_values_are_the_loops_decided_metrics_not_a_first_run(tmp_path: Path) -> None:
+    with hand_view(tmp_path, loop_like_history()) as view:
+        study = load_study(view)
+        exps = {e.number: e for e in view.experiments}
+    values = {t.user_attrs["experiment"]: t.value for t in study.trials}
+    assert values == {n: e.metric for n, e in exps.items() if e.metric is not None}
+    assert values[2] == 0.895 and values[2] != exps[2].runs[0]  # the decision value, not its first run
+    assert [t.user_attrs["kept"] for t in study.trials][:3] == [True, True, False]
+
+
+def test_every_view_shows_the_loops_best_labelled_by_experiment(tmp_path: Path) -> None:
+    """Optuna's best trial is #2 (0.895), a change the loop discarded within the noise; the loop's best is #1."""
+    with hand_view(tmp_path, loop_like_history()) as view:
+        assert load_study(view).best_trial.user_attrs["experiment"] == 2  # what the views must not show
+        text = tuner_text(view)
+        figures = tuner_figures(view)
+        assert view.best.number == 1
+    header, *rows = _history_rows(text)
+    by = {int(r[0][1:]): r for r in rows}
+    assert sorted(by) == [0, 1, 2, *range(4, 10)]  # experiment numbers (#3 never ran), not trial numbers
+    for n, r in by.items():
+        assert float(r[header.index("best")]) == (1.0 if n == 0 else 0.90), r
+        assert (r[-1] == "*") == (n in (0, 1))  # a star marks a keep, never the discarded low value
+    history = figures["history"].axes[0]
+    assert history.get_xlabel() == "experiment"
+    step = next(line for line in history.get_lines() if "best" in str(line.get_label()))
+    assert list(step.get_ydata()) == [1.0, 0.9, 0.9, 0.9, *[0.9] * 6] and 0.895 not in list(step.get_ydata())
+    assert list(step.get_xdata()) == list(range(10))
+    assert "experiment" in [ax.get_ylabel() for ax in figures["slice"].axes]  # the colour bar: experiment numbers
+
+
+def test_trials_of_the_figures_are_numbered_by_experiment(tmp_path: Path) -> None:
+    from autoresearch_nb.study import numbered
+
+    with hand_view(tmp_path, loop_like_history()) as view:
+        study = numbered(load_study(view))
+    assert all(t.number == t.user_attrs["experiment"] for t in study.trials)
+    assert study.trials[3].state.name == "FAIL"  # the invalid row fills its number, drawn by no plot
+
+
+def test_importance_ranks_only_the_dials_that_varied(tmp_path: Path) -> None:
+    """Y, DEPTH and MODE never moved: they cannot explain any difference, so they are not ranked."""
+    from autoresearch_nb.study import importances, varied
+
+    with hand_view(tmp_path, loop_like_history()) as view:
+        study = load_study(view)
+        text = tuner_text(view)
+        figures = tuner_figures(view)
+    assert varied(study) == ["X"]
+    assert list(importances(study)) == ["X"]
+    importance_lines = text.split("parameter importance")[1].split("history")[0]
+    assert "DEPTH" not in importance_lines and "MODE" not in importance_lines
+    labels = [t.get_text() for t in figures["importances"].axes[0].get_yticklabels()]
+    assert labels == ["X"]
+
+
+def test_a_new_choice_does_not_break_the_mirrored_study_on_resume(tmp_path: Path) -> None:
+    """A ``# choices:`` value added between sessions changes MODE's distribution; Optuna refuses a changed
+    distribution under the same name, so the mirror is written anew from the store's rows."""
+    import optuna
+
+    from autoresearch_nb.agents.space import discover
+    from autoresearch_nb.records import Status
+    from autoresearch_nb.study import storage, study_trials, sync
+
+    rows = [_row(0, Status.KEEP, 3.0, 1.0), _row(1, Status.DISCARD, 2.0, 1.1)]
+    path = tmp_path / "optuna" / "h.db"
+    before = study_trials(discover(NOISY), rows, maximize=False)
+    assert sync(storage(path), "h", "minimize", before) == 2
+    widened = NOISY.replace("# choices: a, b", "# choices: a, b, c")
+    rows2 = [*(e.with_(content=e.content.replace("# choices: a, b", "# choices: a, b, c")) for e in rows),
+             _row(2, Status.DISCARD, 2.5, 0.99).with_(content=widened.replace('MODE = "a"', 'MODE = "c"')
+                                                      .replace("X = 3.0", "X = 2.5"))]
+    after = study_trials(discover(widened), rows2, maximize=False)
+    assert sync(storage(path), "h", "minimize", after) == 3  # rebuilt: all three under the new distribution
+    study = optuna.load_study(study_name="h", storage=storage_url(path))
+    assert {t.user_attrs["experiment"]: t.params["MODE"] for t in study.trials} == {0: "'a'", 1: "'a'", 2: "'c'"}
+    assert sync(storage(path), "h", "minimize", after) == 0  # and then only what it lacks, as before
