@@ -319,3 +319,55 @@ def test_a_conditional_dial_is_never_proposed_where_it_does_nothing():
     muon = CONDITIONAL.replace('OPTIMIZER = "adamw"', 'OPTIMIZER = "muon"')
     agent.propose(Context(program="", editable="target.py", source=muon, history=(), config=config))
     assert "MUON_LR" in agent.space.names and "LR" not in agent.space.names
+
+
+# DEPTH 5 runs out of memory (as a CUDA OOM would: a traceback, a non-zero exit); every other file is the bowl.
+OOM_TARGET = BOWL_TARGET.replace("import math\n", """import math
+if DEPTH == 5:
+    raise MemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+""")
+
+
+def test_a_shape_that_crashed_is_never_run_again(tmp_path):
+    """Through the real loop: the bowl pulls DEPTH from 4 towards 7, through 5, which crashes. After its crash
+    the tuner never runs DEPTH 5 again (without the crash record, TPE and the probes come back to it)."""
+    from conftest import make_repo
+
+    from autoresearch_nb import Loop
+
+    repo = make_repo(tmp_path / "r", {"train.py": OOM_TARGET})
+    # seed 2: without the crash record this run tries DEPTH 5 again at experiment 9
+    with Loop.open(repo, tag="t", agent="tuner", metric="score", time_budget_s=5, noise_repeats=1, noise_k=0,
+                   seed=2, lookahead="0") as loop:
+        loop.optimize(n=14)
+        exps = loop.experiments
+        crashed = getattr(loop.agent, "crashed", [])
+    depth5 = [e for e in exps if SPACE.values(e.content)["DEPTH"] == 5]
+    assert [e.status for e in depth5] == [Status.CRASH], [(e.number, e.description, e.status) for e in depth5]
+    assert {"DEPTH": 5} in crashed
+    assert sum(e.status in (Status.KEEP, Status.DISCARD) for e in exps) >= 10  # the search went on around it
+
+
+def test_a_crash_blames_the_shape_dials_it_moved_and_a_clean_run_clears_them():
+    from autoresearch_nb.agents.tuner import crashed_shapes
+
+    deeper = TARGET.replace("DEPTH = 4", "DEPTH = 6")
+    hot = TARGET.replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.07")
+    both = deeper.replace("WIDTH = 2**7", "WIDTH = 2**9").replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.02")
+    history = [Experiment(0, "t", Status.KEEP, "baseline", metric=1.0, content=TARGET, sha="a"),
+               Experiment(1, "t", Status.CRASH, "DEPTH 4 -> 6", content=deeper, parent_sha="a"),
+               Experiment(2, "t", Status.CRASH, "LR up: diverged", content=hot, parent_sha="a"),  # a rate: no shape
+               Experiment(3, "t", Status.TIMEOUT, "DEPTH, WIDTH, LR", content=both, parent_sha="a")]
+    assert crashed_shapes(SPACE, history) == [{"DEPTH": 6}, {"DEPTH": 6, "WIDTH": 9}]
+    fine = deeper.replace("WIDTH = 2**7", "WIDTH = 2**5")
+    history.append(Experiment(4, "t", Status.DISCARD, "DEPTH 6 with WIDTH 32 ran", metric=1.1, content=fine))
+    assert crashed_shapes(SPACE, history) == [{"DEPTH": 6, "WIDTH": 9}]  # DEPTH 6 alone is cleared
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_no_seed_comes_back_to_a_crashed_shape(seed):
+    """Without the crash record, each of these seeds proposes DEPTH 5 again within 14 experiments."""
+    config = Config(editable="target.py", seed=seed)
+    loop = MiniLoop(TunerAgent(config, Path(".")), TARGET, lambda c: bowl(c, NoNoise()), config).run(
+        14, crash_if=lambda p: SPACE.values(p.content)["DEPTH"] == 5)
+    assert len([e for e in loop.history if SPACE.values(e.content)["DEPTH"] == 5]) == 1

@@ -16,6 +16,12 @@ How it works:
 * ``mode="local"`` (default) asks TPE for one to three constants at a time and keeps the others at the
   best file's values: with tens of experiments, moving every constant at once is mostly noise.
   ``mode="global"`` samples every constant each time.
+* Crash-aware: a *shape* (the dials that set what is built: ints, powers of two and choices, such as DEPTH,
+  BATCH_SIZE, HEAD_DIM, ACTIVATION; never a float rate) that crashed, timed out or ran out of memory is not
+  proposed again. Each such run is blamed on the shape dials it moved away from its parent (the kept file it was
+  proposed on), at the values it set them to; a proposal, probe or sample holding all of those values is refused
+  and the sampler asked again, unless a run with those values ended cleanly since. A crash that moved only rates
+  blames no shape (a learning rate that diverges says nothing about DEPTH).
 * ``probes=True`` (default with TPE) starts with one-dial probes around the best file
   (:mod:`autoresearch_nb.agents.probe`): one constant one step at a time, the model-size dial and learning
   rates first, a kept move continued. The first five proposals are probes (while any is left untried), then
@@ -32,7 +38,7 @@ import math
 import random
 import zlib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..config import Config
 from ..edits import Edit, content_hash
@@ -85,6 +91,7 @@ class TunerAgent:
         self.probes = (sampler == "tpe") if probes is None else bool(probes)
         self.study: Any = None            # the study behind the last proposal, for inspection
         self.space: Space | None = None
+        self.crashed: list[dict[str, Any]] = []  # the shapes the last proposal steered clear of (Optuna units)
         self._told: dict[int, Experiment] = {}
         self.study_dir = study_dir       # where <tag>.db mirrors the study for optuna-dashboard (None: nowhere)
         self._storage: tuple[str, Any] | None = None
@@ -113,7 +120,9 @@ class TunerAgent:
         taken = {content_hash(context.source)}
         taken |= {content_hash(e.content) for e in (*history, *context.in_flight) if e.content}
         rng = random.Random(self._sampler_seed(n_trials) + 1)
-        move = self._probe(space, base, context, history, taken)
+        crashed = crashed_shapes(space, history)
+        self.crashed = crashed
+        move = self._probe(space, base, context, history, taken, crashed)
         for attempt in range(_ATTEMPTS):
             # a probe if one is due; then the sampler (local moves, then global ones); when it keeps landing
             # on files already tried (small discrete spaces), uniform draws around the best file
@@ -132,9 +141,9 @@ class TunerAgent:
             current = space.values(context.source)
             changed = {n: v for n, v in values.items() if space[n].encode(v) != space[n].encode(current[n])}
             content = space.render(context.source, changed)
-            if changed and content_hash(content) not in taken:
+            if changed and content_hash(content) not in taken and not _blamed(crashed, params):
                 break
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)  # a repeat: ask again
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)  # a repeat, or a shape that crashed: ask again
         else:
             raise QueueExhausted(f"the tuner found nothing new to try in {len(space)} constants "
                                  f"after {_ATTEMPTS} attempts; the search space looks exhausted")
@@ -209,7 +218,7 @@ class TunerAgent:
             self._storage = None
 
     def _probe(self, space: Space, base: dict[str, Any], context: Context, history: list[Experiment],
-               taken: set[str]) -> _probe.Move | None:
+               taken: set[str], crashed: Sequence[Mapping[str, Any]] = ()) -> _probe.Move | None:
         """The next one-dial probe around the best file, if one is due and untried; else None (ask TPE)."""
         if not self.probes:
             return None
@@ -225,7 +234,7 @@ class TunerAgent:
         for move in _probe.moves(space, base, self.seed, first=_probe.last_move(kept)):
             name = move.name
             content = space.render(context.source, {name: space[name].decode(move.value)})
-            if content_hash(content) not in taken:
+            if content_hash(content) not in taken and not _blamed(crashed, {**base, name: move.value}):
                 return move
         return None
 
@@ -237,6 +246,49 @@ class TunerAgent:
         k = min(len(space) - 1, rng.choices((1, 2, 3), weights=(5, 3, 2))[0])
         free = set(rng.sample(space.names, k)) if k > 0 else set()
         return {n: x for n, x in base.items() if n not in free}
+
+
+# --- crashed shapes --------------------------------------------------------------------------------
+
+FAILED_RUNS = (Status.CRASH, Status.TIMEOUT)  # a crash (an out-of-memory error is one) or the hard timeout
+
+
+def is_shape(p: Param) -> bool:
+    """Whether ``p`` sets what is built (a size, a count, a structural choice), not a rate: ints, powers of two
+    and choices. A float is a rate or a fraction, whose crash (a diverging learning rate) blames no shape."""
+    return p.kind in ("int", "pow2", "choice")
+
+
+def crashed_shapes(space: Space, history: list[Experiment]) -> list[dict[str, Any]]:
+    """The shapes known to crash: for each crashed or timed-out run, the shape dials it moved from its parent and
+    the values it set (Optuna units), oldest first; one with all those values in a clean run since is left out."""
+    shapes = [p.name for p in space if is_shape(p)]
+    if not shapes:
+        return []
+    encoded = {e.number: space.encoded(e.content) for e in history if e.content and e.status.ran}
+    kept = {e.sha: e.number for e in history if e.status == Status.KEEP and e.sha}
+    blamed: list[dict[str, Any]] = []
+    clean: list[dict[str, Any]] = []
+    last_keep: int | None = None
+    for e in history:
+        params = encoded.get(e.number)
+        if params is not None and e.status in FAILED_RUNS:
+            parent_number = kept.get(e.parent_sha) if e.parent_sha else None
+            parent = encoded.get(parent_number if parent_number is not None else last_keep)  # type: ignore[arg-type]
+            if parent is not None:
+                moved = {n: params[n] for n in shapes if params[n] != parent.get(n)}
+                if moved and moved not in blamed:
+                    blamed.append(moved)
+        elif params is not None:
+            clean.append(params)
+        if e.status == Status.KEEP:
+            last_keep = e.number
+    return [b for b in blamed if not any(_blamed([b], c) for c in clean)]
+
+
+def _blamed(crashed: Iterable[Mapping[str, Any]], params: Mapping[str, Any]) -> bool:
+    """Whether ``params`` (Optuna units) hold every value of one of the ``crashed`` shapes."""
+    return any(all(n in params and params[n] == x for n, x in shape.items()) for shape in crashed)
 
 
 # --- helpers ---------------------------------------------------------------------------------------
