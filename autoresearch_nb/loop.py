@@ -258,7 +258,8 @@ class Loop:
         tail = log_tail(last.log_path) if last and last.status in (Status.CRASH, Status.TIMEOUT) else None
         context = Context(program=_read(self.repo_root / cfg.program), editable=cfg.editable, source=source,
                           in_flight=in_flight, history=history, config=cfg, best=rec.best,
-                          last_log_tail=tail, cost_so_far_usd=rec.total_cost_usd)
+                          last_log_tail=tail, cost_so_far_usd=rec.total_cost_usd,
+                          curves=rec.curves(cfg.time_budget_s), noise=rec.noise())
         device = self._device_class
         with self._agent_lock:
             return ask_agent(self.agent, context, parent, rec.new, rec.twin,

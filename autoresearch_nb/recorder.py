@@ -16,7 +16,7 @@ from typing import Any
 
 from .effective import effective_hash
 from .events import Event, EventBus, EventKind
-from .records import CurvePoint, Experiment, Status, best_of
+from .records import CurvePoint, CurveSummary, Experiment, Status, best_of
 from .results import ResultsFile
 from .store import Store
 
@@ -44,6 +44,7 @@ class Recorder:
         self._head = self._last_kept()
         self._base: str | None = None
         self._cost = sum(e.cost_usd or 0.0 for e in self._rows.values())
+        self._curves: dict[int, CurveSummary | None] = {}  # decided experiments' curve summaries, read once
 
     # -- reading -------------------------------------------------------------------------------------
     @property
@@ -78,6 +79,20 @@ class Recorder:
         if self._base is None:
             self._base = (self.store.get_run(self.tag) or {}).get("base_sha") or ""
         return self._base
+
+    def curves(self, budget_s: float) -> dict[int, CurveSummary]:
+        """The curve summary of every decided experiment that stored progress points (its own run's, not its
+        repeats'), by number, for the agent's prompt. Each is read from the store once: a decided row's curve
+        never changes, so a proposal at experiment 1,000 reads only the rows decided since the last one."""
+        with self._lock:
+            todo = [e.number for e in self._rows.values()
+                    if e.number not in self._curves and e.status.finished and e.decided_at is not None]
+        for number in todo:
+            found = CurveSummary.of((p for _, p in self.store.points(self.tag, number)), budget_s)
+            with self._lock:
+                self._curves[number] = found
+        with self._lock:
+            return {n: c for n, c in self._curves.items() if c is not None}
 
     def twin(self, content_hash: str | None) -> Experiment | None:
         """An experiment (not an invalid one) that already had this exact file."""

@@ -59,6 +59,38 @@ class CurvePoint:
     values: dict[str, float] = field(default_factory=dict)
 
 
+QUARTERS = (0.25, 0.5, 0.75, 1.0)  # where a curve summary reads the loss, as shares of the budget
+
+
+@dataclass(frozen=True)
+class CurveSummary:
+    """A run's curve in a few numbers, for an agent's prompt: the training loss at 25/50/75/100 % of the budget
+    (None where the run had no point near it: it stopped, or printed nothing there) and the share it reached."""
+
+    losses: tuple[float | None, ...]
+    reached: float
+
+    @classmethod
+    def of(cls, points: Iterable[CurvePoint], budget_s: float) -> "CurveSummary | None":
+        """From stored progress points: a point's share is its own ``progress`` (``(40.0%)`` in its line) when it
+        has one, else its elapsed seconds over the budget; the loss at each quarter is the nearest point's within
+        a tenth of the budget. None without a point carrying a loss."""
+        marks = []
+        for p in points:
+            share = p.values.get("progress")
+            if not isinstance(share, (int, float)):
+                share = p.elapsed_s / budget_s if budget_s > 0 else None
+            if share is not None and p.loss is not None and p.loss == p.loss:  # not NaN
+                marks.append((float(share), float(p.loss)))
+        if not marks:
+            return None
+        losses = []
+        for q in QUARTERS:
+            share, loss = min(marks, key=lambda m: abs(m[0] - q))
+            losses.append(loss if abs(share - q) <= 0.1 else None)
+        return cls(tuple(losses), max(share for share, _ in marks))
+
+
 @dataclass(frozen=True)
 class RunResult:
     """What the runner saw of one subprocess."""

@@ -373,3 +373,158 @@ def test_a_lone_surrogate_in_the_description_is_stored_escaped(fake):
     p = agent().propose(context())
     assert p.error is None and p.description == "Lower MATRIX_LR \\ud800"
     p.description.encode("utf-8")
+
+
+# --- how runs went: curves, noise, near-misses, a bounded prompt -----------------------------------------------
+
+def test_a_curve_summary_reads_the_loss_at_each_quarter_of_the_budget():
+    from autoresearch_nb.records import CurvePoint, CurveSummary
+
+    full = [CurvePoint(i, 3.0 * i, 4.0 - i / 10, {"progress": i / 20}) for i in range(1, 21)]
+    summary = CurveSummary.of(full, budget_s=60)
+    assert summary.losses == pytest.approx((3.5, 3.0, 2.5, 2.0)) and summary.reached == 1.0
+    # no progress in the lines: elapsed seconds over the budget; a run stopped at 40 % has no later quarters
+    stopped = [CurvePoint(i, 6.0 * i, 5.0 - i / 10) for i in range(1, 5)]
+    cut = CurveSummary.of(stopped, budget_s=60)
+    assert cut.losses[0] == pytest.approx(4.8) and cut.losses[2:] == (None, None) and cut.reached == pytest.approx(0.4)
+    assert CurveSummary.of([CurvePoint(1, 1.0)], budget_s=60) is None  # no loss anywhere: nothing to say
+
+
+def _prompt_text(ctx) -> str:
+    from autoresearch_nb.agents import prompt
+
+    return "\n".join(b["text"] for b in prompt.system_blocks(ctx) + prompt.user_blocks(ctx)) + json.dumps(prompt.TOOL)
+
+
+def test_the_prompt_says_how_each_run_went_the_noise_and_the_near_misses(fake):
+    from autoresearch_nb.records import CurveSummary
+
+    history = [
+        Experiment(0, "t", Status.KEEP, "baseline", metric=1.10, summary={"total_tokens_M": 12.0,
+                   "training_seconds": 300.0, "peak_memory_mb": 2048.0}, agent="baseline", runs=[1.1, 1.1]),
+        Experiment(1, "t", Status.DISCARD, "warmup 0.1 -> 0.2", metric=1.098, effect_sigma=0.7, threshold=0.004),
+        Experiment(2, "t", Status.PRUNED, "LR x4", reason="stopped: its curve stayed 5.1σ above the best's"),
+        Experiment(3, "t", Status.DISCARD, "DEPTH 8 -> 9", metric=1.12, threshold=0.0042)]
+    curves = {0: CurveSummary((3.2, 2.9, 2.7, 2.6), 1.0), 2: CurveSummary((3.9, None, None, None), 0.31)}
+    ctx = context(history, best=history[0], curves=curves, noise={"sigma": 0.0021, "mad_sigma": 0.0019, "n": 3})
+    text = _prompt_text(ctx)
+    assert "#0 keep val_bpb 1.1 (baseline) (over 2 runs): baseline {loss@25/50/75/100%: 3.2/2.9/2.7/2.6; " \
+           "40k tok/s; peak 2 GB}" in text
+    assert "#2 pruned [stopped: its curve stayed 5.1σ above the best's]: LR x4 {loss@25/50/75/100%: 3.9/-/-/-; " \
+           "stopped early at 31% of the budget}" in text
+    assert "Noise: runs of one unchanged file spread by σ = 0.0021 val_bpb, robust σ 0.0019 over 3 runs." in text
+    assert "The last decision (#3) needed a gain over 0.0042 val_bpb" in text
+    misses = text.split("Near-misses")[1].split("\n\n")[0]
+    assert "#1 val_bpb 1.098 (-0.002 vs best 1.1, 0.7σ): warmup 0.1 -> 0.2" in misses and "#3" not in misses
+    api = fake([tool_use(GOOD)])  # and it is what the agent sends
+    agent().propose(ctx)
+    sent = "\n".join(b["text"] for b in api.requests[0]["json"]["messages"][0]["content"])
+    assert "stopped early at 31% of the budget" in sent and "Near-misses" in sent
+
+
+def long_history(n: int) -> tuple[list[Experiment], dict]:
+    """``n`` experiments as a long campaign leaves them: every few a keep, near-misses, crashes, pruned runs,
+    long descriptions and reasons, a curve and a summary for each."""
+    from autoresearch_nb.records import CurveSummary
+
+    rows, curves, best = [], {}, 1.2
+    for i in range(n):
+        desc = f"experiment {i}: MATRIX_LR 0.04 -> {0.04 - i * 1e-5:.5f}, DEPTH 8 -> {8 + i % 5}, " \
+               "because the last keep suggests a longer warm-down with a deeper model helps"
+        summary = {"total_tokens_M": 500.0 + i, "training_seconds": 300.0, "peak_memory_mb": 40_000.0 + i}
+        if i == 0 or i % 17 == 0:
+            best -= 0.001
+            e = Experiment(i, "t", Status.KEEP, desc, metric=best, summary=summary, threshold=0.004,
+                           reason="beats the noise: 3 paired seeds, -0.001 ± 0.0002 vs #0 (t = 5.0, bar 3.1)")
+        elif i % 11 == 0:
+            e = Experiment(i, "t", Status.CRASH, desc, error="torch.OutOfMemoryError: CUDA out of memory. Tried to "
+                           "allocate 2.00 GiB. GPU 0 has a total capacity of 79.1 GiB of which 1.2 GiB is free")
+        elif i % 7 == 0:
+            e = Experiment(i, "t", Status.PRUNED, desc, reason="stopped at 31% of the budget: its curve stayed above "
+                           "the best's by more than 3σ for 15% of the budget (σ 0.004 from the baseline's 3 curves)")
+        else:
+            e = Experiment(i, "t", Status.DISCARD, desc, metric=best + (0.0005 if i % 3 else -0.0003),
+                           summary=summary, threshold=0.004, effect_sigma=0.3,
+                           reason="within the noise: 2 paired seeds, +0.0005 ± 0.002 vs #0 (t = -0.25, bar 3.1)")
+        rows.append(e)
+        curves[i] = CurveSummary((3.41 - i * 1e-4, 3.02, 2.93, 2.87) if e.status != Status.PRUNED
+                                 else (3.5, None, None, None), 1.0 if e.status != Status.PRUNED else 0.31)
+    return rows, curves
+
+
+PROMPT_CAP_CHARS = 60_000  # about 15,000 tokens at 4 characters a token, train.py and program.md included
+
+
+def test_the_prompt_stays_bounded_at_1000_experiments():
+    """Every experiment's line would be ~300 characters: 1,000 of them alone would be 300 kB (75,000 tokens)."""
+    root = Path(__file__).resolve().parents[1]
+    source, program = (root / "train.py").read_text(), (root / "program.md").read_text()
+    sizes = {}
+    for n in (80, 1000):
+        rows, curves = long_history(n)
+        ctx = Context(program=program, editable="train.py", source=source, history=tuple(rows),
+                      config=Config(), best=rows[-1 - (n - 1) % 17], curves=curves,
+                      noise={"sigma": 0.0021, "mad_sigma": 0.0019, "n": 3})
+        text = _prompt_text(ctx)
+        sizes[n] = len(text)
+        assert f"#{n - 1} " in text and "#0-#49: " in text or n == 80  # the latest line by line; the oldest summarised
+        lines = [line for line in text.splitlines() if line.startswith("#") and " {loss@" in line]
+        assert len(lines) <= 80  # RECENT + EPOCH at most, line by line
+    print(f"prompt at 80 experiments: {sizes[80]} chars; at 1,000: {sizes[1000]} chars (~{sizes[1000] // 4} tokens)")
+    assert sizes[1000] < PROMPT_CAP_CHARS
+    assert sizes[1000] < sizes[80] + 15_000  # the 920 older experiments cost a few characters each
+
+
+def test_a_new_experiment_keeps_the_cached_history_prefix():
+    """Within an epoch the blocks up to the history's cache breakpoint do not change when an experiment is added
+    (a count in the header once changed the first history block on every call)."""
+    from autoresearch_nb.agents import prompt
+
+    def cached_prefix(n: int) -> list:
+        rows, curves = long_history(n)
+        blocks = prompt.user_blocks(context(rows, curves=curves))
+        last = max(i for i, b in enumerate(blocks[:-1]) if "cache_control" in b)
+        return blocks[:last + 1]
+
+    for n in (25, 133, 1000):
+        assert cached_prefix(n + 1)[1:] == cached_prefix(n)[1:], n
+
+
+def test_the_loop_gives_the_agent_each_runs_curve_and_the_noise(tmp_path):
+    """Through the real loop: the curve points the run printed reach the agent's Context as a summary."""
+    from conftest import make_repo
+
+    from autoresearch_nb import Loop
+    from autoresearch_nb.agents.base import Proposal, QueueExhausted
+    from autoresearch_nb.agents import prompt
+
+    target = "\n".join(["X = 3.0", "for i in range(1, 21):",
+                        "    print(f'step {i} ({i * 5}.0%) | loss: {4.0 - i / 10:.2f}')",
+                        "print('---')", "print(f'score: {(X - 1) ** 2:.6f}')",
+                        "print('total_tokens_M: 6.0')", "print('training_seconds: 2.0')",
+                        "print('peak_memory_mb: 300.0')", ""])
+
+    class Recording:
+        name = "recording"
+
+        def __init__(self) -> None:
+            self.contexts: list = []
+
+        def propose(self, context):
+            self.contexts.append(context)
+            if len(self.contexts) > 2:
+                raise QueueExhausted("done")
+            x = f"X = {len(self.contexts)}.5"
+            return Proposal(x, content=x + context.source[len(context.source.split(chr(10))[0]):])
+
+    repo = make_repo(tmp_path / "r", {"train.py": target})
+    agent = Recording()
+    with Loop.open(repo, tag="t", agent=agent, metric="score", time_budget_s=5, noise_repeats=2,
+                   lookahead="0") as loop:
+        loop.optimize(n=3)
+    ctx = agent.contexts[-1]
+    assert ctx.noise is not None and ctx.noise["sigma"] == 0 and ctx.noise["n"] == 2  # the baseline's 2 runs
+    assert set(ctx.curves) == {0, 1}
+    assert ctx.curves[0].losses == pytest.approx((3.5, 3.0, 2.5, 2.0))
+    line = prompt.history_lines(ctx.history, ctx.config, ctx.curves)[0]
+    assert line.endswith("{loss@25/50/75/100%: 3.5/3/2.5/2; 3M tok/s; peak 300 MB}"), line

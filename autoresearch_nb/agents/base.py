@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Mapping, Protocol, runtime_checkable
 
 from ..config import Config
 from ..edits import Edit
 from ..errors import AutoresearchError
-from ..records import Experiment
+from ..records import CurveSummary, Experiment
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,10 @@ class Context:
     last_log_tail: str | None = None      # tail of the last run's log when it crashed
     in_flight: tuple[Experiment, ...] = ()  # experiments running right now (parallel workers)
     cost_so_far_usd: float = 0.0
+    # how the runs went, filled by the loop (agents never read the store): each decided experiment's curve summary
+    # by number, and the run's noise floor as the store keeps it (``sigma``, ``mad_sigma``, ``n``...; None: none yet)
+    curves: Mapping[int, CurveSummary] = field(default_factory=dict)
+    noise: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
