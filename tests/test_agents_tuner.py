@@ -2,6 +2,7 @@
 """The Optuna tuner: proposals inside the space, crashes told, resume, a non-ML target."""
 from __future__ import annotations
 
+import logging
 import math
 import random
 import re
@@ -178,6 +179,7 @@ def test_a_file_without_constants_is_a_clear_error():
 
 NON_ML = '''\
 """Not machine learning: estimate pi by quadrature. Higher score = more correct digits."""
+import logging
 import math
 
 # Hyperparameters
@@ -371,3 +373,32 @@ def test_no_seed_comes_back_to_a_crashed_shape(seed):
     loop = MiniLoop(TunerAgent(config, Path(".")), TARGET, lambda c: bowl(c, NoNoise()), config).run(
         14, crash_if=lambda p: SPACE.values(p.content)["DEPTH"] == 5)
     assert len([e for e in loop.history if SPACE.values(e.content)["DEPTH"] == 5]) == 1
+
+
+def test_the_mirrored_study_takes_a_new_choice_on_resume(tmp_path, caplog):
+    """A session writes the study file with ACTIVATION in (relu, gelu, tanh); the next one offers a fourth choice.
+    Optuna refuses a changed distribution under the same name: the mirror is written anew, never left stale."""
+    import optuna
+
+    from autoresearch_nb.study import storage_url
+
+    config = Config(editable="target.py", seed=1)
+    rows = [Experiment(0, "t", Status.KEEP, "baseline", metric=1.2, content=TARGET),
+            Experiment(1, "t", Status.DISCARD, "DEPTH 4 -> 5", metric=1.3, content=TARGET.replace("DEPTH = 4",
+                                                                                                  "DEPTH = 5"))]
+
+    def ctx(history):
+        return Context(program="", editable="target.py", source=TARGET, history=tuple(history), config=config,
+                       best=history[0])
+
+    TunerAgent(config, tmp_path, study_dir=tmp_path).propose(ctx(rows))
+    swish = TARGET.replace('ACTIVATION = "relu"', 'ACTIVATION = "swish"')
+    rows.append(Experiment(2, "t", Status.DISCARD, "ACTIVATION relu -> swish", metric=1.25, content=swish))
+    wider = TunerAgent(config, tmp_path, study_dir=tmp_path,
+                       overrides={"ACTIVATION": ["relu", "gelu", "tanh", "swish"]})
+    with caplog.at_level(logging.WARNING, logger="autoresearch_nb"):
+        wider.propose(ctx(rows))
+    assert "could not write the Optuna study file" not in caplog.text
+    study = optuna.load_study(study_name="t", storage=storage_url(tmp_path / "t.db"))
+    assert {t.user_attrs["experiment"]: t.params["ACTIVATION"] for t in study.trials} == \
+        {0: "'relu'", 1: "'relu'", 2: "'swish'"}
