@@ -186,11 +186,9 @@ def tuner_figures(view: RunView) -> dict[str, "Figure"]:
     with warnings.catch_warnings():  # Optuna marks its matplotlib backend experimental, on every call
         warnings.simplefilter("ignore")
         if moved:
-            axes = plots.plot_slice(study, params=moved, target_name=name)
-            for ax in (a for a in axes.flat) if hasattr(axes, "flat") else (axes,):
-                for cbar in (c for c in ax.figure.axes if c.get_ylabel() == "Trial"):
-                    cbar.set_ylabel("experiment")  # numbered(): a trial's number is its experiment's
-            figures["slice"] = _figure(axes)
+            figures["slice"] = _figure(plots.plot_slice(study, params=moved, target_name=name))
+            for bar in (a for a in figures["slice"].axes if a.get_ylabel() == "Trial"):
+                bar.set_ylabel("experiment")  # the colour bar: numbered() made a trial's number its experiment's
         if len(complete) >= MIN_IMPORTANCE_TRIALS and moved:
             figures["importances"] = _figure(plots.plot_param_importances(study, evaluator=_evaluator(),
                                                                           params=moved, target_name=name))

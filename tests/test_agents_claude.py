@@ -528,3 +528,13 @@ def test_the_loop_gives_the_agent_each_runs_curve_and_the_noise(tmp_path):
     assert ctx.curves[0].losses == pytest.approx((3.5, 3.0, 2.5, 2.0))
     line = prompt.history_lines(ctx.history, ctx.config, ctx.curves)[0]
     assert line.endswith("{loss@25/50/75/100%: 3.5/3/2.5/2; 3M tok/s; peak 300 MB}"), line
+
+
+def test_near_misses_against_the_current_best_come_first():
+    from autoresearch_nb.agents.prompt import near_misses
+
+    history = [exp(0, Status.KEEP, 1.10, "baseline"), exp(1, Status.DISCARD, 1.090, "big miss, older best"),
+               exp(2, Status.KEEP, 1.05, "a keep"), exp(3, Status.DISCARD, 1.049, "small miss, current best"),
+               exp(4, Status.DISCARD, 1.06, "worse: no miss")]
+    got = [line.split()[0] for line in near_misses(history, Config())]
+    assert got == ["#3", "#1"]  # #1 gained more, but against a best that #2 has since beaten

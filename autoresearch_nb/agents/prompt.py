@@ -20,7 +20,7 @@ Order, most stable first (a cache hit needs an identical prefix):
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..records import QUARTERS, CurveSummary, Experiment, Status
 from .base import Context
@@ -139,17 +139,18 @@ def user_blocks(context: Context) -> list[dict[str, Any]]:
 
 
 def bests_before(history: list[Experiment], config: Any) -> list[float | None]:
-    """The best kept metric before each experiment of ``history`` (sorted by number)."""
+    """The best kept metric before each experiment of ``history`` (sorted by number), then the best after all."""
     out: list[float | None] = []
     best: float | None = None
     for e in history:
         out.append(best)
         if e.status == Status.KEEP and _finite(e.metric) and config.better(float(e.metric), best):
             best = float(e.metric)
-    return out
+    return out + [best]
 
 
-def history_lines(history: Any, config: Any, curves: Mapping[int, CurveSummary] | None = None) -> list[str]:
+def history_lines(history: Iterable[Experiment], config: Any,
+                  curves: Mapping[int, CurveSummary] | None = None) -> list[str]:
     """One line per experiment: number, status, metric, delta against the best before it, why it failed, the
     description, and how its run went (:func:`run_facts`)."""
     exps = sorted(history, key=lambda e: e.number)
@@ -207,19 +208,21 @@ def epoch_summary(exps: list[Experiment], befores: list[float | None], config: A
     return line + (f"; kept: {'; '.join(shown)}" if shown else "")
 
 
-def near_misses(history: Any, config: Any, limit: int = NEAR_MISSES) -> list[str]:
-    """The discarded changes whose decided metric beat the best before them (within the noise, so not kept),
-    the largest gains first: what a combination or a second look might turn into a keep."""
+def near_misses(history: Iterable[Experiment], config: Any, limit: int = NEAR_MISSES) -> list[str]:
+    """The discarded changes whose decided metric beat the best before them (within the noise, so not kept):
+    what a combination or a second look might turn into a keep. Those measured against the current best come
+    first (an older one was beaten by a later keep), then the largest gains, then the latest."""
     exps = sorted(history, key=lambda e: e.number)
+    befores = bests_before(exps, config)
+    now = befores[-1]
     found = []
-    for e, best in zip(exps, bests_before(exps, config)):
+    for e, best in zip(exps, befores):
         if e.status == Status.DISCARD and _finite(e.metric) and best is not None \
                 and config.better(float(e.metric), best):
-            gain = abs(float(e.metric) - best)
-            found.append((gain, e, best))
-    found.sort(key=lambda t: (-t[0], t[1].number))
+            found.append((best != now, -abs(float(e.metric) - best), -e.number, e, best))
+    found.sort(key=lambda t: t[:3])
     out = []
-    for gain, e, best in found[:limit]:
+    for *_, e, best in found[:limit]:
         sigma = f", {e.effect_sigma:.2g}σ" if _finite(e.effect_sigma) else ""
         out.append(f"#{e.number} {config.metric} {e.metric:.6g} ({_delta(e, best)} vs best {best:.6g}{sigma}): "
                    f"{_one_line(e.description, 120)}")
