@@ -20,8 +20,9 @@ How it works:
   BATCH_SIZE, HEAD_DIM, ACTIVATION; never a float rate) that crashed, timed out or ran out of memory is not
   proposed again. Each such run is blamed on the shape dials it moved away from its parent (the kept file it was
   proposed on), at the values it set them to; a proposal, probe or sample holding all of those values is refused
-  and the sampler asked again, unless a run with those values ended cleanly since. A crash that moved only rates
-  blames no shape (a learning rate that diverges says nothing about DEPTH).
+  and the sampler asked again, unless some run holding those values ended cleanly (then the crash was the
+  combination's, not the values'). A crash that moved only rates blames no shape (a learning rate that diverges
+  says nothing about DEPTH).
 * ``probes=True`` (default with TPE) starts with one-dial probes around the best file
   (:mod:`autoresearch_nb.agents.probe`): one constant one step at a time, the model-size dial and learning
   rates first, a kept move continued. The first five proposals are probes (while any is left untried), then
@@ -261,7 +262,8 @@ def is_shape(p: Param) -> bool:
 
 def crashed_shapes(space: Space, history: list[Experiment]) -> list[dict[str, Any]]:
     """The shapes known to crash: for each crashed or timed-out run, the shape dials it moved from its parent and
-    the values it set (Optuna units), oldest first; one with all those values in a clean run since is left out."""
+    the values it set (Optuna units), oldest first; one whose values all appear in a run that did not crash is
+    left out."""
     shapes = [p.name for p in space if is_shape(p)]
     if not shapes:
         return []
@@ -273,8 +275,9 @@ def crashed_shapes(space: Space, history: list[Experiment]) -> list[dict[str, An
     for e in history:
         params = encoded.get(e.number)
         if params is not None and e.status in FAILED_RUNS:
-            parent_number = kept.get(e.parent_sha) if e.parent_sha else None
-            parent = encoded.get(parent_number if parent_number is not None else last_keep)  # type: ignore[arg-type]
+            # the parent: the kept commit it was proposed on, else (rows without commits) the last keep before it
+            key = kept.get(e.parent_sha, last_keep) if e.parent_sha else last_keep
+            parent = encoded.get(key) if key is not None else None
             if parent is not None:
                 moved = {n: params[n] for n in shapes if params[n] != parent.get(n)}
                 if moved and moved not in blamed:
