@@ -125,3 +125,40 @@ def test_the_status_says_how_busy_the_device_was_once_optimize_measured_it(tmp_p
         share = lp.stats["duty_cycle"]
         assert share is not None and 0 < share <= 1
         assert f"device busy {100 * share:.0f} %" in screen.summary(lp.experiments)
+
+
+def test_a_clean_run_waiting_for_decide_says_so_not_running_nor_the_last_outcome(tmp_path):
+    # Issue 26, bug 3: between a cell's run() and decide() the bar read "idle · last run #0 keep" and the row
+    # "running".
+    from autoresearch_nb.dashboard import plotdata
+
+    repo = make_demo_repo(tmp_path / "wait")
+    with Loop.open(repo, tag="wait", agent="queue", time_budget_s=1, noise_k=0, max_experiments=3) as lp:
+        s = Screen(lp)
+        lp.subscribe(s.feed)
+        lp.baseline()
+        assert "last run #0 keep" in s.bar_text()
+        exp = lp.run(lp.propose())
+        assert exp.status == Status.RUNNING and exp.ended_at is not None
+        s.status_html()
+        text = s.bar_text()
+        assert "last run #1 measured, waiting for decide()" in text and "keep" not in text
+        assert s.diff_view()[2].startswith("measured, waiting for decide()")
+        table = plotdata.table(lp.results)
+        assert table.loc[table["number"] == 1, "status"].item() == "measured, not decided yet"
+        lp.decide(exp)
+        assert "waiting for decide()" not in s.bar_text() and "waiting" not in s.diff_view()[2]
+
+
+def test_an_interrupted_run_no_longer_reads_running(loop):
+    # Issue 26, bug 2: after Kernel > Interrupt, Loop.run closes the row as interrupted and emits RUN_FINISHED
+    # (no DECIDED follows: the interrupt propagates); the diff panel still said "running".
+    s = Screen(loop)
+    s.feed(Event(EventKind.PROPOSED, ex(1, Status.PROPOSED)))
+    s.feed(Event(EventKind.RUN_STARTED, ex(1)))
+    assert s.diff_view()[2].startswith("running")
+    s.feed(Event(EventKind.RUN_FINISHED, ex(1, Status.INTERRUPTED, reason="interrupted by the user",
+                                            wall_seconds=3.0)))
+    assert s.diff_view()[2] == "interrupted · interrupted by the user"
+    assert "idle · last run #1 interrupted after 3.0 s" in s.bar_text()
+    assert ">interrupted<" in s.status_html() and s.controls()["propose"] and not s.controls()["stop_now"]

@@ -116,7 +116,7 @@ def table_html(results: Any, metric: str = "metric", limit: int = 50, clickable:
 def detail_html(e: Experiment, metric: str = "metric", log_tail: str = "", noise_text: str = "") -> str:
     """One experiment's page: its outcome and reason, the evidence behind the decision (runs, effect), its
     diff, and for a failed run the last lines of its log."""
-    shown = plotdata.shown_status(e.status.value, e.reason)
+    shown = plotdata.shown_status(e.status.value, e.reason, e.ended_at)
     value = f"{e.metric:.6g}" if e.metric is not None else "-"
     facts = [f"<b style='color:{plotdata.status_color(e.status)}'>{esc(shown)}</b>", f"{esc(metric)} {value}"]
     if len(e.runs) > 1:

@@ -232,13 +232,17 @@ def y_limits(curves: Sequence[Curve], head: float = 0.1) -> tuple[float, float] 
 TABLE_COLUMNS = ["number", "status", "metric", "verified", "holdout_gap", "delta", "effect_sigma", "n_runs",
                  "duration_s", "cost_usd", "description", "reason"]
 USER_REJECTED = "rejected"
+MEASURED = "measured, not decided yet"  # a row still ``running`` whose run ended cleanly: decide() comes next
 
 
-def shown_status(status: str, reason: str | None = None) -> str:
+def shown_status(status: str, reason: str | None = None, ended: Any = None) -> str:
     """The status as people read it: a proposal the user rejected reads ``rejected`` (it is stored as
-    ``invalid``, the status of a proposal that could not run)."""
+    ``invalid``, the status of a proposal that could not run); a ``running`` row whose run has ``ended`` (its
+    ``ended_at``) reads ``measured, not decided yet``."""
     if status == Status.INVALID.value and (reason or "").startswith("rejected"):
         return USER_REJECTED
+    if status == Status.RUNNING.value and ended is not None and ended == ended:  # NaN and NaT are not given
+        return MEASURED
     return status
 
 
@@ -258,11 +262,13 @@ def table(results: "pd.DataFrame", metric: str | None = None, limit: int | None 
     for col in TABLE_COLUMNS + ["is_best"]:
         if col not in df:
             df[col] = None if col != "is_best" else False
+    ended = df["ended_at"] if "ended_at" in df else [None] * len(df)
+    df["status"] = [shown_status(str(s), None if r is None else str(r), t)
+                    for s, r, t in zip(df["status"], df["reason"], ended)]
     out = df[TABLE_COLUMNS + ["is_best"]].sort_values("number", ascending=False)
     if limit is not None:
         out = out.head(limit)
     out = out.reset_index(drop=True)
-    out["status"] = [shown_status(str(s), None if r is None else str(r)) for s, r in zip(out["status"], out["reason"])]
     out["is_best"] = out["is_best"].fillna(False).astype(bool)
     # Runs behind the metric: blank for what never ran (a 0 would read as "ran zero times").
     out["n_runs"] = [int(n) if _num(n) else None for n in out["n_runs"]]

@@ -22,6 +22,8 @@ from . import plotdata
 from .html import esc
 
 PROPOSING = "a proposal"  # the action of the Propose button
+WAITING = "measured, waiting for decide()"  # a clean run a cell ran, before the cell's decide()
+DECIDING = "measured, deciding"             # the same while the loop or a button goes on to decide it
 PURPOSE_WORDS = {"noise": "noise-floor run", "confirmation": "confirmation run", "pairing": "paired run of the best",
                  "revalidation": "re-validation run"}
 
@@ -175,7 +177,18 @@ class Screen:
         if live is not None:
             live.exp, live.running = e, False
         self.dirty.update(curves=True, table=True)
+        if self.shown is not None and self.shown.number == e.number:
+            self.shown = e  # an interrupted run's diff no longer reads "running"
+            self.dirty["diff"] = True
         self._follow_outcome(e.status)
+        took = f" after {e.wall_seconds:.1f} s" if e.wall_seconds is not None else ""
+        if e.status == Status.RUNNING:  # a clean finish, not decided yet
+            self.last_run = f"#{e.number} {self.measured_words()}{took}"
+            return
+        shown = plotdata.shown_status(e.status.value, e.reason)
+        self.last_run = f"#{e.number} {shown}{took}"
+        self.note = (f"<b>#{e.number}</b> {esc(e.description[:80])} · <b style='color:"
+                     f"{plotdata.status_color(e.status)}'>{esc(shown)}</b> {esc(e.reason)}")
 
     def _decided(self, event: Event) -> None:
         e = event.experiment
@@ -371,6 +384,11 @@ class Screen:
         return overall_progress(done, getattr(self.source.config, "max_experiments", None),
                                 each if self.busy else None, bool(self.going()))
 
+    def measured_words(self) -> str:
+        """What a cleanly finished, undecided run is waiting for: the cell's ``decide()``, or nothing (the loop
+        or a button decides it next)."""
+        return DECIDING if self.loop_running or self.action else WAITING
+
     def summary(self, exps: list[Experiment]) -> str:
         """Run, agent, experiments, best, the noise rule in words (statistics in the tooltip), cost."""
         cfg = self.source.config
@@ -448,7 +466,10 @@ class Screen:
         e = self.shown
         if e is None:
             return None
-        if e.status == Status.RUNNING:
+        if e.status == Status.RUNNING and e.ended_at is not None:
+            metric = f" · {self.metric} {e.metric:.6g}" if e.metric is not None else ""
+            note = f"{self.measured_words()}{metric}"
+        elif e.status == Status.RUNNING:
             note = f"running · agent {e.agent or '?'}"
         elif e.status == Status.PROPOSED:
             note = f"proposed · agent {e.agent or '?'}"

@@ -428,9 +428,10 @@ class Dashboard:
         if dirty["table"]:
             self.table.value = table_html(results, self.metric, self.table_limit, clickable=True)
             options = [("the live experiment", -1)] + [
-                (f"#{int(n)} {plotdata.shown_status(str(st), r)} · {str(d)[:50]}", int(n))
-                for n, st, r, d in zip(results["number"], results["status"], results["reason"],
-                                       results["description"])][::-1]
+                (f"#{int(n)} {plotdata.shown_status(str(st), r, t)} · {str(d)[:50]}", int(n))
+                for n, st, r, d, t in zip(results["number"], results["status"], results["reason"],
+                                          results["description"],
+                                          results.get("ended_at", [None] * len(results)))][::-1]
             if options != [tuple(o) for o in self.chooser.options]:  # new rows, or a row's status changed
                 self.chooser.options = options
                 # Setting options clears a SelectMultiple's value: put the comparison back, quietly (this runs
