@@ -179,11 +179,16 @@ def tuner_figures(view: RunView) -> dict[str, "Figure"]:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return {}
+    import matplotlib
+
     figures: dict[str, Figure] = {}
     name = view.config.metric
     moved = varied(study)
     figures["history"] = history_figure(view)
-    with warnings.catch_warnings():  # Optuna marks its matplotlib backend experimental, on every call
+    # Optuna's plots call plt.style.use("ggplot"): inside rc_context the kernel's style is restored afterwards
+    # (the figures keep theirs), so the dashboard and every later plot in the notebook stay as they were.
+    with warnings.catch_warnings(), matplotlib.rc_context():
+        # Optuna marks its matplotlib backend experimental, on every call
         warnings.simplefilter("ignore")
         if moved:
             figures["slice"] = _figure(plots.plot_slice(study, params=moved, target_name=name))

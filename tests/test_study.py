@@ -120,6 +120,23 @@ def _history_rows(text: str) -> list[list[str]]:
     return [line.split() for line in lines[start + 1:]]
 
 
+def test_the_report_leaves_matplotlibs_global_style_alone(repo: Path) -> None:
+    # Issue 26, bug 4: Optuna's plots set the ggplot style for the whole kernel (axes.facecolor turned grey).
+    import matplotlib.style
+
+    from autoresearch_nb.dashboard.static import report
+
+    with matplotlib.rc_context():  # a known start, whatever an earlier test left behind
+        matplotlib.style.use("default")
+        before = dict(matplotlib.rcParams)
+        with RunView.open(repo, "t") as tuned:
+            out = report(tuned, display=False)
+            assert tuner_figures(tuned)  # the Optuna views were drawn (twice, here)
+        after = dict(matplotlib.rcParams)
+    assert len(out) > 4 and before["axes.facecolor"] == "white"
+    assert {k: (before[k], after[k]) for k in before if before[k] != after[k]} == {}
+
+
 def test_tuner_text_gives_importance_and_history_per_trial(repo: Path) -> None:
     from autoresearch_nb.study import importances
 

@@ -166,13 +166,15 @@ def tuner_views(run: Any) -> list[Any]:
 def report(run: Any, display: bool = True) -> list[Any]:
     """Summary, progress chart, curves of the kept experiments, the table, the best diff and, for a tuner run,
     Optuna's views, as static output."""
+    import matplotlib
     from IPython.display import Markdown
 
-    out: list[Any] = [Markdown(summary(run)), progress_chart(run), curves_chart(run), table(run)]
-    best = run.best
-    if best is not None and best.diff:
-        out.append(diff(run, best.number))
-    out += tuner_views(run)
+    with matplotlib.rc_context():  # whatever a view sets (Optuna's ggplot) ends with the report
+        out: list[Any] = [Markdown(summary(run)), progress_chart(run), curves_chart(run), table(run)]
+        best = run.best
+        if best is not None and best.diff:
+            out.append(diff(run, best.number))
+        out += tuner_views(run)
     if display:
         _show(*out)
     return out
