@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from . import environ, provenance
 from . import results as _results
 from .agents import Agent, Context, make_agent
+from .agents.space import describe_change
 from .config import Config, make_config
 from .edits import EditError, check_python, content_hash, unified_diff
 from .lookahead import Lookahead
@@ -266,7 +267,8 @@ class Loop:
                              kin=lambda content: rec.kin(content, device), **extra)
 
     def edit(self, exp: Experiment, content: str, description: str | None = None) -> Experiment:
-        """Replace a proposal's file (step mode: the user edits before approving). The edit is what runs."""
+        """Replace a proposal's file (step mode: the user edits before approving). The edit is what runs; its
+        description says what the edited file changes (``LR 0.02 -> 0.01 (edited)``) unless one is given."""
         exp = self._stored(exp)
         if exp.status != Status.PROPOSED:
             raise StateError(f"experiment {exp.number} is {exp.status.value}; only a proposal can be edited")
@@ -277,7 +279,7 @@ class Loop:
             raise ConfigError(str(e)) from None
         exp = exp.with_(content=content, content_hash=content_hash(content),
                         diff=unified_diff(source, content, self.config.editable),
-                        description=description or exp.description + " (edited)")
+                        description=description or f"{describe_change(source, content)} (edited)")
         self._recorder.emit(EventKind.PROPOSED, self._recorder.save(exp))
         return exp
 

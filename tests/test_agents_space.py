@@ -203,3 +203,14 @@ def test_the_documented_grammar_example_parses_as_documented():
     assert (space["CUTOFF"].low, space["CUTOFF"].high) == (1, 64)
     assert (space["LR"].low, space["LR"].high, space["LR"].log) == (1e-4, 1e-1, True)
     assert space["ACT"].choices == ("'relu2'", "'gelu'", "'swiglu'")
+
+
+def test_describe_change_names_the_constants_an_edit_sets_and_says_when_more_changed() -> None:
+    from autoresearch_nb.agents.space import describe_change
+
+    old = "LR = 0.02\nDEPTH = 8 if CUDA else 4\nNAME = 'a'\n\ndef f():\n    return 1\n"
+    assert describe_change(old, old.replace("0.02", "0.01")) == "LR 0.02 -> 0.01"
+    assert describe_change(old, old.replace("8 if", "16 if")) == "DEPTH if CUDA: 8 -> 16"
+    assert describe_change(old, old.replace("'a'", "'b'").replace("return 1", "return 2")) \
+        == "NAME 'a' -> 'b' + other code"
+    assert describe_change(old, old.replace("return 1", "return 2")) == "1 line changed"

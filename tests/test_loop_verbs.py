@@ -81,6 +81,18 @@ def test_editing_an_experiment_that_ran_is_a_state_error(repo: Path) -> None:
             loop.edit(exp, DEMO_TARGET.replace("Y = 2.0", "Y = 0.0"))
 
 
+
+def test_an_edited_proposal_describes_what_the_edited_file_changes(repo: Path) -> None:
+    # Issue 26, bug 5: the edit kept the agent's description ("X = 3.0 -> X = 1.0 (edited)") for other content.
+    with Loop.open(repo, tag="t", agent=Queue(("X = 3.0", "X = 1.0")), **FAST) as loop:
+        loop.baseline()
+        exp = loop.propose()
+        edited = loop.edit(exp, DEMO_TARGET.replace("X = 3.0", "X = 2.5").replace("Y = 2.0", "Y = 0.5"))
+        assert edited.description == "X 3.0 -> 2.5, Y 2.0 -> 0.5 (edited)"
+        assert loop.store.get("t", exp.number).description == edited.description
+        named = loop.edit(exp, DEMO_TARGET.replace("X = 3.0", "X = 2.0"), description="my own words")
+        assert named.description == "my own words"  # a description the user gives wins
+
 # -- a verb already applied returns the stored state (issue 16 bug 2) --------------------------------------------
 
 def test_run_and_decide_again_return_the_stored_experiment(repo: Path) -> None:

@@ -219,6 +219,45 @@ class Space:
         return "".join(lines)
 
 
+def describe_change(old: str, new: str) -> str:
+    r"""What ``new`` changes against ``old``, in words: ``"MUON_LR 0.02 -> 0.01, DEPTH 4 -> 6"`` for the top-level
+    constants it sets (``+ other code`` when more than those lines changed), else ``"3 lines changed"``.
+
+    >>> describe_change("LR = 0.02\nN = 4\n", "LR = 0.01\nN = 4\n")
+    'LR 0.02 -> 0.01'
+    >>> describe_change("LR = 0.02\nx = 1\n", "LR = 0.03\nx = 2\n")
+    'LR 0.02 -> 0.03 + other code'
+    """
+    before, after = _assignments(old), _assignments(new)
+    parts = []
+    for name, (value, *_rest, linked) in after.items():
+        was = before.get(name)
+        if was is None:
+            parts.append(f"{name} = {_value_text(value)} (new)")
+        elif not _same(was[0], value):
+            parts.append(f"{name} {_value_text(was[0])} -> {_value_text(value)}")
+        elif (was[4] is None) != (linked is None) or (linked is not None and not _same(was[4][0], linked[0])):
+            other = (linked or was[4])[3]
+            parts.append(f"{name} if {other}: {_value_text(was[4][0]) if was[4] else '-'} -> "
+                         f"{_value_text(linked[0]) if linked else '-'}")
+    parts += [f"{name} removed" for name in before if name not in after]
+    # the rest of the file: every line but the constants' own
+    rest_old = [line for i, line in enumerate(old.splitlines(), 1) if i not in {v[1] for v in before.values()}]
+    rest_new = [line for i, line in enumerate(new.splitlines(), 1) if i not in {v[1] for v in after.values()}]
+    if parts:
+        return ", ".join(parts) + (" + other code" if rest_old != rest_new else "")
+    a, b = old.splitlines(), new.splitlines()
+    changed = sum(1 for x, y in zip(a, b) if x != y) + abs(len(a) - len(b))
+    return f"{changed} line{'s' if changed != 1 else ''} changed"
+
+
+def _value_text(value: Any) -> str:
+    """A constant's value as a description shows it (numbers short, other literals as Python writes them)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _num_text(value)
+    return repr(value)
+
+
 def discover(source: str, path: str = "", overrides: Mapping[str, Any] | None = None) -> Space:
     """Find the tunable constants of ``source``. ``overrides`` maps a name to a list of choices or to
     ``(low, high)`` / ``(low, high, "log")`` bounds; an override of ``None`` drops the name.
