@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from .events import Event, EventKind
-from .records import Experiment, Status
+from .records import Experiment, Status, status_word
 from .safetext import printable
 
 
@@ -144,7 +144,7 @@ class ConsolePrinter:
         cost = f" ${e.cost_usd:.3f}" if e.cost_usd else ""
         reason = printable(" ".join(e.reason.split()))[:200]  # agent and run text: escapes shown, not sent
         why = f"  ({reason})" if reason else ""  # a keep's evidence too: the user reads it here
-        status = "rejected" if e.status == Status.INVALID and e.reason.startswith("rejected") else e.status.value
+        status = status_word(e.status, e.reason)
         phases = phase_text(e.phase_seconds)
         phases = f" [{phases}]" if phases else ""
         return (f"#{e.number:<4} {status:<11} {self.metric} {metric} {took}{phases}{cost}  "

@@ -284,10 +284,12 @@ class Loop:
         return exp
 
     def reject(self, exp: Experiment, reason: str = "rejected by the user") -> Experiment:
-        """Drop a proposal without running it (recorded as ``invalid``). Anything else: its stored state."""
+        """Drop a proposal without running it (stored as ``invalid``, shown as ``rejected`` everywhere: its reason
+        starts with the word). Anything else: its stored state."""
         exp = self._stored(exp)
         if exp.status != Status.PROPOSED:
             return exp
+        reason = reason if reason.startswith("rejected") else f"rejected by the user: {reason}"
         return self._recorder.record(exp.with_(status=Status.INVALID, reason=reason, ended_at=time.time()))
 
     def run(self, exp: Experiment, seed: int | None = None) -> Experiment:

@@ -200,6 +200,20 @@ class Experiment:
         return [f.name for f in fields(cls)]
 
 
+USER_REJECTED = "rejected"  # how a proposal the user rejected reads: stored as ``invalid`` with this reason's start
+
+
+def status_word(status: Status | str, reason: str | None = None) -> str:
+    """The status as every view shows it (the table, ``loop.results``, the console): a proposal the user rejected
+    reads ``rejected`` (it is stored as ``invalid``, never ran, like a proposal that could not run).
+
+    >>> status_word(Status.INVALID, "rejected by the user"), status_word("invalid", "does not compile")
+    ('rejected', 'invalid')
+    """
+    s = status.value if isinstance(status, Status) else str(status)
+    return USER_REJECTED if s == Status.INVALID.value and (reason or "").startswith(USER_REJECTED) else s
+
+
 def is_baseline(exp: Experiment) -> bool:
     """The run's first experiment, the unmodified file (the loop records it as description and agent "baseline")."""
     return exp.description == "baseline" and exp.agent == "baseline"

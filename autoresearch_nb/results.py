@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from .faults import pause
-from .records import Experiment, Status, best_of
+from .records import Experiment, Status, best_of, status_word
 from .safetext import printable
 
 if TYPE_CHECKING:
@@ -34,7 +34,8 @@ def rows(experiments: list[Experiment], metric: str = "val_bpb", maximize: bool 
         if e.metric is not None and best is not None:
             delta = e.metric - best
         row: dict[str, Any] = {
-            "number": e.number, "status": e.status.value, "metric": e.metric, "delta": delta,
+            # the word the dashboard shows (a user's rejection reads "rejected"), so counts agree with it
+            "number": e.number, "status": status_word(e.status, e.reason), "metric": e.metric, "delta": delta,
             "description": e.description, "reason": e.reason,
             "wall_seconds": e.wall_seconds, "training_seconds": e.training_seconds,
             "cost_usd": e.cost_usd, "input_tokens": e.input_tokens, "output_tokens": e.output_tokens,

@@ -131,6 +131,28 @@ def test_rejecting_a_decided_experiment_returns_it(repo: Path) -> None:
         assert loop.run(loop.reject(decided)) == decided
 
 
+
+def test_a_rejected_proposal_reads_rejected_in_results_the_table_and_the_console(repo: Path) -> None:
+    # Issue 26, bug 6: the dashboard said "rejected", loop.results and the analysis counts "invalid".
+    import io
+
+    from autoresearch_nb.console import ConsolePrinter
+    from autoresearch_nb.dashboard import plotdata
+
+    with Loop.open(repo, tag="t", agent=Queue(("X = 3.0", "X = 1.0"), ("X = 3.0", "X = 2.0")), **FAST) as loop:
+        loop.baseline()
+        out = io.StringIO()
+        loop.subscribe(ConsolePrinter(out, metric="score"))
+        first = loop.reject(loop.propose())
+        second = loop.reject(loop.propose(), "too risky")  # the user's own words keep the word in front
+        assert first.status == second.status == Status.INVALID  # stored as a proposal that never ran
+        assert second.reason == "rejected by the user: too risky"
+        df = loop.results
+        assert list(df["status"]) == ["keep", "rejected", "rejected"]
+        assert df["status"].value_counts().to_dict() == {"rejected": 2, "keep": 1}
+        assert list(plotdata.table(df)["status"]) == ["rejected", "rejected", "keep"]
+        assert "invalid" not in out.getvalue() and out.getvalue().count("rejected ") >= 2
+
 # -- the baseline measures the base commit (issue 16 bug 1) --------------------------------------------------------
 
 def test_the_baseline_measures_the_base_commit_even_after_a_kept_experiment_elsewhere(repo: Path) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from .. import noise as _noise
-from ..records import REJECTED, CurvePoint, Status
+from ..records import REJECTED, CurvePoint, Status, status_word
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -231,7 +231,6 @@ def y_limits(curves: Sequence[Curve], head: float = 0.1) -> tuple[float, float] 
 
 TABLE_COLUMNS = ["number", "status", "metric", "verified", "holdout_gap", "delta", "effect_sigma", "n_runs",
                  "duration_s", "cost_usd", "description", "reason"]
-USER_REJECTED = "rejected"
 MEASURED = "measured, not decided yet"  # a row still ``running`` whose run ended cleanly: decide() comes next
 
 
@@ -239,8 +238,7 @@ def shown_status(status: str, reason: str | None = None, ended: Any = None) -> s
     """The status as people read it: a proposal the user rejected reads ``rejected`` (it is stored as
     ``invalid``, the status of a proposal that could not run); a ``running`` row whose run has ``ended`` (its
     ``ended_at``) reads ``measured, not decided yet``."""
-    if status == Status.INVALID.value and (reason or "").startswith("rejected"):
-        return USER_REJECTED
+    status = status_word(status, reason)
     if status == Status.RUNNING.value and ended is not None and ended == ended:  # NaN and NaT are not given
         return MEASURED
     return status
