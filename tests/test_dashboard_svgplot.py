@@ -37,3 +37,12 @@ def test_no_points_says_so():
 def test_nice_ticks_are_round_and_cover_the_range():
     assert svgplot.nice_ticks(0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert svgplot.nice_ticks(2.9, 3.1)[0] >= 2.9 and svgplot.nice_ticks(2.9, 3.1)[-1] <= 3.1
+
+
+def test_resource_samples_are_drawn_in_time_order():
+    # Issue 26, bug 7: the CPU % line drew a stray diagonal back from its first sample, taken out of order.
+    curve = plotdata.curve(pts(12), 20.0, "#3", "running")
+    svg = svgplot.curves_svg([curve], 20.0, {"CPU %": ([9.0, 1.0, 2.0, 3.0], [50.0, 10.0, 20.0, 30.0])})
+    path = re.search(r'id="resource-cpu"><path d=\'M([^\']*)\'', svg).group(1)
+    xs = [float(p.split(",")[0]) for p in path.split(" L")]
+    assert xs == sorted(xs) and len(xs) == 4

@@ -10,7 +10,8 @@ import io
 import re
 from typing import TYPE_CHECKING, Sequence
 
-from .plotdata import COLORS, HOLDOUT_COLOR, Cumulative, Curve, Frontier, status_color, y_limits
+from .plotdata import (COLORS, HOLDOUT_COLOR, Cumulative, Curve, Frontier, resource_series, status_color,
+                       y_limits)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -118,7 +119,7 @@ def curves_figure(curves: Sequence[Curve], xmax: float, resources: dict[str, tup
         ax.legend(fontsize=7, loc="upper right", frameon=False)
     if resources:
         rax = axes[1]
-        for name, (xs, ys) in resources.items():
+        for name, (xs, ys) in resource_series(resources).items():
             rax.plot(xs, ys, lw=1.0, label=name, gid=f"resource-{name.split()[0].lower()}")
         rax.set_ylim(0, 100)
         rax.set_ylabel("%")

@@ -176,6 +176,22 @@ def curve(points: Iterable[CurvePoint], budget_s: float, label: str = "", role: 
     return Curve(label, [x for x, _ in pts], [y for _, y in pts], xmax, role, color, stopped)
 
 
+def resource_series(resources: dict[str, tuple[Sequence[float], Sequence[float]]] | None
+                    ) -> dict[str, tuple[list[float], list[float]]]:
+    """Resource samples (name -> seconds, percents) in time order, as :func:`curve` orders points: a sample
+    taken at an earlier point than the one before it (a run's first progress lines can come out of order) would
+    otherwise draw a line back across the chart.
+
+    >>> resource_series({"CPU %": ([3.0, 1.0, 2.0], [30.0, 10.0, 20.0])})
+    {'CPU %': ([1.0, 2.0, 3.0], [10.0, 20.0, 30.0])}
+    """
+    out = {}
+    for name, (xs, ys) in (resources or {}).items():
+        pairs = sorted(zip(xs, ys), key=lambda p: p[0])  # stable: samples at one instant keep their order
+        out[name] = ([float(x) for x, _ in pairs], [float(y) for _, y in pairs])
+    return out
+
+
 def live_color(slot: int | None) -> str:
     """The colour of the live curve on worker ``slot`` (None: the loop's own worktree, the first colour)."""
     return LIVE_COLORS[(slot or 0) % len(LIVE_COLORS)]

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable, Sequence
 
 from .html import esc
-from .plotdata import COLORS, Curve, y_limits
+from .plotdata import COLORS, Curve, resource_series, y_limits
 
 _STYLE = {"baseline": ("#7f7f7f", 1.2, "5,3"), "best": (COLORS["keep"], 1.4, ""),
           "running": (COLORS["running"], 1.8, ""), "last": (COLORS["proposed"], 1.6, ""),
@@ -122,7 +122,7 @@ def curves_svg(curves: Sequence[Curve], xmax: float, resources: dict[str, tuple[
         top = TOP + height + 14
         pieces, rx, ry = _panel(0.0, x1, 0.0, 100.0, top, res_h, "%", "seconds of training")
         body.extend(pieces)
-        for i, (name, (xs, ys)) in enumerate(resources.items()):
+        for i, (name, (xs, ys)) in enumerate(resource_series(resources).items()):
             color = _RES_COLORS[i % len(_RES_COLORS)]
             gid = 'id="resource-' + esc(name.split()[0].lower()) + '"'
             body.append(f"<g {gid}><path d='{_path(xs, ys, rx, ry)}' "
