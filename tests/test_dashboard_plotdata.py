@@ -25,6 +25,17 @@ def test_frontier_splits_kept_discarded_and_failed():
     assert 4 not in f.best_x  # a proposal that never ran is not on the chart
 
 
+
+@pytest.mark.parametrize("as_frame", [False, True])
+def test_interrupted_runs_are_grey_marks_and_never_run_proposals_are_left_out(as_frame):
+    # Issue 26, bug 8: both were red "failed" marks on the progress chart.
+    run = RUN[:4] + [exp(7, Status.INTERRUPTED, started_at=100.0, sha="abc"),  # stopped while it ran
+                     exp(8, Status.INTERRUPTED, reason="the loop stopped before it ran")]  # never ran
+    f = plotdata.frontier(dataframe(run, "val_bpb") if as_frame else run)
+    assert f.failed_x == [2] and f.interrupted_x == [7] and 8 not in f.best_x
+    svg = draw.to_svg(draw.progress_figure(f))
+    assert 'id="progress-interrupted"' in svg and svg.count('id="progress-failed"') == 1
+
 def test_frontier_running_best_is_monotone_step_line():
     f = plotdata.frontier(RUN)
     assert f.best_x == [0, 1, 2, 3, 5, 6]

@@ -73,12 +73,16 @@ def progress_figure(f: Frontier, metric: str = "metric", maximize: bool = False,
         lo = ax.get_ylim()[0] if (f.kept_x or f.discarded_x) else 0.0
         ax.scatter(f.pruned_x, [lo] * len(f.pruned_x), marker="v", s=22, color=COLORS["pruned"], label="pruned",
                    gid="progress-pruned", zorder=2, clip_on=False)
+    if f.interrupted_x:  # stopped, not failed: grey, apart from the red failures
+        lo = ax.get_ylim()[0] if (f.kept_x or f.discarded_x) else 0.0
+        ax.scatter(f.interrupted_x, [lo] * len(f.interrupted_x), marker="s", s=14, color="#b0b0b0",
+                   label="interrupted", gid="progress-interrupted", zorder=2, clip_on=False)
     if f.empty:
         ax.text(0.5, 0.5, "no experiments yet", ha="center", va="center", transform=ax.transAxes, color="grey")
     ax.set_xlabel("experiment")
     from matplotlib.ticker import MaxNLocator
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    xs = f.kept_x + f.discarded_x + f.failed_x + f.pruned_x
+    xs = f.kept_x + f.discarded_x + f.failed_x + f.pruned_x + f.interrupted_x
     if xs:  # whole experiments, with room for the last one's band (one point alone would get a ±0.05 axis)
         ax.set_xlim(min(xs) - 0.5, max(xs) + 0.75)
         if max(xs) - min(xs) < 10:  # few experiments: one tick each (the locator falls back to fractions)

@@ -79,6 +79,9 @@ class Frontier:
     discarded_y: list[float] = field(default_factory=list)
     failed_x: list[int] = field(default_factory=list)   # ran but no usable metric: drawn as marks on the axis
     pruned_x: list[int] = field(default_factory=list)   # stopped early as hopeless (no metric): marks too
+    # stopped by the user or a signal while it ran: grey marks, not failures (a proposal stopped before it ran
+    # is left out, as proposals are)
+    interrupted_x: list[int] = field(default_factory=list)
     best_x: list[int] = field(default_factory=list)
     best_y: list[float] = field(default_factory=list)
     labels: dict[int, str] = field(default_factory=dict)  # kept experiment number -> description
@@ -93,7 +96,7 @@ class Frontier:
 
     @property
     def empty(self) -> bool:
-        return not (self.kept_x or self.discarded_x or self.failed_x or self.pruned_x)
+        return not (self.kept_x or self.discarded_x or self.failed_x or self.pruned_x or self.interrupted_x)
 
 
 def holdouts(experiments: Any) -> dict[int, float]:
@@ -105,8 +108,18 @@ def holdouts(experiments: Any) -> dict[int, float]:
     return {int(n): v for n, v in ((n, _num(h)) for n, h in pairs) if v is not None}
 
 
+def started(experiments: Any) -> set[int]:
+    """The numbers of the experiments whose run began (a ``started_at``), from Experiments or a results DataFrame."""
+    if hasattr(experiments, "to_dict") and hasattr(experiments, "columns"):
+        pairs = [(r.get("number"), r.get("started_at")) for r in experiments.to_dict("records")]
+    else:
+        pairs = [(e.number, e.started_at) for e in experiments]
+    return {int(n) for n, t in pairs if t is not None and t == t}  # NaN and NaT are not a start
+
+
 def frontier(experiments: Any, maximize: bool = False, sigma: float | None = None, k: float = 0.0) -> Frontier:
-    """The progress chart's data from experiments (only those that ran; proposals and skips are left out).
+    """The progress chart's data from experiments (only those that ran; proposals and skips are left out, and
+    so is a proposal interrupted before its run began).
 
     With a noise floor ``sigma`` and ``k > 0``, the band is the best ± the keep threshold for one new run
     against the best's mean (``noise.threshold_sigmas(k, 1, n_best) · σ``).
@@ -115,6 +128,7 @@ def frontier(experiments: Any, maximize: bool = False, sigma: float | None = Non
     best: float | None = None
     best_n = 1
     held, best_holdout = holdouts(experiments), None
+    began = started(experiments)
     for number, status, metric, desc, n_runs in _records(experiments):
         if status == Status.KEEP.value and metric is not None:
             f.kept_x.append(number)
@@ -125,8 +139,10 @@ def frontier(experiments: Any, maximize: bool = False, sigma: float | None = Non
         elif status == Status.DISCARD.value and metric is not None:
             f.discarded_x.append(number)
             f.discarded_y.append(metric)
-        elif status in FAILED or status == Status.INTERRUPTED.value:
+        elif status in FAILED:
             f.failed_x.append(number)
+        elif status == Status.INTERRUPTED.value and number in began:
+            f.interrupted_x.append(number)
         elif status == Status.PRUNED.value:
             f.pruned_x.append(number)
         else:
