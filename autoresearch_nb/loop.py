@@ -239,8 +239,11 @@ class Loop:
 
         A proposal that does not apply or compile is recorded as ``invalid``, one whose file was already
         tried as ``skipped``; neither raises. A fatal agent error (bad key, spend limit) raises
-        :class:`AgentError`; an empty queue raises :class:`QueueExhausted`; no baseline yet, :class:`StateError`.
+        :class:`AgentError`; an empty queue raises :class:`QueueExhausted`; no baseline yet, or a background
+        :meth:`start` running (it proposes for itself), :class:`StateError`.
         """
+        if self.running and threading.current_thread() is not self._thread:
+            raise StateError("the loop is running in the background; stop() it before proposing by hand")
         if self._baseline_row(ran=True) is None:
             raise StateError("the run has no baseline yet: call loop.baseline() first (a proposal is judged "
                              "against it)")

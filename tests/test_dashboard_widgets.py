@@ -144,6 +144,34 @@ def test_reject_records_the_proposal_as_invalid(loop, dash):
     assert dash.review_box.layout.display == "none"
 
 
+
+def test_propose_waits_for_the_pending_review_and_is_refused_during_a_background_loop(loop, dash):
+    # Issue 26, bug 9: a second Propose orphaned the first proposal as "proposed" for ever, and loop.propose()
+    # during loop.start() made a row the background loop skipped.
+    from autoresearch_nb.errors import StateError
+
+    loop.baseline()
+    first = loop.propose()
+    assert dash.propose_button.disabled and dash.screen.pending.number == first.number
+    dash.propose()  # a click queued before the button went grey
+    dash.wait(30)
+    assert [e.number for e in loop.experiments if e.status == Status.PROPOSED] == [first.number]
+    assert "waits for review" in dash.status.value
+    loop.reject(first)
+    assert not dash.propose_button.disabled
+    loop.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(e.description == "a very long run" and
+                                                  e.status == Status.RUNNING for e in loop.experiments):
+        time.sleep(0.2)
+    rows = len(loop.experiments)
+    with pytest.raises(StateError, match="background"):
+        loop.propose()
+    assert len(loop.experiments) == rows
+    loop.stop(force=True)
+    loop.wait(30)
+    assert not loop.running
+
 def test_stop_now_ends_a_background_loop(loop):
     dash = Dashboard(loop, live=True, curve_interval_s=0.2)
     loop.start()

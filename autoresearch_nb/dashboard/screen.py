@@ -321,13 +321,13 @@ class Screen:
         return self.loop_running or bool(self.action) or bool(self.going()) or bool(self.setup)
 
     def controls(self) -> dict[str, bool]:
-        """Which controls make sense now: Stop while anything runs (each once), Propose when idle, the review
-        buttons when a proposal waits."""
+        """Which controls make sense now: Stop while anything runs (each once), Propose when idle with no
+        proposal waiting (another would leave the first ``proposed`` for ever), the review buttons when one waits."""
         busy = self.busy
         if not busy:
             self.stop_asked = ""  # a stop applies to what was running then
         return {"stop_after": busy and not self.stop_asked, "stop_now": busy and self.stop_asked != "now",
-                "propose": not busy, "review": self.pending is not None and not busy}
+                "propose": not busy and self.pending is None, "review": self.pending is not None and not busy}
 
     def move_bar(self) -> bool:
         """Move the bar to the followed run's latest point; True when the followed run changed."""

@@ -211,7 +211,15 @@ class Dashboard:
 
     def propose(self) -> None:
         """Ask the agent for one experiment to review; a run without a baseline runs it first (proposals are
-        measured against it), and says so."""
+        measured against it), and says so. Nothing while a proposal waits for review (a click queued before the
+        button went grey would leave that one ``proposed`` for ever)."""
+        with self._lock:
+            waiting = self.screen.pending
+            if waiting is not None:
+                self.screen.note = f"<b>#{waiting.number}</b> waits for review: approve, reject or edit it first"
+                self._sync()
+                return
+
         def baseline_then_propose() -> None:
             if not has_baseline(self.loop.experiments):
                 self.loop.baseline()
