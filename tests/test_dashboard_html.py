@@ -71,3 +71,19 @@ def test_the_holdout_gap_is_a_column_only_when_a_holdout_was_scored():
     assert "holdout gap" in html and "+0.8000" in html and "overfit" in html
     assert "holdout gap" not in table_html(dataframe([Experiment(0, "t", Status.KEEP, metric=2.0)], "val_bpb"))
     assert "holdout 2.3, gap +0.8000" in detail_html(held[1], "val_bpb")
+
+
+def test_the_detail_shows_the_threshold_its_decision_used_not_the_floor_of_today():
+    # Issue 26, bug 11: the reason said 2.45σ x 0.0329 = 0.081, the panel 0.0932 (k·√2·σ, another formula).
+    from autoresearch_nb.dashboard import plotdata
+
+    e = Experiment(4, "t", Status.DISCARD, metric=1.05, noise_sigma=0.0329, threshold=2.45 * 0.0329,
+                   effect_sigma=1.2, reason="within the noise: 1.05 vs the best 1.09: -0.04 = +1.20σ, threshold "
+                                            "2.45σ (σ=0.0329)")
+    today = plotdata.floor_words(plotdata.floor({"sigma": 0.0329, "df": 4}, 2.0))
+    assert "0.093" in today
+    html = detail_html(e, "val_bpb", noise_text=today)
+    assert "more than 0.0806 (2.45σ, σ = 0.0329)" in html and "0.093" not in html
+    plain = Experiment(5, "t", Status.KEEP, metric=1.0, reason="improves (plain rule: noise floor not measured)")
+    assert "a change is kept when" in detail_html(plain, "val_bpb", noise_text=plotdata.floor_words(
+        plotdata.floor(None, 2.0)))

@@ -141,8 +141,10 @@ def detail_html(e: Experiment, metric: str = "metric", log_tail: str = "", noise
         seeds = f" · seeds {', '.join(map(str, e.seeds))}" if len(e.seeds) > 1 else ""
         parts.append(f"<div class='arnb-evidence' style='font-size:12px'>evidence: {e.effect_sigma:+.2f}σ "
                      f"against the best before it{need}{sigma}{seeds}</div>")
+    # the threshold this decision used, from its row; the run's floor of today only for a row without one
+    noise_text = plotdata.decision_words(e.threshold, e.noise_sigma) or noise_text
     if noise_text and e.status in (Status.KEEP, Status.DISCARD):
-        parts.append(f"<div style='font-size:12px;color:#555'>{esc(noise_text)}</div>")
+        parts.append(f"<div class='arnb-threshold' style='font-size:12px;color:#555'>{esc(noise_text)}</div>")
     if log_tail and e.status not in (Status.KEEP, Status.DISCARD, Status.PROPOSED, Status.RUNNING):
         parts.append(f"<div style='font-size:12px;margin-top:4px'>last lines of the log</div><pre class="
                      f"'arnb-log' style='max-height:220px;overflow:auto;background:#f6f6f6;padding:4px;"

@@ -404,6 +404,19 @@ def floor_words(f: Floor) -> str:
             f"{f.threshold:.3g} to be kept")
 
 
+def decision_words(threshold: float | None, sigma: float | None) -> str | None:
+    """The bar one decision used, from its row (``Experiment.threshold`` and ``noise_sigma``, as the keep rule
+    recorded them, paired or not), or None for a row decided without one. The run's current floor
+    (:func:`floor_words`) may differ: the best's number of runs, the paired floor and the floor itself change.
+
+    >>> decision_words(0.0806, 0.0329)
+    'this decision needed a gain of more than 0.0806 (2.45σ, σ = 0.0329)'
+    """
+    if threshold is None or not sigma:
+        return None
+    return f"this decision needed a gain of more than {threshold:.3g} ({threshold / sigma:.2f}σ, σ = {sigma:.3g})"
+
+
 EFFECT_COLUMNS = ["number", "status", "description", "metric", "n_runs", "effect_sigma", "threshold_sigma",
                   "margin_sigma"]
 
