@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from .config import Config, check_tag
 from .errors import AgentError, AutoresearchError, BudgetExceeded, ConfigError
+from .layout import RunPaths
 from .safetext import printable
 
 _SKIP_FLAGS = {"max_experiments"}  # given explicitly below
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n", type=int, default=None, help="run this many more experiments in this call")
     run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     run.add_argument("--notebook", default=None, help="execute this notebook with papermill instead")
-    run.add_argument("--output", default=None, help="the executed notebook (with --notebook)")
+    run.add_argument("--output", default=None, help="the executed notebook (with --notebook; default: "
+                     ".autoresearch/notebooks/<tag>/<name>.out.ipynb in the repository, outside its files)")
     _add_config_flags(run)
 
     res = sub.add_parser("results", help="print a run's experiments (and, for a tuner run, its parameter "
@@ -177,6 +179,21 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
+def _notebook_output(notebook: str, repo: str | None, tag: str | None) -> str:
+    """The executed notebook's default path: under the run's ``.autoresearch/notebooks/<tag>/`` (outside the
+    checkout's files: an output beside a notebook in the repository would read as the user's edit), or beside
+    the notebook when the repository cannot be found (the notebook will say why)."""
+    from .git import find_repo
+
+    name = Path(notebook).name.replace(".ipynb", ".out.ipynb")
+    try:
+        folder = RunPaths(find_repo(repo or Path(notebook).resolve().parent), check_tag(tag)).notebooks
+    except ConfigError:
+        return notebook.replace(".ipynb", f".{tag or 'run'}.out.ipynb")
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / name)
+
+
 def _run_notebook(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     import papermill
 
@@ -186,11 +203,13 @@ def _run_notebook(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     params.update({k: v for k, v in {"tag": args.tag, "repo": repo, "agent": args.agent,
                                      "max_experiments": args.max_experiments, "n": args.n}.items()
                    if v is not None})
-    output = args.output or args.notebook.replace(".ipynb", f".{args.tag or 'run'}.out.ipynb")
+    output = args.output or _notebook_output(args.notebook, repo, args.tag)
     try:
-        # cwd: the kernel runs where the notebook lives, as it would in JupyterLab.
+        # cwd: the kernel runs where the notebook lives, as it would in JupyterLab. stdout_file: the kernel's
+        # printed lines (the notebook's console display) reach this terminal as they come, as `run` prints them.
         papermill.execute_notebook(args.notebook, output, parameters=params, progress_bar=False,
-                                   cwd=str(Path(args.notebook).resolve().parent))
+                                   cwd=str(Path(args.notebook).resolve().parent),
+                                   stdout_file=sys.stdout, stderr_file=sys.stderr)
     except papermill.PapermillExecutionError as e:
         print(f"autoresearch-nb: the notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
               f"(output kept in {output})", file=sys.stderr)

@@ -8,6 +8,8 @@ In the research repository, under ``.autoresearch/`` (never tracked: the loop ad
     worktrees/<tag>             the loop's own git worktree on branch autoresearch/<tag>
     results/<tag>/results.tsv   Karpathy's five columns
     optuna/                     the tuner's Optuna study files
+    notebooks/<tag>/            the executed notebooks of ``autoresearch-nb run --notebook`` (outside the checkout's
+                                files, so not an edit of the user's)
 
 Outside it, in the user's cache (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``autoresearch_nb/``)::
 
@@ -138,6 +140,11 @@ class RunPaths:
     @property
     def worktree(self) -> Path:
         return worktrees_dir(self.root) / self.tag
+
+    @property
+    def notebooks(self) -> Path:
+        """Where ``run --notebook`` writes the executed notebook by default."""
+        return self.state / "notebooks" / self.tag
 
     @property
     def results_tsv(self) -> Path:

@@ -8,6 +8,11 @@ The snapshot is a commit of the whole working tree (what ``git add -A`` would st
 files, not the ignored ones) built through a temporary index, so neither the files nor the user's index nor
 any branch moves; it is kept under ``refs/autoresearch/<tag>/checkout/<n>``, one per session, to restore from
 by hand (``git checkout <ref> -- <path>``). Nothing here ever writes a file of the checkout.
+
+Notebooks (``*.ipynb``, ``.ipynb_checkpoints/``) are snapshotted but never reported: JupyterLab autosaves the
+notebook driving the loop, and papermill writes its output notebook, during every run; those are not the user's
+edits to warn about (nor a run's to blame: a run changes code or data, and without the sandbox this check is
+the only one, so notebooks are the one thing it lets pass).
 """
 from __future__ import annotations
 
@@ -62,7 +67,16 @@ class CheckoutWatch:
             return []
         paths = git(self.root, "diff-tree", "-r", "--name-only", "--no-renames", self._tree, now).splitlines()
         self._tree = now
-        return paths
+        return [p for p in paths if not is_notebook(p)]
 
 
-__all__ = ["CheckoutWatch"]
+def is_notebook(path: str) -> bool:
+    """A notebook or a Jupyter checkpoint of one (saved by the notebook server while the loop runs).
+
+    >>> is_notebook("notebooks/run.ipynb"), is_notebook(".ipynb_checkpoints/x.py"), is_notebook("train.py")
+    (True, True, False)
+    """
+    return path.endswith(".ipynb") or ".ipynb_checkpoints" in path.split("/")
+
+
+__all__ = ["CheckoutWatch", "is_notebook"]

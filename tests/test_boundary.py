@@ -216,6 +216,27 @@ def test_run_directories_are_outside_the_checkout_and_hold_no_git(tmp_path: Path
 WRITE_WATCHED = "import os\nopen(os.environ['WATCHED'], 'a').write('written by the run\\n')"
 
 
+
+def test_notebooks_saved_in_the_checkout_are_not_reported_as_edits(tmp_path: Path) -> None:
+    # Issue 26, bug 12: JupyterLab's autosave of the notebook driving the loop, and papermill's out.ipynb, were
+    # "your checkout changed during run N (an editor?)" (and a violation without the sandbox).
+    from autoresearch_nb.watch import CheckoutWatch
+
+    root = make_repo(tmp_path / "r", {"train.py": target(), "run.ipynb": "{}\n"})
+    (root / "notebooks").mkdir()
+    (root / "notebooks/analysis.ipynb").write_text("{}\n")  # untracked, in a folder
+    watch = CheckoutWatch(root, "t")
+    watch.snapshot()
+    (root / "run.ipynb").write_text('{"cells": []}\n')  # an autosave
+    (root / "notebooks/analysis.ipynb").write_text('{"cells": []}\n')
+    (root / "out.ipynb").write_text("{}\n")                        # papermill's output
+    (root / "notebooks/.ipynb_checkpoints").mkdir()
+    (root / "notebooks/.ipynb_checkpoints/run-checkpoint.ipynb").write_text("{}\n")
+    assert watch.changed() == []
+    (root / "notes.txt").write_text("mine\n")
+    (root / "out.ipynb").write_text('{"again": 1}\n')
+    assert watch.changed() == ["notes.txt"]  # anything else still is
+
 def test_a_run_writing_into_the_checkout_by_absolute_path_is_blocked(tmp_path: Path) -> None:
     root = research(tmp_path, misbehaving(("2.0", WRITE_WATCHED)))
     r = run_queue(root, env={**os.environ, "WATCHED": str(root / "README.txt")})

@@ -176,17 +176,25 @@ def test_a_tuner_runs_html_report_and_analysis_show_optunas_views(tmp_path, monk
 
 @pytest.mark.slow
 def test_cli_runs_the_notebook(tmp_path):
+    # Issue 26, bugs 12 and 13: the notebook inside the repository (as a user keeps it), no --output: the executed
+    # copy goes under .autoresearch/, not beside it in the checkout, no run reports the checkout changed, and
+    # the experiment lines stream to the terminal as the plain `run` prints them.
     repo = make_demo_repo(tmp_path / "target")
-    out = tmp_path / "cli.out.ipynb"
+    notebook = repo / "autoresearch.ipynb"
+    notebook.write_text((NOTEBOOKS / "autoresearch.ipynb").read_text())
     env = {**os.environ, **kernel_env(tmp_path)}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    proc = subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "run", "--notebook",
-                           str(NOTEBOOKS / "autoresearch.ipynb"), "--output", str(out), "--repo", str(repo),
-                           "--tag", "cli", "--agent", "queue", "--time-budget-s", "2", "--max-experiments", "3"],
+    proc = subprocess.run([sys.executable, "-m", "autoresearch_nb.cli", "run", "--notebook", str(notebook),
+                           "--repo", str(repo), "--tag", "cli", "--agent", "queue", "--time-budget-s", "2",
+                           "--max-experiments", "3"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(load_results(repo, "cli")) == 3
-    assert out.exists()
+    out = repo / ".autoresearch" / "notebooks" / "cli" / "autoresearch.out.ipynb"
+    assert out.exists() and not list(repo.glob("*.out.ipynb"))
+    assert "#1 " in proc.stdout and "experiment 3 / 3" in proc.stdout and "loop finished" in proc.stdout
+    assert "checkout changed" not in proc.stdout + proc.stderr
+    assert all(e.status != "violation" for e in load_results(repo, "cli").itertuples())
 
 
 @pytest.mark.slow
