@@ -147,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
         got["sig"] = signum
         print(f"\n{signal.Signals(signum).name}: stopping; the running experiment is recorded as interrupted",
               file=sys.stderr)
-        loop.stop(force=True, reason=signal.Signals(signum).name)
+        loop.stop(force=True, reason=signal.Signals(signum).name, quiet=True)  # said above; no print in a handler
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     code = 0

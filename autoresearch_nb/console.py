@@ -35,6 +35,15 @@ def phase_text(seconds: Mapping[str, float]) -> str:
                     if seconds.get(name, 0.0) >= 0.5)
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 experiment``, ``3 experiments``.
+
+    >>> counted(1, "experiment"), counted(0, "experiment")
+    ('1 experiment', '0 experiments')
+    """
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def overall_progress(done: int, total: int | None, seconds_each: float | None, running: bool = False) -> str:
     """``experiment 4 / 7 · ETA 3 min`` (the 4th is the one running, or the last decided); without a total, the
     count and the time per experiment. ``done`` counts experiments already decided; ETA = what is left × the mean.

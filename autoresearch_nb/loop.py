@@ -138,7 +138,7 @@ class Loop:
         """Release the run (the lock and the database). The loop object cannot be used afterwards."""
         if self._lock is None:
             return
-        self.stop(force=True)
+        self.stop(force=True, reason="the loop was closed", quiet=True)
         if self._thread and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
         self._lock.release()
@@ -376,12 +376,16 @@ class Loop:
                          ask=self._ask, run=self.run, decide=self.decide,
                          warm=getattr(self.agent, "warm", None)).optimize(limits, f"run {self.tag}")
 
-    def stop(self, force: bool = False, reason: str = "stopped by the user") -> None:
-        """Stop after the current experiment; with ``force`` also end the running one now (as interrupted)."""
+    def stop(self, force: bool = False, reason: str = "stopped by the user", quiet: bool = False) -> None:
+        """Stop after the current experiment; with ``force`` also end the running one now (as interrupted). Says
+        so as a message (the dashboard's note, the console's line) unless ``quiet`` (the caller says it itself)."""
         self._stop.set(force, reason)
+        if not quiet:
+            what = "now: the running experiment is recorded as interrupted" if force else "after the running one"
+            self._recorder.emit(EventKind.MESSAGE, message=f"stopping {what} ({reason})", purpose="stop")
 
     def start(self, n: int | None = None, max_seconds: float | None = None) -> threading.Thread:
-        """Run :meth:`optimize` in a background thread and return at once; :meth:`stop` ends it."""
+        """Run :meth:`optimize` in a background thread and return it at once; :meth:`stop` ends it."""
         if self.running:
             raise StateError("this loop is already running in the background")
         self._stop.clear()
@@ -394,7 +398,7 @@ class Loop:
                 log.error("background loop ended with %s: %s", type(e).__name__, e)
 
         self.error = None
-        self._thread = threading.Thread(target=target, name=f"autoresearch-{self.tag}", daemon=True)
+        self._thread = Background(target=target, name=f"autoresearch-{self.tag}", daemon=True)
         self._thread.start()
         return self._thread
 
@@ -434,6 +438,15 @@ class Loop:
         best = self.best
         return (f"<Loop tag={self.tag!r} experiments={len(self.experiments)} "
                 f"best={best.metric if best else None} agent={getattr(self.agent, 'name', '?')}>")
+
+
+class Background(threading.Thread):
+    """The thread :meth:`Loop.start` returns: a notebook cell ending in ``loop.start()`` shows what it is and
+    how to end it, not ``<Thread(autoresearch-nov27, started daemon 1403...)>``."""
+
+    def __repr__(self) -> str:
+        state = "running in the background" if self.is_alive() else "finished"
+        return f"<{self.name} {state}: loop.stop() ends it, loop.wait() waits for it, loop.error says how it ended>"
 
 
 def _read(path: Path) -> str:

@@ -162,3 +162,9 @@ def test_an_interrupted_run_no_longer_reads_running(loop):
     assert s.diff_view()[2] == "interrupted · interrupted by the user"
     assert "idle · last run #1 interrupted after 3.0 s" in s.bar_text()
     assert ">interrupted<" in s.status_html() and s.controls()["propose"] and not s.controls()["stop_now"]
+
+
+def test_one_experiment_is_singular(loop):
+    s = Screen(loop)
+    base = ex(0, Status.KEEP, metric=1.0, description="baseline", agent="baseline")
+    assert "· 1 experiment ·" in s.summary([base]) and "· 2 experiments ·" in s.summary([base, ex(1)])

@@ -153,6 +153,23 @@ def test_a_rejected_proposal_reads_rejected_in_results_the_table_and_the_console
         assert list(plotdata.table(df)["status"]) == ["rejected", "rejected", "keep"]
         assert "invalid" not in out.getvalue() and out.getvalue().count("rejected ") >= 2
 
+
+def test_a_notebook_cell_gets_short_answers_from_an_experiment_start_and_stop(repo: Path) -> None:
+    # Issue 26's small things: the Experiment repr printed all of train.py, loop.start() a Thread object, and
+    # loop.stop() said nothing.
+    with Loop.open(repo, tag="t", agent=Queue(("X = 3.0", "X = 1.0")), **FAST) as loop:
+        base = loop.baseline()
+        assert repr(base).startswith("<Experiment #0 keep metric=") and repr(base).endswith("'baseline'>")
+        assert "X = 3.0" in (base.content or "") and "X = 3.0" not in repr(base)
+        said: list[str] = []
+        loop.subscribe(lambda e: said.append(e.message) if e.kind == EventKind.MESSAGE else None)
+        thread = loop.start(n=1)
+        assert repr(thread).startswith("<autoresearch-t ") and "loop.stop() ends it" in repr(thread)
+        loop.stop()
+        loop.wait(60)
+        assert "finished" in repr(thread)
+        assert any(m.startswith("stopping after the running one") for m in said)
+
 # -- the baseline measures the base commit (issue 16 bug 1) --------------------------------------------------------
 
 def test_the_baseline_measures_the_base_commit_even_after_a_kept_experiment_elsewhere(repo: Path) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..console import overall_progress
+from ..console import counted, overall_progress
 from ..events import Event, EventKind
 from ..records import CurvePoint, Experiment, Status, is_baseline
 from ..view import best_of
@@ -402,7 +402,7 @@ class Screen:
             noise = None
         floor = plotdata.floor(noise, float(cfg.noise_k), max(len(best.runs), 1) if best is not None else 1)
         cost = sum(x.cost_usd or 0.0 for x in exps)
-        return (f"run <b>{esc(self.source.tag)}</b> · agent {esc(name)} · {len(exps)} experiments · {best_txt}"
+        return (f"run <b>{esc(self.source.tag)}</b> · agent {esc(name)} · {counted(len(exps), 'experiment')} · {best_txt}"
                 + (f" · ${cost:.2f}" if cost else "") + self.duty()
                 + f"<br><span class='arnb-floor' title='{esc(plotdata.floor_text(floor))}'>"
                   f"{esc(plotdata.floor_words(floor))}</span>")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable
 
+from ..console import counted
 from ..records import Status
 from . import draw, plotdata
 from .html import diff_html, table_html
@@ -121,7 +122,7 @@ def summary(run: Any, markdown: bool = True) -> str:
     base = next((e for e in run.experiments if e.description == "baseline" and e.metric is not None), None)
     f = floor(run)
     b = "**" if markdown else ""
-    parts = [f"run {b}{run.tag}{b}: {len(df)} experiments"]
+    parts = [f"run {b}{run.tag}{b}: {counted(len(df), 'experiment')}"]
     if rate is not None:
         parts.append(f"keep rate {rate:.0%}")
     if best is not None:

@@ -195,7 +195,7 @@ class Dashboard:
         with self._lock:
             if not (self.screen.busy or self.loop.running):  # a click queued while a cell held the kernel, arriving after its run ended
                 return
-        self.loop.stop(force=force)  # force cancels every worker's run, not only one
+        self.loop.stop(force=force, quiet=True)  # force: every worker's run; the note below says it
         if force and not self.loop.running and self._worker is not None and self._worker.is_alive():
             # A button's single run (no optimize() to clear the flag at its start): once it has ended, the
             # flag must not cancel the next run the moment it starts.
@@ -324,7 +324,7 @@ class Dashboard:
             finally:
                 if self._disarm:
                     self._disarm = False
-                    self.loop.stop(force=False)
+                    self.loop.stop(force=False, quiet=True)
                 with self._lock:
                     self.screen.done()
                     self._sync()
