@@ -143,6 +143,7 @@ def test_a_clean_run_waiting_for_decide_says_so_not_running_nor_the_last_outcome
         s.status_html()
         text = s.bar_text()
         assert "last run #1 measured, waiting for decide()" in text and "keep" not in text
+        assert "experiment 2 / 3" in text  # #1 is the current experiment, not #0
         assert s.diff_view()[2].startswith("measured, waiting for decide()")
         table = plotdata.table(lp.results)
         assert table.loc[table["number"] == 1, "status"].item() == "measured, not decided yet"

@@ -380,9 +380,11 @@ class Screen:
         done = sum(1 for e in exps if e.status.finished)
         took = [e.wall_seconds for e in exps if e.wall_seconds and e.status.ran]
         each = sum(took) / len(took) if took else None
-        # No ETA while idle: nothing is on its way to the total until something runs again.
+        # No ETA while idle: nothing is on its way to the total until something runs again. A run measured and
+        # waiting for decide() is the current experiment, not the last one decided.
+        measured = any(e.status == Status.RUNNING for e in exps)
         return overall_progress(done, getattr(self.source.config, "max_experiments", None),
-                                each if self.busy else None, bool(self.going()))
+                                each if self.busy else None, bool(self.going()) or measured)
 
     def measured_words(self) -> str:
         """What a cleanly finished, undecided run is waiting for: the cell's ``decide()``, or nothing (the loop
@@ -402,7 +404,8 @@ class Screen:
             noise = None
         floor = plotdata.floor(noise, float(cfg.noise_k), max(len(best.runs), 1) if best is not None else 1)
         cost = sum(x.cost_usd or 0.0 for x in exps)
-        return (f"run <b>{esc(self.source.tag)}</b> · agent {esc(name)} · {counted(len(exps), 'experiment')} · {best_txt}"
+        return (f"run <b>{esc(self.source.tag)}</b> · agent {esc(name)} · {counted(len(exps), 'experiment')}"
+                f" · {best_txt}"
                 + (f" · ${cost:.2f}" if cost else "") + self.duty()
                 + f"<br><span class='arnb-floor' title='{esc(plotdata.floor_text(floor))}'>"
                   f"{esc(plotdata.floor_words(floor))}</span>")
