@@ -429,6 +429,25 @@ def test_the_static_snapshot_holds_the_current_dashboard(loop, dash):
     assert dash.table.value in snap and dash.progress.value in snap and "<svg" in snap
 
 
+
+def test_an_interrupted_run_is_drawn_as_such_at_once_and_in_the_saved_copy(loop, dash):
+    # Issue 26, bug 2: after Kernel > Interrupt the panel still said "running" (RUN_FINISHED, no DECIDED follows).
+    class Handle:
+        html = ""
+
+        def update(self, obj):
+            Handle.html = obj.data
+
+    dash._snapshot = Handle()
+    dash(fake(loop, EventKind.PROPOSED, 1, Status.PROPOSED, description="try a thing"))
+    dash(fake(loop, EventKind.RUN_STARTED, 1, description="try a thing"))
+    assert "running · agent" in dash.diff.value and dash.propose_button.disabled
+    dash(fake(loop, EventKind.RUN_FINISHED, 1, Status.INTERRUPTED, description="try a thing",
+              reason="interrupted by the user"))
+    assert "interrupted · interrupted by the user" in dash.diff.value and "running · agent" not in dash.diff.value
+    assert not dash.propose_button.disabled and dash.stop_now_button.disabled
+    assert "interrupted · interrupted by the user" in Handle.html
+
 def test_a_stop_click_arriving_after_the_run_ended_does_not_cancel_the_next_run(loop, dash):
     loop.baseline()   # a cell's run: the kernel took the click only after it
     dash.stop(force=True)

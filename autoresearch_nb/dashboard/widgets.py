@@ -363,7 +363,10 @@ class Dashboard:
         if event.kind in _ENDINGS or event.kind in _REDRAWN:
             # An ending is drawn now, in this thread: the screen must not show a finished run as running.
             self.flush()
-        if event.kind in (EventKind.DECIDED, EventKind.LOOP_FINISHED) and self._snapshot is not None:
+        # the saved copy follows decisions, and an interrupted run (a kernel interrupt: no decision follows)
+        interrupted = event.kind == EventKind.RUN_FINISHED and event.experiment is not None \
+            and event.experiment.status == Status.INTERRUPTED
+        if (event.kind in (EventKind.DECIDED, EventKind.LOOP_FINISHED) or interrupted) and self._snapshot is not None:
             from IPython.display import HTML
 
             self._snapshot.update(HTML(self.snapshot()))
