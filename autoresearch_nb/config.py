@@ -156,7 +156,7 @@ class Config:
     max_seeds: int = setting(5, "paired rule: the most paired seeds one candidate gets")
     futility: float = setting(1.5, "paired rule: how many standard errors under the path of a just-"
                                    "detectable gain a candidate may fall before it stops")
-    combine_after: int = setting(0, "after this many decided experiments without a keep, the next proposal "
+    combine_after: int = setting(8, "after this many decided experiments without a keep, the next proposal "
                                     "combines the best near-misses (discarded changes whose mean improved) on "
                                     "the current best, instead of the agent's (0: off)")
     confirm_runs: int = setting(1, "extra runs (other seeds) for a pass that is only marginal")
