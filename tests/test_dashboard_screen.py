@@ -169,3 +169,21 @@ def test_one_experiment_is_singular(loop):
     s = Screen(loop)
     base = ex(0, Status.KEEP, metric=1.0, description="baseline", agent="baseline")
     assert "· 1 experiment ·" in s.summary([base]) and "· 2 experiments ·" in s.summary([base, ex(1)])
+
+
+def test_every_phase_of_a_run_is_on_screen_not_only_its_training(loop):
+    # Issue 26: ~10 s showed only "starting" and ~11 s sat at "20.2/20 s" with no word of evaluating.
+    s = Screen(loop)
+    s.feed(Event(EventKind.RUN_STARTED, ex(1)))
+    s.feed(Event(EventKind.PHASE, ex(1), message="start"))
+    assert "starting (imports, data)" in s.bar_text() and "starting (imports, data)" in s.status_html()
+    s.feed(Event(EventKind.PHASE, ex(1), message="train"))
+    s.feed(Event(EventKind.PROGRESS, ex(1), CurvePoint(9, 20.2, 3.1)))
+    assert "20.2 / 20 s" in s.bar_text() and "evaluating" not in s.bar_text() and ">training<" in s.status_html()
+    s.feed(Event(EventKind.PHASE, ex(1), message="evaluate"))
+    assert "20.2 / 20 s · step 9 · loss 3.1000 · evaluating 0 s" in s.bar_text()
+    assert ">evaluating 0 s<" in s.status_html()
+    # a repeat run's phases too
+    s.feed(Event(EventKind.REPEAT_STARTED, ex(1), message="noise run", purpose="noise", seed=43, repeat=1))
+    s.feed(Event(EventKind.PHASE, ex(1), message="verify", purpose="noise", seed=43, repeat=1))
+    assert "verifying 0 s" in s.status_html()

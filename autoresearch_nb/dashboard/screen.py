@@ -10,6 +10,7 @@ tests read it directly.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,9 @@ from .html import esc
 PROPOSING = "a proposal"  # the action of the Propose button
 WAITING = "measured, waiting for decide()"  # a clean run a cell ran, before the cell's decide()
 DECIDING = "measured, deciding"             # the same while the loop or a button goes on to decide it
+# what a run is doing in each pipeline phase (pipeline.PHASES), for the bar and the running lines
+PHASE_WORDS = {"prepare": "preparing", "start": "starting (imports, data)", "train": "training",
+               "evaluate": "evaluating", "verify": "verifying"}
 PURPOSE_WORDS = {"noise": "noise-floor run", "confirmation": "confirmation run", "pairing": "paired run of the best",
                  "revalidation": "re-validation run"}
 
@@ -40,6 +44,15 @@ class Live:
     seed: int | None = None
     index: int | None = None     # this repeat is run ``index`` of ``total`` of its commit
     total: int | None = None
+    phase: str | None = None     # the pipeline phase it is in (PHASE events), and since when (monotonic)
+    phase_since: float = 0.0
+
+    def doing(self) -> str:
+        """What the run is doing now, in words: ``evaluating 4 s``, ``training``, else ``running``."""
+        word = PHASE_WORDS.get(self.phase or "", "running")
+        if self.phase in ("evaluate", "verify"):  # no progress lines then: how long it has been at it
+            word += f" {time.monotonic() - self.phase_since:.0f} s"
+        return word
 
     @property
     def number(self) -> int | None:
@@ -109,7 +122,7 @@ class Screen:
             EventKind.LOOP_FINISHED: self._loop_finished, EventKind.REPEAT_STARTED: self._repeat_started,
             EventKind.NOISE_FLOOR: self._noise_floor, EventKind.REVALIDATED: self._revalidated,
             EventKind.SETUP_STARTED: self._setup_started, EventKind.SETUP_FINISHED: self._setup_finished,
-            EventKind.MESSAGE: self._message}
+            EventKind.MESSAGE: self._message, EventKind.PHASE: self._phase}
         workers = int(getattr(source.config, "workers", 1) or 1)
         self.note = f"budget {self.budget_s:g} s per experiment" + (f" · {workers} workers" if workers > 1 else "")
 
@@ -168,6 +181,12 @@ class Screen:
         if live is not None and event.point is not None:
             live.points.append(event.point)
             self.dirty["curves"] = True
+
+    def _phase(self, event: Event) -> None:
+        live = self.live_for(event)
+        if live is not None and event.message in PHASE_WORDS:
+            live.phase, live.phase_since = event.message, time.monotonic()
+            self.dirty["progress"] = True
 
     def _run_finished(self, event: Event) -> None:
         e = event.experiment
@@ -361,12 +380,14 @@ class Screen:
         for r in going:
             p = r.points[-1] if r.points else None
             if p is None:
-                parts.append(f"<b>{r.name()}</b> starting" if len(going) > 1 else "starting")
+                word = PHASE_WORDS["start"] if r.phase in (None, "start", "train") else r.doing()
+                parts.append(f"<b>{r.name()}</b> {word}" if len(going) > 1 else word)
                 continue
             loss = f" · loss {p.loss:.4f}" if p.loss is not None else ""
             step = f" · step {p.step}" if p.step is not None else ""
             what = "" if len(going) == 1 else f"<b>{r.name()}</b>{' ' + r.purpose if r.purpose else ''} "
-            parts.append(f"{what}{p.elapsed_s:.1f} / {self.budget_s:g} s{step}{loss}")
+            after = f" · {r.doing()}" if r.phase in ("evaluate", "verify") else ""  # trained; busy still
+            parts.append(f"{what}{p.elapsed_s:.1f} / {self.budget_s:g} s{step}{loss}{after}")
         if not going:
             parts = [esc(self.setup)] if self.setup else ([f"idle · last run {esc(self.last_run)}"]
                                                           if self.last_run else ["idle"])
@@ -434,11 +455,11 @@ class Screen:
                 continue
             shown.add(live.number)
             desc = esc((live.exp.description if live.exp else "")[:80])
-            what = f"<b style='color:{plotdata.COLORS['running']}'>running</b>"
+            what = f"<b style='color:{plotdata.COLORS['running']}'>{live.doing()}</b>"
             if live.running and live.worker is not None:
                 what += f" on worker {live.worker}"
             if rep is not None:
-                what = f"<b>{esc(rep.repeat_text())}</b>"
+                what = f"<b>{esc(rep.repeat_text())}</b> · {rep.doing()}"
             lines.append(f"<b>{live.name()}</b> {desc} · {what}")
         for rep in self.repeats.values():
             if rep.number in shown:
