@@ -41,3 +41,18 @@ class StateError(AutoresearchError):
 class SandboxError(AutoresearchError):
     """The sandbox cannot be set up as configured (a writable path over the checkout, Landlock demanded where
     the kernel has none)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by an interrupt (a notebook's Kernel > Interrupt, Ctrl-C), already recorded as
+    ``interrupted`` and its processes ended. Still a KeyboardInterrupt, so "Run All" and papermill stop; IPython
+    shows it as one line (``_render_traceback_``) instead of a traceback through the library's internals."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"KeyboardInterrupt: {self}"]
+
+
+def described(e: BaseException) -> str:
+    """``Type: message`` of an exception as the loop reports it; any interrupt reads ``KeyboardInterrupt``."""
+    name = "KeyboardInterrupt" if isinstance(e, KeyboardInterrupt) else type(e).__name__
+    return f"{name}: {e}"

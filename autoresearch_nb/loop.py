@@ -27,7 +27,7 @@ from .config import Config, make_config
 from .edits import EditError, check_python, content_hash, unified_diff
 from .lookahead import Lookahead
 from .proposals import ask_agent
-from .errors import BudgetExceeded, ConfigError, StateError
+from .errors import BudgetExceeded, ConfigError, RunInterrupted, StateError
 from .events import EventBus, EventKind, Listener
 from .faults import pause
 from .git import Workspace, find_repo
@@ -483,8 +483,11 @@ def _run_row(rec: Recorder, plan: Plan, stop: StopSignal, running: Experiment, j
         pause("saved-running")
         rec.emit(EventKind.RUN_STARTED, running)
         result, changed = plan.finish(job, plan.run_here(job, stop, hooks))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if not closed:  # interrupted before the pipeline began: the row is closed all the same
             finish(not_started(job.log_path), ())
-        raise
+        if isinstance(e, RunInterrupted):
+            raise
+        raise RunInterrupted(f"experiment {running.number} was stopped before its run began and recorded as "
+                             "interrupted") from None
     return finish(result, changed)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from .agents import QueueExhausted
 from .serial import MAX_IDLE_PROPOSALS, Limits
 from .edits import content_hash, unified_diff
-from .errors import BudgetExceeded
+from .errors import BudgetExceeded, described
 from .events import EventKind
 from .executors import Executor, LocalExecutor, Outcome
 from .merge import merge_file
@@ -225,7 +225,7 @@ class ParallelDriver:
         except BaseException as e:
             self.executor.cancel()
             self._drain_after_error()
-            rec.emit(EventKind.LOOP_FINISHED, message=f"{type(e).__name__}: {e}", error=True)
+            rec.emit(EventKind.LOOP_FINISHED, message=described(e), error=True)
             raise
         finally:
             for exp in self.retry:  # never ran: say so

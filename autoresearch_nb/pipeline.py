@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .clock import Budget
+from .errors import RunInterrupted
 from .records import CurvePoint, RunResult, Status
 from .runner import LOG_CAP, Run, held_interrupts
 from .verify import Pending, Verification
@@ -150,7 +151,8 @@ def execute(command: str, run_dir: str | Path, log_path: str | Path, *, env: Map
                 result = run.wait()
             if on_interrupt is not None:
                 on_interrupt(result)
-            raise
+            raise RunInterrupted(f"the run was stopped and recorded as interrupted (its log: {log_path})") \
+                from None
         finally:
             stop.attach(None)
         if verify is not None and not result.interrupted:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from .agents import QueueExhausted
-from .errors import BudgetExceeded
+from .errors import BudgetExceeded, described
 from .events import EventKind
 from .records import Experiment, Status
 from .pipeline import StopSignal
@@ -71,7 +71,7 @@ def optimize_serially(step: Callable[[], Experiment], limits: Limits, stop: Stop
                 reason = f"{idle} proposals in a row could not run; stopping (see their reasons)"
                 break
     except BaseException as e:
-        emit(EventKind.LOOP_FINISHED, message=f"{type(e).__name__}: {e}", error=True)
+        emit(EventKind.LOOP_FINISHED, message=described(e), error=True)
         raise
     emit(EventKind.LOOP_FINISHED, message=reason)
     return done

@@ -515,6 +515,29 @@ def test_a_notebook_interrupt_ends_the_run_as_interrupted_and_the_loop_goes_on(r
     assert not alive(run)  # the interrupted run's process was ended, not left behind
 
 
+def test_an_interrupted_run_in_ipython_shows_one_line_and_still_stops_the_cell(repo: Path, tmp_path: Path) -> None:
+    # Issue 26: Kernel > Interrupt printed a 40-line KeyboardInterrupt traceback through library internals. The
+    # interrupt still propagates (Run All and papermill must stop), as one line.
+    proc = start_driver(repo, tmp_path, [SLOW, ("X to 1", "X = 3.0", "X = 1.0")], then=textwrap.dedent("""\
+        from IPython.core.interactiveshell import InteractiveShell
+        shell = InteractiveShell.instance(user_ns={"loop": loop})
+        result = shell.run_cell("loop.step()")
+        print("ERROR", type(result.error_in_exec).__name__, isinstance(result.error_in_exec, KeyboardInterrupt),
+              flush=True)
+        print("NEXT", loop.step().status.value, flush=True)
+    """))
+    wait_for_row(repo, 1, Status.RUNNING)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    shown = out[:out.index("ERROR")]
+    assert "Traceback" not in shown and "File " not in shown, shown
+    lines = [line for line in shown.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(
+        "KeyboardInterrupt: the run was stopped and recorded as interrupted (its log: ") and \
+        lines[0].endswith("0001.log)"), lines
+    assert "ERROR RunInterrupted True" in out and "NEXT keep" in out and proc.returncode == 0
+
+
 @pytest.mark.parametrize("point", ["saved-running", "started"])
 def test_an_interrupt_while_a_run_starts_closes_its_row_and_stops_its_process(repo: Path, tmp_path: Path,
                                                                               point: str) -> None:
