@@ -292,7 +292,7 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     page.keyboard.press("Control+Enter")  # the last cell: run it without adding a new one
     expect(dash.locator(".arnb-diff-view")).to_contain_text("WIDTH = 32", timeout=60_000)
     expect(status).to_contain_text("a very long run", timeout=90_000)
-    expect(status).to_contain_text("running", timeout=30_000)
+    expect(status).to_contain_text("training", timeout=30_000)  # the phase it is in (issue 26)
     curve = dash.locator(".arnb-curves svg #curve-running path")
     expect(curve.first).to_be_attached(timeout=30_000)
     deadline = time.monotonic() + 60  # the running curve grows with each redraw
@@ -325,6 +325,11 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     assert "noise σ" in (status.locator(".arnb-floor").get_attribute("title") or "")
     expect(dash.locator(".arnb-table-view table thead")).to_contain_text("reason")
     _shot(dash, "7-stopped")
+    # Issue 26 bug 10: no horizontal scrollbar under the buttons, and the dashboard no wider than its cell
+    # (the halves scroll their own wide content on purpose: a wide table scrolls inside its box)
+    overflow = dash.evaluate("""el => [el, el.querySelector('.arnb-top'), ...el.querySelectorAll('.arnb-top > *')]
+        .map(b => [b.className, b.scrollWidth - b.clientWidth]).filter(x => x[1] > 0)""")
+    assert overflow == [], f"boxes wider than they show (a horizontal scrollbar): {overflow}"
 
     expect(rows.nth(1)).to_contain_text("crash")   # newest first: the long run, then the crash with its reason
     expect(rows.nth(1)).to_contain_text("sleep a negative time")

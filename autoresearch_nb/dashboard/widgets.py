@@ -90,7 +90,8 @@ class Dashboard:
 
         box = dict(border="1px solid #ddd", padding="6px", margin="2px")
         half = w.Layout(flex="1 1 420px", min_width="360px", overflow="auto", **box)
-        self.status = w.HTML(layout=w.Layout(width="100%"))
+        # "auto", not 100 %: the widget margin came on top of 100 % and put a scrollbar under the buttons
+        self.status = w.HTML(layout=w.Layout(width="auto"))
         self.bar = w.FloatProgress(value=0.0, min=0.0, max=self.budget_s, layout=w.Layout(width="40%"))
         self.bar_text = w.HTML()
         self.stop_after_button = w.Button(description="Stop after this", icon="pause", disabled=True,
@@ -129,6 +130,7 @@ class Dashboard:
                               w.HBox([w.VBox([self.progress], layout=half), w.VBox([self.table], layout=half)],
                                      layout=wrap)])
         self.widget.add_class("arnb-dashboard")
+        top.add_class("arnb-top")
         for widget, cls in ((self.status, "arnb-status"), (self.diff, "arnb-diff-view"),
                             (self.curves, "arnb-curves"), (self.progress, "arnb-progress"),
                             (self.table, "arnb-table-view"), (self.bar, "arnb-bar"), (self.chooser, "arnb-choose"),
