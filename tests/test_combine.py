@@ -7,9 +7,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import make_repo
+from conftest import EditsAgent, make_repo
 
-from autoresearch_nb import Loop, Proposal, QueueExhausted, Status
+from autoresearch_nb import Loop, Status
 from autoresearch_nb.combine import AGENT, combination, drought, near_misses
 from autoresearch_nb.errors import ConfigError
 from autoresearch_nb.records import Experiment
@@ -99,42 +99,28 @@ TRAIN = textwrap.dedent('''\
     print("---")
     print(f"val_bpb: {1.0 - 0.004 * A - 0.004 * B - 0.05 * A * B + noise:.12f}")
 ''')
-
-
-class Steps:
-    """Sets one constant per proposal, in order."""
-
-    name = "steps"
-
-    def __init__(self, steps: list[tuple[str, int]]) -> None:
-        self.steps = list(steps)
-
-    def propose(self, context) -> Proposal:
-        if not self.steps:
-            raise QueueExhausted("done")
-        name, value = self.steps.pop(0)
-        return Proposal(f"{name} to {value}",
-                        content=re.sub(rf"^{name} = .*$", f"{name} = {value}", context.source, flags=re.M))
+STEPS = [("A to 1", "A = 0", "A = 1"), ("B to 1", "B = 0", "B = 1")]  # each alone within the noise
 
 
 def test_two_near_misses_combined_by_the_loop_are_kept_where_neither_was(tmp_path: Path) -> None:
     # The values are fixed by the seeds (SALT = 5 was picked so both changes alone come out near-misses).
     repo = make_repo(tmp_path / "r", {"train.py": TRAIN})
-    with Loop.open(repo, tag="t", agent=Steps([("A", 1), ("B", 1)]), time_budget_s=10, combine_after=2,
+    with Loop.open(repo, tag="t", agent=EditsAgent(STEPS), time_budget_s=10, combine_after=2,
                    lookahead=0) as loop:
         loop.optimize()
         exps = loop.experiments
         head = loop.workspace.read(loop.workspace.head())
-    assert [(e.status, e.agent) for e in exps] == [(Status.KEEP, "baseline"), (Status.DISCARD, "steps"),
-                                                   (Status.DISCARD, "steps"), (Status.KEEP, AGENT)]
+    assert [(e.status, e.agent) for e in exps] == [(Status.KEEP, "baseline"), (Status.DISCARD, "edits"),
+                                                   (Status.DISCARD, "edits"), (Status.KEEP, AGENT)]
     assert exps[1].metric < exps[0].metric and exps[2].metric < exps[0].metric  # both improved the mean
     assert exps[3].description.startswith("combine near-misses #") and {"#1", "#2"} <= set(
         re.findall(r"#\d", exps[3].description))
     assert "A = 1" in head and "B = 1" in head and exps[3].parent_sha == exps[0].sha
 
 
-def test_off_by_default_the_agent_is_asked_after_any_stretch(tmp_path: Path) -> None:
+def test_combine_after_0_turns_it_off_the_agent_is_asked_after_any_stretch(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "r", {"train.py": TRAIN})
-    with Loop.open(repo, tag="t", agent=Steps([("A", 1), ("B", 1)]), time_budget_s=10, lookahead=0) as loop:
+    with Loop.open(repo, tag="t", agent=EditsAgent(STEPS), time_budget_s=10, combine_after=0,
+                   lookahead=0) as loop:
         loop.optimize()
-        assert [e.agent for e in loop.experiments] == ["baseline", "steps", "steps"]
+        assert [e.agent for e in loop.experiments] == ["baseline", "edits", "edits"]
