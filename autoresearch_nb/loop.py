@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import environ, provenance
+from . import environ, provenance, waiting
 from . import results as _results
 from .agents import Agent, Context, make_agent
 from .agents.space import describe_change
@@ -405,7 +405,7 @@ class Loop:
     def wait(self, timeout: float | None = None) -> None:
         """Block until a background run started with :meth:`start` ends."""
         if self._thread:
-            self._thread.join(timeout)
+            waiting.join(self._thread, timeout)  # a notebook's Stop click acts while this cell waits
 
     def dashboard(self, mode: str = "auto", **kwargs: Any) -> Any:
         """Show this run live: the widget dashboard in Jupyter, console lines elsewhere (papermill, a terminal).

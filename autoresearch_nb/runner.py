@@ -34,6 +34,7 @@ from . import protocol
 from . import scrub
 from .clock import SAMPLE_EVERY_S, WALL_CAP, Meter, counts_cpu
 from .records import CurvePoint, RunResult
+from .waiting import waiting
 
 GRACE_S = 2.0
 WATCH_EVERY_S = 1.0  # how often a run's ``watch`` check (the disk floor) is called
@@ -329,36 +330,39 @@ class Run:
         deadline = self.started + self.timeout_s * (WALL_CAP if cpu else 1.0)
         next_watch = self.started + WATCH_EVERY_S
         next_sample = self.started + SAMPLE_EVERY_S
-        while True:
-            if self._reap() is not None:
-                break
-            time.sleep(0.05)
-            now = time.monotonic()
-            if cpu and now >= next_sample:
-                next_sample = now + SAMPLE_EVERY_S
-                meter.sample()
-            if self._cancelled.is_set():
-                interrupted = True
-                kill_group(self.proc.pid, poll=self._reap)
-            elif now >= deadline or (cpu and meter.seconds() >= self.timeout_s):
-                timed_out = True
-                limit = (f"{self.timeout_s:g} s" if not cpu else
-                         f"{self.timeout_s:g} CPU seconds per thread" if now < deadline else
-                         f"{self.timeout_s * WALL_CAP:g} s of wall time, {WALL_CAP:g}x its CPU limit")
-                kill_group(self.proc.pid, poll=self._reap)
-            elif self.stall_s and now - self._last_output >= self.stall_s:
-                timed_out = stalled = True
-                kill_group(self.proc.pid, poll=self._reap)
-            elif self._watch is not None and stopped is None and now >= next_watch:
-                next_watch = time.monotonic() + WATCH_EVERY_S
-                try:
-                    stopped = self._watch()
-                except Exception as e:  # a broken check must not end a run; say so in its error
-                    stopped = None
-                    self._watch = None
-                    self._tail_lines.append(f"(the loop's check during the run failed: {e})")
-                if stopped:
+        # On the main thread of a notebook with a live dashboard, the tick lets a Stop click act now.
+        with waiting() as tick:
+            while True:
+                if self._reap() is not None:
+                    break
+                time.sleep(0.05)
+                tick()
+                now = time.monotonic()
+                if cpu and now >= next_sample:
+                    next_sample = now + SAMPLE_EVERY_S
+                    meter.sample()
+                if self._cancelled.is_set():
+                    interrupted = True
                     kill_group(self.proc.pid, poll=self._reap)
+                elif now >= deadline or (cpu and meter.seconds() >= self.timeout_s):
+                    timed_out = True
+                    limit = (f"{self.timeout_s:g} s" if not cpu else
+                             f"{self.timeout_s:g} CPU seconds per thread" if now < deadline else
+                             f"{self.timeout_s * WALL_CAP:g} s of wall time, {WALL_CAP:g}x its CPU limit")
+                    kill_group(self.proc.pid, poll=self._reap)
+                elif self.stall_s and now - self._last_output >= self.stall_s:
+                    timed_out = stalled = True
+                    kill_group(self.proc.pid, poll=self._reap)
+                elif self._watch is not None and stopped is None and now >= next_watch:
+                    next_watch = time.monotonic() + WATCH_EVERY_S
+                    try:
+                        stopped = self._watch()
+                    except Exception as e:  # a broken check must not end a run; say so in its error
+                        stopped = None
+                        self._watch = None
+                        self._tail_lines.append(f"(the loop's check during the run failed: {e})")
+                    if stopped:
+                        kill_group(self.proc.pid, poll=self._reap)
         # A second call (a second Ctrl-C inside the first kill) finds the process already gone: a cancel
         # asked for still makes it an interrupted run, not a crash with the signal's exit code.
         interrupted = interrupted or (self._cancelled.is_set() and not timed_out)

@@ -233,6 +233,7 @@ CODE_MAP = {
     P + "clock": ({"psutil"}, set()),   # the budget clock: the loop's measure of a run, from outside
     P + "prune": (set(), {P + "records"}),  # early stopping: curves in, a reason out
     P + "noise": (set(), set()),  # the statistics of decisions: pure, stdlib only
+    P + "waiting": (set(), set()),  # what a main-thread wait does meanwhile; the dashboard installs the pump
     P + "paired": (set(), {P + "noise"}),  # the paired sequential rule: numbers in, a step or a decision out
     P + "merge": (set(), set()),  # the 3-way merge of one file
     P + "combine": (set(), {P + "merge", P + "records"}),  # near-miss combinations: history in, a file out

@@ -44,6 +44,10 @@ description = "halve the width"
 edits = [{ search = "WIDTH = 64", replace = "WIDTH = 32" }]
 
 [[experiment]]
+description = "a long step"
+edits = [{ search = "EXTRA_SECONDS = 0.0", replace = "EXTRA_SECONDS = 90.0" }]
+
+[[experiment]]
 description = "sleep a negative time"
 edits = [{ search = "SLEEP_S = 0.05", replace = "SLEEP_S = -1.0" }]
 
@@ -74,6 +78,10 @@ def lab(tmp_path):
     repo = make_demo_repo(tmp_path / "target", queue=QUEUE)
     nb = load_notebook_node(str(ROOT / "notebooks" / "autoresearch.ipynb"))
     nb = parameterize_notebook(nb, dict(tag="ui", agent="queue", time_budget_s=3, max_experiments=10))
+    # A step-by-step run that blocks its cell for 90 s: Stop now must act during it (issue 26 bug 1).
+    start = next(i for i, c in enumerate(nb.cells) if "loop.start(" in c.source)
+    nb.cells.insert(start - 1, nbformat.v4.new_code_cell(
+        "slow = loop.run(loop.propose())   # blocks this cell\nprint(f'#{slow.number} {slow.status.value}')"))
     nbformat.write(nb, repo / "autoresearch.ipynb")
 
     settings = tmp_path / "lab-settings"
@@ -287,10 +295,20 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     expect(dash.locator(".arnb-diff-view .arnb-diff-note")).to_contain_text("keep", timeout=15_000)
     _shot(dash, "5-approved-and-kept")
 
-    # The step-by-step cells and the background loop.
-    _run_cells(page, expect, cells, baseline_cell + 1, n - 2)
+    # The step-by-step cells; Stop now during a cell's own run (the cell blocks the kernel): the run ends
+    # interrupted and the cell returns, while the run would take 90 s; then the background loop.
+    slow_cell = next(i for i in range(n) if "slow = loop.run(" in cells.nth(i).inner_text())
+    _run_cells(page, expect, cells, baseline_cell + 1, slow_cell)
+    expect(status).to_contain_text("a long step", timeout=90_000)
+    expect(status).to_contain_text("training", timeout=60_000)
+    expect(stop_now).to_be_enabled()
+    stop_now.click()
+    expect(cells.nth(slow_cell).locator(".jp-OutputArea-output")).to_contain_text("#4 interrupted",
+                                                                                  timeout=30_000)
+    expect(stop_now).to_be_disabled(timeout=15_000)
+    _shot(dash, "5b-stopped-during-a-cell")
+    _run_cells(page, expect, cells, slow_cell + 1, n - 2)
     page.keyboard.press("Control+Enter")  # the last cell: run it without adding a new one
-    expect(dash.locator(".arnb-diff-view")).to_contain_text("WIDTH = 32", timeout=60_000)
     expect(status).to_contain_text("a very long run", timeout=90_000)
     expect(status).to_contain_text("training", timeout=30_000)  # the phase it is in (issue 26)
     curve = dash.locator(".arnb-curves svg #curve-running path")
@@ -309,8 +327,8 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     # Stop now: the long run is interrupted and the loop ends.
     stop_now.click()
     expect(dash.locator(".arnb-finished")).to_contain_text("loop finished", timeout=30_000)
-    # interrupted baseline, baseline, the approved one, halve the width, the crash, the long run
-    expect(rows).to_have_count(6, timeout=15_000)
+    # interrupted baseline, baseline, the approved one, halve the width, the long step, the crash, the long run
+    expect(rows).to_have_count(7, timeout=15_000)
     expect(rows.first).to_contain_text("interrupted")
     expect(dash.locator(".arnb-table-view table")).to_contain_text("lower the learning rate to 0.003")
     chart = dash.locator(".arnb-progress svg")
@@ -343,7 +361,7 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     _shot(dash, "8-chosen-experiment")
     # The crashed one: why it failed and the last lines of its log (the traceback), with its diff.
     chooser.select_option(index=_option(chooser, "sleep a negative time"))
-    expect(detail).to_contain_text("#4 sleep a negative time", timeout=15_000)
+    expect(detail).to_contain_text("#5 sleep a negative time", timeout=15_000)
     expect(detail.locator(".arnb-reason")).to_contain_text("why:")
     expect(detail).to_contain_text("crash")
     log = detail.locator(".arnb-log")

@@ -25,10 +25,11 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from .. import waiting
 from ..events import Event, EventKind
 from ..records import Status, is_baseline
 from ..view import best_of
-from . import draw, plotdata, svgplot
+from . import draw, plotdata, pump, svgplot
 from .html import detail_html, diff_html, snapshot_html, table_html
 from .resources import Sampler
 from .screen import PROPOSING, Screen, has_baseline
@@ -84,6 +85,7 @@ class Dashboard:
         self._sampler = Sampler() if resources else None
         self._snapshot: Any = None
         self._disarm = False
+        self._disarm_cell = False
         self._curve_gap = curve_interval_s
         self._picker_quiet = False
         self.last_message = ""
@@ -155,7 +157,10 @@ class Dashboard:
         self.flush()
         self._unsubscribe = loop.subscribe(self)
         self._thread: threading.Thread | None = None
+        self._unpump: Callable[[], None] = lambda: None
         if live:
+            # a click acts while a cell blocks (loop.run, dash.wait), not when the cell ends (issue 26 bug 1)
+            self._unpump = pump.install()
             self._thread = threading.Thread(target=self._render_loop, name="autoresearch-dashboard", daemon=True)
             self._thread.start()
 
@@ -189,6 +194,7 @@ class Dashboard:
             return
         self._closed.set()
         self._unsubscribe()
+        self._unpump()
         self.widget.close()
 
     # -- controls --------------------------------------------------------------------------------------
@@ -202,13 +208,17 @@ class Dashboard:
             # A button's single run (no optimize() to clear the flag at its start): once it has ended, the
             # flag must not cancel the next run the moment it starts.
             self._disarm = True
+        elif force and not self.loop.running:
+            # A cell's own run (loop.run, loop.baseline): once it has ended, the next cell's run must not be
+            # cancelled the moment it starts; disarmed at that run's end (see __call__).
+            self._disarm_cell = True
         with self._lock:
             self.screen.stopping(force)
             self._sync()
 
     def baseline(self) -> None:
-        """Run the baseline in the background, so Stop works while it runs (a cell's own run blocks the kernel,
-        and with it every click). ``dash.wait()`` waits for it."""
+        """Run the baseline in the background: the cell returns at once (under papermill, with no front end to
+        click, the console dashboard runs it in the cell). ``dash.wait()`` waits for it, and takes Stop meanwhile."""
         self._in_worker("the baseline", self.loop.baseline, "running the baseline (the file as it is)")
 
     def propose(self) -> None:
@@ -311,7 +321,9 @@ class Dashboard:
     def _in_worker(self, what: str, fn: Callable[[], Any], note: str = "") -> None:
         """Run a button's action in a thread (the kernel stays free to take the Stop click)."""
         with self._lock:
-            if self._worker is not None and self._worker.is_alive() or self.loop.running:
+            # a cell's own run (the screen is busy, no worker) counts: a click served while that cell
+            # waits must not start a second experiment beside it
+            if self._worker is not None and self._worker.is_alive() or self.loop.running or self.screen.busy:
                 self.screen.note = "busy: the loop is running"
                 self._sync()
                 return
@@ -336,7 +348,7 @@ class Dashboard:
     def wait(self, timeout: float | None = None) -> None:
         """Wait for a button's action (approve, propose, the baseline) to finish."""
         if self._worker is not None:
-            self._worker.join(timeout)
+            waiting.join(self._worker, timeout)  # Stop, clicked while this cell waits, acts now
 
     def _error(self, e: BaseException) -> None:
         log.warning("dashboard action failed: %s", e)
@@ -346,6 +358,9 @@ class Dashboard:
 
     # -- events ----------------------------------------------------------------------------------------
     def __call__(self, event: Event) -> None:
+        if event.kind == EventKind.RUN_FINISHED and self._disarm_cell:
+            self._disarm_cell = False
+            self.loop.stop(force=False, quiet=True)
         if event.kind == EventKind.PROGRESS:
             with self._lock:
                 self.screen.feed(event)
