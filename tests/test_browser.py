@@ -403,7 +403,7 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     snap = page.locator(".arnb-snapshot").first
     expect(snap).to_be_visible(timeout=60_000)
     expect(snap).to_contain_text("loop finished")
-    expect(snap.locator("table")).to_contain_text("lower the learning rate to 0.003")
+    expect(snap.locator(".arnb-table table")).to_contain_text("lower the learning rate to 0.003")
     expect(page.locator(".jp-OutputArea-output:visible", has_text="model not found")).to_have_count(0,
                                                                                                  timeout=10_000)
     _shot(snap, "12-reopened-static-copy")

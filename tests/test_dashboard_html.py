@@ -87,3 +87,21 @@ def test_the_detail_shows_the_threshold_its_decision_used_not_the_floor_of_today
     plain = Experiment(5, "t", Status.KEEP, metric=1.0, reason="improves (plain rule: noise floor not measured)")
     assert "a change is kept when" in detail_html(plain, "val_bpb", noise_text=plotdata.floor_words(
         plotdata.floor(None, 2.0)))
+
+
+def test_the_diff_has_line_numbers_colours_and_no_wrapping():
+    """Issue 26: old and new line numbers per line, a removed line on red and an added one on green, no wrapping
+    (a wrapped '# ----' comment looked like a deletion), the file header not counted as a removed line."""
+    from autoresearch_nb.dashboard.html import diff_rows
+
+    diff = ("--- a/train.py\n+++ b/train.py\n@@ -8,3 +8,4 @@\n LR = 0.003\n-WIDTH = 64\n+WIDTH = 32\n"
+            "+# ---------------------------------------------------------------- a long comment\n SLEEP_S = 0.05\n")
+    rows = diff_rows(diff)
+    assert [r[0] for r in rows] == ["h", "h", "@", " ", "-", "+", "+", " "]
+    assert rows[3][1:3] == ("8", "8") and rows[4][1:3] == ("9", "") and rows[5][1:3] == ("", "9")
+    assert rows[6][2] == "10" and rows[7][1:3] == ("10", "11")
+    html = diff_html(diff, "#3 halve the width")
+    assert html.count("class='arnb-diff-del'") == 1 and html.count("class='arnb-diff-add'") == 2
+    assert "#ffebe9" in html and "#e6ffec" in html and "white-space:pre" in html
+    assert ">9</td>" in html and ">11</td>" in html
+    assert "WIDTH" in html and "<span" in html  # Python in Pygments' colours

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from typing import Any
 
 from ..records import Experiment, Status
@@ -27,20 +28,72 @@ def esc(text: Any) -> str:
     return html.escape("" if text is None else str(text))
 
 
+_HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
+_DIFF_BG = {"+": "#e6ffec", "-": "#ffebe9", "@": "#f1f0ff", "h": "#f6f8fa"}
+_NUM = "color:#888;text-align:right;padding:0 6px;user-select:none;border-right:1px solid #eee"
+
+
+def _code(text: str) -> str:
+    """One line of Python in Pygments' colours (inline styles), or escaped text without Pygments."""
+    try:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+    except ImportError:  # pragma: no cover - pygments ships with IPython
+        return esc(text)
+    out = highlight(text, PythonLexer(), HtmlFormatter(noclasses=True, nobackground=True, nowrap=True))
+    return out.rstrip("\n")
+
+
+def diff_rows(diff: str) -> list[tuple[str, str, str, str]]:
+    """A unified diff as rows of (kind, old line number, new line number, text): kind ``+``, ``-``, `` ``
+    (context), ``@`` (a hunk header) or ``h`` (the file header)."""
+    rows: list[tuple[str, str, str, str]] = []
+    old = new = 0
+    in_hunk = False  # before the first hunk, "--- a/train.py" is the header, not a removed line
+    for line in diff.splitlines():
+        if not in_hunk and line.startswith(("--- ", "+++ ", "diff ", "index ")):
+            rows.append(("h", "", "", line))
+        elif line.startswith("@@"):
+            m = _HUNK.match(line)
+            if m:
+                in_hunk = True
+                old, new = int(m.group(1)), int(m.group(2))
+            rows.append(("@", "", "", line))
+        elif line.startswith("+"):
+            rows.append(("+", "", str(new), line[1:]))
+            new += 1
+        elif line.startswith("-"):
+            rows.append(("-", str(old), "", line[1:]))
+            old += 1
+        elif line.startswith("\\"):  # "\ No newline at end of file"
+            rows.append(("@", "", "", line))
+        else:
+            rows.append((" ", str(old), str(new), line[1:] if line.startswith(" ") else line))
+            old += 1
+            new += 1
+    return rows
+
+
 def diff_html(diff: str, title: str = "", note: str = "") -> str:
-    """A unified diff as syntax-coloured HTML (Pygments, inline styles, a monospace font), under a title and a
-    note (both plain text)."""
+    """A unified diff as a table with the old and new line numbers, Python in Pygments' colours, added and
+    removed lines on green and red, and no wrapping (a long line scrolls in its box: a wrapped ``# ----`` comment
+    looked like a deletion), under a title and a note (both plain text)."""
     if not diff.strip():
         body = "<div style='color:grey'>(no change: the file as it is)</div>"
     else:
-        try:
-            from pygments import highlight
-            from pygments.formatters import HtmlFormatter
-            from pygments.lexers import DiffLexer
-
-            body = highlight(diff, DiffLexer(), HtmlFormatter(noclasses=True, nobackground=True))
-        except ImportError:  # pragma: no cover - pygments ships with IPython
-            body = f"<pre>{esc(diff)}</pre>"
+        trs = []
+        for kind, a, b, text in diff_rows(diff):
+            bg = _DIFF_BG.get(kind, "")
+            style = f" style='background:{bg}'" if bg else ""
+            sign = {"+": "+", "-": "-", " ": " "}.get(kind, "")  # the sign stays: a copy of the text is a diff
+            code = esc(text) if kind in "@h" else _code(text)
+            color = "color:#6f42c1;" if kind == "@" else "color:#555;" if kind == "h" else ""
+            name = {"+": "add", "-": "del", "@": "hunk", "h": "head"}.get(kind, "ctx")
+            trs.append(f"<tr class='arnb-diff-{name}'{style}><td style='{_NUM}'>{a}</td><td style='{_NUM}'>{b}</td>"
+                       f"<td style='white-space:pre;padding:0 6px;{color}'>{sign}{code}</td></tr>")
+        body = ("<table class='arnb-diff-lines' style='border-collapse:collapse;width:max-content;min-width:100%;"
+                f"line-height:1.35'>{''.join(trs)}</table>")
     head = f"<div style='font-weight:600'>{esc(title)}</div>" if title else ""
     sub = f"<div class='arnb-diff-note' style='color:#555;font-size:12px'>{esc(note)}</div>" if note else ""
     return (f"<div class='arnb-diff'>{head}{sub}<div style='max-height:340px;overflow:auto;{MONO}'>"
