@@ -28,13 +28,14 @@ _LAZY = {
     "AutoresearchError": "errors", "ConfigError": "errors", "GitError": "errors", "StoreError": "errors",
     "AgentError": "errors", "BudgetExceeded": "errors", "StateError": "errors", "IncomparableRun": "provenance",
     "Dashboard": "dashboard", "make_demo_repo": "dashboard", "report": "dashboard.static",
+    "CurveView": "dashboard.plotdata",
 }
 
 __all__ = [
     "Loop", "load_results", "Config", "Experiment", "Status", "CurvePoint", "RunResult", "Event", "EventKind",
     "Agent", "Context", "Proposal", "Usage", "Edit", "QueueExhausted", "ConsolePrinter",
     "AutoresearchError", "ConfigError", "GitError", "StoreError", "AgentError", "BudgetExceeded", "StateError",
-    "IncomparableRun", "Dashboard", "RunView", "report", "make_demo_repo",
+    "IncomparableRun", "Dashboard", "RunView", "report", "make_demo_repo", "CurveView",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve lazily below
@@ -42,6 +43,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve l
     from .config import Config
     from .console import ConsolePrinter
     from .dashboard import Dashboard, make_demo_repo
+    from .dashboard.plotdata import CurveView
     from .dashboard.static import report
     from .edits import Edit
     from .errors import AgentError, AutoresearchError, BudgetExceeded, ConfigError, GitError, StateError, StoreError

@@ -44,12 +44,16 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def overall_progress(done: int, total: int | None, seconds_each: float | None, running: bool = False) -> str:
+def overall_progress(done: int, total: int | None, seconds_each: float | None, running: bool = False,
+                     elapsed_s: float = 0.0) -> str:
     """``experiment 4 / 7 · ETA 3 min`` (the 4th is the one running, or the last decided); without a total, the
-    count and the time per experiment. ``done`` counts experiments already decided; ETA = what is left × the mean.
+    count and the time per experiment. ``done`` counts experiments already decided; ETA = what is left × the mean,
+    less what the running one has already taken (``elapsed_s``, up to the mean), so it moves during a run.
 
     >>> overall_progress(3, 7, 45.0, running=True)
     'experiment 4 / 7 · ETA 3 min'
+    >>> overall_progress(3, 4, 40.0, running=True, elapsed_s=30.0)
+    'experiment 4 / 4 · ETA 10 s'
     """
     current = done + 1 if running else done
     if not current:
@@ -59,7 +63,8 @@ def overall_progress(done: int, total: int | None, seconds_each: float | None, r
         return f"experiment {current}{rate}"
     current = min(current, total)
     left = max(total - done, 0)
-    eta = f" · ETA {_minutes(left * seconds_each)}" if seconds_each and left else ""
+    taken = min(max(elapsed_s, 0.0), seconds_each or 0.0) if running else 0.0
+    eta = f" · ETA {_minutes(left * seconds_each - taken)}" if seconds_each and left else ""
     return f"experiment {current} / {total}{eta}"
 
 

@@ -164,7 +164,9 @@ def tuner_figures(view: RunView) -> dict[str, "Figure"]:
     """The tuner run's views as matplotlib figures: ``history`` (every trial's metric by experiment number and
     the loop's best: its kept rows, not Optuna's best trial, which may be a change the loop discarded as within
     the noise), ``slice`` (Optuna's: the metric against each constant that varied, coloured by experiment
-    number) and, from ``MIN_IMPORTANCE_TRIALS`` complete trials, ``importances`` (over the constants that varied).
+    number), ``parallel`` (Optuna's parallel coordinates: each trial a line across the constants that varied, when
+    two or more did) and, from ``MIN_IMPORTANCE_TRIALS`` complete trials, ``importances`` (over the constants that
+    varied).
     Empty for a run the tuner had no part in, or with nothing complete yet.
 
     >>> with RunView.open(".", "nov27") as view:              # doctest: +SKIP
@@ -194,6 +196,8 @@ def tuner_figures(view: RunView) -> dict[str, "Figure"]:
             figures["slice"] = _figure(plots.plot_slice(study, params=moved, target_name=name))
             for bar in (a for a in figures["slice"].axes if a.get_ylabel() == "Trial"):
                 bar.set_ylabel("experiment")  # the colour bar: numbered() made a trial's number its experiment's
+        if len(moved) >= 2:  # every trial as a line across the constants that varied (one is the slice plot)
+            figures["parallel"] = _figure(plots.plot_parallel_coordinate(study, params=moved, target_name=name))
         if len(complete) >= MIN_IMPORTANCE_TRIALS and moved:
             figures["importances"] = _figure(plots.plot_param_importances(study, evaluator=_evaluator(),
                                                                           params=moved, target_name=name))

@@ -336,6 +336,8 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     expect(chart.locator("#progress-discarded").first).to_be_attached()
     expect(chart.locator("#progress-best path").first).to_be_attached()
     expect(stop_now).to_be_disabled()
+    expect(stop_now).to_have_css("background-color", "rgb(224, 224, 224)")  # grey when it cannot act, not red
+    expect(dash.locator(".arnb-progress .arnb-lineage")).to_contain_text("tried from here")
     # Drawn at the end, not a redraw later: no curve still labelled running; the noise rule in words.
     expect(dash.locator(".arnb-curves svg")).not_to_contain_text("running")
     expect(dash.locator(".arnb-curves svg")).to_contain_text("interrupted")
@@ -385,6 +387,24 @@ def _run(page, expect, base: str, token: str, n: int) -> None:
     expect(dash.locator(".arnb-curves svg")).to_contain_text("#1 keep · baseline")   # the legend names each
     expect(dash.locator(".arnb-curves svg")).to_contain_text("#2 keep · lower the")
     _shot(dash, "11-compare-overlay")
+    # The curves against optimizer steps on a log loss axis (the controls under the curves).
+    dash.locator(".arnb-x-axis button", has_text="steps").click()
+    dash.locator(".arnb-log-scale input").check()
+    expect(dash.locator(".arnb-curves svg")).to_contain_text("optimizer steps", timeout=15_000)
+    expect(dash.locator(".arnb-curves svg")).to_contain_text("loss (log scale)", timeout=15_000)
+    _shot(dash, "11b-steps-log-scale")
+    # Sort and filter the table in the browser (they act whatever the kernel does): the crashes only, then every
+    # row sorted by number, lowest first, and again after a redraw of the table (a decision redraws it).
+    table = dash.locator(".arnb-table-view")
+    table.locator("table").hover()
+    table.locator("select.arnb-status-filter").select_option("crash")
+    expect(table.locator("tbody tr:visible")).to_have_count(1)
+    expect(table.locator("tbody tr:visible")).to_contain_text("sleep a negative time")
+    table.locator("select.arnb-status-filter").select_option("")
+    expect(table.locator("tbody tr:visible")).to_have_count(7)
+    table.locator("th", has_text=re.compile(r"^#$")).click()
+    expect(table.locator("tbody tr").first).to_have_attribute("data-number", "0")
+    _shot(dash, "11c-table-sorted")
     page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))
 
     # Save, shut the kernel down, reopen: the static copy shows instead of "model not found".

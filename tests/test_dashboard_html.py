@@ -60,7 +60,7 @@ def test_rows_of_the_live_table_pick_their_experiment_on_click_and_static_ones_d
     df = dataframe([ex(3, Status.KEEP, metric=1.0), ex(12, Status.DISCARD, metric=2.0)])
     live, static = table_html(df, clickable=True), table_html(df)
     assert "onclick" not in static and "cursor:pointer" not in static
-    assert live.count("onclick=") == 2 and "indexOf('#12 ')" in live and "indexOf('#3 ')" in live
+    assert live.count("<tr data-number") == 2 and live.count("indexOf('#12 ')") == 1 and "indexOf('#3 ')" in live and "indexOf('#3 ')" in live
     assert ".arnb-choose select" in live  # it moves the dashboard's "show" list (the kernel hears the change)
 
 
@@ -105,3 +105,13 @@ def test_the_diff_has_line_numbers_colours_and_no_wrapping():
     assert "#ffebe9" in html and "#e6ffec" in html and "white-space:pre" in html
     assert ">9</td>" in html and ">11</td>" in html
     assert "WIDTH" in html and "<span" in html  # Python in Pygments' colours
+
+
+def test_the_table_sorts_and_filters_in_the_browser_with_every_row_tagged_by_status():
+    html = table_html(dataframe([ex(1, Status.KEEP, metric=2.0), ex(2, Status.DISCARD, metric=2.5),
+                                 ex(3, Status.CRASH)]), clickable=True)
+    assert "data-status='crash'" in html and "data-status='discard'" in html
+    assert "<option value='crash'>crash</option>" in html and "every status" in html
+    assert html.count("window.arnbTable(this,") >= 4 and "MutationObserver" in html  # headers sort, redraws keep it
+    static = table_html(dataframe([ex(1, Status.KEEP, metric=2.0)]))
+    assert "arnbTable" not in static and "<select" not in static  # a saved copy or a report: no scripts

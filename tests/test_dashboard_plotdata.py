@@ -233,3 +233,47 @@ def test_the_table_shows_the_holdout_gap_and_overfit_reads_as_refused():
     t = plotdata.table(dataframe(HELD, "val_bpb"))
     assert list(t["holdout_gap"])[::-1][:2] == [0.1, 0.8] and pd.isna(t["holdout_gap"][1])
     assert plotdata.status_color("overfit") == plotdata.status_color("tampered") != plotdata.COLORS["keep"]
+
+
+def test_a_curve_view_puts_steps_or_the_budgets_share_on_x_and_smooths_like_tensorboard():
+    pts = [CurvePoint(10, 1.0, 4.0), CurvePoint(None, 2.0, 2.0), CurvePoint(30, 3.0, 3.0)]
+    c = plotdata.curve(pts, 4.0, "a")
+    assert c.steps == [10.0, 10.0, 30.0]  # a line without a step keeps the step before it
+    (steps,), end = plotdata.viewed([c], plotdata.CurveView(x="steps"), 4.0)
+    assert steps.x == [10.0, 10.0, 30.0] and end == 30.0 and steps.y == c.y
+    (share,), end = plotdata.viewed([c], plotdata.CurveView(x="progress"), 4.0)
+    assert share.x == [0.25, 0.5, 0.75] and end == 1.0
+    (smooth,), _ = plotdata.viewed([c], plotdata.CurveView(smooth=0.5), 4.0)
+    # debiased: the first point is the first loss, later ones lean on the past by the weight
+    assert smooth.y[0] == 4.0 and smooth.y[1] == pytest.approx((0.25 * 4 + 0.5 * 2) / 0.75)
+    assert plotdata.CurveView(x="steps").xlabel == "optimizer steps"
+    with pytest.raises(ValueError, match="x must be one of"):
+        plotdata.CurveView(x="epochs")
+    with pytest.raises(ValueError, match="smooth"):
+        plotdata.CurveView(smooth=1.0)
+
+
+def test_the_report_figure_follows_the_view():
+    c = plotdata.curve([CurvePoint(i * 10, i * 0.1, 4.0 / (1 + i)) for i in range(1, 30)], 3.0, "a")
+    fig = draw.curves_figure([c], 3.0, view=plotdata.CurveView(x="steps", log=True, smooth=0.3))
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "optimizer steps"
+    assert "smoothed 0.3" in ax.get_ylabel() and ax.get_xlim()[1] >= 290
+
+
+def test_the_lineage_is_the_kept_chain_with_what_was_tried_from_each_state():
+    exps = [Experiment(0, "t", Status.KEEP, description="baseline", metric=2.0, sha="a"),
+            Experiment(1, "t", Status.DISCARD, description="x", metric=2.1, sha="b", parent_sha="a"),
+            Experiment(2, "t", Status.KEEP, description="y", metric=1.9, sha="c", parent_sha="a", effect_sigma=4.2),
+            Experiment(3, "t", Status.CRASH, description="z", sha="d", parent_sha="c"),
+            Experiment(4, "t", Status.DISCARD, description="w", metric=1.95, sha="e", parent_sha="c"),
+            Experiment(5, "t", Status.PROPOSED, description="v", parent_sha="c")]
+    steps = plotdata.lineage(dataframe(exps))
+    assert [s.number for s in steps] == [0, 2]
+    assert steps[0].tried == {"discard": 1, "keep": 1} and steps[0].delta is None
+    assert steps[1].tried == {"crash": 1, "discard": 1} and steps[1].tried_numbers == (3, 4)
+    assert steps[1].delta == pytest.approx(-0.1) and steps[1].effect_sigma == 4.2
+    from autoresearch_nb.dashboard.html import lineage_html
+    html = lineage_html(steps, "val_bpb")
+    assert "└ <b>#2</b> y" in html and "+4.2σ" in html and "tried from here: 2 (1 crash, 1 discard)" in html
+    assert "no kept state yet" in lineage_html([])

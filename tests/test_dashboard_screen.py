@@ -99,6 +99,11 @@ def test_overall_progress_and_eta():
     assert overall_progress(3, 7, 45.0, running=True) == "experiment 4 / 7 · ETA 3 min"
     assert overall_progress(7, 7, 45.0) == "experiment 7 / 7"
     assert overall_progress(2, None, 30.0, running=True) == "experiment 3 · 30 s each"
+    # issue 26: the ETA moves during a run (it stayed "39 s" through a whole run): what the running one has
+    # taken is off the total, up to the mean (a run longer than the mean leaves the others' time)
+    assert overall_progress(3, 4, 40.0, running=True, elapsed_s=30.0) == "experiment 4 / 4 · ETA 10 s"
+    assert overall_progress(3, 5, 40.0, running=True, elapsed_s=99.0) == "experiment 4 / 5 · ETA 40 s"
+    assert overall_progress(3, 5, 40.0, running=False, elapsed_s=30.0) == "experiment 3 / 5 · ETA 80 s"
 
 
 def test_the_status_shows_overall_progress_against_max_experiments(loop):

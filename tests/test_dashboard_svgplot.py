@@ -46,3 +46,15 @@ def test_resource_samples_are_drawn_in_time_order():
     path = re.search(r'id="resource-cpu"><path d=\'M([^\']*)\'', svg).group(1)
     xs = [float(p.split(",")[0]) for p in path.split(" L")]
     assert xs == sorted(xs) and len(xs) == 4
+
+
+def test_the_view_changes_the_axes_log_ticks_sit_at_round_losses():
+    c = plotdata.curve([CurvePoint(i * 10, i * 0.1, 4.0 / (1 + i)) for i in range(1, 40)], 4.0, "a")
+    plain = svgplot.curves_svg([c], 4.0)
+    assert "seconds of training" in plain and "log scale" not in plain
+    log = svgplot.curves_svg([c], 4.0, view=plotdata.CurveView(x="steps", log=True))
+    assert "optimizer steps" in log and "loss (log scale)" in log
+    labels = [float(t) for t in re.findall(r"text-anchor='end'>([0-9.]+)</text>", log)]
+    assert labels and all(round(v, 6) == round(v, 1) for v in labels), labels  # 0.2, 0.5, 1 ... not 10**0.31
+    share = svgplot.curves_svg([c], 4.0, {"CPU %": ([1.0], [50.0])}, view=plotdata.CurveView(x="progress"))
+    assert "share of the time budget" in share and "resource-cpu" not in share  # resources are per second

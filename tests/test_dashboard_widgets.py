@@ -86,6 +86,24 @@ def test_progress_event_moves_the_bar_and_draws_the_running_curve(loop, dash):
     assert "try a thing" in dash.status.value
 
 
+def test_the_curve_controls_redraw_against_steps_on_a_log_axis_smoothed(loop, dash):
+    """Issue 26's figures: the x axis (seconds, steps, the budget's share), a log loss axis and smoothing, from the
+    controls under the curves or from code; each control shows the choice either way."""
+    dash(fake(loop, EventKind.RUN_STARTED, 3, description="try a thing"))
+    for i in range(1, 6):
+        dash(Event(EventKind.PROGRESS, None, CurvePoint(100 * i, i * 0.1, 4.0 - i * 0.1)))
+    dash.flush()
+    assert "seconds of training" in dash.curves.value
+    dash.x_axis.value = "steps"     # what a click on the toggle does
+    assert "optimizer steps" in dash.curves.value and dash.view.x == "steps"
+    dash.log_box.value = True
+    assert "loss (log scale)" in dash.curves.value
+    dash.view_curves(x="progress", smooth=0.5)
+    assert "share of the time budget" in dash.curves.value and "smoothed 0.5" in dash.curves.value
+    assert dash.x_axis.value == "progress" and dash.smooth_slider.value == 0.5 and dash.log_box.value
+    assert "share of the time budget" in dash.snapshot()  # the saved copy shows what the widget shows
+
+
 def test_bar_colour_follows_the_outcome(loop, dash):
     dash(fake(loop, EventKind.RUN_STARTED, 1))
     assert dash.bar.style.bar_color == "#1f77b4"
@@ -124,6 +142,9 @@ def test_table_has_a_row_per_experiment_and_the_chart_after_decisions(loop, dash
     assert "#d8f5d0" in dash.table.value            # the best row is highlighted
     assert 'id="progress-kept"' in dash.progress.value and 'id="progress-best"' in dash.progress.value
     assert "2 experiments" in dash.status.value
+    # the lineage under the chart: the baseline, and the step tried from it (kept or not, it was tried there)
+    assert "lineage" in dash.progress.value and "<b>#0</b> baseline" in dash.progress.value
+    assert "tried from here: 1 (" in dash.progress.value
     html = table_html(loop.results, loop.config.metric)
     assert html.index(">1<") < html.index(">0<")  # newest first
 

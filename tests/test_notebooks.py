@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from html import unescape
 from pathlib import Path
 
 import nbformat
@@ -129,7 +131,8 @@ def test_papermill_runs_the_loop_then_the_analysis(tmp_path, monkeypatch):
     assert [o["output_type"] for o in overlay.outputs] == ["execute_result"]  # the chosen curves, no error
     assert "image/png" in overlay.outputs[0]["data"]
     html = "".join(o.get("data", {}).get("text/html", "") for o in outs)
-    assert "halve the width" in html and "WIDTH = 32" in html  # the diff of experiment 2
+    shown = unescape(re.sub(r"<[^>]+>", "", html))  # the diff's code is in Pygments' coloured spans
+    assert "halve the width" in shown and "WIDTH = 32" in shown  # the diff of experiment 2
     assert sum("image/png" in o.get("data", {}) for o in outs) == 4  # progress, effects, cumulative, curves
     assert "no API cost" in "".join(o.get("data", {}).get("text/markdown", "") for o in outs)  # no flat zero line
     text = "".join(o.get("text", "") for o in outs if o["output_type"] == "stream")
@@ -161,8 +164,9 @@ def test_a_tuner_runs_html_report_and_analysis_show_optunas_views(tmp_path, monk
     html, _ = HTMLExporter().from_filename(str(out))
     report = html[html.index("The tuner"):]
     assert "The tuner&#39;s views (Optuna)" in html or "The tuner's views (Optuna)" in html
-    assert "the optimization history, the metric against each constant, parameter importance" in report
-    assert report.count('src="data:image/png;base64,') == 3  # history, slice, importances: after the heading
+    assert ("the optimization history, the metric against each constant, each trial across the constants "
+            "(parallel coordinates), parameter importance") in report
+    assert report.count('src="data:image/png;base64,') == 4  # history, slice, parallel, importances
     assert "font-family:var(--jp-code-font-family, monospace)" in html  # the best diff, in a code font
 
     ana = tmp_path / "analysis.out.ipynb"
@@ -170,8 +174,8 @@ def test_a_tuner_runs_html_report_and_analysis_show_optunas_views(tmp_path, monk
                                parameters=dict(repo=str(repo), tag="tu"), cwd=str(tmp_path))
     cell = next(c for c in nbformat.read(ana, as_version=4).cells if "tuner_figures(run)" in c.source)
     text = "".join(o.get("text", "") for o in cell.outputs if o["output_type"] == "stream")
-    assert "tuner views: history, slice, importances" in text
-    assert sum("image/png" in o.get("data", {}) for o in cell.outputs) == 3  # each figure once, not twice
+    assert "tuner views: history, slice, parallel, importances" in text
+    assert sum("image/png" in o.get("data", {}) for o in cell.outputs) == 4  # each figure once, not twice
 
 
 @pytest.mark.slow

@@ -108,8 +108,11 @@ def test_tuner_figures_are_optunas_matplotlib_plots(repo: Path) -> None:
 
     with RunView.open(repo, "t") as view:
         figures = tuner_figures(view)
-    assert set(figures) == {"history", "slice", "importances"}
+    assert set(figures) == {"history", "slice", "parallel", "importances"}
     assert all(isinstance(f, Figure) for f in figures.values())
+    # issue 26: the parallel coordinates, one axis per constant that varied
+    labels = " ".join(t.get_text() for ax in figures["parallel"].axes for t in ax.get_xticklabels())
+    assert "X" in labels and "Y" in labels
     assert any("X" in ax.get_xlabel() or "X" in ax.get_title() for ax in figures["slice"].axes)
 
 
@@ -191,7 +194,7 @@ def test_the_report_adds_the_tuner_views_and_pyplot_keeps_no_figure(repo: Path) 
         ours, theirs = report(tuned, display=False), report(queued, display=False)
     assert plt.get_fignums() == []  # the inline backend would show an open figure a second time
     images = [o for o in ours if isinstance(o, Image)]
-    assert len(images) == sum(isinstance(o, Image) for o in theirs) + 3  # history, slice, importances
+    assert len(images) == sum(isinstance(o, Image) for o in theirs) + 4  # history, slice, parallel, importances
     assert any(isinstance(o, Markdown) and "tuner's views (Optuna)" in o.data for o in ours)
     assert not any(isinstance(o, Markdown) and "tuner's views" in o.data for o in theirs)
 

@@ -10,8 +10,8 @@ import io
 import re
 from typing import TYPE_CHECKING, Sequence
 
-from .plotdata import (COLORS, HOLDOUT_COLOR, Cumulative, Curve, Frontier, resource_series, status_color,
-                       y_limits)
+from .plotdata import (COLORS, HOLDOUT_COLOR, Cumulative, Curve, CurveView, Frontier, resource_series,
+                       status_color, viewed, y_limits)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,8 +95,13 @@ def progress_figure(f: Frontier, metric: str = "metric", maximize: bool = False,
 
 
 def curves_figure(curves: Sequence[Curve], xmax: float, resources: dict[str, tuple[list[float], list[float]]]
-                  | None = None, title: str = "", size: tuple[float, float] = (7.0, 3.6)) -> "Figure":
-    """Loss against elapsed seconds (x fixed to ``[0, xmax]``); below it, resource use in percent if given."""
+                  | None = None, title: str = "", size: tuple[float, float] = (7.0, 3.6),
+                  view: CurveView | None = None) -> "Figure":
+    """Loss against elapsed seconds (x fixed to ``[0, xmax]``); below it, resource use in percent if given (and x
+    is seconds). ``view``: x as steps or the budget's share, a log loss axis, smoothing."""
+    view = view or CurveView()
+    curves, xmax = viewed(curves, view, float(xmax))
+    resources = resources if view.x == "seconds" else None
     rows = 2 if resources else 1
     fig, axes = _figure(size[0], size[1] + (1.0 if resources else 0.0), rows, [3, 1] if resources else None)
     ax = axes[0]
@@ -117,7 +122,9 @@ def curves_figure(curves: Sequence[Curve], xmax: float, resources: dict[str, tup
     else:
         ax.text(0.5, 0.5, "waiting for progress lines", ha="center", va="center", transform=ax.transAxes,
                 color="grey")
-    ax.set_ylabel("loss")
+    if view.log:
+        ax.set_yscale("log")
+    ax.set_ylabel("loss" + (" (log scale)" if view.log else "") + (f", smoothed {view.smooth:g}" if view.smooth else ""))
     ax.set_title(title or "training curves", fontsize=10, loc="left")
     if any(c.x for c in curves):
         ax.legend(fontsize=7, loc="upper right", frameon=False)
@@ -128,9 +135,9 @@ def curves_figure(curves: Sequence[Curve], xmax: float, resources: dict[str, tup
         rax.set_ylim(0, 100)
         rax.set_ylabel("%")
         rax.legend(fontsize=7, loc="upper left", frameon=False, ncol=4)
-        rax.set_xlabel("seconds of training")
+        rax.set_xlabel(view.xlabel)
     else:
-        ax.set_xlabel("seconds of training")
+        ax.set_xlabel(view.xlabel)
     return fig
 
 

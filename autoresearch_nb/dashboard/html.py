@@ -122,12 +122,34 @@ _PICK_ROW = ("var s=this.closest('.arnb-dashboard');s=s&&s.querySelector('.arnb-
              "{s.selectedIndex=i;s.dispatchEvent(new Event('change',{bubbles:true}));break;}}")
 
 
+# Sorting and the status filter run in the browser, so they act at once whatever the kernel is doing. The table is
+# redrawn at every decision: the choice lives on the box around it (data-sort, data-filter) and a MutationObserver
+# puts it back on each new table. The function is defined once, when the pointer first enters the table.
+_TABLE_JS = (
+    "function(el,col,flt){var v=el.closest('.arnb-table-view')||el.closest('.arnb-table').parentNode;"
+    "if(col!==null){v.dataset.sort=(v.dataset.sort===col+':a')?col+':d':col+':a';}"
+    "if(flt!==null){v.dataset.filter=flt;}"
+    "var apply=function(){var t=v.querySelector('table.arnb-rows');if(!t)return;var b=t.tBodies[0];"
+    "var f=v.dataset.filter||'';var sel=v.querySelector('select.arnb-status-filter');"
+    "if(sel&&sel.value!==f)sel.value=f;var rows=Array.prototype.slice.call(b.rows);"
+    "rows.forEach(function(r){r.style.display=(!f||r.dataset.status===f)?'':'none';});"
+    "var s=v.dataset.sort;if(!s)return;var c=+s.split(':')[0],d=s.split(':')[1]==='d'?-1:1;"
+    "var key=function(r){var x=(r.cells[c]||{}).textContent||'';var n=parseFloat(x.replace(/[^0-9eE.+-]/g,''));"
+    "return isNaN(n)?[1,x]:[0,n];};"
+    "rows.sort(function(a,z){var x=key(a),y=key(z);if(x[0]!==y[0])return x[0]-y[0];"
+    "return (x[1]<y[1]?-1:x[1]>y[1]?1:0)*d;});"
+    "if(!rows.every(function(r,i){return b.rows[i]===r;}))rows.forEach(function(r){b.appendChild(r);});};"
+    "apply();if(!v.arnbObserved){v.arnbObserved=true;"
+    "new MutationObserver(function(){apply();}).observe(v,{childList:true,subtree:true});}}")
+_DEFINE_TABLE_JS = f"window.arnbTable||(window.arnbTable={_TABLE_JS})"
+
+
 def table_html(results: Any, metric: str = "metric", limit: int = 50, clickable: bool = False) -> str:
     """The experiment table (newest first, the best row highlighted, the running one included): status,
     metric, the holdout gap (holdout bpb - val bpb, when the verifier scored a holdout), change against the best,
     effect in units of the noise floor, runs behind the metric, the description and the reason for the outcome.
-    Long texts are cut on one line, whole in their tooltip. ``clickable``: a click on a row shows that experiment
-    (the live dashboard's table)."""
+    Long texts are cut on one line, whole in their tooltip. ``clickable`` (the live dashboard's table): a click on a
+    row shows that experiment, a click on a column head sorts by it, a status filter above; all in the browser."""
     df = plotdata.table(results, metric, limit=limit)
     if df.empty:
         return "<div style='color:grey'>no experiments yet</div>"
@@ -136,8 +158,10 @@ def table_html(results: Any, metric: str = "metric", limit: int = 50, clickable:
         cols.remove("cost_usd")
     if df["holdout_gap"].isna().all():  # no holdout (verification off, or not the model verifier)
         cols.remove("holdout_gap")
-    head = "".join(f"<th style='text-align:left;padding:2px 6px;border-bottom:1px solid #ccc'>"
-                   f"{esc(_HEADS.get(c, c))}</th>" for c in cols)
+    th = "text-align:left;padding:2px 6px;border-bottom:1px solid #ccc"
+    head = "".join((f"<th style='{th};cursor:pointer' title='sort by {esc(_HEADS.get(c, c))} (again: the other way)' "
+                    f"onclick=\"if(window.arnbTable)window.arnbTable(this,{i},null)\">" if clickable else
+                    f"<th style='{th}'>") + f"{esc(_HEADS.get(c, c))}</th>" for i, c in enumerate(cols))
     rows = []
     for r in df.to_dict("records"):
         cells = []
@@ -159,11 +183,18 @@ def table_html(results: Any, metric: str = "metric", limit: int = 50, clickable:
         best = "background-color:#d8f5d0;font-weight:600" if r["is_best"] else ""
         n = int(r["number"])
         click = (f" onclick=\"{_PICK_ROW.replace('{n}', str(n))}\"" if clickable else "")
-        rows.append(f"<tr data-number='{n}' style='{best}{';cursor:pointer' if clickable else ''}'{click}>"
-                    f"{''.join(cells)}</tr>")
-    return (f"<div class='arnb-table' style='max-height:340px;overflow:auto'><table style='border-collapse:"
-            f"collapse;font-size:12px'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            "</div>")
+        status = esc(r["status"])
+        rows.append(f"<tr data-number='{n}' data-status='{status}' style='{best}"
+                    f"{';cursor:pointer' if clickable else ''}'{click}>{''.join(cells)}</tr>")
+    statuses = sorted({str(v) for v in df["status"]})
+    options = "".join(f"<option value='{esc(v)}'>{esc(v)}</option>" for v in statuses)
+    define = f" onmouseover=\"{esc(_DEFINE_TABLE_JS)}\"" if clickable else ""
+    pick = (f"<select class='arnb-status-filter' style='font-size:11px;margin:0 0 3px 0'{define} "
+            f"onfocus=\"{esc(_DEFINE_TABLE_JS)}\" onchange=\"window.arnbTable(this,null,this.value)\">"
+            f"<option value=''>every status</option>{options}</select>") if clickable else ""
+    return (f"<div class='arnb-table' style='max-height:340px;overflow:auto'>{pick}<table class='arnb-rows' "
+            f"style='border-collapse:collapse;font-size:12px'{define}>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
 def detail_html(e: Experiment, metric: str = "metric", log_tail: str = "", noise_text: str = "") -> str:
@@ -222,3 +253,29 @@ def snapshot_html(status: str, diff: str, curves: str, progress: str, table: str
             f"<div style='display:flex;flex-flow:row wrap'><div style='{half}'>{diff}</div>"
             f"<div style='{half}'>{curves}</div><div style='{half}'>{progress}</div>"
             f"<div style='{half}'>{table}</div></div></div>")
+
+
+def lineage_html(steps: "list[plotdata.Lineage]", metric: str = "metric") -> str:
+    """The kept chain as a small tree: each kept state under the one it was built on, its step (the change of
+    the metric and the effect in σ) and what was tried from it, by outcome (:func:`.plotdata.lineage`)."""
+    if not steps:
+        return "<div class='arnb-lineage' style='color:grey'>no kept state yet</div>"
+    out = []
+    for depth, s in enumerate(steps):
+        pad = 12 * min(depth, 8)  # a long chain stays on screen
+        value = f"{s.metric:.6g}" if s.metric is not None else "-"
+        step = ""
+        if s.delta is not None:
+            sigma = f", {s.effect_sigma:+.1f}σ" if s.effect_sigma is not None else ""
+            step = f" <span style='color:#2ca02c'>({s.delta:+.4g}{sigma})</span>"
+        n = sum(s.tried.values())
+        tried = (f"tried from here: {n} (" + ", ".join(f"{k} {esc(st)}" for st, k in
+                                                        sorted(s.tried.items(), key=lambda x: -x[1])) + ")"
+                 if n else "nothing tried from here yet")
+        glyph = "└ " if depth else ""
+        out.append(f"<div style='padding-left:{pad}px;white-space:nowrap' data-number='{s.number}'>{glyph}"
+                   f"<b>#{s.number}</b> {esc(s.description[:60])} · {esc(metric)} {value}{step}"
+                   f"<div style='color:#666;padding-left:{14 if depth else 0}px'>{tried}</div></div>")
+    return (f"<div class='arnb-lineage' style='font-size:12px;line-height:1.4;overflow:auto'>"
+            f"<div style='font-weight:600;margin:4px 0'>lineage: the kept chain, and what was tried from each "
+            f"state</div>{''.join(out)}</div>")

@@ -171,6 +171,7 @@ class Curve:
     role: str = "running"   # running, repeat, last, baseline, best, kept
     color: str | None = None  # overrides the role's colour (one per worker when several run at once)
     stopped: bool = False     # pruned: the loop stopped it there (an x marks its last point)
+    steps: list[float] = field(default_factory=list)  # the optimizer step of each point (its index if unknown)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -182,14 +183,77 @@ def curve(points: Iterable[CurvePoint], budget_s: float, label: str = "", role: 
 
     The x bound is the time budget (or the last point if the run went over), so a live plot does not jump.
     """
-    pts = [(float(p.elapsed_s), float(p.loss)) for p in points
+    pts = [(float(p.elapsed_s), float(p.loss), p.step) for p in points
            if p.loss is not None and p.elapsed_s is not None and math.isfinite(p.loss)]
     pts.sort(key=lambda t: t[0])
+    known = any(step is not None for _, _, step in pts)
+    last = 0.0
+    for i, (x, y, step) in enumerate(pts):  # a line without a step: the step before it (its index if none has one)
+        last = float(step) if step is not None else last if known else float(i)
+        pts[i] = (x, y, last)
     if len(pts) > max_points:
         stride = math.ceil(len(pts) / max_points)
         pts = pts[::stride] + ([pts[-1]] if (len(pts) - 1) % stride else [])
-    xmax = max([float(budget_s)] + [x for x, _ in pts[-1:]])
-    return Curve(label, [x for x, _ in pts], [y for _, y in pts], xmax, role, color, stopped)
+    xmax = max([float(budget_s)] + [x for x, _, _ in pts[-1:]])
+    return Curve(label, [x for x, _, _ in pts], [y for _, y, _ in pts], xmax, role, color, stopped,
+                 [s for _, _, s in pts])
+
+
+X_AXES = {"seconds": "seconds of training", "steps": "optimizer steps", "progress": "share of the time budget"}
+
+
+@dataclass(frozen=True)
+class CurveView:
+    """How the curves are drawn, as TensorBoard users expect to choose: x as seconds of training, optimizer steps
+    or the share of the time budget (train.py's schedules follow that share, so runs compare at equal progress);
+    loss on a log scale; smoothing, TensorBoard's debiased moving average with weight ``smooth`` (0: none, up to
+    0.99)."""
+
+    x: str = "seconds"
+    log: bool = False
+    smooth: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.x not in X_AXES:
+            raise ValueError(f"x must be one of {', '.join(X_AXES)}, not {self.x!r}")
+        if not 0.0 <= self.smooth < 1.0:
+            raise ValueError(f"smooth is a weight in [0, 1), not {self.smooth!r}")
+
+    @property
+    def xlabel(self) -> str:
+        return X_AXES[self.x]
+
+
+def smoothed(ys: Sequence[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased so the start is not pulled to zero.
+
+    >>> [round(v, 3) for v in smoothed([1.0, 0.0, 0.0], 0.5)]
+    [1.0, 0.333, 0.143]
+    """
+    if weight <= 0.0:
+        return [float(y) for y in ys]
+    out, last, n = [], 0.0, 0
+    for y in ys:
+        n += 1
+        last = last * weight + (1.0 - weight) * float(y)
+        out.append(last / (1.0 - weight ** n))
+    return out
+
+
+def viewed(curves: Sequence[Curve], view: CurveView, budget_s: float) -> tuple[list[Curve], float]:
+    """``curves`` under ``view`` (x replaced, y smoothed; the log scale is the drawing's) and the x axis's end."""
+    out = []
+    for c in curves:
+        if view.x == "steps":
+            xs, xmax = list(c.steps) or [float(i) for i in range(len(c.x))], 1.0
+        elif view.x == "progress":
+            xs, xmax = [x / budget_s for x in c.x] if budget_s > 0 else list(c.x), 1.0
+        else:
+            xs, xmax = list(c.x), float(budget_s)
+        out.append(Curve(c.label, xs, smoothed(c.y, view.smooth), max([xmax] + xs), c.role, c.color,
+                         c.stopped, list(c.steps)))
+    default = float(budget_s) if view.x == "seconds" else 1.0
+    return out, max([default] + [c.xmax for c in out])
 
 
 def resource_series(resources: dict[str, tuple[Sequence[float], Sequence[float]]] | None
@@ -486,3 +550,47 @@ def cumulative(experiments: Any, sigma: float | None, k: float = 2.0, maximize: 
         out.low.append(row["low"])
         out.high.append(row["high"])
     return out
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """One kept state of a run: the experiment kept there, its step from the state before (metric change and
+    effect in σ), and what was tried from it: each status with its count, and the numbers tried."""
+
+    number: int
+    description: str
+    metric: float | None
+    delta: float | None
+    effect_sigma: float | None
+    tried: dict[str, int]
+    tried_numbers: tuple[int, ...]
+
+
+def lineage(results: "pd.DataFrame") -> list[Lineage]:
+    """The kept chain, oldest first (the baseline, then each keep), each with what was tried from its commit:
+    the experiments whose parent commit is that kept state's (the next keep among them). No peer shows this."""
+    if results is None or len(results) == 0 or "parent_sha" not in results.columns:
+        return []
+    rows = results.sort_values("number").to_dict("records")
+    kept = [r for r in rows if r["status"] == Status.KEEP.value and r.get("sha")]
+    out, prev = [], None
+    for k in kept:
+        children = [r for r in rows if r.get("parent_sha") == k["sha"] and r["number"] != k["number"]
+                    and r["status"] not in (Status.PROPOSED.value,)]
+        tried: dict[str, int] = {}
+        for r in children:
+            tried[str(r["status"])] = tried.get(str(r["status"]), 0) + 1
+        metric = _num(k.get("metric"))
+        out.append(Lineage(int(k["number"]), str(k.get("description") or ""), metric,
+                           metric - prev if metric is not None and prev is not None else None,
+                           _num(k.get("effect_sigma")), tried, tuple(int(r["number"]) for r in children)))
+        prev = metric if metric is not None else prev
+    return out
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None

@@ -46,6 +46,7 @@ class Live:
     total: int | None = None
     phase: str | None = None     # the pipeline phase it is in (PHASE events), and since when (monotonic)
     phase_since: float = 0.0
+    started: float = field(default_factory=time.monotonic)  # for the ETA, which moves while it runs
 
     def doing(self) -> str:
         """What the run is doing now, in words: ``evaluating 4 s``, ``training``, else ``running``."""
@@ -111,6 +112,7 @@ class Screen:
         self.finished = ""                    # the last "loop finished: ..." message
         self.last_run = ""                    # the idle bar's text: how the last run ended
         self.overall_text = ""                # experiment k / n · ETA, as of the last status refresh
+        self._overall: tuple | None = None   # what that text was made of, for an ETA that moves with the run
         self.bar = Bar(max=self.budget_s)
         self.dirty = {"curves": True, "table": True, "progress": True, "diff": True}
         self.res: dict[str, tuple[list[float], list[float]]] = {}
@@ -392,6 +394,9 @@ class Screen:
             parts = [esc(self.setup)] if self.setup else ([f"idle · last run {esc(self.last_run)}"]
                                                           if self.last_run else ["idle"])
         overall = self.overall_text
+        focus = self.focus()
+        if self._overall is not None and focus is not None:  # the ETA counts down as the run goes
+            overall = overall_progress(*self._overall, elapsed_s=time.monotonic() - focus.started)
         # One line (resource use is in the curves' lower panel): a wrapped bar text would make the layout jump.
         return ("<span style='white-space:nowrap'>&nbsp;" + " &nbsp;|&nbsp; ".join(parts)
                 + (f" &nbsp;·&nbsp; <b>{esc(overall)}</b>" if overall else "") + "</span>")
@@ -404,8 +409,9 @@ class Screen:
         # No ETA while idle: nothing is on its way to the total until something runs again. A run measured and
         # waiting for decide() is the current experiment, not the last one decided.
         measured = any(e.status == Status.RUNNING for e in exps)
-        return overall_progress(done, getattr(self.source.config, "max_experiments", None),
-                                each if self.busy else None, bool(self.going()) or measured)
+        self._overall = (done, getattr(self.source.config, "max_experiments", None), each if self.busy else None,
+                         bool(self.going()) or measured)
+        return overall_progress(*self._overall)
 
     def measured_words(self) -> str:
         """What a cleanly finished, undecided run is waiting for: the cell's ``decide()``, or nothing (the loop

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from ..console import counted
 from ..records import Status
 from . import draw, plotdata
-from .html import diff_html, table_html
+from .html import diff_html, lineage_html, table_html
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,8 +68,10 @@ def cumulative_chart(run: Any, fmt: str = "png") -> Any:
     return draw.to_svg(fig) if fmt == "svg" else _png(fig)
 
 
-def curves_chart(run: Any, numbers: Iterable[int] | None = None, fmt: str = "png") -> Any:
-    """Training curves of ``numbers`` overlaid (default: the baseline and every kept experiment)."""
+def curves_chart(run: Any, numbers: Iterable[int] | None = None, fmt: str = "png",
+                 view: plotdata.CurveView | None = None) -> Any:
+    """Training curves of ``numbers`` overlaid (default: the baseline and every kept experiment); ``view``: x as
+    seconds, steps or the budget's share, a log loss axis, smoothing (``plotdata.CurveView(x="steps", log=True)``)."""
     exps = {e.number: e for e in run.experiments}
     if numbers is None:
         numbers = [n for n, e in exps.items() if e.status == Status.KEEP]
@@ -80,7 +82,7 @@ def curves_chart(run: Any, numbers: Iterable[int] | None = None, fmt: str = "png
         label = f"#{n} {(e.description if e else '')[:28]}"
         curves.append(plotdata.curve(run.curve(n), run.config.time_budget_s, label, role,
                                      stopped=e is not None and e.status == Status.PRUNED))
-    fig = draw.curves_figure(curves, run.config.time_budget_s, title=f"training curves · run {run.tag}")
+    fig = draw.curves_figure(curves, run.config.time_budget_s, title=f"training curves · run {run.tag}", view=view)
     return draw.to_svg(fig) if fmt == "svg" else _png(fig)
 
 
@@ -92,6 +94,14 @@ def cost_chart(run: Any) -> Any:
 
         return Markdown("no API cost: this run's agent spent nothing")
     return _png(draw.cost_figure(hours, cost))
+
+
+def lineage(run: Any) -> Any:
+    """The kept chain as a small tree, with each step's change and σ and what was tried from each kept state,
+    as static HTML."""
+    from IPython.display import HTML
+
+    return HTML(lineage_html(plotdata.lineage(run.results), run.config.metric))
 
 
 def table(run: Any, limit: int | None = 100) -> Any:
@@ -159,19 +169,23 @@ def tuner_views(run: Any) -> list[Any]:
     from IPython.display import Markdown
 
     words = {"history": "the optimization history", "slice": "the metric against each constant",
+             "parallel": "each trial across the constants (parallel coordinates)",
              "importances": "parameter importance"}
     head = Markdown("**The tuner's views (Optuna)**: " + ", ".join(words[k] for k in figures) + ".")
     return [head, *(_png(fig) for fig in figures.values())]
 
 
-def report(run: Any, display: bool = True) -> list[Any]:
-    """Summary, progress chart, curves of the kept experiments, the table, the best diff and, for a tuner run,
-    Optuna's views, as static output."""
+def report(run: Any, display: bool = True, curves: plotdata.CurveView | None = None) -> list[Any]:
+    """Summary, progress chart, the lineage (the kept chain and what was tried from each state), curves of the
+    kept experiments, the table, the best diff and, for a tuner run,
+    Optuna's views, as static output. ``curves``: how the curves are drawn (:class:`.plotdata.CurveView`: x as
+    seconds, steps or the budget's share, a log loss axis, smoothing)."""
     import matplotlib
     from IPython.display import Markdown
 
     with matplotlib.rc_context():  # whatever a view sets (Optuna's ggplot) ends with the report
-        out: list[Any] = [Markdown(summary(run)), progress_chart(run), curves_chart(run), table(run)]
+        out: list[Any] = [Markdown(summary(run)), progress_chart(run), lineage(run), curves_chart(run, view=curves),
+                          table(run)]
         best = run.best
         if best is not None and best.diff:
             out.append(diff(run, best.number))

@@ -14,9 +14,10 @@ import itertools
 import math
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from .html import esc
-from .plotdata import COLORS, Curve, resource_series, y_limits
+from .plotdata import COLORS, Curve, CurveView, resource_series, viewed, y_limits
 
 _STYLE = {"baseline": ("#7f7f7f", 1.2, "5,3"), "best": (COLORS["keep"], 1.4, ""),
           "running": (COLORS["running"], 1.8, ""), "last": (COLORS["proposed"], 1.6, ""),
@@ -50,7 +51,7 @@ def _fmt(v: float) -> str:
 
 
 def _panel(x0: float, x1: float, y0: float, y1: float, top: float, height: float, ylabel: str,
-           xlabel: str) -> tuple[list[str], Callable, Callable]:
+           xlabel: str, log: bool = False) -> tuple[list[str], Callable, Callable]:
     """Axes with ticks and a grid; returns the SVG pieces and the data -> pixel maps."""
     right = W - RIGHT
 
@@ -61,10 +62,12 @@ def _panel(x0: float, x1: float, y0: float, y1: float, top: float, height: float
         return top + height - (y - y0) / ((y1 - y0) or 1.0) * height
 
     out = [f"<rect x='{LEFT}' y='{top}' width='{right - LEFT}' height='{height}' fill='white' stroke='none'/>"]
-    for t in nice_ticks(y0, y1):
+    # on a log axis (y holds log10 of the loss) the ticks sit at round losses, not round logarithms
+    yticks = [math.log10(t) for t in nice_ticks(10 ** y0, 10 ** y1) if t > 0] if log else nice_ticks(y0, y1)
+    for t in yticks:
         y = py(t)
         out.append(f"<line x1='{LEFT}' x2='{right}' y1='{y:.1f}' y2='{y:.1f}' stroke='#e4e4e4'/>"
-                   f"<text x='{LEFT - 4}' y='{y + 3:.1f}' text-anchor='end'>{_fmt(t)}</text>")
+                   f"<text x='{LEFT - 4}' y='{y + 3:.1f}' text-anchor='end'>{_fmt(10 ** t if log else t)}</text>")
     for t in nice_ticks(x0, x1, 6):
         x = px(t)
         out.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{top}' y2='{top + height}' stroke='#e4e4e4'/>")
@@ -83,15 +86,31 @@ def _path(xs: Sequence[float], ys: Sequence[float], px: Callable, py: Callable) 
     return "M" + " L".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys))
 
 
+def _log10(curves: Sequence[Curve]) -> list[Curve]:
+    """The curves with log10 of the loss (points at or below zero left out: they have no place on a log axis)."""
+    out = []
+    for c in curves:
+        keep = [(x, math.log10(y)) for x, y in zip(c.x, c.y) if y > 0]
+        out.append(replace(c, x=[x for x, _ in keep], y=[y for _, y in keep]))
+    return out
+
+
 def curves_svg(curves: Sequence[Curve], xmax: float, resources: dict[str, tuple[list[float], list[float]]]
-               | None = None, title: str = "") -> str:
-    """Loss against elapsed seconds, x fixed to ``[0, xmax]``; resource use in percent below, if given."""
-    x1 = max([float(xmax)] + [c.xmax for c in curves])
+               | None = None, title: str = "", view: CurveView | None = None) -> str:
+    """Loss against elapsed seconds, x fixed to ``[0, xmax]``; resource use in percent below, if given (and x is
+    seconds). ``view``: x as steps or the budget's share, a log loss axis, smoothing (:class:`.plotdata.CurveView`)."""
+    view = view or CurveView()
+    curves, x1 = viewed(curves, view, float(xmax))
+    if view.log:
+        curves = _log10(curves)
+    resources = resources if view.x == "seconds" else None
     height = 230.0
     res_h = 70.0 if resources else 0.0
     total_h = TOP + height + (res_h + 20 if resources else 0) + 34
     lim = y_limits(curves) or (0.0, 1.0)
-    body, px, py = _panel(0.0, x1, lim[0], lim[1], TOP, height, "loss", "" if resources else "seconds of training")
+    ylabel = "loss" + (" (log scale)" if view.log else "") + (f" · smoothed {view.smooth:g}" if view.smooth else "")
+    body, px, py = _panel(0.0, x1, lim[0], lim[1], TOP, height, ylabel, "" if resources else view.xlabel,
+                          view.log)
     body.insert(0, f"<text x='{LEFT}' y='14' font-size='12'>{esc(title or 'training curves')}</text>")
     clip = f"arnb-clip-{_RUN}-{next(_CLIP_IDS)}"
     body.append(f"<clipPath id='{clip}'><rect x='{LEFT}' y='{TOP}' width='{W - RIGHT - LEFT}' "

@@ -30,7 +30,7 @@ from ..events import Event, EventKind
 from ..records import Status, is_baseline
 from ..view import best_of
 from . import draw, plotdata, pump, svgplot
-from .html import detail_html, diff_html, snapshot_html, table_html
+from .html import detail_html, diff_html, lineage_html, snapshot_html, table_html
 from .resources import Sampler
 from .screen import PROPOSING, Screen, has_baseline
 
@@ -118,6 +118,16 @@ class Dashboard:
         self.compare_picker = w.SelectMultiple(options=[], value=(), description="compare", rows=4,
                                                tooltip="overlay the stored curves of these experiments",
                                                layout=w.Layout(width="auto", max_width="100%"))
+        # how the curves are drawn (TensorBoard's choices): x as seconds, steps or the budget's share, log, smoothing
+        self.view = plotdata.CurveView()
+        self.x_axis = w.ToggleButtons(options=[("seconds", "seconds"), ("steps", "steps"), ("progress", "progress")],
+                                      value="seconds", tooltips=["seconds of training", "optimizer steps",
+                                                                 "share of the time budget"],
+                                      style={"button_width": "64px"}, layout=w.Layout(width="auto"))
+        self.log_box = w.Checkbox(value=False, description="log loss", indent=False, layout=w.Layout(width="80px"))
+        self.smooth_slider = w.FloatSlider(value=0.0, min=0.0, max=0.95, step=0.05, description="smooth",
+                                           continuous_update=False, readout_format=".2f",
+                                           layout=w.Layout(width="200px"), style={"description_width": "44px"})
         self.diff = w.HTML(diff_html("", "waiting for a proposal"))
         self.curves = w.HTML()
         self.progress = w.HTML()
@@ -126,9 +136,18 @@ class Dashboard:
         top = w.VBox([self.status, w.HBox([self.bar, self.bar_text]),
                       w.HBox(buttons, layout=w.Layout(display="flex" if controls else "none"))])
         left = w.VBox([self.chooser, self.diff, self.review_box, self.editor_box], layout=half)
-        right = w.VBox([self.curves, self.compare_picker], layout=half)
+        view_box = w.HBox([self.x_axis, self.log_box, self.smooth_slider],
+                          layout=w.Layout(flex_flow="row wrap", align_items="center"))
+        right = w.VBox([self.curves, view_box, self.compare_picker], layout=half)
         wrap = w.Layout(flex_flow="row wrap", width="100%")
-        self.widget = w.VBox([top, w.HBox([left, right], layout=wrap),
+        # What ipywidgets' own options cannot say: the editor in the code font, and a disabled Stop now grey
+        # rather than red (it looked live). Scoped to the dashboard's classes.
+        self.style = w.HTML("<style>.arnb-editor textarea{font-family:var(--jp-code-font-family,monospace);"
+                            "font-size:12px;white-space:pre}.arnb-stop-now:disabled,"
+                            ".arnb-stop-now.mod-danger:disabled{background:#e0e0e0;color:#888}</style>",
+                            layout=w.Layout(height="0px", margin="0px"))
+        self.editor.add_class("arnb-editor")
+        self.widget = w.VBox([self.style, top, w.HBox([left, right], layout=wrap),
                               w.HBox([w.VBox([self.progress], layout=half), w.VBox([self.table], layout=half)],
                                      layout=wrap)])
         self.widget.add_class("arnb-dashboard")
@@ -136,7 +155,8 @@ class Dashboard:
         for widget, cls in ((self.status, "arnb-status"), (self.diff, "arnb-diff-view"),
                             (self.curves, "arnb-curves"), (self.progress, "arnb-progress"),
                             (self.table, "arnb-table-view"), (self.bar, "arnb-bar"), (self.chooser, "arnb-choose"),
-                            (self.compare_picker, "arnb-compare"),
+                            (self.compare_picker, "arnb-compare"), (self.x_axis, "arnb-x-axis"),
+                            (self.log_box, "arnb-log-scale"), (self.smooth_slider, "arnb-smooth"),
                             (self.stop_now_button, "arnb-stop-now"), (self.stop_after_button, "arnb-stop-after"),
                             (self.approve_button, "arnb-approve"), (self.reject_button, "arnb-reject"),
                             (self.edit_button, "arnb-edit"), (self.propose_button, "arnb-propose")):
@@ -152,6 +172,9 @@ class Dashboard:
         self.cancel_button.on_click(lambda _b: self._close_editor())
         self.chooser.observe(lambda change: self.choose(change["new"]), names="value")
         self.compare_picker.observe(self._picked, names="value")
+        self.x_axis.observe(lambda change: self.view_curves(x=change["new"]), names="value")
+        self.log_box.observe(lambda change: self.view_curves(log=change["new"]), names="value")
+        self.smooth_slider.observe(lambda change: self.view_curves(smooth=change["new"]), names="value")
 
         self._sync()
         self.flush()
@@ -299,6 +322,23 @@ class Dashboard:
         shown = tuple(n for n in chosen if n in known)
         if tuple(self.compare_picker.value) != shown:
             self.compare_picker.value = shown
+        self.flush()
+
+    def view_curves(self, x: str | None = None, log: bool | None = None, smooth: float | None = None) -> None:
+        """Draw the curves against ``x`` (seconds, steps or progress: the share of the budget), on a ``log``
+        loss axis, with TensorBoard's ``smooth`` weight; None keeps that choice. The controls under the curves
+        show the choice."""
+        with self._lock:
+            v = self.view
+            self.view = plotdata.CurveView(x if x is not None else v.x, v.log if log is None else bool(log),
+                                           v.smooth if smooth is None else float(smooth))
+            self.screen.dirty["curves"] = True
+        if self.x_axis.value != self.view.x:
+            self.x_axis.value = self.view.x
+        if self.log_box.value != self.view.log:
+            self.log_box.value = self.view.log
+        if self.smooth_slider.value != self.view.smooth:
+            self.smooth_slider.value = self.view.smooth
         self.flush()
 
     def _picked(self, change: dict) -> None:
@@ -475,7 +515,8 @@ class Dashboard:
             cfg = self.loop.config
             f = plotdata.frontier(results, cfg.maximize, (noise or {}).get("sigma"), float(cfg.noise_k))
             fig = draw.progress_figure(f, self.metric, cfg.maximize, f"progress · run {self.loop.tag}")
-            self.progress.value = draw.to_svg(fig)
+            # under the chart, the lineage: the kept chain and what was tried from each kept state
+            self.progress.value = draw.to_svg(fig) + lineage_html(plotdata.lineage(results), self.metric)
 
     def _draw_diff(self) -> None:
         number = self.screen.selected
@@ -549,5 +590,5 @@ class Dashboard:
         with self._lock:
             res = {k: (list(v[0]), list(v[1])) for k, v in self.screen.res.items()}
         title = "training curves" + (f" · {self._sampler.device}" if self._sampler and self._sampler.device else "")
-        self.curves.value = svgplot.curves_svg(curves, self.budget_s, res or None, title)
+        self.curves.value = svgplot.curves_svg(curves, self.budget_s, res or None, title, self.view)
 
