@@ -83,9 +83,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     worker, in order (tests of one file share tags and look for their runs' processes by marker), and every Ray
     test runs in the same worker (one local Ray instance at a time on a small machine). Without xdist the mark
     does nothing."""
+    groups = {}
     for item in items:
         ray = "ray" in item.name.lower() or "ray_instance" in getattr(item, "fixturenames", ())
-        item.add_marker(pytest.mark.xdist_group("ray" if ray else item.path.name))
+        groups[item.nodeid] = "ray" if ray else item.path.name
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    # The longest groups first (a stable sort: each group's tests keep their order), so no long group starts last
+    # and runs on alone at the end; pytest_configure turns off xdist's own reorder (by test count, not time).
+    rank = {name: i for i, name in enumerate(LONGEST_GROUPS)}
+    items.sort(key=lambda item: rank.get(groups[item.nodeid], len(rank)))
+
+
+# Groups by their seconds in a full run (the --durations of .ci/run on 2 cores), longest first.
+LONGEST_GROUPS = ("test_verifier.py", "ray", "test_train.py", "test_benchmarks.py", "test_notebooks.py",
+                  "test_provenance.py", "test_cli.py", "test_dashboard_widgets.py", "test_loop_noise.py",
+                  "test_browser.py", "test_strict_skips.py", "test_paired.py", "test_lookahead.py",
+                  "test_clock.py", "test_housekeeping.py", "test_verify.py", "test_boundary.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order above
+        config.option.loadscopereorder = False
 
 
 class EditsAgent:
