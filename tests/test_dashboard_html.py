@@ -3,6 +3,9 @@
 the diff (escaped once), the static snapshot."""
 from __future__ import annotations
 
+import re
+from html import unescape
+
 from autoresearch_nb.dashboard.html import detail_html, diff_html, snapshot_html, table_html
 from autoresearch_nb.records import Experiment, Status
 from autoresearch_nb.results import dataframe
@@ -115,3 +118,15 @@ def test_the_table_sorts_and_filters_in_the_browser_with_every_row_tagged_by_sta
     assert html.count("window.arnbTable(this,") >= 4 and "MutationObserver" in html  # headers sort, redraws keep it
     static = table_html(dataframe([ex(1, Status.KEEP, metric=2.0)]))
     assert "arnbTable" not in static and "<select" not in static  # a saved copy or a report: no scripts
+
+
+def test_side_by_side_puts_each_removed_line_beside_what_replaced_it():
+    diff = ("--- a/train.py\n+++ b/train.py\n@@ -8,3 +8,4 @@\n LR = 0.003\n-WIDTH = 64\n+WIDTH = 32\n"
+            "+DEPTH = 2\n SLEEP_S = 0.05\n")
+    html = diff_html(diff, side_by_side=True)
+    pairs = re.findall(r"<tr class='arnb-diff-pair'>(.*?)</tr>", html)
+    assert len(pairs) == 2 and html.count("class='arnb-diff-ctx'") == 2
+    first, second = (unescape(re.sub(r"<[^>]+>", "", p)) for p in pairs)
+    assert first == "9-WIDTH = 649+WIDTH = 32"     # the change on one line: old number and line, new number and line
+    assert second == "10+DEPTH = 2"                # added only: the left side is empty
+    assert ">9</td>" in html and ">10</td>" in html

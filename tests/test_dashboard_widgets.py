@@ -129,6 +129,10 @@ def test_diff_view_shows_the_changed_lines_and_review_controls(loop, dash):
     assert exp.status == Status.PROPOSED
     assert "LR = 0.003" in shown(dash.diff.value) and "LR = 0.01" in shown(dash.diff.value)
     assert "lower the learning rate" in dash.diff.value
+    dash.side_by_side.value = True   # the old file on the left, the new on the right
+    assert "arnb-side-by-side" in dash.diff.value and "LR = 0.003" in shown(dash.diff.value)
+    dash.side_by_side.value = False
+    assert "arnb-side-by-side" not in dash.diff.value
     assert dash.review_box.layout.display == "flex"
     html = diff_html("--- a/x\n+++ b/x\n@@ -1 +1 @@\n-A = 1\n+A = 2\n")
     assert "A = 2" in shown(html) and "style=" in html  # coloured inline

@@ -75,25 +75,71 @@ def diff_rows(diff: str) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def diff_html(diff: str, title: str = "", note: str = "") -> str:
+def _diff_cell(kind: str, number: str, text: str) -> str:
+    """A line number cell and a code cell of one side of a diff (empty when that side has no line here)."""
+    if not kind:
+        return f"<td style='{_NUM}'></td><td style='background:#fafafa'></td>"
+    bg = _DIFF_BG.get(kind, "")
+    sign = {"+": "+", "-": "-", " ": " "}.get(kind, "")
+    return (f"<td style='{_NUM}'>{number}</td><td style='white-space:pre;padding:0 6px;"
+            f"{'background:' + bg if bg else ''}'>{sign}{_code(text)}</td>")
+
+
+def _side_by_side(rows: list[tuple[str, str, str, str]]) -> list[str]:
+    """The rows of a two-column diff: a removed run beside the added run that replaced it, context on both."""
+    out: list[str] = []
+    i = 0
+    while i < len(rows):
+        kind, a, b, text = rows[i]
+        if kind in "@h":
+            color = "color:#6f42c1" if kind == "@" else "color:#555"
+            out.append(f"<tr class='arnb-diff-{'hunk' if kind == '@' else 'head'}' style='background:"
+                       f"{_DIFF_BG[kind]}'><td colspan='4' style='white-space:pre;padding:0 6px;{color}'>"
+                       f"{esc(text)}</td></tr>")
+            i += 1
+        elif kind == " ":
+            out.append(f"<tr class='arnb-diff-ctx'>{_diff_cell(' ', a, text)}{_diff_cell(' ', b, text)}</tr>")
+            i += 1
+        else:
+            dels, adds = [], []
+            while i < len(rows) and rows[i][0] == "-":
+                dels.append(rows[i])
+                i += 1
+            while i < len(rows) and rows[i][0] == "+":
+                adds.append(rows[i])
+                i += 1
+            for k in range(max(len(dels), len(adds))):
+                left = _diff_cell("-", dels[k][1], dels[k][3]) if k < len(dels) else _diff_cell("", "", "")
+                right = _diff_cell("+", adds[k][2], adds[k][3]) if k < len(adds) else _diff_cell("", "", "")
+                out.append(f"<tr class='arnb-diff-pair'>{left}{right}</tr>")
+    return out
+
+
+def diff_html(diff: str, title: str = "", note: str = "", side_by_side: bool = False) -> str:
     """A unified diff as a table with the old and new line numbers, Python in Pygments' colours, added and
     removed lines on green and red, and no wrapping (a long line scrolls in its box: a wrapped ``# ----`` comment
-    looked like a deletion), under a title and a note (both plain text)."""
+    looked like a deletion), under a title and a note (both plain text). ``side_by_side``: the old file on the
+    left, the new on the right, each removed run beside what replaced it."""
     if not diff.strip():
         body = "<div style='color:grey'>(no change: the file as it is)</div>"
     else:
-        trs = []
-        for kind, a, b, text in diff_rows(diff):
-            bg = _DIFF_BG.get(kind, "")
-            style = f" style='background:{bg}'" if bg else ""
-            sign = {"+": "+", "-": "-", " ": " "}.get(kind, "")  # the sign stays: a copy of the text is a diff
-            code = esc(text) if kind in "@h" else _code(text)
-            color = "color:#6f42c1;" if kind == "@" else "color:#555;" if kind == "h" else ""
-            name = {"+": "add", "-": "del", "@": "hunk", "h": "head"}.get(kind, "ctx")
-            trs.append(f"<tr class='arnb-diff-{name}'{style}><td style='{_NUM}'>{a}</td><td style='{_NUM}'>{b}</td>"
-                       f"<td style='white-space:pre;padding:0 6px;{color}'>{sign}{code}</td></tr>")
-        body = ("<table class='arnb-diff-lines' style='border-collapse:collapse;width:max-content;min-width:100%;"
-                f"line-height:1.35'>{''.join(trs)}</table>")
+        rows = diff_rows(diff)
+        if side_by_side:
+            trs = _side_by_side(rows)
+        else:
+            trs = []
+            for kind, a, b, text in rows:
+                bg = _DIFF_BG.get(kind, "")
+                style = f" style='background:{bg}'" if bg else ""
+                sign = {"+": "+", "-": "-", " ": " "}.get(kind, "")  # the sign stays: a copy of the text is a diff
+                code = esc(text) if kind in "@h" else _code(text)
+                color = "color:#6f42c1;" if kind == "@" else "color:#555;" if kind == "h" else ""
+                name = {"+": "add", "-": "del", "@": "hunk", "h": "head"}.get(kind, "ctx")
+                trs.append(f"<tr class='arnb-diff-{name}'{style}><td style='{_NUM}'>{a}</td>"
+                           f"<td style='{_NUM}'>{b}</td><td style='white-space:pre;padding:0 6px;{color}'>"
+                           f"{sign}{code}</td></tr>")
+        body = (f"<table class='arnb-diff-lines{' arnb-side-by-side' if side_by_side else ''}' style='border-collapse:"
+                f"collapse;width:max-content;min-width:100%;line-height:1.35'>{''.join(trs)}</table>")
     head = f"<div style='font-weight:600'>{esc(title)}</div>" if title else ""
     sub = f"<div class='arnb-diff-note' style='color:#555;font-size:12px'>{esc(note)}</div>" if note else ""
     return (f"<div class='arnb-diff'>{head}{sub}<div style='max-height:340px;overflow:auto;{MONO}'>"
@@ -197,9 +243,10 @@ def table_html(results: Any, metric: str = "metric", limit: int = 50, clickable:
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
-def detail_html(e: Experiment, metric: str = "metric", log_tail: str = "", noise_text: str = "") -> str:
+def detail_html(e: Experiment, metric: str = "metric", log_tail: str = "", noise_text: str = "",
+                side_by_side: bool = False) -> str:
     """One experiment's page: its outcome and reason, the evidence behind the decision (runs, effect), its
-    diff, and for a failed run the last lines of its log."""
+    diff (``side_by_side``: old and new in two columns), and for a failed run the last lines of its log."""
     shown = plotdata.shown_status(e.status.value, e.reason, e.ended_at)
     value = f"{e.metric:.6g}" if e.metric is not None else "-"
     facts = [f"<b style='color:{plotdata.status_color(e.status)}'>{esc(shown)}</b>", f"{esc(metric)} {value}"]
@@ -233,7 +280,7 @@ def detail_html(e: Experiment, metric: str = "metric", log_tail: str = "", noise
         parts.append(f"<div style='font-size:12px;margin-top:4px'>last lines of the log</div><pre class="
                      f"'arnb-log' style='max-height:220px;overflow:auto;background:#f6f6f6;padding:4px;"
                      f"{MONO}'>{esc(log_tail)}</pre>")
-    parts.append(diff_html(e.diff, "", "diff against its parent"))
+    parts.append(diff_html(e.diff, "", "diff against its parent", side_by_side))
     return f"<div class='arnb-detail'>{''.join(parts)}</div>"
 
 

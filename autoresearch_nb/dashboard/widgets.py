@@ -120,14 +120,17 @@ class Dashboard:
                                                layout=w.Layout(width="auto", max_width="100%"))
         # how the curves are drawn (TensorBoard's choices): x as seconds, steps or the budget's share, log, smoothing
         self.view = plotdata.CurveView()
-        self.x_axis = w.ToggleButtons(options=[("seconds", "seconds"), ("steps", "steps"), ("progress", "progress")],
-                                      value="seconds", tooltips=["seconds of training", "optimizer steps",
-                                                                 "share of the time budget"],
-                                      style={"button_width": "64px"}, layout=w.Layout(width="auto"))
+        self.x_axis = w.ToggleButtons(options=[("time", "seconds"), ("steps", "steps"), ("share", "progress")],
+                                      value="seconds", tooltips=["x: seconds of training", "x: optimizer steps",
+                                                                 "x: share of the time budget"],
+                                      style={"button_width": "56px"}, layout=w.Layout(width="auto"))
         self.log_box = w.Checkbox(value=False, description="log loss", indent=False, layout=w.Layout(width="80px"))
         self.smooth_slider = w.FloatSlider(value=0.0, min=0.0, max=0.95, step=0.05, description="smooth",
                                            continuous_update=False, readout_format=".2f",
-                                           layout=w.Layout(width="200px"), style={"description_width": "44px"})
+                                           layout=w.Layout(width="210px"), style={"description_width": "52px"})
+        self.side_by_side = w.Checkbox(value=False, description="side by side", indent=False,
+                                       tooltip="the old file on the left, the new on the right",
+                                       layout=w.Layout(width="110px"))
         self.diff = w.HTML(diff_html("", "waiting for a proposal"))
         self.curves = w.HTML()
         self.progress = w.HTML()
@@ -135,7 +138,8 @@ class Dashboard:
         buttons = [self.stop_after_button, self.stop_now_button] + ([self.propose_button] if controls else [])
         top = w.VBox([self.status, w.HBox([self.bar, self.bar_text]),
                       w.HBox(buttons, layout=w.Layout(display="flex" if controls else "none"))])
-        left = w.VBox([self.chooser, self.diff, self.review_box, self.editor_box], layout=half)
+        left = w.VBox([w.HBox([self.chooser, self.side_by_side], layout=w.Layout(align_items="center")),
+                       self.diff, self.review_box, self.editor_box], layout=half)
         view_box = w.HBox([self.x_axis, self.log_box, self.smooth_slider],
                           layout=w.Layout(flex_flow="row wrap", align_items="center"))
         right = w.VBox([self.curves, view_box, self.compare_picker], layout=half)
@@ -157,6 +161,7 @@ class Dashboard:
                             (self.table, "arnb-table-view"), (self.bar, "arnb-bar"), (self.chooser, "arnb-choose"),
                             (self.compare_picker, "arnb-compare"), (self.x_axis, "arnb-x-axis"),
                             (self.log_box, "arnb-log-scale"), (self.smooth_slider, "arnb-smooth"),
+                            (self.side_by_side, "arnb-side-by-side"),
                             (self.stop_now_button, "arnb-stop-now"), (self.stop_after_button, "arnb-stop-after"),
                             (self.approve_button, "arnb-approve"), (self.reject_button, "arnb-reject"),
                             (self.edit_button, "arnb-edit"), (self.propose_button, "arnb-propose")):
@@ -172,6 +177,7 @@ class Dashboard:
         self.cancel_button.on_click(lambda _b: self._close_editor())
         self.chooser.observe(lambda change: self.choose(change["new"]), names="value")
         self.compare_picker.observe(self._picked, names="value")
+        self.side_by_side.observe(lambda _change: self._redraw_diff(), names="value")
         self.x_axis.observe(lambda change: self.view_curves(x=change["new"]), names="value")
         self.log_box.observe(lambda change: self.view_curves(log=change["new"]), names="value")
         self.smooth_slider.observe(lambda change: self.view_curves(smooth=change["new"]), names="value")
@@ -530,11 +536,16 @@ class Dashboard:
 
                 floor = plotdata.floor(self.loop.noise, float(self.loop.config.noise_k))
                 self.diff.value = detail_html(e, self.metric, log_tail(e.log_path, 20) if e.log_path else "",
-                                              plotdata.floor_words(floor))
+                                              plotdata.floor_words(floor), self.side_by_side.value)
                 return
         view = self.screen.diff_view()
         if view is not None:
-            self.diff.value = diff_html(*view)
+            self.diff.value = diff_html(*view, side_by_side=self.side_by_side.value)
+
+    def _redraw_diff(self) -> None:
+        with self._lock:
+            self.screen.dirty["diff"] = True
+        self.flush()
 
     @property
     def in_flight(self) -> list:
