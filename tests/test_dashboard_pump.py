@@ -131,3 +131,37 @@ def test_stop_now_clicked_while_a_cell_runs_ends_that_run_and_queued_cells_run_a
                                   "print('NEXT', exp.number, exp.status.value, exp.metric is not None)")
     kernel.finished(following)
     assert "NEXT 3 running True" in kernel.printed(following)
+
+
+def test_a_kernel_interrupt_while_the_pump_serves_stops_the_cell_and_aborts_the_held_ones(kernel, tmp_path):
+    """Kernel > Interrupt during a cell's run while the pump holds the next cell: the run is recorded
+    ``interrupted``, the cell ends in RunInterrupted, and the held cell is aborted as ipykernel aborts the queue
+    after an error (a Run All stops there), not run."""
+    import queue as _queue
+
+    setup = kernel.execute(SETUP.format(path=str(tmp_path / "target"), queue=QUEUE))
+    kernel.finished(setup)
+    button = kernel.printed(setup).split("STOP-BUTTON", 1)[1].split()[0]
+    kernel.kc.execute("exp = loop.run(loop.propose())")              # halve the width: a short run, then
+    blocking = kernel.kc.execute("exp = loop.run(loop.propose())")   # the very long one, which blocks
+    held = kernel.kc.execute("print('HELD CELL RAN')")
+    kernel.read_until(lambda m: m["msg_type"] == "execute_input" and m["parent_header"].get("msg_id") == blocking)
+    kernel.read_until(lambda m: m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == button
+                      and m["content"]["data"].get("state", {}).get("disabled") is False)
+    kernel.km.interrupt_kernel()
+    replies, deadline = {}, time.monotonic() + 120
+    while len(replies) < 2 and time.monotonic() < deadline:
+        try:
+            reply = kernel.kc.get_shell_msg(timeout=1)
+        except _queue.Empty:
+            continue
+        if reply["parent_header"].get("msg_id") in (blocking, held):
+            replies[reply["parent_header"]["msg_id"]] = (reply["content"]["status"], reply["content"].get("ename"))
+    assert replies.get(blocking) == ("error", "RunInterrupted"), replies
+    assert replies.get(held) == ("aborted", None), replies
+    check = kernel.execute("print('STATUSES', [e.status.value for e in loop.experiments])")
+    kernel.finished(check)
+    # the baseline, the short run measured (waiting for decide), the long one interrupted
+    assert "STATUSES ['keep', 'running', 'interrupted']" in kernel.printed(check), kernel.printed(check)
+    assert "HELD CELL RAN" not in "".join(m["content"].get("text", "") for m in kernel.seen
+                                          if m["msg_type"] == "stream")
